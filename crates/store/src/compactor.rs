@@ -15,7 +15,10 @@ pub struct CompactionPolicy {
 
 impl Default for CompactionPolicy {
     fn default() -> Self {
-        CompactionPolicy { interval: Duration::from_secs(300), retain_revisions: 1000 }
+        CompactionPolicy {
+            interval: Duration::from_secs(300),
+            retain_revisions: 1000,
+        }
     }
 }
 
@@ -67,7 +70,10 @@ mod tests {
 
     #[test]
     fn keeps_an_interval_and_a_minimum_of_history() {
-        let policy = CompactionPolicy { interval: Duration::from_secs(1), retain_revisions: 100 };
+        let policy = CompactionPolicy {
+            interval: Duration::from_secs(1),
+            retain_revisions: 100,
+        };
         assert_eq!(policy.target(0, 50), -50, "nothing to compact on the first tick");
         assert_eq!(policy.target(500, 550), 450, "keep at least 100 revisions");
         assert_eq!(policy.target(500, 5000), 500, "keep at least one interval");

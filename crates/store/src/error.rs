@@ -7,7 +7,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub enum StoreError {
     /// The requested revision's history was compacted away; re-list and watch from the list.
     #[error("required revision {requested} has been compacted{}", .compact_revision.map(|c| format!(" (compacted through {c})")).unwrap_or_default())]
-    Compacted { requested: Revision, compact_revision: Option<Revision> },
+    Compacted {
+        requested: Revision,
+        compact_revision: Option<Revision>,
+    },
     #[error("required revision {requested} is a future revision (current is {current})")]
     FutureRevision { requested: Revision, current: Revision },
     #[error("lease {0} not found")]

@@ -94,9 +94,12 @@ pub trait Store: Send + Sync + 'static {
         expected: Revision,
         lease: Option<LeaseId>,
     ) -> Result<WriteOutcome> {
-        let txn = Txn::when(vec![Compare::mod_revision(key, CompareOp::Equal, expected), Compare::exists(key)])
-            .then(Op::put(key, value, lease))
-            .otherwise(Op::get(key));
+        let txn = Txn::when(vec![
+            Compare::mod_revision(key, CompareOp::Equal, expected),
+            Compare::exists(key),
+        ])
+        .then(Op::put(key, value, lease))
+        .otherwise(Op::get(key));
         Ok(WriteOutcome::from_txn(self.txn(txn).await?))
     }
 

@@ -33,19 +33,28 @@ pub struct KeyRange {
 impl KeyRange {
     /// Exactly one key.
     pub fn key(key: &str) -> Self {
-        KeyRange { start: key.as_bytes().to_vec(), end: Vec::new() }
+        KeyRange {
+            start: key.as_bytes().to_vec(),
+            end: Vec::new(),
+        }
     }
 
     /// Every key starting with `prefix` (all keys when `prefix` is empty).
     pub fn prefix(prefix: &str) -> Self {
-        KeyRange { start: prefix.as_bytes().to_vec(), end: prefix_end(prefix.as_bytes()) }
+        KeyRange {
+            start: prefix.as_bytes().to_vec(),
+            end: prefix_end(prefix.as_bytes()),
+        }
     }
 
     /// The keys starting with `prefix` that sort after `after` (for paginated lists).
     pub fn prefix_after(prefix: &str, after: &str) -> Self {
         let mut start = after.as_bytes().to_vec();
         start.push(0);
-        KeyRange { start, end: prefix_end(prefix.as_bytes()) }
+        KeyRange {
+            start,
+            end: prefix_end(prefix.as_bytes()),
+        }
     }
 
     /// True when the range names a single key.
@@ -89,7 +98,12 @@ pub struct RangeRequest {
 
 impl RangeRequest {
     pub fn new(range: KeyRange) -> Self {
-        RangeRequest { range, revision: None, limit: None, count_only: false }
+        RangeRequest {
+            range,
+            revision: None,
+            limit: None,
+            count_only: false,
+        }
     }
     pub fn at_revision(mut self, revision: Revision) -> Self {
         self.revision = Some(revision);
@@ -156,16 +170,32 @@ pub struct Compare {
 
 impl Compare {
     pub fn mod_revision(key: &str, op: CompareOp, revision: Revision) -> Self {
-        Compare { key: key.to_owned(), op, target: CompareTarget::ModRevision(revision) }
+        Compare {
+            key: key.to_owned(),
+            op,
+            target: CompareTarget::ModRevision(revision),
+        }
     }
     pub fn create_revision(key: &str, op: CompareOp, revision: Revision) -> Self {
-        Compare { key: key.to_owned(), op, target: CompareTarget::CreateRevision(revision) }
+        Compare {
+            key: key.to_owned(),
+            op,
+            target: CompareTarget::CreateRevision(revision),
+        }
     }
     pub fn version(key: &str, op: CompareOp, version: i64) -> Self {
-        Compare { key: key.to_owned(), op, target: CompareTarget::Version(version) }
+        Compare {
+            key: key.to_owned(),
+            op,
+            target: CompareTarget::Version(version),
+        }
     }
     pub fn value(key: &str, op: CompareOp, value: Bytes) -> Self {
-        Compare { key: key.to_owned(), op, target: CompareTarget::Value(value) }
+        Compare {
+            key: key.to_owned(),
+            op,
+            target: CompareTarget::Value(value),
+        }
     }
     /// The key does not exist.
     pub fn absent(key: &str) -> Self {
@@ -195,14 +225,26 @@ impl Compare {
 /// One operation of a transaction branch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Put { key: String, value: Bytes, lease: Option<LeaseId> },
-    Delete { key: String },
-    Get { key: String },
+    Put {
+        key: String,
+        value: Bytes,
+        lease: Option<LeaseId>,
+    },
+    Delete {
+        key: String,
+    },
+    Get {
+        key: String,
+    },
 }
 
 impl Op {
     pub fn put(key: &str, value: Bytes, lease: Option<LeaseId>) -> Self {
-        Op::Put { key: key.to_owned(), value, lease }
+        Op::Put {
+            key: key.to_owned(),
+            value,
+            lease,
+        }
     }
     pub fn delete(key: &str) -> Self {
         Op::Delete { key: key.to_owned() }
@@ -230,7 +272,10 @@ pub struct Txn {
 
 impl Txn {
     pub fn when(compare: Vec<Compare>) -> Self {
-        Txn { compare, ..Txn::default() }
+        Txn {
+            compare,
+            ..Txn::default()
+        }
     }
     pub fn then(mut self, op: Op) -> Self {
         self.success.push(op);
@@ -266,10 +311,16 @@ impl Txn {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpResponse {
     /// The key's value before the put, if it existed.
-    Put { prev: Option<KeyValue> },
+    Put {
+        prev: Option<KeyValue>,
+    },
     /// The deleted key-value (`None` when the key did not exist).
-    Delete { prev: Option<KeyValue> },
-    Get { kv: Option<KeyValue> },
+    Delete {
+        prev: Option<KeyValue>,
+    },
+    Get {
+        kv: Option<KeyValue>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,7 +335,10 @@ pub struct TxnResponse {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
     /// The write happened at `revision`; `prev` is the value it replaced or deleted.
-    Written { revision: Revision, prev: Option<KeyValue> },
+    Written {
+        revision: Revision,
+        prev: Option<KeyValue>,
+    },
     /// The precondition failed; `current` is the key's latest value (`None` when absent).
     Conflict { current: Option<KeyValue> },
 }
@@ -298,7 +352,10 @@ impl WriteOutcome {
                 Some(OpResponse::Put { prev }) | Some(OpResponse::Delete { prev }) => prev,
                 _ => None,
             };
-            WriteOutcome::Written { revision: resp.revision, prev }
+            WriteOutcome::Written {
+                revision: resp.revision,
+                prev,
+            }
         } else {
             let current = match first {
                 Some(OpResponse::Get { kv }) => kv,
@@ -362,9 +419,13 @@ mod tests {
 
     #[test]
     fn txn_validation_rejects_duplicates_and_empty_keys() {
-        let dup = Txn::default().then(Op::put("a", Bytes::new(), None)).then(Op::delete("a"));
+        let dup = Txn::default()
+            .then(Op::put("a", Bytes::new(), None))
+            .then(Op::delete("a"));
         assert!(dup.validate().is_err());
-        let get_and_put = Txn::default().then(Op::get("a")).then(Op::put("a", Bytes::new(), None));
+        let get_and_put = Txn::default()
+            .then(Op::get("a"))
+            .then(Op::put("a", Bytes::new(), None));
         assert!(get_and_put.validate().is_ok());
         assert!(Txn::default().then(Op::get("")).validate().is_err());
     }

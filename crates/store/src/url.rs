@@ -14,7 +14,10 @@ pub enum StoreUrl {
 
 impl StoreUrl {
     pub fn parse(url: &str) -> Result<Self> {
-        let invalid = |reason: &str| StoreError::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
+        let invalid = |reason: &str| StoreError::InvalidUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
                 return Err(invalid("expected sqlite:///path/to/state.db"));
@@ -43,14 +46,16 @@ impl StoreUrl {
             if host_port.is_empty() || host_port.contains('/') {
                 return Err(invalid("each etcd endpoint must be host:port"));
             }
-            let with_port =
-                if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-                    host_port.to_owned()
-                } else if host_port.contains(':') && !host_port.ends_with(']') {
-                    return Err(invalid("etcd endpoint has an invalid port"));
-                } else {
-                    format!("{host_port}:2379")
-                };
+            let with_port = if host_port
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
+                host_port.to_owned()
+            } else if host_port.contains(':') && !host_port.ends_with(']') {
+                return Err(invalid("etcd endpoint has an invalid port"));
+            } else {
+                format!("{host_port}:2379")
+            };
             endpoints.push(format!("http://{with_port}"));
         }
         Ok(StoreUrl::Etcd(endpoints))
@@ -62,8 +67,10 @@ impl std::fmt::Display for StoreUrl {
         match self {
             StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             StoreUrl::Etcd(endpoints) => {
-                let hosts: Vec<&str> =
-                    endpoints.iter().map(|e| e.strip_prefix("http://").unwrap_or(e)).collect();
+                let hosts: Vec<&str> = endpoints
+                    .iter()
+                    .map(|e| e.strip_prefix("http://").unwrap_or(e))
+                    .collect();
                 write!(f, "etcd://{}", hosts.join(","))
             }
         }
@@ -76,24 +83,54 @@ mod tests {
 
     #[test]
     fn parses_sqlite_paths() {
-        assert_eq!(StoreUrl::parse("sqlite:///var/lib/rkube/state.db").unwrap(), StoreUrl::Sqlite("/var/lib/rkube/state.db".into()));
-        assert_eq!(StoreUrl::parse("sqlite://state.db").unwrap(), StoreUrl::Sqlite("state.db".into()));
+        assert_eq!(
+            StoreUrl::parse("sqlite:///var/lib/rkube/state.db").unwrap(),
+            StoreUrl::Sqlite("/var/lib/rkube/state.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite://state.db").unwrap(),
+            StoreUrl::Sqlite("state.db".into())
+        );
         assert!(StoreUrl::parse("sqlite://").is_err());
         assert!(StoreUrl::parse("sqlite:///x.db?_journal=WAL").is_err());
     }
 
     #[test]
     fn parses_etcd_endpoint_lists() {
-        let want = StoreUrl::Etcd(vec!["http://127.0.0.1:2379".into(), "http://10.0.0.2:32379".into()]);
-        assert_eq!(StoreUrl::parse("etcd://127.0.0.1:2379,10.0.0.2:32379").unwrap(), want);
-        assert_eq!(StoreUrl::parse("http://127.0.0.1:2379,http://10.0.0.2:32379").unwrap(), want);
-        assert_eq!(StoreUrl::parse("etcd://127.0.0.1").unwrap(), StoreUrl::Etcd(vec!["http://127.0.0.1:2379".into()]));
-        assert_eq!(StoreUrl::parse("etcd://127.0.0.1:2379,10.0.0.2:32379").unwrap().to_string(), "etcd://127.0.0.1:2379,10.0.0.2:32379");
+        let want = StoreUrl::Etcd(vec![
+            "http://127.0.0.1:2379".into(),
+            "http://10.0.0.2:32379".into(),
+        ]);
+        assert_eq!(
+            StoreUrl::parse("etcd://127.0.0.1:2379,10.0.0.2:32379").unwrap(),
+            want
+        );
+        assert_eq!(
+            StoreUrl::parse("http://127.0.0.1:2379,http://10.0.0.2:32379").unwrap(),
+            want
+        );
+        assert_eq!(
+            StoreUrl::parse("etcd://127.0.0.1").unwrap(),
+            StoreUrl::Etcd(vec!["http://127.0.0.1:2379".into()])
+        );
+        assert_eq!(
+            StoreUrl::parse("etcd://127.0.0.1:2379,10.0.0.2:32379")
+                .unwrap()
+                .to_string(),
+            "etcd://127.0.0.1:2379,10.0.0.2:32379"
+        );
     }
 
     #[test]
     fn rejects_what_it_cannot_serve() {
-        for bad in ["mysql://x", "etcd://", "etcd://a:2379,", "https://127.0.0.1:2379", "etcd://h:port", "/tmp/x.db"] {
+        for bad in [
+            "mysql://x",
+            "etcd://",
+            "etcd://a:2379,",
+            "https://127.0.0.1:2379",
+            "etcd://h:port",
+            "/tmp/x.db",
+        ] {
             assert!(StoreUrl::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -1,0 +1,256 @@
+//! Reads on a snapshot: ranges (latest or past revision) and history pages for watches.
+//! Every function runs inside one read transaction, so what it returns is one consistent state.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row, params_from_iter};
+use store::{
+    Event, EventKind, KeyRange, KeyValue, RangeRequest, RangeResponse, Result, Revision, StoreError,
+};
+
+use crate::schema::{last_id_of, meta, revision_of};
+
+/// Revisions read per history page: bounds the memory a catching-up watcher holds at once.
+pub const HISTORY_PAGE_REVISIONS: i64 = 512;
+
+/// The store's counters as of a snapshot.
+#[derive(Clone, Copy, Debug)]
+pub struct Snapshot {
+    pub revision: Revision,
+    pub compact_revision: Revision,
+}
+
+/// Runs `f` in a read transaction (a consistent snapshot across statements).
+pub fn in_snapshot<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection, Snapshot) -> Result<T>,
+) -> rusqlite::Result<Result<T>> {
+    conn.execute_batch("BEGIN DEFERRED")?;
+    let result = (|| {
+        let snap = Snapshot {
+            revision: meta(conn, "revision")?,
+            compact_revision: meta(conn, "compact_revision")?,
+        };
+        Ok(f(conn, snap))
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+/// `column` restricted to a key range, as SQL and its parameters.
+pub fn range_clause(range: &KeyRange, column: &str) -> (String, Vec<Value>) {
+    let start = Value::Blob(range.start.clone());
+    if range.end.is_empty() {
+        (format!("{column} = ?"), vec![start])
+    } else if range.end == [0] {
+        (format!("{column} >= ?"), vec![start])
+    } else {
+        (
+            format!("{column} >= ? AND {column} < ?"),
+            vec![start, Value::Blob(range.end.clone())],
+        )
+    }
+}
+
+/// Columns of a live row: id, key, value, create_rev, version, lease.
+const KV_COLUMNS: &str = "l.id, l.key, l.value, l.create_rev, l.version, l.lease";
+
+fn kv_at(row: &Row<'_>, first: usize) -> rusqlite::Result<KeyValue> {
+    let id: i64 = row.get(first)?;
+    let key: Vec<u8> = row.get(first + 1)?;
+    let value: Vec<u8> = row.get(first + 2)?;
+    let lease: i64 = row.get(first + 5)?;
+    Ok(KeyValue {
+        key: String::from_utf8(key).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        value: Bytes::from(value),
+        create_revision: row.get(first + 3)?,
+        mod_revision: revision_of(id),
+        version: row.get(first + 4)?,
+        lease: (lease != 0).then_some(lease),
+    })
+}
+
+pub fn range(conn: &Connection, snap: Snapshot, req: &RangeRequest) -> Result<RangeResponse> {
+    let at = req.revision.unwrap_or(snap.revision);
+    if at > snap.revision {
+        return Err(StoreError::FutureRevision {
+            requested: at,
+            current: snap.revision,
+        });
+    }
+    if at < snap.compact_revision {
+        return Err(StoreError::Compacted {
+            requested: at,
+            compact_revision: Some(snap.compact_revision),
+        });
+    }
+    let mut resp = if at == snap.revision {
+        range_latest(conn, req)
+    } else {
+        range_past(conn, req, at)
+    }
+    .map_err(|e| StoreError::Storage(e.to_string()))?;
+    resp.revision = snap.revision;
+    Ok(resp)
+}
+
+fn range_latest(conn: &Connection, req: &RangeRequest) -> rusqlite::Result<RangeResponse> {
+    let (clause, mut params) = range_clause(&req.range, "c.key");
+    let count = |params: &[Value]| -> rusqlite::Result<i64> {
+        conn.prepare_cached(&format!("SELECT count(*) FROM current c WHERE {clause}"))?
+            .query_row(params_from_iter(params), |r| r.get(0))
+    };
+    if req.count_only {
+        let count = count(&params)?;
+        return Ok(RangeResponse {
+            kvs: Vec::new(),
+            count,
+            more: false,
+            revision: 0,
+        });
+    }
+    let limit = req.limit.map_or(-1, |l| l as i64);
+    let sql = format!(
+        "SELECT {KV_COLUMNS} FROM current c JOIN log l ON l.id = c.id WHERE {clause} ORDER BY c.key LIMIT ?"
+    );
+    params.push(Value::Integer(limit));
+    let kvs: Vec<KeyValue> = conn
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(&params), |r| kv_at(r, 0))?
+        .collect::<rusqlite::Result<_>>()?;
+    params.pop();
+    let count = if limit >= 0 && kvs.len() as i64 == limit {
+        count(&params)?
+    } else {
+        kvs.len() as i64
+    };
+    Ok(RangeResponse {
+        more: (kvs.len() as i64) < count,
+        kvs,
+        count,
+        revision: 0,
+    })
+}
+
+/// The state at revision `at`: the latest state, with every key written after `at` rolled back
+/// through its first later row's `prev_id`.
+fn range_past(conn: &Connection, req: &RangeRequest, at: Revision) -> rusqlite::Result<RangeResponse> {
+    let (clause, params) = range_clause(&req.range, "c.key");
+    let sql = format!("SELECT {KV_COLUMNS} FROM current c JOIN log l ON l.id = c.id WHERE {clause}");
+    let mut state: BTreeMap<String, KeyValue> = BTreeMap::new();
+    for kv in conn
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(&params), |r| kv_at(r, 0))?
+    {
+        let kv = kv?;
+        state.insert(kv.key.clone(), kv);
+    }
+    let (clause, mut params) = range_clause(&req.range, "key");
+    params.insert(0, Value::Integer(last_id_of(at)));
+    let sql = format!("SELECT key, prev_id FROM log WHERE id > ? AND {clause} ORDER BY id");
+    let mut rolled_back: BTreeMap<Vec<u8>, Option<i64>> = BTreeMap::new();
+    for row in conn
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(&params), |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<i64>>(1)?))
+        })?
+    {
+        let (key, prev) = row?;
+        rolled_back.entry(key).or_insert(prev);
+    }
+    let mut by_id = conn.prepare_cached(&format!("SELECT {KV_COLUMNS} FROM log l WHERE l.id = ?"))?;
+    for (key, prev) in rolled_back {
+        state.remove(String::from_utf8_lossy(&key).as_ref());
+        if let Some(id) = prev {
+            let kv = by_id.query_row([id], |r| kv_at(r, 0))?;
+            state.insert(kv.key.clone(), kv);
+        }
+    }
+    let count = state.len() as i64;
+    if req.count_only {
+        return Ok(RangeResponse {
+            kvs: Vec::new(),
+            count,
+            more: false,
+            revision: 0,
+        });
+    }
+    let kvs: Vec<KeyValue> = state
+        .into_values()
+        .take(req.limit.unwrap_or(usize::MAX))
+        .collect();
+    Ok(RangeResponse {
+        more: (kvs.len() as i64) < count,
+        kvs,
+        count,
+        revision: 0,
+    })
+}
+
+/// A page of history for a watch.
+pub struct HistoryPage {
+    pub events: Vec<Event>,
+    /// Every revision up to here has been read (events outside the range were skipped).
+    pub through: Revision,
+    /// The snapshot's revision: when `through` reaches it, the watcher has caught up.
+    pub snapshot: Revision,
+}
+
+/// The events in `range` with revisions in `(after, after + HISTORY_PAGE_REVISIONS]`.
+pub fn history(conn: &Connection, snap: Snapshot, range: &KeyRange, after: Revision) -> Result<HistoryPage> {
+    if after < snap.compact_revision {
+        return Err(StoreError::Compacted {
+            requested: after + 1,
+            compact_revision: Some(snap.compact_revision),
+        });
+    }
+    let through = snap.revision.min(after + HISTORY_PAGE_REVISIONS).max(after);
+    let page = || -> rusqlite::Result<Vec<Event>> {
+        let (clause, mut params) = range_clause(range, "l.key");
+        params.insert(0, Value::Integer(last_id_of(after)));
+        params.insert(1, Value::Integer(last_id_of(through)));
+        let sql = format!(
+            "SELECT {KV_COLUMNS}, l.deleted, p.id, p.key, p.value, p.create_rev, p.version, p.lease
+             FROM log l LEFT JOIN log p ON p.id = l.prev_id
+             WHERE l.id > ? AND l.id <= ? AND {clause} ORDER BY l.id"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(&params), |r| {
+            let kv = kv_at(r, 0)?;
+            let deleted: bool = r.get(6)?;
+            let prev_kv = match r.get::<_, Option<i64>>(7)? {
+                Some(_) => Some(kv_at(r, 7)?),
+                None => None,
+            };
+            Ok(if deleted {
+                let tombstone = KeyValue {
+                    value: Bytes::new(),
+                    create_revision: 0,
+                    version: 0,
+                    lease: None,
+                    ..kv
+                };
+                Event {
+                    kind: EventKind::Delete,
+                    kv: tombstone,
+                    prev_kv,
+                }
+            } else {
+                Event {
+                    kind: EventKind::Put,
+                    kv,
+                    prev_kv,
+                }
+            })
+        })?;
+        rows.collect()
+    };
+    let events = page().map_err(|e| StoreError::Storage(e.to_string()))?;
+    Ok(HistoryPage {
+        events,
+        through,
+        snapshot: snap.revision,
+    })
+}
