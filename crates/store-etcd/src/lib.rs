@@ -4,11 +4,12 @@
 //! Txn (puts and deletes ask for the previous value), `watch` one etcd watch with `prev_kv`, and
 //! compaction and leases are etcd's own. What this crate adds is what etcd's client does not:
 //!
-//! - A deadline on every request. With an unreachable endpoint, etcd-client's balanced channel
-//!   waits for a connection forever; callers here get [`StoreError::Unavailable`] instead.
+//! - A deadline on every request. etcd-client has none by default, so an endpoint that accepts
+//!   connections but does not answer (a hung etcd, a black-holed network) would stall callers;
+//!   here they get [`StoreError::Unavailable`] instead, and may retry.
 //! - A `watch` that returns only once etcd has confirmed the watch (its `created` response), so
 //!   a write made after `watch()` returns is always seen.
-//! - etcd's errors translated into [`StoreError`] (see [`map_error`]), so callers handle
+//! - etcd's errors translated into [`StoreError`] (see `map_error`), so callers handle
 //!   "compacted", "future revision" and "lease not found" the same way for every backend.
 
 use std::collections::VecDeque;
@@ -18,8 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, ConnectOptions, DeleteOptions, EventType, GetOptions, KvClient, LeaseClient, PutOptions,
-    TxnOp, TxnOpResponse, WatchClient, WatchOptions,
+    Client, ConnectOptions, DeleteOptions, EventType, GetOptions, KvClient, LeaseClient, PutOptions, TxnOp,
+    TxnOpResponse, WatchClient, WatchOptions,
 };
 use futures::StreamExt;
 use store::{
@@ -32,8 +33,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long opening a TCP connection to an endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// HTTP/2 pings on open streams find a dead connection under a long-lived watch. etcd's server
-/// rejects pings more often than every 5 s (`--grpc-keepalive-min-time`) and pings on idle
-/// connections, so ping every 10 s and only while streams are open.
+/// sends GOAWAY to clients that ping more often than every 5 s (`--grpc-keepalive-min-time`) or
+/// while no stream is open, so ping every 10 s and only while streams are open.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// tonic's default 4 MiB limit is below what etcd may send: a list of many objects, or a watch
@@ -53,7 +54,9 @@ pub struct EtcdStore {
 
 impl fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdStore").field("endpoints", &self.endpoints).finish_non_exhaustive()
+        f.debug_struct("EtcdStore")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,7 +66,18 @@ impl EtcdStore {
     /// at the first request.
     pub async fn connect(endpoints: &[String]) -> Result<Self> {
         let joined = endpoints.join(",");
-        let unreachable = |reason: String| StoreError::Unavailable(format!("cannot reach etcd at {joined}: {reason}"));
+        // Transport failures name the endpoints; anything else (a bad URI) stays what it is.
+        let failed = |err: StoreError| match err {
+            StoreError::Unavailable(reason) => {
+                StoreError::Unavailable(format!("cannot reach etcd at {joined}: {reason}"))
+            }
+            other => other,
+        };
+        let no_answer = || {
+            failed(StoreError::Unavailable(format!(
+                "no answer within {REQUEST_TIMEOUT:?}"
+            )))
+        };
         if endpoints.is_empty() {
             return Err(StoreError::InvalidArgument("no etcd endpoints given".into()));
         }
@@ -71,22 +85,27 @@ impl EtcdStore {
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
             .with_keep_alive_while_idle(false);
-        let client = match tokio::time::timeout(REQUEST_TIMEOUT, Client::connect(endpoints, Some(options))).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => return Err(unreachable(format!("no connection within {REQUEST_TIMEOUT:?}"))),
-        };
+        let client =
+            match tokio::time::timeout(REQUEST_TIMEOUT, Client::connect(endpoints, Some(options))).await {
+                Ok(Ok(client)) => client,
+                Ok(Err(e)) => return Err(failed(map_error(e, ErrorContext::default()))),
+                Err(_) => return Err(no_answer()),
+            };
         let store = EtcdStore {
             kv: client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES),
-            watch: client.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES),
+            watch: client
+                .watch_client()
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
             lease: client.lease_client(),
             endpoints: joined.clone(),
             request_timeout: REQUEST_TIMEOUT,
         };
-        match store.current_revision().await {
-            Ok(_) => Ok(store),
-            Err(StoreError::Unavailable(reason)) => Err(unreachable(reason)),
-            Err(e) => Err(e),
+        let mut kv = store.kv.clone();
+        let probe = kv.get(vec![0u8], Some(GetOptions::new().with_count_only()));
+        match tokio::time::timeout(REQUEST_TIMEOUT, probe).await {
+            Ok(Ok(_)) => Ok(store),
+            Ok(Err(e)) => Err(failed(map_error(e, ErrorContext::default()))),
+            Err(_) => Err(no_answer()),
         }
     }
 
@@ -103,7 +122,10 @@ impl EtcdStore {
     }
 
     fn timed_out(&self) -> StoreError {
-        StoreError::Unavailable(format!("etcd at {} did not answer within {:?}", self.endpoints, self.request_timeout))
+        StoreError::Unavailable(format!(
+            "no answer from etcd at {} within {:?}",
+            self.endpoints, self.request_timeout
+        ))
     }
 
     /// etcd's "future revision" error does not say what the current revision is; ask.
@@ -141,12 +163,16 @@ impl Store for EtcdStore {
         if count_only {
             options = options.with_count_only();
         }
-        let context = ErrorContext { revision: req.revision, ..ErrorContext::default() };
+        let context = ErrorContext::revision(req.revision);
         let mut resp = match self.call(self.kv.clone().get(key, Some(options)), context).await {
             Ok(resp) => resp,
             Err(e) => return Err(self.with_current_revision(e).await),
         };
-        let more = if req.limit == Some(0) { resp.count() > 0 } else { resp.more() };
+        let more = if req.limit == Some(0) {
+            resp.count() > 0
+        } else {
+            resp.more()
+        };
         Ok(RangeResponse {
             count: resp.count(),
             more,
@@ -166,22 +192,33 @@ impl Store for EtcdStore {
             .when(txn.compare.iter().map(etcd_compare).collect::<Vec<_>>())
             .and_then(txn.success.iter().map(etcd_op).collect::<Vec<_>>())
             .or_else(txn.failure.iter().map(etcd_op).collect::<Vec<_>>());
-        let context = ErrorContext { lease, ..ErrorContext::default() };
+        let context = ErrorContext {
+            lease,
+            revision: None,
+        };
         let resp = self.call(self.kv.clone().txn(request), context).await?;
         let responses = resp
             .op_responses()
             .into_iter()
             .map(|op| match op {
-                TxnOpResponse::Put(mut put) => OpResponse::Put { prev: put.take_prev_key().map(convert_kv) },
-                TxnOpResponse::Delete(mut delete) => {
-                    OpResponse::Delete { prev: delete.take_prev_kvs().into_iter().next().map(convert_kv) }
-                }
-                TxnOpResponse::Get(mut get) => OpResponse::Get { kv: get.take_kvs().into_iter().next().map(convert_kv) },
+                TxnOpResponse::Put(mut put) => OpResponse::Put {
+                    prev: put.take_prev_key().map(convert_kv),
+                },
+                TxnOpResponse::Delete(mut delete) => OpResponse::Delete {
+                    prev: delete.take_prev_kvs().into_iter().next().map(convert_kv),
+                },
+                TxnOpResponse::Get(mut get) => OpResponse::Get {
+                    kv: get.take_kvs().into_iter().next().map(convert_kv),
+                },
                 // We never send nested transactions.
                 TxnOpResponse::Txn(_) => unreachable!("nested txn response to a flat txn"),
             })
             .collect();
-        Ok(TxnResponse { succeeded: resp.succeeded(), revision: header_revision(resp.header()), responses })
+        Ok(TxnResponse {
+            succeeded: resp.succeeded(),
+            revision: header_revision(resp.header()),
+            responses,
+        })
     }
 
     async fn watch(&self, range: KeyRange, after: Revision) -> Result<WatchStream> {
@@ -191,12 +228,20 @@ impl Store for EtcdStore {
         if !end.is_empty() {
             options = options.with_range(end);
         }
-        let mut state = WatchState { stream: None, pending: VecDeque::new(), finished: false, start };
+        let mut state = WatchState {
+            stream: None,
+            pending: VecDeque::new(),
+            finished: false,
+            start,
+        };
         let mut watch_client = self.watch.clone();
         // Open the stream and wait for etcd's "created": from then on etcd sends every event
         // after `after`, so nothing written after we return can be missed.
         let created = async {
-            let mut stream = watch_client.watch(key, Some(options)).await.map_err(|e| map_error(e, ErrorContext::default()))?;
+            let mut stream = watch_client
+                .watch(key, Some(options))
+                .await
+                .map_err(|e| map_error(e, ErrorContext::default()))?;
             loop {
                 match stream.message().await {
                     Ok(Some(resp)) => {
@@ -206,7 +251,11 @@ impl Store for EtcdStore {
                             return Ok(stream);
                         }
                     }
-                    Ok(None) => return Err(StoreError::Unavailable("etcd closed the watch before creating it".into())),
+                    Ok(None) => {
+                        return Err(StoreError::Unavailable(
+                            "etcd closed the watch before creating it".into(),
+                        ));
+                    }
                     Err(e) => return Err(map_error(e, ErrorContext::default())),
                 }
             }
@@ -220,7 +269,7 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        let context = ErrorContext { revision: Some(revision), ..ErrorContext::default() };
+        let context = ErrorContext::revision(revision);
         match self.call(self.kv.clone().compact(revision, None), context).await {
             Ok(_) => Ok(()),
             Err(e) => Err(self.with_current_revision(e).await),
@@ -230,17 +279,27 @@ impl Store for EtcdStore {
     async fn current_revision(&self) -> Result<Revision> {
         // The cheapest request with a response header: count one (absent) key.
         let options = GetOptions::new().with_count_only();
-        let resp = self.call(self.kv.clone().get(vec![0u8], Some(options)), ErrorContext::default()).await?;
+        let resp = self
+            .call(
+                self.kv.clone().get(vec![0u8], Some(options)),
+                ErrorContext::default(),
+            )
+            .await?;
         Ok(header_revision(resp.header()))
     }
 
     async fn grant_lease(&self, ttl_seconds: i64) -> Result<LeaseId> {
-        let resp = self.call(self.lease.clone().grant(ttl_seconds, None), ErrorContext::default()).await?;
+        let resp = self
+            .call(
+                self.lease.clone().grant(ttl_seconds, None),
+                ErrorContext::default(),
+            )
+            .await?;
         Ok(resp.id())
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<i64> {
-        let context = ErrorContext { lease: Some(lease), ..ErrorContext::default() };
+        let context = ErrorContext::lease(lease);
         let mut client = self.lease.clone();
         // etcd-client's keep_alive() already renews once but keeps that response to itself (and
         // fails with "lease not found" for a TTL of 0); a second renewal on the same stream
@@ -248,17 +307,19 @@ impl Store for EtcdStore {
         let renew = async move {
             let (mut keeper, mut responses) = client.keep_alive(lease).await?;
             keeper.keep_alive().await?;
-            Ok(responses.message().await?)
+            responses.message().await
         };
         match self.call(renew, context).await? {
             Some(resp) if resp.ttl() > 0 => Ok(resp.ttl()),
             Some(_) => Err(StoreError::LeaseNotFound(lease)),
-            None => Err(StoreError::Unavailable("etcd closed the lease keep-alive stream".into())),
+            None => Err(StoreError::Unavailable(
+                "etcd closed the lease keep-alive stream".into(),
+            )),
         }
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
-        let context = ErrorContext { lease: Some(lease), ..ErrorContext::default() };
+        let context = ErrorContext::lease(lease);
         self.call(self.lease.clone().revoke(lease), context).await?;
         Ok(())
     }
@@ -297,7 +358,10 @@ impl WatchState {
     fn absorb(&mut self, resp: &etcd_client::WatchResponse) {
         if resp.compact_revision() != 0 {
             let compact_revision = Some(resp.compact_revision());
-            return self.fail(StoreError::Compacted { requested: self.start, compact_revision });
+            return self.fail(StoreError::Compacted {
+                requested: self.start,
+                compact_revision,
+            });
         }
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
@@ -313,7 +377,9 @@ impl WatchState {
         }
         if resp.canceled() {
             let reason = resp.cancel_reason();
-            self.fail(StoreError::Unavailable(format!("etcd canceled the watch: {reason}")));
+            self.fail(StoreError::Unavailable(format!(
+                "etcd canceled the watch: {reason}"
+            )));
         }
     }
 
@@ -334,6 +400,21 @@ struct ErrorContext {
     lease: Option<LeaseId>,
 }
 
+impl ErrorContext {
+    fn revision(revision: impl Into<Option<Revision>>) -> Self {
+        ErrorContext {
+            revision: revision.into(),
+            lease: None,
+        }
+    }
+    fn lease(lease: LeaseId) -> Self {
+        ErrorContext {
+            revision: None,
+            lease: Some(lease),
+        }
+    }
+}
+
 /// Translates an etcd-client error. etcd reports its errors as gRPC statuses whose message is
 /// one of a fixed set (`rpctypes` in etcd's source); the code narrows, the message decides.
 /// Whatever is not the caller's fault or a known condition counts as unavailable (retryable).
@@ -345,12 +426,14 @@ fn map_error(err: etcd_client::Error, context: ErrorContext) -> StoreError {
         E::GRpcStatus(status) => {
             let message = status.message();
             match status.code() {
-                Code::OutOfRange if message.contains("compacted") => {
-                    StoreError::Compacted { requested, compact_revision: None }
-                }
-                Code::OutOfRange if message.contains("future revision") => {
-                    StoreError::FutureRevision { requested, current: 0 }
-                }
+                Code::OutOfRange if message.contains("compacted") => StoreError::Compacted {
+                    requested,
+                    compact_revision: None,
+                },
+                Code::OutOfRange if message.contains("future revision") => StoreError::FutureRevision {
+                    requested,
+                    current: 0,
+                },
                 Code::NotFound if message.contains("lease not found") => {
                     StoreError::LeaseNotFound(context.lease.unwrap_or(0))
                 }
@@ -359,7 +442,9 @@ fn map_error(err: etcd_client::Error, context: ErrorContext) -> StoreError {
                 }
                 // "database space exceeded": the write had no effect.
                 Code::ResourceExhausted => StoreError::Storage(message.to_owned()),
-                code => StoreError::Unavailable(format!("etcd: {message} ({code:?})")),
+                code => {
+                    StoreError::Unavailable(format!("etcd: {} ({code:?})", with_causes(message, &status)))
+                }
             }
         }
         E::LeaseKeepAliveError(message) if message.contains("not found") => {
@@ -367,14 +452,32 @@ fn map_error(err: etcd_client::Error, context: ErrorContext) -> StoreError {
         }
         E::InvalidArgs(message) => StoreError::InvalidArgument(message),
         E::InvalidUri(e) => StoreError::InvalidArgument(format!("invalid etcd endpoint: {e}")),
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::Unavailable(with_causes(&other.to_string(), &other)),
     }
+}
+
+/// A transport failure's message with its causes ("tcp connect error: Connection refused").
+fn with_causes(message: &str, err: &dyn std::error::Error) -> String {
+    let mut text = message.to_owned();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// etcd's spelling of a key range. It is the trait's, except that etcd requires a non-empty
 /// start key: a range from the empty key starts at `\0`, the smallest key that can exist.
 fn etcd_range(range: &KeyRange) -> (Vec<u8>, Vec<u8>) {
-    let start = if range.start.is_empty() && !range.end.is_empty() { vec![0] } else { range.start.clone() };
+    let start = if range.start.is_empty() && !range.end.is_empty() {
+        vec![0]
+    } else {
+        range.start.clone()
+    };
     (start, range.end.clone())
 }
 
