@@ -384,6 +384,7 @@ impl WatchState {
     }
 
     fn fail(&mut self, err: StoreError) {
+        tracing::debug!(error = %err, start = self.start, "etcd watch ended");
         self.pending.push_back(Err(err));
         self.finished = true;
         // Drop the stream now: etcd forgets the watch.

@@ -1,6 +1,10 @@
 //! `EtcdStore` against a real etcd: the shared conformance suite (a fresh etcd per case), plus
-//! what only this backend has to show: an unreachable etcd fails fast, and acknowledged writes
-//! survive etcd being SIGKILLed.
+//! what only this backend has to show: an unreachable or silent etcd fails within the request
+//! deadline, acknowledged writes survive etcd being SIGKILLed (and the same client reconnects),
+//! a watch reports its etcd dying, and etcd's terse errors come back with their details.
+//!
+//! A SIGKILL leaves etcd's written pages in the kernel's cache, so the durability test checks
+//! that etcd acknowledges only committed writes and recovers them, not fsync against power loss.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
