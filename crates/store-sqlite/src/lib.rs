@@ -88,7 +88,14 @@ impl SqliteStore {
         let reader = schema::open_reader(&path)?;
         let (events, _) = broadcast::channel(WATCH_BUFFER_GROUPS);
         let published = Arc::new(AtomicI64::new(0));
-        let writer = Writer::new(path.clone(), conn, events.clone(), published.clone())?;
+        let (checkpoint, checkpoint_requests) = mpsc::sync_channel(1);
+        let checkpointer = schema::open_checkpointer(&path)?;
+        let checkpointer_path = path.clone();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || writer::run_checkpointer(checkpointer_path, checkpointer, checkpoint_requests))
+            .map_err(|e| StoreError::Storage(format!("cannot start the checkpoint thread: {e}")))?;
+        let writer = Writer::new(path.clone(), conn, events.clone(), published.clone(), checkpoint)?;
         let (requests, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())

@@ -130,8 +130,21 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
             path.display()
         )));
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -16000;")
-        .map_err(err)?;
+    // Checkpoints run on their own thread (see `checkpointer`), not inside the writer's commits.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16000;",
+    )
+    .map_err(err)?;
+    Ok(conn)
+}
+
+/// Opens the checkpointer's connection (it writes the database file, so not query-only).
+pub fn open_checkpointer(path: &Path) -> Result<Connection> {
+    let err = |e| sql_error(path, e);
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+    conn.execute_batch("PRAGMA synchronous = FULL;").map_err(err)?;
     Ok(conn)
 }
 

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,6 +23,9 @@ use crate::schema::{MAX_OPS_PER_TXN, last_id_of, log_id, meta, revision_of, sql_
 
 /// Most transactions committed in one group.
 const MAX_GROUP: usize = 1024;
+/// Bytes of keys and values written between two checkpoint requests (the WAL grows by about
+/// this much, plus page overhead, between checkpoints).
+const CHECKPOINT_EVERY_BYTES: usize = 8 << 20;
 
 /// A committed group's events, in revision order, as watchers receive them.
 pub type EventBatch = Arc<Vec<Event>>;
@@ -51,6 +54,9 @@ pub struct Writer {
     events: broadcast::Sender<EventBatch>,
     /// The last committed revision, for `current_revision` without a round trip to the thread.
     published: Arc<AtomicI64>,
+    /// Wakes the checkpointer thread; a full channel means a checkpoint is already pending.
+    checkpoint: SyncSender<()>,
+    written_since_checkpoint: usize,
 }
 
 /// Changes to in-memory lease bookkeeping made by a group, applied only once it commits.
@@ -67,6 +73,7 @@ impl Writer {
         conn: Connection,
         events: broadcast::Sender<EventBatch>,
         published: Arc<AtomicI64>,
+        checkpoint: SyncSender<()>,
     ) -> Result<Self> {
         let err = |e| sql_error(&path, e);
         let revision = meta(&conn, "revision").map_err(err)?;
@@ -114,6 +121,8 @@ impl Writer {
             leases,
             events,
             published,
+            checkpoint,
+            written_since_checkpoint: 0,
         })
     }
 
@@ -246,6 +255,12 @@ impl Writer {
             }
         }
         self.published.store(self.revision, Ordering::Release);
+        self.written_since_checkpoint +=
+            staged.events.iter().map(|e| e.kv.key.len() + e.kv.value.len() + 64).sum::<usize>();
+        if self.written_since_checkpoint >= CHECKPOINT_EVERY_BYTES {
+            self.written_since_checkpoint = 0;
+            let _ = self.checkpoint.try_send(());
+        }
         if !staged.events.is_empty() {
             // No receiver is not an error: nobody watches yet.
             let _ = self.events.send(Arc::new(staged.events));
@@ -549,4 +564,20 @@ impl Writer {
 
 fn secs(ttl: i64) -> Duration {
     Duration::from_secs(ttl.max(0) as u64)
+}
+
+/// Copies WAL frames into the database file whenever the writer asks, off the commit path, so
+/// that commits never stall on a checkpoint. PASSIVE: never blocks the writer or readers.
+pub fn run_checkpointer(path: PathBuf, conn: Connection, requests: Receiver<()>) {
+    for () in requests {
+        let started = Instant::now();
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((frames, copied)) => {
+                tracing::debug!(frames, copied, elapsed = ?started.elapsed(), "sqlite store checkpoint")
+            }
+            Err(err) => tracing::warn!(%err, path = %path.display(), "sqlite store checkpoint failed"),
+        }
+    }
 }

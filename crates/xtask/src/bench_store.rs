@@ -1,0 +1,284 @@
+//! `cargo xtask bench-store`: writes/s with 1 and 64 concurrent writers, range reads/s and watch
+//! delivery latency, for the SQLite backend and for Debian's etcd started here, one after the
+//! other in one run, with data on the same file system. Both acknowledge a write only once it
+//! is fsynced (SQLite: WAL + synchronous=FULL; etcd: its default WAL fsync).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use store::{KeyRange, Op, RangeRequest, Store, Txn};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seconds each phase runs.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Bytes per value (Kubernetes objects are typically 1–4 KiB).
+    #[arg(long, default_value_t = 1024)]
+    value_size: usize,
+    /// Where the data goes (a temporary directory inside it); defaults to target/bench.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Only this backend: sqlite or etcd.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+#[derive(Default)]
+struct Figures {
+    writes_1: Rate,
+    writes_64: Rate,
+    gets: Rate,
+    lists: Rate,
+    watch: Latency,
+}
+
+#[derive(Default)]
+struct Rate {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+#[derive(Default)]
+struct Latency {
+    events: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("target/bench"));
+    std::fs::create_dir_all(&base)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let phase = Duration::from_secs_f64(args.seconds);
+    let value = Bytes::from(vec![b'v'; args.value_size]);
+
+    // Both backends stay open for the whole run and take turns phase by phase, so that a
+    // change in the machine's disk speed during the run affects both alike.
+    let data = tempfile::tempdir_in(&base)?;
+    let mut backends: Vec<(&'static str, Arc<dyn Store>)> = Vec::new();
+    let mut etcd = None;
+    if args.only.as_deref().is_none_or(|o| o == "sqlite") {
+        let store = store_sqlite::SqliteStore::open(data.path().join("state.db"))?;
+        backends.push(("sqlite", Arc::new(store)));
+    }
+    if args.only.as_deref().is_none_or(|o| o == "etcd") {
+        let process = testkit::etcd::EtcdProcess::start_in(data.path().join("etcd"))?;
+        let store = runtime.block_on(store_etcd::EtcdStore::connect(&[process.endpoint()]))?;
+        backends.push(("etcd", Arc::new(store)));
+        etcd = Some(process);
+    }
+    eprintln!("data in {}", data.path().display());
+    let figures = runtime.block_on(async {
+        let mut figures: Vec<Figures> = backends.iter().map(|_| Figures::default()).collect();
+        for (f, (name, store)) in figures.iter_mut().zip(&backends) {
+            eprintln!("{name}: writes, 1 writer");
+            f.writes_1 = writes(store, 1, phase, &value, "w1").await?;
+        }
+        for (f, (name, store)) in figures.iter_mut().zip(&backends) {
+            eprintln!("{name}: writes, 64 writers");
+            f.writes_64 = writes(store, 64, phase, &value, "w64").await?;
+        }
+        for (f, (name, store)) in figures.iter_mut().zip(&backends) {
+            eprintln!("{name}: reads");
+            preload(store, 1000, &value).await?;
+            f.gets = reads(store, phase, |store, i| async move {
+                store.get(&format!("/bench/read/{:04}", i % 1000)).await.map(|_| ())
+            })
+            .await?;
+            f.lists = reads(store, phase, |store, i| async move {
+                let start = format!("/bench/read/{:04}", (i * 7) % 900);
+                let req = RangeRequest::new(KeyRange::prefix_after("/bench/read/", &start)).with_limit(100);
+                store.range(req).await.map(|_| ())
+            })
+            .await?;
+        }
+        for (f, (name, store)) in figures.iter_mut().zip(&backends) {
+            eprintln!("{name}: watch latency");
+            f.watch = watch_latency(store, phase, &value).await?;
+        }
+        anyhow::Ok(figures)
+    })?;
+    let results: Vec<(&str, Figures)> = backends.iter().map(|(name, _)| *name).zip(figures).collect();
+    drop(backends);
+    drop(etcd);
+    print_report(&args, &results);
+    Ok(())
+}
+
+/// `writers` tasks put fresh keys as fast as they are acknowledged.
+async fn writes(store: &Arc<dyn Store>, writers: usize, phase: Duration, value: &Bytes, tag: &str) -> anyhow::Result<Rate> {
+    let start = Instant::now();
+    let deadline = start + phase;
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (store, value, tag) = (store.clone(), value.clone(), tag.to_owned());
+            tokio::spawn(async move {
+                let mut hist = Histogram::<u64>::new(3).unwrap();
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    store.put(&format!("/bench/{tag}/{w:03}/{i:09}"), value.clone(), None).await?;
+                    hist.record(t.elapsed().as_micros() as u64).unwrap();
+                    i += 1;
+                }
+                anyhow::Ok(hist)
+            })
+        })
+        .collect();
+    let mut hist = Histogram::<u64>::new(3)?;
+    for task in tasks {
+        hist.add(task.await??)?;
+    }
+    Ok(rate(&hist, start.elapsed()))
+}
+
+async fn preload(store: &Arc<dyn Store>, keys: usize, value: &Bytes) -> anyhow::Result<()> {
+    for chunk in (0..keys).collect::<Vec<_>>().chunks(100) {
+        let txn = chunk.iter().fold(Txn::default(), |txn, i| {
+            txn.then(Op::put(&format!("/bench/read/{i:04}"), value.clone(), None))
+        });
+        store.txn(txn).await.context("preload")?;
+    }
+    Ok(())
+}
+
+/// 16 concurrent readers for one phase.
+async fn reads<F, Fut>(store: &Arc<dyn Store>, phase: Duration, op: F) -> anyhow::Result<Rate>
+where
+    F: Fn(Arc<dyn Store>, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = store::Result<()>> + Send,
+{
+    let start = Instant::now();
+    let deadline = start + phase;
+    let counter = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, op, counter) = (store.clone(), op.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut hist = Histogram::<u64>::new(3).unwrap();
+                while Instant::now() < deadline {
+                    let i = counter.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    op(store.clone(), i).await?;
+                    hist.record(t.elapsed().as_micros() as u64).unwrap();
+                }
+                anyhow::Ok(hist)
+            })
+        })
+        .collect();
+    let mut hist = Histogram::<u64>::new(3)?;
+    for task in tasks {
+        hist.add(task.await??)?;
+    }
+    Ok(rate(&hist, start.elapsed()))
+}
+
+/// Time from issuing a write to a watcher receiving its event, while 8 writers keep the store
+/// busy. Each value carries its issue time; a last sentinel write ends the measurement.
+async fn watch_latency(store: &Arc<dyn Store>, phase: Duration, value: &Bytes) -> anyhow::Result<Latency> {
+    const SENTINEL: &str = "/bench/watch/~done";
+    let epoch = Instant::now();
+    let from = store.current_revision().await?;
+    let mut watch = store.watch(KeyRange::prefix("/bench/watch/"), from).await?;
+    let watcher = tokio::spawn(async move {
+        let mut hist = Histogram::<u64>::new(3).unwrap();
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(30), watch.next())
+                .await
+                .context("watch stalled")?
+                .context("watch ended")??;
+            if event.kv.key == SENTINEL {
+                return anyhow::Ok(hist);
+            }
+            let issued = u64::from_le_bytes(event.kv.value[..8].try_into()?);
+            let now = epoch.elapsed().as_nanos() as u64;
+            hist.record(now.saturating_sub(issued) / 1000)?;
+        }
+    });
+    let deadline = epoch + phase;
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (store, value) = (store.clone(), value.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    let issued = epoch.elapsed().as_nanos() as u64;
+                    let mut v = issued.to_le_bytes().to_vec();
+                    v.extend_from_slice(&value[8.min(value.len())..]);
+                    store.put(&format!("/bench/watch/{w}/{i:09}"), Bytes::from(v), None).await?;
+                    i += 1;
+                }
+                anyhow::Ok(i)
+            })
+        })
+        .collect();
+    let mut written = 0;
+    for w in writers {
+        written += w.await??;
+    }
+    store.put(SENTINEL, Bytes::new(), None).await?;
+    let hist = watcher.await??;
+    anyhow::ensure!(hist.len() == written, "watch delivered {} of {written} events", hist.len());
+    Ok(Latency {
+        events: hist.len(),
+        p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        max_ms: hist.max() as f64 / 1000.0,
+    })
+}
+
+fn rate(hist: &Histogram<u64>, elapsed: Duration) -> Rate {
+    Rate {
+        per_second: hist.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+    }
+}
+
+fn print_report(args: &Args, results: &[(&str, Figures)]) {
+    println!("machine: {}", crate::machine::describe());
+    println!("etcd: {}", crate::machine::output("etcd", &["--version"]).lines().next().unwrap_or("?"));
+    println!(
+        "command: cargo xtask bench-store --seconds {} --value-size {} ({}-byte values, {} s per phase)",
+        args.seconds, args.value_size, args.value_size, args.seconds
+    );
+    println!();
+    println!("| backend | writes/s, 1 writer (p50 / p99 ms) | writes/s, 64 writers (p50 / p99 ms) | gets/s, 16 readers | range(limit 100)/s, 16 readers | watch delivery p50 / p99 / max ms (events) |");
+    println!("|---|---|---|---|---|---|");
+    for (name, f) in results {
+        println!(
+            "| {name} | {:.0} ({:.2} / {:.2}) | {:.0} ({:.2} / {:.2}) | {:.0} | {:.0} | {:.2} / {:.2} / {:.2} ({}) |",
+            f.writes_1.per_second,
+            f.writes_1.p50_ms,
+            f.writes_1.p99_ms,
+            f.writes_64.per_second,
+            f.writes_64.p50_ms,
+            f.writes_64.p99_ms,
+            f.gets.per_second,
+            f.lists.per_second,
+            f.watch.p50_ms,
+            f.watch.p99_ms,
+            f.watch.max_ms,
+            f.watch.events,
+        );
+    }
+    if let (Some((_, sqlite)), Some((_, etcd))) =
+        (results.iter().find(|(n, _)| *n == "sqlite"), results.iter().find(|(n, _)| *n == "etcd"))
+    {
+        println!();
+        println!(
+            "sqlite / etcd writes/s: {:.1}x with 1 writer, {:.1}x with 64 writers",
+            sqlite.writes_1.per_second / etcd.writes_1.per_second,
+            sqlite.writes_64.per_second / etcd.writes_64.per_second
+        );
+    }
+}
