@@ -143,7 +143,8 @@ pub fn open_checkpointer(path: &Path) -> Result<Connection> {
     let err = |e| sql_error(path, e);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(err)?;
     conn.execute_batch("PRAGMA synchronous = FULL;").map_err(err)?;
     Ok(conn)
 }

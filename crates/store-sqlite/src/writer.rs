@@ -255,8 +255,11 @@ impl Writer {
             }
         }
         self.published.store(self.revision, Ordering::Release);
-        self.written_since_checkpoint +=
-            staged.events.iter().map(|e| e.kv.key.len() + e.kv.value.len() + 64).sum::<usize>();
+        self.written_since_checkpoint += staged
+            .events
+            .iter()
+            .map(|e| e.kv.key.len() + e.kv.value.len() + 64)
+            .sum::<usize>();
         if self.written_since_checkpoint >= CHECKPOINT_EVERY_BYTES {
             self.written_since_checkpoint = 0;
             let _ = self.checkpoint.try_send(());

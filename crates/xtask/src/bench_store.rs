@@ -3,6 +3,7 @@
 //! other in one run, with data on the same file system. Both acknowledge a write only once it
 //! is fsynced (SQLite: WAL + synchronous=FULL; etcd: its default WAL fsync).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +37,13 @@ struct Figures {
     writes_64: Rate,
     gets: Rate,
     lists: Rate,
-    watch: Latency,
+    watch: WatchFigures,
+}
+
+#[derive(Default)]
+struct WatchFigures {
+    from_issue: Latency,
+    from_ack: Latency,
 }
 
 #[derive(Default)]
@@ -91,7 +98,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("{name}: reads");
             preload(store, 1000, &value).await?;
             f.gets = reads(store, phase, |store, i| async move {
-                store.get(&format!("/bench/read/{:04}", i % 1000)).await.map(|_| ())
+                store
+                    .get(&format!("/bench/read/{:04}", i % 1000))
+                    .await
+                    .map(|_| ())
             })
             .await?;
             f.lists = reads(store, phase, |store, i| async move {
@@ -115,7 +125,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// `writers` tasks put fresh keys as fast as they are acknowledged.
-async fn writes(store: &Arc<dyn Store>, writers: usize, phase: Duration, value: &Bytes, tag: &str) -> anyhow::Result<Rate> {
+async fn writes(
+    store: &Arc<dyn Store>,
+    writers: usize,
+    phase: Duration,
+    value: &Bytes,
+    tag: &str,
+) -> anyhow::Result<Rate> {
     let start = Instant::now();
     let deadline = start + phase;
     let tasks: Vec<_> = (0..writers)
@@ -126,7 +142,9 @@ async fn writes(store: &Arc<dyn Store>, writers: usize, phase: Duration, value: 
                 let mut i = 0u64;
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    store.put(&format!("/bench/{tag}/{w:03}/{i:09}"), value.clone(), None).await?;
+                    store
+                        .put(&format!("/bench/{tag}/{w:03}/{i:09}"), value.clone(), None)
+                        .await?;
                     hist.record(t.elapsed().as_micros() as u64).unwrap();
                     i += 1;
                 }
@@ -182,26 +200,30 @@ where
     Ok(rate(&hist, start.elapsed()))
 }
 
-/// Time from issuing a write to a watcher receiving its event, while 8 writers keep the store
-/// busy. Each value carries its issue time; a last sentinel write ends the measurement.
-async fn watch_latency(store: &Arc<dyn Store>, phase: Duration, value: &Bytes) -> anyhow::Result<Latency> {
+/// Watch latency while 8 writers keep the store busy, two ways: from issuing a write to a
+/// watcher receiving its event (includes the commit), and from the write's acknowledgement to
+/// the event (delivery proper; 0 when the event arrived first). A sentinel write ends it.
+async fn watch_latency(
+    store: &Arc<dyn Store>,
+    phase: Duration,
+    value: &Bytes,
+) -> anyhow::Result<WatchFigures> {
     const SENTINEL: &str = "/bench/watch/~done";
     let epoch = Instant::now();
     let from = store.current_revision().await?;
     let mut watch = store.watch(KeyRange::prefix("/bench/watch/"), from).await?;
     let watcher = tokio::spawn(async move {
-        let mut hist = Histogram::<u64>::new(3).unwrap();
+        let mut received = HashMap::new();
         loop {
             let event = tokio::time::timeout(Duration::from_secs(30), watch.next())
                 .await
                 .context("watch stalled")?
                 .context("watch ended")??;
+            let now = epoch.elapsed().as_micros() as u64;
             if event.kv.key == SENTINEL {
-                return anyhow::Ok(hist);
+                return anyhow::Ok(received);
             }
-            let issued = u64::from_le_bytes(event.kv.value[..8].try_into()?);
-            let now = epoch.elapsed().as_nanos() as u64;
-            hist.record(now.saturating_sub(issued) / 1000)?;
+            received.insert(event.kv.key, now);
         }
     });
     let deadline = epoch + phase;
@@ -209,31 +231,51 @@ async fn watch_latency(store: &Arc<dyn Store>, phase: Duration, value: &Bytes) -
         .map(|w| {
             let (store, value) = (store.clone(), value.clone());
             tokio::spawn(async move {
+                let mut writes = Vec::new();
                 let mut i = 0u64;
                 while Instant::now() < deadline {
-                    let issued = epoch.elapsed().as_nanos() as u64;
-                    let mut v = issued.to_le_bytes().to_vec();
-                    v.extend_from_slice(&value[8.min(value.len())..]);
-                    store.put(&format!("/bench/watch/{w}/{i:09}"), Bytes::from(v), None).await?;
+                    let key = format!("/bench/watch/{w}/{i:09}");
+                    let issued = epoch.elapsed().as_micros() as u64;
+                    store.put(&key, value.clone(), None).await?;
+                    writes.push((key, issued, epoch.elapsed().as_micros() as u64));
                     i += 1;
                 }
-                anyhow::Ok(i)
+                anyhow::Ok(writes)
             })
         })
         .collect();
-    let mut written = 0;
+    let mut writes = Vec::new();
     for w in writers {
-        written += w.await??;
+        writes.extend(w.await??);
     }
     store.put(SENTINEL, Bytes::new(), None).await?;
-    let hist = watcher.await??;
-    anyhow::ensure!(hist.len() == written, "watch delivered {} of {written} events", hist.len());
-    Ok(Latency {
+    let received = watcher.await??;
+    anyhow::ensure!(
+        received.len() == writes.len(),
+        "watch delivered {} of {} events",
+        received.len(),
+        writes.len()
+    );
+    let mut from_issue = Histogram::<u64>::new(3)?;
+    let mut from_ack = Histogram::<u64>::new(3)?;
+    for (key, issued, acked) in &writes {
+        let at = *received.get(key).context("event missing")?;
+        from_issue.record(at.saturating_sub(*issued))?;
+        from_ack.record(at.saturating_sub(*acked))?;
+    }
+    Ok(WatchFigures {
+        from_issue: latency(&from_issue),
+        from_ack: latency(&from_ack),
+    })
+}
+
+fn latency(hist: &Histogram<u64>) -> Latency {
+    Latency {
         events: hist.len(),
         p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
         max_ms: hist.max() as f64 / 1000.0,
-    })
+    }
 }
 
 fn rate(hist: &Histogram<u64>, elapsed: Duration) -> Rate {
@@ -246,17 +288,25 @@ fn rate(hist: &Histogram<u64>, elapsed: Duration) -> Rate {
 
 fn print_report(args: &Args, results: &[(&str, Figures)]) {
     println!("machine: {}", crate::machine::describe());
-    println!("etcd: {}", crate::machine::output("etcd", &["--version"]).lines().next().unwrap_or("?"));
+    println!(
+        "etcd: {}",
+        crate::machine::output("etcd", &["--version"])
+            .lines()
+            .next()
+            .unwrap_or("?")
+    );
     println!(
         "command: cargo xtask bench-store --seconds {} --value-size {} ({}-byte values, {} s per phase)",
         args.seconds, args.value_size, args.value_size, args.seconds
     );
     println!();
-    println!("| backend | writes/s, 1 writer (p50 / p99 ms) | writes/s, 64 writers (p50 / p99 ms) | gets/s, 16 readers | range(limit 100)/s, 16 readers | watch delivery p50 / p99 / max ms (events) |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| backend | writes/s, 1 writer (p50 / p99 ms) | writes/s, 64 writers (p50 / p99 ms) | gets/s, 16 readers | range(limit 100)/s, 16 readers | watch: write issued → event, p50 / p99 / max ms | watch: write acknowledged → event, p50 / p99 / max ms (events) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (name, f) in results {
         println!(
-            "| {name} | {:.0} ({:.2} / {:.2}) | {:.0} ({:.2} / {:.2}) | {:.0} | {:.0} | {:.2} / {:.2} / {:.2} ({}) |",
+            "| {name} | {:.0} ({:.2} / {:.2}) | {:.0} ({:.2} / {:.2}) | {:.0} | {:.0} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} ({}) |",
             f.writes_1.per_second,
             f.writes_1.p50_ms,
             f.writes_1.p99_ms,
@@ -265,15 +315,19 @@ fn print_report(args: &Args, results: &[(&str, Figures)]) {
             f.writes_64.p99_ms,
             f.gets.per_second,
             f.lists.per_second,
-            f.watch.p50_ms,
-            f.watch.p99_ms,
-            f.watch.max_ms,
-            f.watch.events,
+            f.watch.from_issue.p50_ms,
+            f.watch.from_issue.p99_ms,
+            f.watch.from_issue.max_ms,
+            f.watch.from_ack.p50_ms,
+            f.watch.from_ack.p99_ms,
+            f.watch.from_ack.max_ms,
+            f.watch.from_ack.events,
         );
     }
-    if let (Some((_, sqlite)), Some((_, etcd))) =
-        (results.iter().find(|(n, _)| *n == "sqlite"), results.iter().find(|(n, _)| *n == "etcd"))
-    {
+    if let (Some((_, sqlite)), Some((_, etcd))) = (
+        results.iter().find(|(n, _)| *n == "sqlite"),
+        results.iter().find(|(n, _)| *n == "etcd"),
+    ) {
         println!();
         println!(
             "sqlite / etcd writes/s: {:.1}x with 1 writer, {:.1}x with 64 writers",
