@@ -1,1 +1,52 @@
-fn main() {}
+//! `rkube`: one binary, one subcommand per role. Later issues add `server`, `agent`, `sim`
+//! and `image`; today it carries the datastore tools.
+
+mod datastore;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rkube",
+    version,
+    about = "A Kubernetes-compatible container orchestrator in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect and maintain the datastore (SQLite file or etcd cluster).
+    Datastore(datastore::Args),
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Datastore(args) => datastore::run(args),
+        Command::Version => {
+            println!("rkube version v{}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One readable line: the error and its causes.
+            eprintln!("rkube: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
