@@ -10,7 +10,7 @@ use store::{
     Event, EventKind, KeyRange, KeyValue, RangeRequest, RangeResponse, Result, Revision, StoreError,
 };
 
-use crate::schema::{last_id_of, meta, revision_of};
+use crate::schema::{current_revision, last_id_of, meta, revision_of};
 
 /// Revisions read per history page: bounds the memory a catching-up watcher holds at once.
 pub const HISTORY_PAGE_REVISIONS: i64 = 512;
@@ -30,7 +30,7 @@ pub fn in_snapshot<T>(
     conn.execute_batch("BEGIN DEFERRED")?;
     let result = (|| {
         let snap = Snapshot {
-            revision: meta(conn, "revision")?,
+            revision: current_revision(conn)?,
             compact_revision: meta(conn, "compact_revision")?,
         };
         Ok(f(conn, snap))

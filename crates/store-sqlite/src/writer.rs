@@ -19,7 +19,7 @@ use store::{
 };
 use tokio::sync::{broadcast, oneshot};
 
-use crate::schema::{MAX_OPS_PER_TXN, last_id_of, log_id, meta, revision_of, sql_error};
+use crate::schema::{MAX_OPS_PER_TXN, current_revision, last_id_of, log_id, meta, revision_of, sql_error};
 
 /// Most transactions committed in one group.
 const MAX_GROUP: usize = 1024;
@@ -76,7 +76,7 @@ impl Writer {
         checkpoint: SyncSender<()>,
     ) -> Result<Self> {
         let err = |e| sql_error(&path, e);
-        let revision = meta(&conn, "revision").map_err(err)?;
+        let revision = current_revision(&conn).map_err(err)?;
         let compact_revision = meta(&conn, "compact_revision").map_err(err)?;
         let next_lease = meta(&conn, "next_lease").map_err(err)?;
         // As etcd does after a restart, every lease gets its full TTL again.
@@ -205,17 +205,16 @@ impl Writer {
     }
 
     fn try_transaction<T>(&mut self, body: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        // Cached statements: BEGIN and COMMIT run once per group, parsing them costs more.
         self.conn
-            .execute_batch("BEGIN IMMEDIATE")
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
             .map_err(|e| self.sql(e))?;
         let value = body(self)?;
         self.conn
-            .execute(
-                "UPDATE meta SET value = ?1 WHERE name = 'revision'",
-                [self.revision],
-            )
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
             .map_err(|e| self.sql(e))?;
-        self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
         Ok(value)
     }
 
@@ -444,7 +443,8 @@ impl Writer {
     }
 
     /// Deletes the history at and below `rev` that no read at or after `rev` needs: rows
-    /// superseded by a later row at or below `rev`, and tombstones at or below `rev`.
+    /// superseded by a later row at or below `rev`, and tombstones at or below `rev` (but the
+    /// newest row of all).
     fn compact(&mut self, rev: Revision) -> Result<()> {
         if rev <= self.compact_revision {
             return Err(StoreError::Compacted {
@@ -472,7 +472,9 @@ impl Writer {
             let tombstones = w
                 .conn
                 .execute(
-                    "DELETE FROM log WHERE id > ?1 AND id <= ?2 AND deleted = 1",
+                    // The newest row stays even as a tombstone: it carries the revision.
+                    "DELETE FROM log WHERE id > ?1 AND id <= ?2 AND deleted = 1
+                       AND id < (SELECT max(id) FROM log)",
                     [from, to],
                 )
                 .map_err(|e| w.sql(e))?;
