@@ -26,14 +26,15 @@ use store::{
     KeyRange, LeaseId, RangeRequest, RangeResponse, Result, Revision, Store, StoreError, Txn, TxnResponse,
     WatchStream,
 };
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{Semaphore, broadcast, oneshot};
 
 use writer::{EventBatch, Request, Writer};
 
 /// Committed groups a watcher may fall behind before it re-reads history from the database.
 const WATCH_BUFFER_GROUPS: usize = 1024;
-/// Idle reader connections kept open.
-const MAX_IDLE_READERS: usize = 4;
+/// Reads running at once, each on its own connection and blocking thread; more wait their turn
+/// (two cores gain nothing from more, and each connection has its own page cache).
+const MAX_READERS: usize = 8;
 
 /// A [`Store`] in one SQLite file. Cloning shares the same open store.
 #[derive(Clone)]
@@ -45,7 +46,9 @@ struct Inner {
     path: PathBuf,
     requests: Option<mpsc::Sender<Request>>,
     events: broadcast::Sender<EventBatch>,
+    /// Idle reader connections.
     readers: Mutex<Vec<Connection>>,
+    read_permits: Semaphore,
     published: Arc<AtomicI64>,
     writer: Option<JoinHandle<()>>,
     _lock: File,
@@ -108,6 +111,7 @@ impl SqliteStore {
                 requests: Some(requests),
                 events,
                 readers: Mutex::new(vec![reader]),
+                read_permits: Semaphore::new(MAX_READERS),
                 published,
                 writer: Some(thread),
                 _lock: lock,
@@ -133,6 +137,11 @@ impl Inner {
         self: &Arc<Self>,
         f: impl FnOnce(&Connection, read::Snapshot) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let _permit = self
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let inner = self.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -141,10 +150,7 @@ impl Inner {
                 None => schema::open_reader(&inner.path)?,
             };
             let result = read::in_snapshot(&conn, f).map_err(|e| schema::sql_error(&inner.path, e));
-            let mut idle = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(conn);
-            }
+            inner.readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
             result?
         })
         .await
