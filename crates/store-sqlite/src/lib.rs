@@ -149,7 +149,8 @@ impl Inner {
                 Some(conn) => conn,
                 None => schema::open_reader(&inner.path)?,
             };
-            let result = read::in_snapshot(&conn, f).map_err(|e| schema::sql_error(&inner.path, e));
+            let durable = inner.published.load(Ordering::Acquire);
+            let result = read::in_snapshot(&conn, durable, f).map_err(|e| schema::sql_error(&inner.path, e));
             inner.readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
             result?
         })

@@ -18,24 +18,32 @@ pub const HISTORY_PAGE_REVISIONS: i64 = 512;
 /// The store's counters as of a snapshot.
 #[derive(Clone, Copy, Debug)]
 pub struct Snapshot {
+    /// The newest revision readers may see: durable (fsynced) and in this snapshot. Commits
+    /// after it are in the database but not yet acknowledged, so reads roll them back.
     pub revision: Revision,
+    /// The newest revision stored in this snapshot (>= `revision`).
+    pub stored: Revision,
     pub compact_revision: Revision,
 }
 
-/// Runs `f` in a read transaction (a consistent snapshot across statements).
+/// Runs `f` in a read transaction (a consistent snapshot across statements). `durable` is the
+/// newest revision known to be fsynced.
 pub fn in_snapshot<T>(
     conn: &Connection,
+    durable: Revision,
     f: impl FnOnce(&Connection, Snapshot) -> Result<T>,
 ) -> rusqlite::Result<Result<T>> {
-    conn.execute_batch("BEGIN DEFERRED")?;
+    conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
     let result = (|| {
+        let stored = current_revision(conn)?;
         let snap = Snapshot {
-            revision: current_revision(conn)?,
+            revision: stored.min(durable),
+            stored,
             compact_revision: meta(conn, "compact_revision")?,
         };
         Ok(f(conn, snap))
     })();
-    let _ = conn.execute_batch("COMMIT");
+    let _ = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
     result
 }
 
@@ -86,7 +94,7 @@ pub fn range(conn: &Connection, snap: Snapshot, req: &RangeRequest) -> Result<Ra
             compact_revision: Some(snap.compact_revision),
         });
     }
-    let mut resp = if at == snap.revision {
+    let mut resp = if at == snap.stored {
         range_latest(conn, req)
     } else {
         range_past(conn, req, at)
@@ -135,22 +143,14 @@ fn range_latest(conn: &Connection, req: &RangeRequest) -> rusqlite::Result<Range
 }
 
 /// The state at revision `at`: the latest state, with every key written after `at` rolled back
-/// through its first later row's `prev_id`.
+/// through its first later row's `prev_id`. Costs O(writes after `at` + keys returned): the
+/// latest state is read lazily in key order and merged with the rolled-back keys.
 fn range_past(conn: &Connection, req: &RangeRequest, at: Revision) -> rusqlite::Result<RangeResponse> {
-    let (clause, params) = range_clause(&req.range, "c.key");
-    let sql = format!("SELECT {KV_COLUMNS} FROM current c JOIN log l ON l.id = c.id WHERE {clause}");
-    let mut state: BTreeMap<String, KeyValue> = BTreeMap::new();
-    for kv in conn
-        .prepare_cached(&sql)?
-        .query_map(params_from_iter(&params), |r| kv_at(r, 0))?
-    {
-        let kv = kv?;
-        state.insert(kv.key.clone(), kv);
-    }
+    // Keys written after `at` -> their state at `at` (None: absent then).
     let (clause, mut params) = range_clause(&req.range, "key");
     params.insert(0, Value::Integer(last_id_of(at)));
     let sql = format!("SELECT key, prev_id FROM log WHERE id > ? AND {clause} ORDER BY id");
-    let mut rolled_back: BTreeMap<Vec<u8>, Option<i64>> = BTreeMap::new();
+    let mut first_after: BTreeMap<Vec<u8>, Option<i64>> = BTreeMap::new();
     for row in conn
         .prepare_cached(&sql)?
         .query_map(params_from_iter(&params), |r| {
@@ -158,17 +158,28 @@ fn range_past(conn: &Connection, req: &RangeRequest, at: Revision) -> rusqlite::
         })?
     {
         let (key, prev) = row?;
-        rolled_back.entry(key).or_insert(prev);
+        first_after.entry(key).or_insert(prev);
     }
     let mut by_id = conn.prepare_cached(&format!("SELECT {KV_COLUMNS} FROM log l WHERE l.id = ?"))?;
-    for (key, prev) in rolled_back {
-        state.remove(String::from_utf8_lossy(&key).as_ref());
-        if let Some(id) = prev {
-            let kv = by_id.query_row([id], |r| kv_at(r, 0))?;
-            state.insert(kv.key.clone(), kv);
-        }
+    let mut rolled_back: BTreeMap<Vec<u8>, Option<KeyValue>> = BTreeMap::new();
+    for (key, prev) in first_after {
+        let kv = match prev {
+            Some(id) => Some(by_id.query_row([id], |r| kv_at(r, 0))?),
+            None => None,
+        };
+        rolled_back.insert(key, kv);
     }
-    let count = state.len() as i64;
+
+    // Latest rows newer than `at` belong to rolled-back keys: they are skipped, and counted.
+    let (clause, mut params) = range_clause(&req.range, "c.key");
+    let count_sql =
+        format!("SELECT count(*), count(CASE WHEN c.id > ? THEN 1 END) FROM current c WHERE {clause}");
+    params.insert(0, Value::Integer(last_id_of(at)));
+    let (latest_count, newer): (i64, i64) = conn
+        .prepare_cached(&count_sql)?
+        .query_row(params_from_iter(&params), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    params.remove(0);
+    let count = latest_count - newer + rolled_back.values().flatten().count() as i64;
     if req.count_only {
         return Ok(RangeResponse {
             kvs: Vec::new(),
@@ -177,10 +188,31 @@ fn range_past(conn: &Connection, req: &RangeRequest, at: Revision) -> rusqlite::
             revision: 0,
         });
     }
-    let kvs: Vec<KeyValue> = state
-        .into_values()
-        .take(req.limit.unwrap_or(usize::MAX))
-        .collect();
+
+    // Merge, in key order, the latest rows not written after `at` with the rolled-back states;
+    // the two never share a key.
+    let limit = req.limit.unwrap_or(usize::MAX);
+    let sql =
+        format!("SELECT {KV_COLUMNS} FROM current c JOIN log l ON l.id = c.id WHERE {clause} ORDER BY c.key");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut latest = stmt
+        .query_map(params_from_iter(&params), |r| kv_at(r, 0))?
+        .filter(|kv| !matches!(kv, Ok(kv) if kv.mod_revision > at))
+        .peekable();
+    let mut older = rolled_back.into_values().flatten().peekable();
+    let mut kvs = Vec::new();
+    while kvs.len() < limit {
+        let take_latest = match (latest.peek(), older.peek()) {
+            (None, None) => break,
+            (Some(_), None) | (Some(Err(_)), _) => true,
+            (None, Some(_)) => false,
+            (Some(Ok(l)), Some(o)) => l.key < o.key,
+        };
+        match take_latest {
+            true => kvs.push(latest.next().expect("peeked")?),
+            false => kvs.push(older.next().expect("peeked")),
+        }
+    }
     Ok(RangeResponse {
         more: (kvs.len() as i64) < count,
         kvs,

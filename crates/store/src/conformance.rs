@@ -26,6 +26,7 @@ macro_rules! conformance_tests {
             txn_rejects_invalid_requests,
             range_by_prefix_with_limit_and_count,
             range_at_past_revision,
+            paginating_a_past_revision_sees_one_state,
             compaction_discards_history_only,
             watch_replays_from_revision_then_follows,
             watch_after_compaction_reports_compacted,
@@ -354,6 +355,49 @@ pub async fn range_at_past_revision(store: Arc<dyn Store>) {
         matches!(future, Err(StoreError::FutureRevision { .. })),
         "{future:?}"
     );
+}
+
+pub async fn paginating_a_past_revision_sees_one_state(store: Arc<dyn Store>) {
+    for i in (0..30).step_by(2) {
+        put(&store, &format!("/pg/{i:02}"), "old").await;
+    }
+    let snapshot = store
+        .range(RangeRequest::new(KeyRange::prefix("/pg/")))
+        .await
+        .unwrap();
+    let at = snapshot.revision;
+    // Afterwards: updates, deletes, new keys in between and at both ends.
+    for i in [0, 7, 8, 13, 14, 29, 31] {
+        put(&store, &format!("/pg/{i:02}"), "new").await;
+    }
+    for i in [2, 8, 16, 28] {
+        store.delete(&format!("/pg/{i:02}"), None).await.unwrap();
+    }
+    let mut pages = Vec::new();
+    let mut req = RangeRequest::new(KeyRange::prefix("/pg/"))
+        .with_limit(4)
+        .at_revision(at);
+    loop {
+        let page = store.range(req.clone()).await.unwrap();
+        let last = page.kvs.last().map(|kv| kv.key.clone());
+        pages.extend(page.kvs);
+        match last {
+            Some(last) if page.more => req.range = KeyRange::prefix_after("/pg/", &last),
+            _ => break,
+        }
+    }
+    assert_eq!(
+        pages, snapshot.kvs,
+        "pages at a past revision add up to that revision's state"
+    );
+    let counted = store
+        .range(
+            RangeRequest::new(KeyRange::prefix("/pg/"))
+                .at_revision(at)
+                .count_only(),
+        )
+        .await;
+    assert_eq!(counted.unwrap().count, 15);
 }
 
 pub async fn compaction_discards_history_only(store: Arc<dyn Store>) {
