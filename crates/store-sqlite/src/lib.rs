@@ -1,7 +1,8 @@
 //! The embedded default backend: one SQLite file in WAL mode.
 //!
-//! - One writer thread owns the write connection and commits queued transactions in groups
-//!   (one fsync per group, `synchronous=FULL`): acknowledged means durable. See [`writer`].
+//! - One writer thread owns the write connection and commits queued transactions in groups;
+//!   a sync thread fsyncs the WAL for all commits handed over meanwhile and only then answers
+//!   the callers and notifies watchers: acknowledged means durable. See [`writer`], [`syncer`].
 //! - Reads run on a small pool of reader connections on blocking threads; WAL lets them
 //!   proceed while the writer commits. See [`read`].
 //! - Watch is push-based: the writer broadcasts each committed group's events; a watcher
@@ -11,12 +12,13 @@
 
 mod read;
 mod schema;
+mod syncer;
 mod watch;
 mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
@@ -28,7 +30,8 @@ use store::{
 };
 use tokio::sync::{Semaphore, broadcast, oneshot};
 
-use writer::{EventBatch, Request, Writer};
+use syncer::{Durability, EventBatch};
+use writer::{Request, Writer};
 
 /// Committed groups a watcher may fall behind before it re-reads history from the database.
 const WATCH_BUFFER_GROUPS: usize = 1024;
@@ -49,7 +52,7 @@ struct Inner {
     /// Idle reader connections.
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
-    published: Arc<AtomicI64>,
+    durability: Arc<Durability>,
     writer: Option<JoinHandle<()>>,
     _lock: File,
 }
@@ -90,7 +93,17 @@ impl SqliteStore {
         let conn = schema::open_writer(&path)?;
         let reader = schema::open_reader(&path)?;
         let (events, _) = broadcast::channel(WATCH_BUFFER_GROUPS);
-        let published = Arc::new(AtomicI64::new(0));
+        let durability = Arc::new(Durability {
+            published: AtomicI64::new(0),
+            failed: AtomicBool::new(false),
+        });
+        let (wal_path, wal) = open_wal(&path, &dir)?;
+        let (syncer, commits) = mpsc::channel();
+        let (syncer_events, syncer_durability) = (events.clone(), durability.clone());
+        std::thread::Builder::new()
+            .name("sqlite-sync".into())
+            .spawn(move || syncer::run_syncer(wal_path, wal, commits, syncer_events, syncer_durability))
+            .map_err(|e| StoreError::Storage(format!("cannot start the sync thread: {e}")))?;
         let (checkpoint, checkpoint_requests) = mpsc::sync_channel(1);
         let checkpointer = schema::open_checkpointer(&path)?;
         let checkpointer_path = path.clone();
@@ -98,13 +111,14 @@ impl SqliteStore {
             .name("sqlite-checkpoint".into())
             .spawn(move || writer::run_checkpointer(checkpointer_path, checkpointer, checkpoint_requests))
             .map_err(|e| StoreError::Storage(format!("cannot start the checkpoint thread: {e}")))?;
-        let writer = Writer::new(path.clone(), conn, events.clone(), published.clone(), checkpoint)?;
+        let writer = Writer::new(path.clone(), conn, syncer, durability.clone(), checkpoint)?;
         let (requests, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
-        tracing::info!(path = %path.display(), revision = published.load(Ordering::Acquire), "sqlite store open");
+        let revision = durability.published.load(Ordering::Acquire);
+        tracing::info!(path = %path.display(), revision, "sqlite store open");
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
@@ -112,7 +126,7 @@ impl SqliteStore {
                 events,
                 readers: Mutex::new(vec![reader]),
                 read_permits: Semaphore::new(MAX_READERS),
-                published,
+                durability,
                 writer: Some(thread),
                 _lock: lock,
             }),
@@ -149,7 +163,7 @@ impl Inner {
                 Some(conn) => conn,
                 None => schema::open_reader(&inner.path)?,
             };
-            let durable = inner.published.load(Ordering::Acquire);
+            let durable = inner.durability.published.load(Ordering::Acquire);
             let result = read::in_snapshot(&conn, durable, f).map_err(|e| schema::sql_error(&inner.path, e));
             inner.readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
             result?
@@ -157,6 +171,21 @@ impl Inner {
         .await
         .map_err(|e| StoreError::Storage(format!("read task failed: {e}")))?
     }
+}
+
+/// Opens the WAL file for the syncer's fsyncs (creating it, as SQLite would, if it does not exist
+/// yet) and makes sure its directory entry is durable too.
+fn open_wal(path: &Path, dir: &Path) -> Result<(PathBuf, File)> {
+    let wal_path = PathBuf::from(format!("{}-wal", path.display()));
+    let wal = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&wal_path)
+        .and_then(|wal| File::open(dir)?.sync_all().map(|()| wal))
+        .map_err(|e| StoreError::Storage(format!("cannot open {}: {e}", wal_path.display())))?;
+    Ok((wal_path, wal))
 }
 
 fn lock_file(path: &Path) -> Result<File> {
@@ -209,7 +238,7 @@ impl Store for SqliteStore {
         if self.inner.requests.is_none() {
             return Err(StoreError::Closed);
         }
-        Ok(self.inner.published.load(Ordering::Acquire))
+        Ok(self.inner.durability.published.load(Ordering::Acquire))
     }
 
     async fn grant_lease(&self, ttl_seconds: i64) -> Result<LeaseId> {

@@ -12,7 +12,7 @@ use tokio::sync::broadcast::{Receiver, error::RecvError};
 
 use crate::Inner;
 use crate::read;
-use crate::writer::EventBatch;
+use crate::syncer::EventBatch;
 
 struct Watcher {
     inner: Arc<Inner>,

@@ -1,15 +1,14 @@
 //! The single writer thread. It owns the write connection and all write-side state (revision,
 //! leases), takes requests from a channel, and commits every transaction queued meanwhile in one
-//! SQLite transaction (group commit: one fsync for the whole group). After the commit it
-//! publishes the group's events to watchers, then acknowledges the callers. A failed commit rolls
-//! the whole group back, restores the in-memory state and fails every caller: nothing
+//! SQLite transaction (group commit). Each commit goes to the syncer (see `syncer`), which
+//! fsyncs, then publishes the events to watchers and acknowledges the callers. A failed commit
+//! rolls the whole group back, restores the in-memory state and fails every caller: nothing
 //! unacknowledged is visible and nothing acknowledged is lost.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,18 +16,16 @@ use rusqlite::{Connection, OptionalExtension, params};
 use store::{
     Event, EventKind, KeyValue, LeaseId, Op, OpResponse, Result, Revision, StoreError, Txn, TxnResponse,
 };
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 use crate::schema::{MAX_OPS_PER_TXN, current_revision, last_id_of, log_id, meta, revision_of, sql_error};
+use crate::syncer::{Ack, Committed, Durability, ack};
 
 /// Most transactions committed in one group.
 const MAX_GROUP: usize = 1024;
 /// Bytes of keys and values written between two checkpoint requests (the WAL grows by about
 /// this much, plus page overhead, between checkpoints).
 const CHECKPOINT_EVERY_BYTES: usize = 8 << 20;
-
-/// A committed group's events, in revision order, as watchers receive them.
-pub type EventBatch = Arc<Vec<Event>>;
 
 pub enum Request {
     Txn(Txn, oneshot::Sender<Result<TxnResponse>>),
@@ -51,9 +48,9 @@ pub struct Writer {
     compact_revision: Revision,
     next_lease: LeaseId,
     leases: HashMap<LeaseId, Lease>,
-    events: broadcast::Sender<EventBatch>,
-    /// The last committed revision, for `current_revision` without a round trip to the thread.
-    published: Arc<AtomicI64>,
+    /// Commits go here to be made durable, published and acknowledged.
+    syncer: Sender<Committed>,
+    durability: Arc<Durability>,
     /// Wakes the checkpointer thread; a full channel means a checkpoint is already pending.
     checkpoint: SyncSender<()>,
     written_since_checkpoint: usize,
@@ -71,8 +68,8 @@ impl Writer {
     pub fn new(
         path: PathBuf,
         conn: Connection,
-        events: broadcast::Sender<EventBatch>,
-        published: Arc<AtomicI64>,
+        syncer: Sender<Committed>,
+        durability: Arc<Durability>,
         checkpoint: SyncSender<()>,
     ) -> Result<Self> {
         let err = |e| sql_error(&path, e);
@@ -111,7 +108,9 @@ impl Writer {
                 }
             }
         }
-        published.store(revision, Ordering::Release);
+        durability
+            .published
+            .store(revision, std::sync::atomic::Ordering::Release);
         Ok(Writer {
             path,
             conn,
@@ -119,8 +118,8 @@ impl Writer {
             compact_revision,
             next_lease,
             leases,
-            events,
-            published,
+            syncer,
+            durability,
             checkpoint,
             written_since_checkpoint: 0,
         })
@@ -166,10 +165,12 @@ impl Writer {
                     self.commit_group(group);
                 }
                 Request::Compact(rev, reply) => {
-                    let _ = reply.send(self.compact(rev));
+                    let result = self.compact(rev);
+                    self.hand_over(Vec::new(), vec![ack(reply, result)]);
                 }
                 Request::GrantLease(ttl, reply) => {
-                    let _ = reply.send(self.grant(ttl));
+                    let result = self.grant(ttl);
+                    self.hand_over(Vec::new(), vec![ack(reply, result)]);
                 }
                 Request::KeepAlive(id, reply) => {
                     let _ = reply.send(match self.leases.get_mut(&id) {
@@ -180,9 +181,12 @@ impl Writer {
                         None => Err(StoreError::LeaseNotFound(id)),
                     });
                 }
-                Request::RevokeLease(id, reply) => {
-                    let _ = reply.send(self.revoke(id));
-                }
+                Request::RevokeLease(id, reply) => match self.revoke(id) {
+                    Ok(events) => self.hand_over(events, vec![ack(reply, Ok(()))]),
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                    }
+                },
             }
         }
     }
@@ -194,6 +198,9 @@ impl Writer {
     /// Runs `body` in one SQLite write transaction; on any failure rolls back and restores the
     /// revision. The caller applies in-memory side effects only after this returns Ok.
     fn in_transaction<T>(&mut self, body: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if let Some(err) = self.durability.failure(&self.path) {
+            return Err(err);
+        }
         let revision = self.revision;
         let result = self.try_transaction(body);
         if result.is_err() {
@@ -229,10 +236,13 @@ impl Writer {
         });
         match committed {
             Ok(results) => {
-                self.publish(staged);
-                for ((_, reply), result) in group.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
+                self.apply_lease_moves(staged.lease_moves);
+                let acks = group
+                    .into_iter()
+                    .zip(results)
+                    .map(|((_, reply), result)| ack(reply, result))
+                    .collect();
+                self.hand_over(staged.events, acks);
             }
             Err(err) => {
                 tracing::error!(%err, "sqlite store: group commit failed; {} transaction(s) rejected", group.len());
@@ -243,9 +253,8 @@ impl Writer {
         }
     }
 
-    /// Makes a committed group visible: lease bookkeeping, the published revision, watchers.
-    fn publish(&mut self, staged: Staged) {
-        for (key, old, new) in staged.lease_moves {
+    fn apply_lease_moves(&mut self, moves: Vec<(String, Option<LeaseId>, Option<LeaseId>)>) {
+        for (key, old, new) in moves {
             if let Some(lease) = old.and_then(|id| self.leases.get_mut(&id)) {
                 lease.keys.remove(&key);
             }
@@ -253,9 +262,12 @@ impl Writer {
                 lease.keys.insert(key);
             }
         }
-        self.published.store(self.revision, Ordering::Release);
-        self.written_since_checkpoint += staged
-            .events
+    }
+
+    /// Passes a commit (or a request that wrote nothing) to the syncer, which answers the callers
+    /// once everything before it is durable. Also asks for a checkpoint every so often.
+    fn hand_over(&mut self, events: Vec<Event>, acks: Vec<Ack>) {
+        self.written_since_checkpoint += events
             .iter()
             .map(|e| e.kv.key.len() + e.kv.value.len() + 64)
             .sum::<usize>();
@@ -263,9 +275,15 @@ impl Writer {
             self.written_since_checkpoint = 0;
             let _ = self.checkpoint.try_send(());
         }
-        if !staged.events.is_empty() {
-            // No receiver is not an error: nobody watches yet.
-            let _ = self.events.send(Arc::new(staged.events));
+        let commit = Committed {
+            revision: self.revision,
+            events,
+            acks,
+        };
+        if let Err(std::sync::mpsc::SendError(commit)) = self.syncer.send(commit) {
+            for ack in commit.acks {
+                ack(Err(StoreError::Closed));
+            }
         }
     }
 
@@ -452,10 +470,15 @@ impl Writer {
                 compact_revision: Some(self.compact_revision),
             });
         }
-        if rev > self.revision {
+        // Only what readers can see may be compacted: never past the durable revision.
+        let durable = self
+            .durability
+            .published
+            .load(std::sync::atomic::Ordering::Acquire);
+        if rev > durable {
             return Err(StoreError::FutureRevision {
                 requested: rev,
-                current: self.revision,
+                current: durable,
             });
         }
         let (from, to) = (last_id_of(self.compact_revision), last_id_of(rev));
@@ -515,8 +538,9 @@ impl Writer {
         Ok(id)
     }
 
-    /// Deletes a lease and all its keys in one transaction (one revision, as etcd).
-    fn revoke(&mut self, id: LeaseId) -> Result<()> {
+    /// Deletes a lease and all its keys in one transaction (one revision, as etcd); returns the
+    /// delete events for the caller to hand over.
+    fn revoke(&mut self, id: LeaseId) -> Result<Vec<Event>> {
         let Some(lease) = self.leases.get(&id) else {
             return Err(StoreError::LeaseNotFound(id));
         };
@@ -539,8 +563,7 @@ impl Writer {
             Ok(())
         })?;
         self.leases.remove(&id);
-        self.publish(staged);
-        Ok(())
+        Ok(staged.events)
     }
 
     fn next_expiry(&self) -> Option<Instant> {
@@ -556,11 +579,14 @@ impl Writer {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            if let Err(err) = self.revoke(id) {
-                // Try again shortly rather than spinning on a failing disk.
-                tracing::warn!(%err, lease = id, "sqlite store: cannot expire lease");
-                if let Some(lease) = self.leases.get_mut(&id) {
-                    lease.expires = now + Duration::from_secs(1);
+            match self.revoke(id) {
+                Ok(events) => self.hand_over(events, Vec::new()),
+                Err(err) => {
+                    // Try again shortly rather than spinning on a failing disk.
+                    tracing::warn!(%err, lease = id, "sqlite store: cannot expire lease");
+                    if let Some(lease) = self.leases.get_mut(&id) {
+                        lease.expires = now + Duration::from_secs(1);
+                    }
                 }
             }
         }
