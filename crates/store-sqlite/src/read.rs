@@ -286,3 +286,48 @@ pub fn history(conn: &Connection, snap: Snapshot, range: &KeyRange, after: Revis
         snapshot: snap.revision,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SqliteStore;
+    use store::Store;
+
+    /// Commits newer than the durable revision are in the database but must stay invisible.
+    #[tokio::test]
+    async fn reads_stop_at_the_durable_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let durable = {
+            let store = SqliteStore::open(&path).unwrap();
+            store.put("/k/a", "1".into(), None).await.unwrap();
+            let durable = store.put("/k/b", "1".into(), None).await.unwrap();
+            // Pretend these were committed but not yet fsynced.
+            store.put("/k/a", "2".into(), None).await.unwrap();
+            store.delete("/k/b", None).await.unwrap();
+            store.put("/k/c", "1".into(), None).await.unwrap();
+            durable
+        };
+        let conn = crate::schema::open_reader(&path).unwrap();
+        let all = RangeRequest::new(KeyRange::prefix("/k/"));
+        let resp = in_snapshot(&conn, durable, |conn, snap| range(conn, snap, &all))
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.revision, durable);
+        let seen: Vec<(&str, &[u8])> = resp
+            .kvs
+            .iter()
+            .map(|kv| (kv.key.as_str(), &kv.value[..]))
+            .collect();
+        assert_eq!(seen, [("/k/a", &b"1"[..]), ("/k/b", &b"1"[..])]);
+        let newer = all.clone().at_revision(durable + 1);
+        let err = in_snapshot(&conn, durable, |conn, snap| range(conn, snap, &newer)).unwrap();
+        assert!(matches!(err, Err(StoreError::FutureRevision { .. })), "{err:?}");
+        let page = in_snapshot(&conn, durable, |conn, snap| {
+            history(conn, snap, &KeyRange::prefix("/k/"), 0)
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(page.events.len(), 2, "history stops at the durable revision too");
+    }
+}
