@@ -69,6 +69,14 @@ async fn next_events(stream: &mut WatchStream, n: usize) -> Vec<Event> {
     events
 }
 
+/// What happened, where, at which revision: the parts of events most assertions compare.
+fn summary(events: &[Event]) -> Vec<(EventKind, &str, Revision)> {
+    events
+        .iter()
+        .map(|e| (e.kind, e.kv.key.as_str(), e.revision()))
+        .collect()
+}
+
 /// Asserts that no event arrives within a short while.
 async fn assert_quiet(stream: &mut WatchStream) {
     if let Ok(item) = tokio::time::timeout(Duration::from_millis(300), stream.next()).await {
@@ -461,12 +469,8 @@ pub async fn watch_replays_from_revision_then_follows(store: Arc<dyn Store>) {
 
     let mut watch = store.watch(KeyRange::prefix("/w/"), r1).await.unwrap();
     let events = next_events(&mut watch, 3).await;
-    let summary: Vec<_> = events
-        .iter()
-        .map(|e| (e.kind, e.kv.key.as_str(), e.revision()))
-        .collect();
     assert_eq!(
-        summary,
+        summary(&events),
         [
             (EventKind::Put, "/w/a", r2),
             (EventKind::Put, "/w/b", r4),
@@ -536,12 +540,8 @@ pub async fn watch_delivers_txn_events_together(store: Arc<dyn Store>) {
         .then(Op::put("/tx/b", b("b"), None));
     let rev = store.txn(txn).await.unwrap().revision;
     let events = next_events(&mut watch, 3).await;
-    let summary: Vec<_> = events
-        .iter()
-        .map(|e| (e.kind, e.kv.key.as_str(), e.revision()))
-        .collect();
     assert_eq!(
-        summary,
+        summary(&events),
         [
             (EventKind::Put, "/tx/a", rev),
             (EventKind::Delete, "/tx/gone", rev),

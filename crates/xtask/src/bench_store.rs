@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -97,15 +96,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for (f, (name, store)) in figures.iter_mut().zip(&backends) {
             eprintln!("{name}: reads");
             preload(store, 1000, &value).await?;
-            f.gets = reads(store, phase, |store, i| async move {
-                store
-                    .get(&format!("/bench/read/{:04}", i % 1000))
-                    .await
-                    .map(|_| ())
+            // Readers spread over the keys: task t reads key (61 t + 7 i) mod N on its i-th read.
+            f.gets = timed(store, 16, phase, |store, task, i| async move {
+                let n = (task as u64 * 61 + i * 7) % 1000;
+                store.get(&format!("/bench/read/{n:04}")).await.map(|_| ())
             })
             .await?;
-            f.lists = reads(store, phase, |store, i| async move {
-                let start = format!("/bench/read/{:04}", (i * 7) % 900);
+            f.lists = timed(store, 16, phase, |store, task, i| async move {
+                let start = format!("/bench/read/{:04}", (task as u64 * 61 + i * 7) % 900);
                 let req = RangeRequest::new(KeyRange::prefix_after("/bench/read/", &start)).with_limit(100);
                 store.range(req).await.map(|_| ())
             })
@@ -132,31 +130,12 @@ async fn writes(
     value: &Bytes,
     tag: &str,
 ) -> anyhow::Result<Rate> {
-    let start = Instant::now();
-    let deadline = start + phase;
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let (store, value, tag) = (store.clone(), value.clone(), tag.to_owned());
-            tokio::spawn(async move {
-                let mut hist = Histogram::<u64>::new(3).unwrap();
-                let mut i = 0u64;
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    store
-                        .put(&format!("/bench/{tag}/{w:03}/{i:09}"), value.clone(), None)
-                        .await?;
-                    hist.record(t.elapsed().as_micros() as u64).unwrap();
-                    i += 1;
-                }
-                anyhow::Ok(hist)
-            })
-        })
-        .collect();
-    let mut hist = Histogram::<u64>::new(3)?;
-    for task in tasks {
-        hist.add(task.await??)?;
-    }
-    Ok(rate(&hist, start.elapsed()))
+    let (value, tag) = (value.clone(), tag.to_owned());
+    timed(store, writers, phase, move |store, w, i| {
+        let (key, value) = (format!("/bench/{tag}/{w:03}/{i:09}"), value.clone());
+        async move { store.put(&key, value, None).await.map(|_| ()) }
+    })
+    .await
 }
 
 async fn preload(store: &Arc<dyn Store>, keys: usize, value: &Bytes) -> anyhow::Result<()> {
@@ -169,25 +148,26 @@ async fn preload(store: &Arc<dyn Store>, keys: usize, value: &Bytes) -> anyhow::
     Ok(())
 }
 
-/// 16 concurrent readers for one phase.
-async fn reads<F, Fut>(store: &Arc<dyn Store>, phase: Duration, op: F) -> anyhow::Result<Rate>
+/// Runs `op(store, task, i)` from `tasks` concurrent tasks (each with its own counter `i`) for
+/// one phase, and reports the rate and latencies.
+async fn timed<F, Fut>(store: &Arc<dyn Store>, tasks: usize, phase: Duration, op: F) -> anyhow::Result<Rate>
 where
-    F: Fn(Arc<dyn Store>, u64) -> Fut + Clone + Send + 'static,
+    F: Fn(Arc<dyn Store>, usize, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = store::Result<()>> + Send,
 {
     let start = Instant::now();
     let deadline = start + phase;
-    let counter = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let (store, op, counter) = (store.clone(), op.clone(), counter.clone());
+    let tasks: Vec<_> = (0..tasks)
+        .map(|task| {
+            let (store, op) = (store.clone(), op.clone());
             tokio::spawn(async move {
                 let mut hist = Histogram::<u64>::new(3).unwrap();
+                let mut i = 0;
                 while Instant::now() < deadline {
-                    let i = counter.fetch_add(1, Ordering::Relaxed);
                     let t = Instant::now();
-                    op(store.clone(), i).await?;
+                    op(store.clone(), task, i).await?;
                     hist.record(t.elapsed().as_micros() as u64).unwrap();
+                    i += 1;
                 }
                 anyhow::Ok(hist)
             })
