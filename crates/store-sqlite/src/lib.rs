@@ -5,7 +5,7 @@
 //!   the callers and notifies watchers: acknowledged means durable. See [`writer`], [`syncer`].
 //! - Reads run on a small pool of reader connections on blocking threads; WAL lets them
 //!   proceed while the writer commits. See [`read`].
-//! - Watch is push-based: the writer broadcasts each committed group's events; a watcher
+//! - Watch is push-based: the sync thread broadcasts each durable group's events; a watcher
 //!   replays history from the `log` table first, and falls back to it whenever it lags
 //!   behind the broadcast, so it never misses an event. See [`watch`].
 //! - A lock file next to the database keeps a second process from opening it for writing.

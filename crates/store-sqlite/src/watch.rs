@@ -1,5 +1,5 @@
 //! A watcher's state machine: replay history from the database until caught up with a
-//! snapshot, then follow the writer's broadcast; whenever the broadcast has moved on without
+//! snapshot, then follow the store's broadcast of durable events; whenever the broadcast has moved on without
 //! it (lagged), go back to replaying from the last revision it saw. The subscription always
 //! exists before the snapshot is read, so history and live events overlap and never leave a gap.
 
