@@ -1,7 +1,7 @@
 //! A watcher's state machine: replay history from the database until caught up with a
-//! snapshot, then follow the store's broadcast of durable events; whenever the broadcast has moved on without
-//! it (lagged), go back to replaying from the last revision it saw. The subscription always
-//! exists before the snapshot is read, so history and live events overlap and never leave a gap.
+//! snapshot, then follow the broadcast of durable events; whenever the broadcast has moved on
+//! without it (lagged), go back to replaying from the last revision it saw. The subscription
+//! always exists before the snapshot is read, so history and live events overlap, never a gap.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
