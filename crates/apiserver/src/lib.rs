@@ -1,0 +1,3 @@
+//! The API server: the Kubernetes REST API over a [`store::Store`].
+
+pub mod pki;
