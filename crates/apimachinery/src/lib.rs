@@ -2,4 +2,6 @@
 //! needs to speak the Kubernetes API as upstream does.
 
 pub mod fields;
+pub mod resources;
 pub mod selector;
+pub mod status;
