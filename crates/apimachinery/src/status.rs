@@ -66,7 +66,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Details>,
+    /// Boxed: errors travel in `Result`s everywhere, and most have no details.
+    pub details: Option<Box<Details>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -107,12 +108,12 @@ impl ApiError {
     }
 
     fn with_details(mut self, gr: GroupResource<'_>, name: &str) -> Self {
-        self.details = Some(Details {
+        self.details = Some(Box::new(Details {
             name: name.to_owned(),
             group: gr.group.to_owned(),
             kind: gr.resource.to_owned(),
             ..Details::default()
-        });
+        }));
         self
     }
 
@@ -165,13 +166,13 @@ impl ApiError {
             format!("{kind}.{group}")
         };
         let mut err = Self::new(422, "Invalid", format!("{qualified} {name:?} is invalid: {list}"));
-        err.details = Some(Details {
+        err.details = Some(Box::new(Details {
             name: name.to_owned(),
             group: group.to_owned(),
             kind: kind.to_owned(),
             causes,
             retry_after_seconds: None,
-        });
+        }));
         err
     }
 
@@ -238,10 +239,10 @@ impl ApiError {
     /// The datastore cannot serve now; clients retry.
     pub fn unavailable(message: impl Into<String>) -> Self {
         let mut err = Self::new(503, "ServiceUnavailable", message);
-        err.details = Some(Details {
+        err.details = Some(Box::new(Details {
             retry_after_seconds: Some(1),
             ..Details::default()
-        });
+        }));
         err
     }
 

@@ -1,3 +1,127 @@
 //! The API server: the Kubernetes REST API over a [`store::Store`].
+//!
+//! - `server`: HTTPS (TLS via `pki`), authentication, dispatch, Status errors.
+//! - `request`: what a path asks for (group, version, resource, namespace, name, verb).
+//! - `discovery`: `/version`, `/api`, `/apis` and resource lists.
+//! - `rest`: the generic handlers over the store; `watch`: watch streams; `filter`: selectors;
+//!   `table`: server-side printing; `validation`: shared validation; `objects`: metadata helpers.
 
+pub mod discovery;
+mod filter;
+mod objects;
 pub mod pki;
+mod query;
+pub mod request;
+mod rest;
+pub mod server;
+mod strategy;
+mod table;
+mod validation;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use store::Store;
+
+/// How to run an API server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    /// Extra names and addresses the serving certificate must cover.
+    pub serving_names: pki::ServingNames,
+    /// Where to write the admin kubeconfig besides `<data-dir>/kubeconfig.yaml`.
+    pub extra_kubeconfig: Option<PathBuf>,
+}
+
+/// A running API server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub pki: Arc<pki::Pki>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the server stops (it runs until the process ends or the handle is dropped).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts serving: PKI and kubeconfig under the data dir, then the HTTPS listener.
+pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    let pki = Arc::new(pki::Pki::load_or_create(
+        &config.data_dir.join("tls"),
+        &config.serving_names,
+    )?);
+    pki::load_or_create_token(&config.data_dir.join("token"), &pki)?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let url = format!("https://{host}:{}", addr.port());
+    let kubeconfig = config.data_dir.join("kubeconfig.yaml");
+    pki::write_kubeconfig(&kubeconfig, &url, &pki, pki::ADMIN_USER)?;
+    if let Some(extra) = &config.extra_kubeconfig {
+        pki::write_kubeconfig(extra, &url, &pki, pki::ADMIN_USER)?;
+    }
+    let rest = rest::Rest { store };
+    bootstrap(&rest).await?;
+    let state = Arc::new(server::State { rest });
+    let task = tokio::spawn(server::serve(listener, pki.server_config()?, state));
+    tracing::info!(%url, kubeconfig = %kubeconfig.display(), "API server listening");
+    Ok(Running {
+        addr,
+        kubeconfig,
+        pki,
+        task,
+    })
+}
+
+/// The namespaces every cluster has from the start (as kube-apiserver's system namespaces
+/// controller creates them).
+pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+async fn bootstrap(rest: &rest::Rest) -> anyhow::Result<()> {
+    let def = apimachinery::resources::find("", "v1", "namespaces").expect("namespaces are built in");
+    for name in SYSTEM_NAMESPACES {
+        let req = request::ResourceRequest {
+            group: String::new(),
+            version: "v1".into(),
+            resource: "namespaces".into(),
+            namespace: None,
+            name: None,
+            subresource: None,
+            verb: request::Verb::Create,
+        };
+        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match rest.create(def, &req, &query::Query::default(), ns).await {
+            Ok(_) => tracing::info!(namespace = name, "created"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => anyhow::bail!("cannot create namespace {name}: {e}"),
+        }
+    }
+    Ok(())
+}

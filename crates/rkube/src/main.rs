@@ -1,7 +1,8 @@
-//! `rkube`: one binary, one subcommand per role. Later issues add `server`, `agent`, `sim`
-//! and `image`; today it carries the datastore tools.
+//! `rkube`: one binary, one subcommand per role: `server` (the control plane) and the
+//! `datastore` tools today; later issues add `agent`, `sim` and `image`.
 
 mod datastore;
+mod server;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the control plane: datastore and Kubernetes API server.
+    Server(server::Args),
     /// Inspect and maintain the datastore (SQLite file or etcd cluster).
     Datastore(datastore::Args),
     /// Print the version.
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Server(args) => server::run(args),
         Command::Datastore(args) => datastore::run(args),
         Command::Version => {
             println!("rkube version v{}", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,195 @@
+//! Discovery documents: `/version`, `/api`, `/apis`, `/apis/<group>` and the resource lists of
+//! each group-version, as kube-apiserver 1.33 serves them (legacy, unaggregated form; clients
+//! that ask for aggregated discovery fall back to it).
+
+use apimachinery::resources::{self, BUILTIN, ResourceDef};
+use serde_json::{Value, json};
+
+/// The Kubernetes version rkube speaks.
+pub const KUBE_MAJOR: &str = "1";
+pub const KUBE_MINOR: &str = "33";
+
+pub fn version() -> Value {
+    json!({
+        "major": KUBE_MAJOR,
+        "minor": KUBE_MINOR,
+        "gitVersion": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0+rkube-{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+pub fn core_versions() -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+    })
+}
+
+fn group_json(group: &str) -> Value {
+    let versions: Vec<Value> = resources::group_versions()
+        .into_iter()
+        .filter(|(g, _)| *g == group)
+        .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
+    json!({"name": group, "versions": versions, "preferredVersion": versions[0]})
+}
+
+pub fn groups() -> Value {
+    let mut names: Vec<&str> = Vec::new();
+    for (g, _) in resources::group_versions() {
+        if !g.is_empty() && !names.contains(&g) {
+            names.push(g);
+        }
+    }
+    let groups: Vec<Value> = names.into_iter().map(group_json).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+pub fn group(group: &str) -> Option<Value> {
+    resources::group_versions()
+        .iter()
+        .any(|(g, _)| *g == group && !g.is_empty())
+        .then(|| {
+            let mut doc = group_json(group);
+            doc["kind"] = "APIGroup".into();
+            doc["apiVersion"] = "v1".into();
+            doc
+        })
+}
+
+/// The `APIResourceList` of one group-version, or None when it is not served.
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let defs: Vec<&ResourceDef> = BUILTIN
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
+    if defs.is_empty() {
+        return None;
+    }
+    let mut list = Vec::new();
+    for def in defs {
+        let mut entry = json!({
+            "name": def.plural,
+            "singularName": def.singular,
+            "namespaced": def.namespaced,
+            "kind": def.kind,
+            "verbs": def.verbs,
+        });
+        if !def.short_names.is_empty() {
+            entry["shortNames"] = json!(def.short_names);
+        }
+        if !def.categories.is_empty() {
+            entry["categories"] = json!(def.categories);
+        }
+        list.push(entry);
+        for sub in def.subresources {
+            let (group, version, kind, verbs) = subresource(def, sub);
+            let mut entry = json!({
+                "name": format!("{}/{sub}", def.plural),
+                "singularName": "",
+                "namespaced": def.namespaced,
+                "kind": kind,
+                "verbs": verbs,
+            });
+            if !group.is_empty() {
+                entry["group"] = group.into();
+                entry["version"] = version.into();
+            }
+            list.push(entry);
+        }
+    }
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}),
+    )
+}
+
+/// Group, version, kind and verbs of a subresource, as upstream lists them.
+fn subresource(
+    def: &ResourceDef,
+    sub: &str,
+) -> (&'static str, &'static str, &'static str, &'static [&'static str]) {
+    const GPU: &[&str] = &["get", "patch", "update"];
+    const CREATE: &[&str] = &["create"];
+    const CREATE_GET: &[&str] = &["create", "get"];
+    const PROXY: &[&str] = &["create", "delete", "get", "patch", "update"];
+    match sub {
+        "status" | "ephemeralcontainers" | "resize" => ("", "", def.kind, GPU),
+        "scale" => ("autoscaling", "v1", "Scale", GPU),
+        "binding" => ("", "", "Binding", CREATE),
+        "eviction" => ("policy", "v1", "Eviction", CREATE),
+        "log" => ("", "", "Pod", &["get"]),
+        "exec" => ("", "", "PodExecOptions", CREATE_GET),
+        "attach" => ("", "", "PodAttachOptions", CREATE_GET),
+        "portforward" => ("", "", "PodPortForwardOptions", CREATE_GET),
+        "proxy" => match def.plural {
+            "nodes" => ("", "", "NodeProxyOptions", PROXY),
+            "services" => ("", "", "ServiceProxyOptions", PROXY),
+            _ => ("", "", "PodProxyOptions", PROXY),
+        },
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest", CREATE),
+        "finalize" => ("", "", "Namespace", &["update"]),
+        _ => ("", "", def.kind, GPU),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_lists_name_subresources() {
+        let core = resource_list("", "v1").unwrap();
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"pods/log"));
+        let pods = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .unwrap();
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        assert_eq!(pods["categories"], json!(["all"]));
+        let apps = resource_list("apps", "v1").unwrap();
+        let scale = apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
+        assert_eq!(
+            (scale["kind"].as_str(), scale["group"].as_str()),
+            (Some("Scale"), Some("autoscaling"))
+        );
+        assert!(resource_list("apps", "v2").is_none());
+    }
+
+    #[test]
+    fn groups_prefer_their_first_version() {
+        let groups = groups();
+        let autoscaling = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "autoscaling")
+            .unwrap();
+        assert_eq!(autoscaling["preferredVersion"]["version"], "v2");
+        assert!(group("").is_none());
+        assert_eq!(group("apps").unwrap()["kind"], "APIGroup");
+    }
+}

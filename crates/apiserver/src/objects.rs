@@ -1,0 +1,107 @@
+//! Object metadata on untyped JSON: what every resource shares (name, namespace, uid,
+//! resourceVersion, generation, timestamps), read and set the way upstream's generic registry
+//! does. Objects are kept as `serde_json::Value` so that custom resources take the same path.
+
+use apimachinery::status::ApiError;
+use serde_json::{Map, Value};
+use store::Revision;
+
+pub fn metadata(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata")?.as_object()
+}
+
+pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = Value::Object(Map::new());
+    }
+    obj["metadata"].as_object_mut().expect("just made an object")
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    metadata(obj)?.get(field)?.as_str()
+}
+
+pub fn name(obj: &Value) -> Option<&str> {
+    meta_str(obj, "name").filter(|n| !n.is_empty())
+}
+
+pub fn namespace(obj: &Value) -> Option<&str> {
+    meta_str(obj, "namespace").filter(|n| !n.is_empty())
+}
+
+/// The revision a client put in `metadata.resourceVersion` (None when absent or empty).
+pub fn resource_version(obj: &Value) -> Result<Option<Revision>, ApiError> {
+    match meta_str(obj, "resourceVersion") {
+        None | Some("") => Ok(None),
+        Some(rv) => parse_resource_version(rv).map(Some),
+    }
+}
+
+pub fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
+    rv.parse::<Revision>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
+}
+
+/// Decodes a stored object and stamps it with its revision, as upstream's etcd3 store does (the
+/// stored bytes never carry `resourceVersion`).
+pub fn from_store(value: &[u8], mod_revision: Revision) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(value)
+        .map_err(|e| ApiError::internal(format!("stored object is not JSON: {e}")))?;
+    metadata_mut(&mut obj).insert("resourceVersion".into(), Value::String(mod_revision.to_string()));
+    Ok(obj)
+}
+
+/// Encodes an object for the store, without `resourceVersion`.
+pub fn to_store(obj: &Value) -> bytes::Bytes {
+    let mut obj = obj.clone();
+    metadata_mut(&mut obj).remove("resourceVersion");
+    bytes::Bytes::from(serde_json::to_vec(&obj).expect("a JSON value always serializes"))
+}
+
+/// RFC 3339 in UTC with second precision, as Kubernetes timestamps.
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Whether anything outside `metadata` and `status` differs: upstream bumps `generation` only
+/// for such (spec) changes.
+pub fn spec_changed(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| -> Value {
+        let mut v = v.clone();
+        if let Some(map) = v.as_object_mut() {
+            map.remove("metadata");
+            map.remove("status");
+        }
+        v
+    };
+    strip(old) != strip(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn store_round_trip_sets_resource_version() {
+        let obj = json!({"metadata": {"name": "a", "resourceVersion": "7"}, "data": {"k": "v"}});
+        let stored = to_store(&obj);
+        assert!(!String::from_utf8_lossy(&stored).contains("resourceVersion"));
+        let back = from_store(&stored, 42).unwrap();
+        assert_eq!(back["metadata"]["resourceVersion"], "42");
+        assert_eq!(resource_version(&back).unwrap(), Some(42));
+        assert!(resource_version(&json!({"metadata": {"resourceVersion": "x"}})).is_err());
+    }
+
+    #[test]
+    fn generation_follows_spec_only() {
+        let a = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 1}, "status": {}});
+        let labels = json!({"metadata": {"labels": {"a": "2"}}, "spec": {"replicas": 1}, "status": {"x": 1}});
+        let spec = json!({"metadata": {}, "spec": {"replicas": 2}});
+        assert!(!spec_changed(&a, &labels));
+        assert!(spec_changed(&a, &spec));
+        assert!(now_rfc3339().ends_with('Z'));
+    }
+}

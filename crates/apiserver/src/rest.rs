@@ -1,0 +1,660 @@
+//! The generic REST handlers: get, list, create, update, patch, delete, deletecollection and
+//! watch for every stored resource, over the [`Store`]. Kind-specific rules (defaulting,
+//! validation, strategies) plug in later; what is here is what upstream's generic registry does
+//! for every kind: names and generateName, uid, timestamps, generation, resourceVersion and
+//! optimistic concurrency, finalizers, list pagination, selectors and watch semantics.
+
+use std::sync::Arc;
+
+use apimachinery::resources::ResourceDef;
+use apimachinery::status::{ApiError, Cause};
+use base64::Engine;
+use serde_json::{Value, json};
+use store::{KeyRange, RangeRequest, Revision, Store, StoreError, WriteOutcome};
+
+use crate::filter::Filter;
+use crate::objects::{self, from_store, meta_str, metadata_mut, now_rfc3339, to_store};
+use crate::query::Query;
+use crate::request::ResourceRequest;
+use crate::{strategy, validation};
+
+/// How often an update retries against a concurrent writer when the client did not ask for a
+/// specific resourceVersion (upstream's GuaranteedUpdate loops the same way).
+const UPDATE_RETRIES: usize = 16;
+
+/// The generic handlers, sharing one store.
+#[derive(Clone)]
+pub struct Rest {
+    pub store: Arc<dyn Store>,
+}
+
+/// Maps a store failure to the API error a client sees.
+pub fn store_error(err: StoreError) -> ApiError {
+    match err {
+        StoreError::Compacted {
+            requested,
+            compact_revision,
+        } => ApiError::expired(format!(
+            "too old resource version: {requested} ({})",
+            compact_revision.unwrap_or(requested)
+        )),
+        StoreError::FutureRevision { requested, current } => ApiError::timeout(format!(
+            "Too large resource version: {requested}, current: {current}"
+        )),
+        StoreError::Unavailable(msg) => ApiError::unavailable(msg),
+        StoreError::InvalidArgument(msg) => ApiError::bad_request(msg),
+        other => ApiError::internal(other),
+    }
+}
+
+impl Rest {
+    pub async fn get(&self, def: &ResourceDef, req: &ResourceRequest) -> Result<Value, ApiError> {
+        let name = req.name.as_deref().unwrap_or_default();
+        let key = def.key(req.namespace.as_deref(), name);
+        match self.store.get(&key).await.map_err(store_error)? {
+            Some(kv) => from_store(&kv.value, kv.mod_revision),
+            None => Err(ApiError::not_found(def.group_resource(), name)),
+        }
+    }
+
+    /// A list, with `limit` / `continue` pagination, selectors and `resourceVersion` semantics.
+    pub async fn list(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        query: &Query,
+    ) -> Result<Value, ApiError> {
+        let filter = Filter::from_query(def, query)?;
+        let prefix = def.key_prefix(req.namespace.as_deref());
+        let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+        let (mut range, mut at) = (KeyRange::prefix(&prefix), None);
+        if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
+            let (rv, start) = decode_continue(token)?;
+            range = KeyRange::prefix_after(&prefix, &format!("{prefix}{start}"));
+            at = Some(rv);
+        } else if let Some(rv) = query
+            .get("resourceVersion")
+            .filter(|rv| !rv.is_empty() && *rv != "0")
+        {
+            let rv = objects::parse_resource_version(rv)?;
+            // resourceVersionMatch=Exact reads at that revision; otherwise "not older than",
+            // which the latest state satisfies (after checking the revision exists).
+            if query.get("resourceVersionMatch") == Some("Exact") {
+                at = Some(rv);
+            } else {
+                let current = self.store.current_revision().await.map_err(store_error)?;
+                if rv > current {
+                    return Err(store_error(StoreError::FutureRevision {
+                        requested: rv,
+                        current,
+                    }));
+                }
+            }
+        }
+        let mut items = Vec::new();
+        let mut next_start: Option<String> = None;
+        let mut revision;
+        // Filtering happens after reading, so read pages until the limit is met.
+        loop {
+            let mut request = RangeRequest::new(range.clone());
+            request.revision = at;
+            request.limit = limit.map(|l| l - items.len());
+            let resp = self.store.range(request).await.map_err(store_error)?;
+            revision = at.unwrap_or(resp.revision);
+            at = Some(revision);
+            let last_key = resp.kvs.last().map(|kv| kv.key.clone());
+            for kv in &resp.kvs {
+                let obj = from_store(&kv.value, kv.mod_revision)?;
+                if filter.matches(&obj) {
+                    items.push(list_item(def, obj));
+                }
+            }
+            match (resp.more, last_key) {
+                (true, Some(last)) if limit.is_some_and(|l| items.len() >= l) => {
+                    next_start = Some(last[prefix.len()..].to_owned());
+                    break;
+                }
+                (true, Some(last)) => range = KeyRange::prefix_after(&prefix, &last),
+                _ => break,
+            }
+        }
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if let Some(start) = next_start {
+            metadata["continue"] = encode_continue(revision, &start).into();
+        }
+        Ok(
+            json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": items}),
+        )
+    }
+
+    pub async fn create(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        query: &Query,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
+        check_type(def, &mut obj)?;
+        check_namespace(def, req, &mut obj)?;
+        let meta = metadata_mut(&mut obj);
+        let has_name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if !has_name {
+            match meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|g| !g.is_empty())
+            {
+                Some(prefix) => {
+                    let name = format!("{prefix}{}", random_suffix());
+                    meta.insert("name".into(), name.into());
+                }
+                None => {
+                    return Err(ApiError::invalid(
+                        def.group,
+                        def.kind,
+                        "",
+                        vec![Cause::new(
+                            "FieldValueRequired",
+                            "metadata.name",
+                            "Required value: name or generateName is required",
+                        )],
+                    ));
+                }
+            }
+        }
+        meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
+        meta.insert("creationTimestamp".into(), now_rfc3339().into());
+        meta.remove("resourceVersion");
+        meta.remove("deletionTimestamp");
+        meta.remove("deletionGracePeriodSeconds");
+        if validation::has_generation(def) {
+            meta.insert("generation".into(), 1.into());
+        } else {
+            meta.remove("generation");
+        }
+        strategy::prepare_for_create(def, &mut obj);
+        validation::validate(def, &obj, None)?;
+        let name = objects::name(&obj).unwrap_or_default().to_owned();
+        if query.dry_run()? {
+            return Ok(obj);
+        }
+        let key = def.key(objects::namespace(&obj), &name);
+        match self
+            .store
+            .create(&key, to_store(&obj), None)
+            .await
+            .map_err(store_error)?
+        {
+            WriteOutcome::Written { revision, .. } => {
+                metadata_mut(&mut obj).insert("resourceVersion".into(), revision.to_string().into());
+                Ok(obj)
+            }
+            WriteOutcome::Conflict { .. } => Err(ApiError::already_exists(def.group_resource(), &name)),
+        }
+    }
+
+    /// PUT: replaces the object (or its status), with the client's resourceVersion as a
+    /// precondition when it sent one.
+    pub async fn update(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        query: &Query,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
+        check_type(def, &mut obj)?;
+        check_namespace(def, req, &mut obj)?;
+        let name = req.name.as_deref().unwrap_or_default();
+        match objects::name(&obj) {
+            Some(n) if n == name => {}
+            Some(n) => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            None => {
+                metadata_mut(&mut obj).insert("name".into(), name.into());
+            }
+        }
+        let expected = objects::resource_version(&obj)?;
+        let dry_run = query.dry_run()?;
+        let subresource = req.subresource.clone();
+        self.guaranteed_update(def, req, expected, dry_run, move |current| {
+            Ok(merge_update(current, obj.clone(), subresource.as_deref()))
+        })
+        .await
+    }
+
+    /// PATCH: JSON patch, merge patch (and, for now, strategic merge patch as a merge patch).
+    pub async fn patch(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        query: &Query,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Value, ApiError> {
+        let patch: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let kind = match content_type.split(';').next().unwrap_or("").trim() {
+            "application/json-patch+json" => PatchKind::Json,
+            "application/merge-patch+json" | "application/strategic-merge-patch+json" => PatchKind::Merge,
+            other => return Err(ApiError::unsupported_media_type(other)),
+        };
+        let expected = match kind {
+            PatchKind::Merge => objects::resource_version(&patch)?,
+            PatchKind::Json => None,
+        };
+        let dry_run = query.dry_run()?;
+        let subresource = req.subresource.clone();
+        self.guaranteed_update(def, req, expected, dry_run, move |current| {
+            let mut patched = current.clone();
+            match kind {
+                PatchKind::Merge => json_patch::merge(&mut patched, &patch),
+                PatchKind::Json => {
+                    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                    json_patch::patch(&mut patched, &ops).map_err(|e| {
+                        ApiError::invalid(
+                            "",
+                            "",
+                            "",
+                            vec![Cause::new("FieldValueInvalid", "", e.to_string())],
+                        )
+                    })?;
+                }
+            }
+            Ok(merge_update(current, patched, subresource.as_deref()))
+        })
+        .await
+    }
+
+    /// Reads the object, computes its new state with `change`, and writes it back with
+    /// compare-and-swap, retrying on concurrent writes unless the client pinned a revision.
+    async fn guaranteed_update(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        expected: Option<Revision>,
+        dry_run: bool,
+        change: impl Fn(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let name = req.name.as_deref().unwrap_or_default();
+        let key = def.key(req.namespace.as_deref(), name);
+        for _ in 0..UPDATE_RETRIES {
+            let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
+                return Err(ApiError::not_found(def.group_resource(), name));
+            };
+            if expected.is_some_and(|rv| rv != kv.mod_revision) {
+                return Err(ApiError::stale(def.group_resource(), name));
+            }
+            let current = from_store(&kv.value, kv.mod_revision)?;
+            let mut updated = change(&current)?;
+            preserve_system_fields(def, &current, &mut updated);
+            validation::validate(def, &updated, Some(&current))?;
+            if strip_rv(&updated) == strip_rv(&current) {
+                // No change: upstream writes nothing and keeps the resourceVersion.
+                return Ok(current);
+            }
+            if dry_run {
+                return Ok(updated);
+            }
+            let remove_now = objects::metadata(&updated).is_some_and(|m| {
+                m.contains_key("deletionTimestamp")
+                    && m.get("finalizers")
+                        .and_then(Value::as_array)
+                        .is_none_or(Vec::is_empty)
+            });
+            if remove_now {
+                // The last finalizer of a deleted object went: the object goes.
+                return match self
+                    .store
+                    .delete(&key, Some(kv.mod_revision))
+                    .await
+                    .map_err(store_error)?
+                {
+                    WriteOutcome::Written { .. } => Ok(updated),
+                    WriteOutcome::Conflict { .. } if expected.is_none() => continue,
+                    WriteOutcome::Conflict { .. } => Err(ApiError::stale(def.group_resource(), name)),
+                };
+            }
+            match self
+                .store
+                .update(&key, to_store(&updated), kv.mod_revision, None)
+                .await
+                .map_err(store_error)?
+            {
+                WriteOutcome::Written { revision, .. } => {
+                    metadata_mut(&mut updated).insert("resourceVersion".into(), revision.to_string().into());
+                    return Ok(updated);
+                }
+                WriteOutcome::Conflict { .. } if expected.is_none() => continue,
+                WriteOutcome::Conflict { .. } => return Err(ApiError::stale(def.group_resource(), name)),
+            }
+        }
+        Err(ApiError::conflict(
+            def.group_resource(),
+            name,
+            "too many concurrent updates; try again",
+        ))
+    }
+
+    /// DELETE of one object: at once, or (with finalizers) by marking it deleted.
+    pub async fn delete(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        query: &Query,
+        body: &[u8],
+    ) -> Result<Value, ApiError> {
+        let options: Value = if body.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        };
+        let dry_run = query.dry_run()?
+            || options["dryRun"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == "All"));
+        let name = req.name.as_deref().unwrap_or_default();
+        let key = def.key(req.namespace.as_deref(), name);
+        for _ in 0..UPDATE_RETRIES {
+            let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
+                return Err(ApiError::not_found(def.group_resource(), name));
+            };
+            let mut current = from_store(&kv.value, kv.mod_revision)?;
+            check_preconditions(def, name, &options["preconditions"], &current)?;
+            let has_finalizers = objects::metadata(&current)
+                .and_then(|m| m.get("finalizers"))
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if has_finalizers {
+                if meta_str(&current, "deletionTimestamp").is_some() || dry_run {
+                    return Ok(current);
+                }
+                let meta = metadata_mut(&mut current);
+                meta.insert("deletionTimestamp".into(), now_rfc3339().into());
+                meta.insert("deletionGracePeriodSeconds".into(), 0.into());
+                match self
+                    .store
+                    .update(&key, to_store(&current), kv.mod_revision, None)
+                    .await
+                    .map_err(store_error)?
+                {
+                    WriteOutcome::Written { revision, .. } => {
+                        metadata_mut(&mut current)
+                            .insert("resourceVersion".into(), revision.to_string().into());
+                        return Ok(current);
+                    }
+                    WriteOutcome::Conflict { .. } => continue,
+                }
+            }
+            if dry_run {
+                return Ok(current);
+            }
+            match self
+                .store
+                .delete(&key, Some(kv.mod_revision))
+                .await
+                .map_err(store_error)?
+            {
+                WriteOutcome::Written { .. } => return Ok(current),
+                WriteOutcome::Conflict { .. } => continue,
+            }
+        }
+        Err(ApiError::conflict(
+            def.group_resource(),
+            name,
+            "too many concurrent updates; try again",
+        ))
+    }
+
+    /// DELETE of a collection: every object the selectors match, as a list of what was deleted.
+    pub async fn delete_collection(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        query: &Query,
+        body: &[u8],
+    ) -> Result<Value, ApiError> {
+        let mut list = self.list(def, req, query).await?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let mut deleted = Vec::with_capacity(items.len());
+        for item in items {
+            let mut one = req.clone();
+            one.name = objects::name(&item).map(str::to_owned);
+            one.namespace = objects::namespace(&item).map(str::to_owned);
+            match self.delete(def, &one, query, body).await {
+                Ok(obj) => deleted.push(list_item(def, obj)),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        list["items"] = Value::Array(deleted);
+        Ok(list)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum PatchKind {
+    Json,
+    Merge,
+}
+
+fn strip_rv(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    metadata_mut(&mut obj).remove("resourceVersion");
+    obj
+}
+
+/// Built-in list items carry no `kind` / `apiVersion` (upstream's typed lists omit them).
+fn list_item(def: &ResourceDef, mut obj: Value) -> Value {
+    if !def.storage.is_empty()
+        && let Some(map) = obj.as_object_mut()
+    {
+        map.remove("kind");
+        map.remove("apiVersion");
+    }
+    obj
+}
+
+/// The new state of an update: a write to the main resource keeps the current status (for
+/// kinds with a status subresource); a write to `/status` changes nothing but the status.
+fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>) -> Value {
+    match subresource {
+        Some("status") => {
+            let mut updated = current.clone();
+            updated["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            if updated["status"].is_null() {
+                updated.as_object_mut().map(|m| m.remove("status"));
+            }
+            updated
+        }
+        _ => {
+            if let Some(status) = current.get("status") {
+                new["status"] = status.clone();
+            }
+            new
+        }
+    }
+}
+
+/// Fields clients cannot change: uid, creationTimestamp, deletion fields, generation (bumped
+/// here on spec changes), and the type.
+fn preserve_system_fields(def: &ResourceDef, current: &Value, updated: &mut Value) {
+    for field in ["kind", "apiVersion"] {
+        if let Some(v) = current.get(field) {
+            updated[field] = v.clone();
+        }
+    }
+    let old = objects::metadata(current).cloned().unwrap_or_default();
+    let meta = metadata_mut(updated);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "name",
+        "namespace",
+    ] {
+        match old.get(field) {
+            Some(v) => meta.insert(field.into(), v.clone()),
+            None => meta.remove(field),
+        };
+    }
+    let generation = old.get("generation").and_then(Value::as_i64);
+    match generation {
+        Some(g) => {
+            metadata_mut(updated).insert("generation".into(), g.into());
+            if validation::has_generation(def) && objects::spec_changed(current, updated) {
+                metadata_mut(updated).insert("generation".into(), (g + 1).into());
+            }
+        }
+        None => {
+            metadata_mut(updated).remove("generation");
+        }
+    }
+}
+
+/// The body's apiVersion and kind must be this resource's (and are filled in when absent).
+fn check_type(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    let want_version = def.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if !v.is_empty() && v != want_version => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({want_version})"
+            )));
+        }
+        _ => obj["apiVersion"] = want_version.into(),
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some(k) if !k.is_empty() && k != def.kind => Err(ApiError::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            def.kind
+        ))),
+        _ => {
+            obj["kind"] = def.kind.into();
+            Ok(())
+        }
+    }
+}
+
+/// A namespaced object's namespace is the URL's; a cluster-scoped object has none.
+fn check_namespace(def: &ResourceDef, req: &ResourceRequest, obj: &mut Value) -> Result<(), ApiError> {
+    let in_body = objects::namespace(obj).map(str::to_owned);
+    let meta = metadata_mut(obj);
+    match (def.namespaced, req.namespace.as_deref(), in_body.as_deref()) {
+        (true, Some(url), Some(body)) if url != body => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        (true, Some(url), _) => {
+            meta.insert("namespace".into(), url.into());
+            Ok(())
+        }
+        (true, None, _) => Err(ApiError::bad_request("a namespace is required for this resource")),
+        (false, _, _) => {
+            meta.remove("namespace");
+            Ok(())
+        }
+    }
+}
+
+fn check_preconditions(def: &ResourceDef, name: &str, pre: &Value, current: &Value) -> Result<(), ApiError> {
+    if let Some(uid) = pre.get("uid").and_then(Value::as_str)
+        && meta_str(current, "uid") != Some(uid)
+    {
+        return Err(ApiError::conflict(
+            def.group_resource(),
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta_str(current, "uid").unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(rv) = pre.get("resourceVersion").and_then(Value::as_str)
+        && meta_str(current, "resourceVersion") != Some(rv)
+    {
+        return Err(ApiError::conflict(
+            def.group_resource(),
+            name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                meta_str(current, "resourceVersion").unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Five characters from upstream's generateName alphabet (no vowels, no look-alikes).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Continue tokens as upstream's: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key>"}`.
+fn encode_continue(revision: Revision, start: &str) -> String {
+    let token = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": format!("{start}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .map_err(|_| invalid())?;
+    let value: Value = serde_json::from_slice(&raw).map_err(|_| invalid())?;
+    let rv = value["rv"].as_i64().filter(|rv| *rv > 0).ok_or_else(invalid)?;
+    let start = value["start"].as_str().ok_or_else(invalid)?;
+    // The token's start is "<last key>\0"; continue strictly after the last key.
+    Ok((rv, start.trim_end_matches('\u{0}').to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let token = encode_continue(42, "default/web-1");
+        assert_eq!(decode_continue(&token).unwrap(), (42, "default/web-1".to_owned()));
+        assert!(decode_continue("not-a-token").is_err());
+    }
+
+    #[test]
+    fn status_writes_touch_only_status() {
+        let current = json!({"spec": {"a": 1}, "status": {"s": 1}});
+        let body = json!({"spec": {"a": 2}, "status": {"s": 2}});
+        assert_eq!(
+            merge_update(&current, body.clone(), Some("status")),
+            json!({"spec": {"a": 1}, "status": {"s": 2}})
+        );
+        assert_eq!(
+            merge_update(&current, body, None),
+            json!({"spec": {"a": 2}, "status": {"s": 1}})
+        );
+    }
+
+    #[test]
+    fn generated_names_use_upstream_alphabet() {
+        let s = random_suffix();
+        assert_eq!(s.len(), 5);
+        assert!(s.bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)));
+    }
+}

@@ -1,0 +1,259 @@
+//! HTTPS serving: the TLS accept loop (HTTP/1.1 and HTTP/2 by ALPN), authentication, and
+//! dispatch of each request to discovery or the REST handlers, with every failure answered as
+//! a Kubernetes `Status`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use apimachinery::resources;
+use apimachinery::status::ApiError;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::pki::{UserInfo, identity_from_cert};
+use crate::query::Query;
+use crate::request::{self, Target, Verb};
+use crate::rest::Rest;
+use crate::{discovery, table, watch};
+
+/// Request bodies larger than this get 413, as upstream's limit for JSON bodies (3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// What every request handler shares.
+pub struct State {
+    pub rest: Rest,
+}
+
+/// Serves TLS connections from `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<State>) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                tracing::warn!(%err, "accept failed");
+                continue;
+            }
+        };
+        let (acceptor, state) = (acceptor.clone(), state.clone());
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(err) => {
+                    tracing::debug!(%err, %peer, "TLS handshake failed");
+                    return;
+                }
+            };
+            // The client certificate (already verified against the CA) names the user.
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| identity_from_cert(c));
+            let user = Arc::new(user);
+            let service = hyper::service::service_fn(move |req| {
+                let (state, user) = (state.clone(), user.clone());
+                async move { Ok::<_, Infallible>(handle(&state, user.as_ref().as_ref(), peer, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(err) = builder.serve_connection(TokioIo::new(tls), service).await {
+                tracing::debug!(%err, %peer, "connection ended");
+            }
+        });
+    }
+}
+
+async fn handle(
+    state: &State,
+    user: Option<&UserInfo>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let response = match route(state, user, req).await {
+        Ok(response) => response,
+        Err(err) => status_response(&err),
+    };
+    tracing::debug!(%method, %path, %peer, status = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    response
+}
+
+async fn route(
+    state: &State,
+    user: Option<&UserInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_owned();
+    // Health and version are public, as upstream's system:public-info-viewer role makes them.
+    match path.as_str() {
+        "/livez" | "/readyz" | "/healthz" => return Ok(text(StatusCode::OK, "ok")),
+        "/version" => return Ok(json(StatusCode::OK, &discovery::version())),
+        _ => {}
+    }
+    if user.is_none() {
+        return Err(ApiError::unauthorized());
+    }
+    let query = Query::parse(req.uri().query());
+    let target = request::parse(req.method(), &path, query.flag("watch"))?;
+    if !matches!(target, Target::Resource(_)) && req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ApiError::method_not_allowed());
+    }
+    match target {
+        Target::CoreVersions => Ok(json(StatusCode::OK, &discovery::core_versions())),
+        Target::Groups => Ok(json(StatusCode::OK, &discovery::groups())),
+        Target::Group(group) => discovery::group(&group)
+            .map(|g| json(StatusCode::OK, &g))
+            .ok_or_else(ApiError::path_not_found),
+        Target::Resources { group, version } => discovery::resource_list(&group, &version)
+            .map(|l| json(StatusCode::OK, &l))
+            .ok_or_else(ApiError::path_not_found),
+        Target::Other(_) => Err(ApiError::path_not_found()),
+        Target::Resource(r) => {
+            let def =
+                resources::find(&r.group, &r.version, &r.resource).ok_or_else(ApiError::path_not_found)?;
+            if def.storage.is_empty() {
+                return Err(ApiError::method_not_allowed());
+            }
+            if let Some(sub) = &r.subresource
+                && !matches!(sub.as_str(), "status")
+            {
+                return Err(if def.has_subresource(sub) {
+                    ApiError::method_not_allowed()
+                } else {
+                    ApiError::path_not_found()
+                });
+            }
+            if !def.has_verb(r.verb.as_str()) {
+                return Err(ApiError::method_not_allowed());
+            }
+            if def.namespaced
+                && r.namespace.is_none()
+                && matches!(
+                    r.verb,
+                    Verb::Create | Verb::Get | Verb::Update | Verb::Patch | Verb::Delete
+                )
+            {
+                return Err(ApiError::path_not_found());
+            }
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let content_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json")
+                .to_owned();
+            let body = read_body(req.into_body()).await?;
+            let rest = &state.rest;
+            let as_table = table::wants_table(&accept);
+            let (code, obj) = match r.verb {
+                Verb::Get => (StatusCode::OK, rest.get(def, &r).await?),
+                Verb::List => (StatusCode::OK, rest.list(def, &r, &query).await?),
+                Verb::Watch => {
+                    let events = watch::watch(rest, def, &r, &query).await?;
+                    return Ok(watch_response(events));
+                }
+                Verb::Create => (
+                    StatusCode::CREATED,
+                    rest.create(def, &r, &query, decode(&content_type, &body)?)
+                        .await?,
+                ),
+                Verb::Update => (
+                    StatusCode::OK,
+                    rest.update(def, &r, &query, decode(&content_type, &body)?)
+                        .await?,
+                ),
+                Verb::Patch => (
+                    StatusCode::OK,
+                    rest.patch(def, &r, &query, &content_type, &body).await?,
+                ),
+                Verb::Delete => (StatusCode::OK, rest.delete(def, &r, &query, &body).await?),
+                Verb::DeleteCollection => (
+                    StatusCode::OK,
+                    rest.delete_collection(def, &r, &query, &body).await?,
+                ),
+            };
+            if as_table && matches!(r.verb, Verb::Get | Verb::List) {
+                return Ok(json(code, &table::to_table(def, &obj, &query)));
+            }
+            Ok(json(code, &obj))
+        }
+    }
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(
+            ApiError::too_large(format!("the request body is larger than {MAX_BODY_BYTES} bytes")),
+        ),
+        Err(err) => Err(ApiError::bad_request(format!(
+            "cannot read the request body: {err}"
+        ))),
+    }
+}
+
+/// A request body as JSON (YAML bodies come with server-side apply in a later change).
+fn decode(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !matches!(media, "application/json" | "" | "*/*") {
+        return Err(ApiError::unsupported_media_type(media));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding the request body as JSON: {e}")))
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+fn json(code: StatusCode, value: &Value) -> Response<Body> {
+    let mut response = Response::new(full(serde_json::to_vec(value).expect("JSON value")));
+    *response.status_mut() = code;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text(code: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+pub fn status_response(err: &ApiError) -> Response<Body> {
+    let code = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(code, &err.to_status())
+}
+
+fn watch_response(events: watch::EventStream) -> Response<Body> {
+    let frames = events.map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
+    let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

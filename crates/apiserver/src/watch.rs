@@ -1,0 +1,147 @@
+//! Watch requests: Kubernetes watch events (`ADDED` / `MODIFIED` / `DELETED` / `BOOKMARK` /
+//! `ERROR`) from a store watch, with upstream's resourceVersion semantics: "" or "0" start with
+//! the current state as ADDED events; a revision N streams every change after N; a revision
+//! whose history is compacted ends with a 410 Expired ERROR event. Selectors apply to both the
+//! old and the new object, so an object leaving the selection is seen as DELETED.
+//!
+//! Each API watch is one store watch for now; the watch cache of a later issue replaces that.
+
+use std::time::Duration;
+
+use apimachinery::resources::ResourceDef;
+use apimachinery::status::ApiError;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use serde_json::{Value, json};
+use store::{Event, EventKind, KeyRange, RangeRequest, Revision};
+
+use crate::filter::Filter;
+use crate::objects::{self, from_store};
+use crate::query::Query;
+use crate::request::ResourceRequest;
+use crate::rest::{Rest, store_error};
+
+/// A stream of newline-delimited watch events, ready to send.
+pub type EventStream = BoxStream<'static, Bytes>;
+
+pub async fn watch(
+    rest: &Rest,
+    def: &ResourceDef,
+    req: &ResourceRequest,
+    query: &Query,
+) -> Result<EventStream, ApiError> {
+    let filter = Filter::from_query(def, query)?;
+    let prefix = def.key_prefix(req.namespace.as_deref());
+    let range = match &req.name {
+        // A watch of one object (e.g. `kubectl get pod x -w`) is a fieldSelector on its name.
+        Some(name) => KeyRange::key(&def.key(req.namespace.as_deref(), name)),
+        None => KeyRange::prefix(&prefix),
+    };
+    let bookmarks = query.flag("allowWatchBookmarks");
+    let send_initial = match query.get("sendInitialEvents") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => matches!(query.get("resourceVersion"), None | Some("") | Some("0")),
+    };
+    let initial_end_bookmark = query.get("sendInitialEvents") == Some("true") && bookmarks;
+    let start_rv = match query.get("resourceVersion") {
+        None | Some("") | Some("0") => None,
+        Some(rv) => Some(objects::parse_resource_version(rv)?),
+    };
+
+    // The initial state (when asked for), then every change after it.
+    let mut initial = Vec::new();
+    let after = if send_initial {
+        let resp = rest
+            .store
+            .range(RangeRequest::new(range.clone()))
+            .await
+            .map_err(store_error)?;
+        for kv in &resp.kvs {
+            let obj = from_store(&kv.value, kv.mod_revision)?;
+            if filter.matches(&obj) {
+                initial.push(event_line("ADDED", &obj));
+            }
+        }
+        if initial_end_bookmark {
+            initial.push(bookmark(def, resp.revision, true));
+        }
+        resp.revision
+    } else {
+        start_rv.unwrap_or(0)
+    };
+    let changes = match rest.store.watch(range, after).await {
+        Ok(changes) => changes,
+        Err(err) => {
+            let error = event_line("ERROR", &store_error(err).to_status());
+            return Ok(stream::iter(initial.into_iter().chain([error])).boxed());
+        }
+    };
+    let events = changes
+        .scan(false, move |ended, item| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            let line = match item {
+                Ok(event) => translate(&filter, &event),
+                Err(err) => {
+                    *ended = true;
+                    Some(event_line("ERROR", &store_error(err).to_status()))
+                }
+            };
+            futures::future::ready(Some(line))
+        })
+        .filter_map(futures::future::ready);
+    let mut stream = stream::iter(initial).chain(events).boxed();
+    if let Some(seconds) = query.int("timeoutSeconds")?.filter(|s| *s > 0) {
+        let deadline = tokio::time::sleep(Duration::from_secs(seconds as u64));
+        stream = stream.take_until(deadline).boxed();
+    }
+    Ok(stream)
+}
+
+/// One store event as a watch event, or None when the selectors hide it.
+fn translate(filter: &Filter, event: &Event) -> Option<Bytes> {
+    let old = event
+        .prev_kv
+        .as_ref()
+        .and_then(|kv| from_store(&kv.value, kv.mod_revision).ok());
+    let old_matches = old.as_ref().is_some_and(|o| filter.matches(o));
+    match event.kind {
+        EventKind::Delete => {
+            let mut obj = old?;
+            // A deleted object carries the revision of its deletion.
+            objects::metadata_mut(&mut obj)
+                .insert("resourceVersion".into(), event.revision().to_string().into());
+            old_matches.then(|| event_line("DELETED", &obj))
+        }
+        EventKind::Put => {
+            let obj = from_store(&event.kv.value, event.kv.mod_revision).ok()?;
+            match (old_matches, filter.matches(&obj)) {
+                (false, true) => Some(event_line("ADDED", &obj)),
+                (true, true) => Some(event_line("MODIFIED", &obj)),
+                (true, false) => Some(event_line("DELETED", &obj)),
+                (false, false) => None,
+            }
+        }
+    }
+}
+
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON value");
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// A BOOKMARK: an object of the watched kind holding only a resourceVersion (and, at the end of
+/// the initial events, upstream's `k8s.io/initial-events-end` annotation).
+fn bookmark(def: &ResourceDef, revision: Revision, initial_events_end: bool) -> Bytes {
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if initial_events_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    event_line(
+        "BOOKMARK",
+        &json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": metadata}),
+    )
+}
