@@ -1,0 +1,209 @@
+//! The API server driven by kube-rs (the client our own components use), in process: typed
+//! CRUD, selectors, pagination, conflicts, Status errors, and kube-runtime's watcher.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Client, Error};
+
+struct Cluster {
+    client: Client,
+    _server: apiserver::Running,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_sqlite::SqliteStore::open(dir.path().join("state.db")).unwrap();
+    let config = apiserver::Config {
+        data_dir: dir.path().join("data"),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        serving_names: Default::default(),
+        extra_kubeconfig: None,
+    };
+    let server = apiserver::start(config, Arc::new(store)).await.unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let client = Client::try_from(config).unwrap();
+    Cluster {
+        client,
+        _server: server,
+        _dir: dir,
+    }
+}
+
+fn configmap(name: &str, labels: &[(&str, &str)], value: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("v".to_owned(), value.to_owned())])),
+        ..Default::default()
+    }
+}
+
+fn api_error(err: Error) -> (u16, String) {
+    match err {
+        Error::Api(status) => (status.code, status.reason.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+async fn namespace(client: &Client, name: &str) {
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_crud_selectors_pagination_and_conflicts() {
+    let cluster = start().await;
+    let client = cluster.client.clone();
+    let system = Api::<Namespace>::all(client.clone())
+        .get("kube-system")
+        .await
+        .unwrap();
+    assert_eq!(system.status.unwrap().phase.as_deref(), Some("Active"));
+    namespace(&client, "kube-rs").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-rs");
+
+    let created = cms
+        .create(&PostParams::default(), &configmap("one", &[("app", "web")], "1"))
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.clone().expect("uid");
+    assert!(created.metadata.creation_timestamp.is_some());
+    for i in 0..9 {
+        cms.create(
+            &PostParams::default(),
+            &configmap(&format!("many-{i}"), &[("app", "db")], "x"),
+        )
+        .await
+        .unwrap();
+    }
+    let err = cms
+        .create(&PostParams::default(), &configmap("one", &[], "dup"))
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(err), (409, "AlreadyExists".to_owned()));
+
+    let web = cms.list(&ListParams::default().labels("app=web")).await.unwrap();
+    assert_eq!(web.items.len(), 1);
+    assert_eq!(web.items[0].metadata.uid.as_deref(), Some(uid.as_str()));
+
+    // Pages of 4 follow continue tokens to all 10 objects, each exactly once.
+    let mut names = Vec::new();
+    let mut params = ListParams::default().limit(4);
+    loop {
+        let page = cms.list(&params).await.unwrap();
+        names.extend(page.items.iter().map(|cm| cm.metadata.name.clone().unwrap()));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    assert_eq!(names.len(), 10, "{names:?}");
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "lists come in key order");
+
+    let patched = cms
+        .patch(
+            "one",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"v": "2"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.data.unwrap()["v"], "2");
+    // Replacing with the stale object (its old resourceVersion) is a conflict.
+    let err = cms
+        .replace("one", &PostParams::default(), &created)
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(err), (409, "Conflict".to_owned()));
+
+    cms.delete("one", &DeleteParams::default()).await.unwrap();
+    let err = cms.get("one").await.unwrap_err();
+    assert_eq!(api_error(err), (404, "NotFound".to_owned()));
+    let none = Api::<ConfigMap>::namespaced(client.clone(), "nowhere")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_watcher_sees_changes() {
+    let cluster = start().await;
+    let client = cluster.client.clone();
+    namespace(&client, "watched").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "watched");
+    cms.create(&PostParams::default(), &configmap("before", &[], "0"))
+        .await
+        .unwrap();
+
+    let mut events = watcher(cms.clone(), watcher::Config::default()).boxed();
+    let mut seen = Vec::new();
+    let writer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cms.create(&PostParams::default(), &configmap("after", &[], "1"))
+            .await
+            .unwrap();
+        cms.patch(
+            "after",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"v": "2"}})),
+        )
+        .await
+        .unwrap();
+        cms.delete("before", &DeleteParams::default()).await.unwrap();
+    };
+    let reader = async {
+        while let Some(event) = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            let summary = match event {
+                watcher::Event::Init | watcher::Event::InitDone => continue,
+                watcher::Event::InitApply(cm) => format!("init {}", cm.metadata.name.unwrap()),
+                watcher::Event::Apply(cm) => {
+                    format!("apply {} {}", cm.metadata.name.unwrap(), cm.data.unwrap()["v"])
+                }
+                watcher::Event::Delete(cm) => format!("delete {}", cm.metadata.name.unwrap()),
+            };
+            seen.push(summary);
+            if seen.len() == 4 {
+                break;
+            }
+        }
+    };
+    tokio::join!(writer, reader);
+    assert_eq!(
+        seen,
+        ["init before", "apply after 1", "apply after 2", "delete before"]
+    );
+}
