@@ -143,6 +143,99 @@ fn subresource(
     }
 }
 
+/// The media type of aggregated discovery (apidiscovery.k8s.io), if the client asked for it.
+/// kubectl 1.33 asks for v2, then v2beta1, then plain JSON.
+pub fn aggregated_version(accept: &str) -> Option<&'static str> {
+    for media in accept.split(',') {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        if !params.contains(&"g=apidiscovery.k8s.io") || !params.contains(&"as=APIGroupDiscoveryList") {
+            continue;
+        }
+        if params.contains(&"v=v2") {
+            return Some("v2");
+        }
+        if params.contains(&"v=v2beta1") {
+            return Some("v2beta1");
+        }
+    }
+    None
+}
+
+/// The Content-Type of an aggregated discovery response.
+pub fn aggregated_content_type(version: &str) -> String {
+    format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList")
+}
+
+/// Aggregated discovery: every group (`/apis`) or the core group (`/api`) with all versions and
+/// resources in one document, so a client needs two requests instead of one per group-version.
+pub fn aggregated(core: bool, version: &str) -> Value {
+    let mut groups: Vec<&str> = Vec::new();
+    for (g, _) in resources::group_versions() {
+        if g.is_empty() == core && !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let items: Vec<Value> = groups
+        .into_iter()
+        .map(|group| {
+            let versions: Vec<Value> = resources::group_versions()
+                .into_iter()
+                .filter(|(g, _)| *g == group)
+                .map(|(g, v)| {
+                    let resources: Vec<Value> = BUILTIN
+                        .iter()
+                        .filter(|r| r.group == g && r.version == v)
+                        .map(aggregated_resource)
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+fn aggregated_resource(def: &ResourceDef) -> Value {
+    let kind =
+        |group: &str, version: &str, kind: &str| json!({"group": group, "version": version, "kind": kind});
+    let mut entry = json!({
+        "resource": def.plural,
+        "responseKind": kind(def.group, def.version, def.kind),
+        "scope": if def.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": def.singular,
+        "verbs": def.verbs,
+    });
+    if !def.short_names.is_empty() {
+        entry["shortNames"] = json!(def.short_names);
+    }
+    if !def.categories.is_empty() {
+        entry["categories"] = json!(def.categories);
+    }
+    let subresources: Vec<Value> = def
+        .subresources
+        .iter()
+        .map(|sub| {
+            let (group, version, sub_kind, verbs) = subresource(def, sub);
+            let (group, version) = if group.is_empty() {
+                (def.group, def.version)
+            } else {
+                (group, version)
+            };
+            json!({"subresource": sub, "responseKind": kind(group, version, sub_kind), "verbs": verbs})
+        })
+        .collect();
+    if !subresources.is_empty() {
+        entry["subresources"] = Value::Array(subresources);
+    }
+    entry
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +270,41 @@ mod tests {
             (Some("Scale"), Some("autoscaling"))
         );
         assert!(resource_list("apps", "v2").is_none());
+    }
+
+    #[test]
+    fn aggregated_discovery_lists_everything_at_once() {
+        let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_version(accept), Some("v2"));
+        assert_eq!(aggregated_version("application/json"), None);
+        let core = aggregated(true, "v2");
+        assert_eq!(core["items"].as_array().unwrap().len(), 1);
+        assert_eq!(core["items"][0]["metadata"]["name"], "");
+        let apis = aggregated(false, "v2");
+        let apps = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "apps")
+            .unwrap();
+        let deployments = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .unwrap();
+        assert_eq!(deployments["scope"], "Namespaced");
+        assert_eq!(deployments["subresources"][0]["responseKind"]["kind"], "Scale");
+        let autoscaling = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "autoscaling")
+            .unwrap();
+        assert_eq!(
+            autoscaling["versions"][0]["version"], "v2",
+            "preferred version first"
+        );
     }
 
     #[test]

@@ -113,8 +113,32 @@ async fn route(
         return Err(ApiError::method_not_allowed());
     }
     match target {
-        Target::CoreVersions => Ok(json(StatusCode::OK, &discovery::core_versions())),
-        Target::Groups => Ok(json(StatusCode::OK, &discovery::groups())),
+        Target::CoreVersions | Target::Groups => {
+            let core = target == Target::CoreVersions;
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            // Aggregated discovery when asked for (kubectl 1.30+ does), the legacy lists otherwise.
+            let mut response = match discovery::aggregated_version(accept) {
+                Some(version) => {
+                    let mut response = json(StatusCode::OK, &discovery::aggregated(core, version));
+                    let content_type = discovery::aggregated_content_type(version);
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_str(&content_type).expect("ASCII"),
+                    );
+                    response
+                }
+                None if core => json(StatusCode::OK, &discovery::core_versions()),
+                None => json(StatusCode::OK, &discovery::groups()),
+            };
+            response
+                .headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Accept"));
+            Ok(response)
+        }
         Target::Group(group) => discovery::group(&group)
             .map(|g| json(StatusCode::OK, &g))
             .ok_or_else(ApiError::path_not_found),
