@@ -1,7 +1,7 @@
 //! `cargo xtask bench-store`: writes/s with 1 and 64 concurrent writers, range reads/s and watch
 //! delivery latency, for the SQLite backend and for Debian's etcd started here, one after the
 //! other in one run, with data on the same file system. Both acknowledge a write only once it
-//! is fsynced (SQLite: WAL + synchronous=FULL; etcd: its default WAL fsync).
+//! is fsynced (SQLite: its sync thread fdatasyncs the WAL; etcd: its default WAL fsync).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use futures::StreamExt;
-use hdrhistogram::Histogram;
 use store::{KeyRange, Op, RangeRequest, Store, Txn};
+
+use crate::stats::{Latency, Rate, histogram, latency, timed};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,21 +44,6 @@ struct Figures {
 struct WatchFigures {
     from_issue: Latency,
     from_ack: Latency,
-}
-
-#[derive(Default)]
-struct Rate {
-    per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-#[derive(Default)]
-struct Latency {
-    events: u64,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -148,38 +134,6 @@ async fn preload(store: &Arc<dyn Store>, keys: usize, value: &Bytes) -> anyhow::
     Ok(())
 }
 
-/// Runs `op(store, task, i)` from `tasks` concurrent tasks (each with its own counter `i`) for
-/// one phase, and reports the rate and latencies.
-async fn timed<F, Fut>(store: &Arc<dyn Store>, tasks: usize, phase: Duration, op: F) -> anyhow::Result<Rate>
-where
-    F: Fn(Arc<dyn Store>, usize, u64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = store::Result<()>> + Send,
-{
-    let start = Instant::now();
-    let deadline = start + phase;
-    let tasks: Vec<_> = (0..tasks)
-        .map(|task| {
-            let (store, op) = (store.clone(), op.clone());
-            tokio::spawn(async move {
-                let mut hist = Histogram::<u64>::new(3).unwrap();
-                let mut i = 0;
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    op(store.clone(), task, i).await?;
-                    hist.record(t.elapsed().as_micros() as u64).unwrap();
-                    i += 1;
-                }
-                anyhow::Ok(hist)
-            })
-        })
-        .collect();
-    let mut hist = Histogram::<u64>::new(3)?;
-    for task in tasks {
-        hist.add(task.await??)?;
-    }
-    Ok(rate(&hist, start.elapsed()))
-}
-
 /// Watch latency while 8 writers keep the store busy, two ways: from issuing a write to a
 /// watcher receiving its event (includes the commit), and from the write's acknowledgement to
 /// the event (delivery proper; 0 when the event arrived first). A sentinel write ends it.
@@ -236,8 +190,8 @@ async fn watch_latency(
         received.len(),
         writes.len()
     );
-    let mut from_issue = Histogram::<u64>::new(3)?;
-    let mut from_ack = Histogram::<u64>::new(3)?;
+    let mut from_issue = histogram();
+    let mut from_ack = histogram();
     for (key, issued, acked) in &writes {
         let at = *received.get(key).context("event missing")?;
         from_issue.record(at.saturating_sub(*issued))?;
@@ -247,23 +201,6 @@ async fn watch_latency(
         from_issue: latency(&from_issue),
         from_ack: latency(&from_ack),
     })
-}
-
-fn latency(hist: &Histogram<u64>) -> Latency {
-    Latency {
-        events: hist.len(),
-        p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
-        p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
-        max_ms: hist.max() as f64 / 1000.0,
-    }
-}
-
-fn rate(hist: &Histogram<u64>, elapsed: Duration) -> Rate {
-    Rate {
-        per_second: hist.len() as f64 / elapsed.as_secs_f64(),
-        p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
-        p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
-    }
 }
 
 fn print_report(args: &Args, results: &[(&str, Figures)]) {

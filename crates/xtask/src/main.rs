@@ -1,7 +1,9 @@
-//! Project tasks that are commands, not tests: `cargo xtask bench-store` (more to come).
+//! Project tasks that are commands, not tests: `cargo xtask bench-store`, `cargo xtask bench-api`.
 
+mod bench_api;
 mod bench_store;
 mod machine;
+mod stats;
 
 use clap::{Parser, Subcommand};
 
@@ -16,10 +18,14 @@ struct Cli {
 enum Task {
     /// Store backends side by side: SQLite vs a Debian etcd started here, equal durability.
     BenchStore(bench_store::Args),
+    /// The API server over each backend, driven by kube-rs: create/get/list throughput and
+    /// latency at 1, 16 and 256 clients, paced creates, and watch delivery to many watchers.
+    BenchApi(bench_api::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::BenchStore(args) => bench_store::run(args),
+        Task::BenchApi(args) => bench_api::run(args),
     }
 }
