@@ -187,12 +187,20 @@ async fn route(
                 .to_owned();
             let body = read_body(req.into_body()).await?;
             let rest = &state.rest;
-            let as_table = table::wants_table(&accept);
+            // Tables are for reads: gets, lists and watches.
+            let as_table =
+                table::wants_table(&accept) && matches!(r.verb, Verb::Get | Verb::List | Verb::Watch);
+            if as_table {
+                table::validate_options(&query)?;
+            }
             let (code, obj) = match r.verb {
                 Verb::Get => (StatusCode::OK, rest.get(def, &r).await?),
                 Verb::List => (StatusCode::OK, rest.list(def, &r, &query).await?),
                 Verb::Watch => {
-                    let events = watch::watch(rest, def, &r, &query).await?;
+                    let mut events = watch::watch(rest, def, &r, &query).await?;
+                    if as_table {
+                        events = table::watch_events(def, &query, events);
+                    }
                     return Ok(watch_response(events));
                 }
                 Verb::Create => (
@@ -215,7 +223,7 @@ async fn route(
                     rest.delete_collection(def, &r, &query, &body).await?,
                 ),
             };
-            if as_table && matches!(r.verb, Verb::Get | Verb::List) {
+            if as_table {
                 return Ok(json(code, &table::to_table(def, &obj, &query)));
             }
             Ok(json(code, &obj))

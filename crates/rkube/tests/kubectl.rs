@@ -119,6 +119,21 @@ fn configmap(namespace: &str, name: &str, data: &str) -> String {
     )
 }
 
+/// A table kubectl printed, as the whitespace-separated words of each line.
+fn words(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+/// Whether a cell is an AGE as upstream prints them (`0s`, `5s`, `3m12s`, …).
+fn is_age(cell: &str) -> bool {
+    cell.len() >= 2
+        && cell.starts_with(|c: char| c.is_ascii_digit())
+        && cell.chars().all(|c| c.is_ascii_digit() || "smhdy".contains(c))
+}
+
 // kubectl's generators (`kubectl create namespace …`) send protobuf, and `create -f` validates
 // against OpenAPI by default; both come with the rest of the API server issue. Until then these
 // tests create from manifests with --validate=false, which is JSON all the way.
@@ -152,9 +167,32 @@ fn kubectl_drives_configmaps_and_namespaces() {
     assert!(cm.starts_with("hello "), "{cm}");
     assert!(cm.len() > "hello ".len(), "uid set: {cm}");
 
-    let table = server.ok(&["get", "configmaps", "-n", "demo"]);
-    assert!(table.lines().next().unwrap().starts_with("NAME"), "{table}");
-    assert!(table.contains("cm1"), "{table}");
+    // Server-side printing: upstream's per-kind columns.
+    let table = words(&server.ok(&["get", "configmaps", "-n", "demo"]));
+    assert_eq!(table[0], ["NAME", "DATA", "AGE"], "{table:?}");
+    assert_eq!(table[1][..2], ["cm1", "1"], "{table:?}");
+    server.ok(&[
+        "create",
+        "--validate=false",
+        "-f",
+        &manifest(
+            &server,
+            "three.yaml",
+            &configmap("demo", "three", "a: '1'\n  b: '2'\n  c: '3'"),
+        ),
+    ]);
+    let three = words(&server.ok(&["get", "configmap", "three", "-n", "demo"]));
+    assert_eq!(three[0], ["NAME", "DATA", "AGE"], "{three:?}");
+    assert_eq!(three[1][..2], ["three", "3"], "{three:?}");
+    assert!(is_age(&three[1][2]), "{three:?}");
+    let namespaces = words(&server.ok(&["get", "namespaces"]));
+    assert_eq!(namespaces[0], ["NAME", "STATUS", "AGE"], "{namespaces:?}");
+    let demo = namespaces
+        .iter()
+        .find(|row| row[0] == "demo")
+        .expect("demo listed");
+    assert_eq!(demo[1], "Active", "{namespaces:?}");
+    assert!(is_age(&demo[2]), "{namespaces:?}");
 
     server.ok(&["label", "configmap", "cm1", "-n", "demo", "tier=web"]);
     assert_eq!(
@@ -192,7 +230,7 @@ fn kubectl_drives_configmaps_and_namespaces() {
         &manifest(&server, "pages.yaml", &pages),
     ]);
     let names = server.ok(&["get", "cm", "-n", "demo", "--chunk-size", "2", "-o", "name"]);
-    assert_eq!(names.lines().count(), 8, "{names}");
+    assert_eq!(names.lines().count(), 9, "{names}");
 
     let missing = server.fails(&["get", "configmap", "nope", "-n", "demo"]);
     assert!(
@@ -383,5 +421,138 @@ fn stale_updates_conflict_and_unauthenticated_requests_are_refused() {
     assert!(
         stderr.contains("Unauthorized") || stderr.contains("provide credentials"),
         "{stderr}"
+    );
+}
+
+/// A kubectl child whose stdout lines are collected as they come.
+struct Streaming {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Streaming {
+    fn start(server: &Server, cache: &str, args: &[&str]) -> Streaming {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .arg("--cache-dir")
+            .arg(server.dir.path().join(cache))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Streaming {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// The lines so far, as words.
+    fn rows(&self) -> Vec<Vec<String>> {
+        words(&self.lines.lock().unwrap().join("\n"))
+    }
+
+    /// Waits until `count` lines arrived (10 s at most) and returns them.
+    fn wait_for(&self, count: usize) -> Vec<Vec<String>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.lines.lock().unwrap().len() < count && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.rows()
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill(); // our own child, by PID
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+#[test]
+fn get_watch_prints_table_rows_for_each_change() {
+    let server = Server::start();
+    let setup = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tw\n---\n{}",
+        configmap("tw", "a", "k1: v")
+    );
+    server.ok(&[
+        "create",
+        "--validate=false",
+        "-f",
+        &manifest(&server, "setup.yaml", &setup),
+    ]);
+    let plain = Streaming::start(&server, "cache-plain", &["get", "cm", "-n", "tw", "-w"]);
+    let events = Streaming::start(
+        &server,
+        "cache-events",
+        &["get", "cm", "-n", "tw", "-w", "--output-watch-events"],
+    );
+    // The initial list (header and one row) shows the watches are set up: every later change
+    // is seen, as each watch starts at the list's resourceVersion.
+    assert_eq!(plain.wait_for(2)[0], ["NAME", "DATA", "AGE"]);
+    assert_eq!(events.wait_for(2)[0], ["EVENT", "NAME", "DATA", "AGE"]);
+
+    server.ok(&[
+        "patch",
+        "configmap",
+        "a",
+        "-n",
+        "tw",
+        "--type",
+        "merge",
+        "-p",
+        "{\"data\":{\"k2\":\"v\",\"k3\":\"v\"}}",
+    ]);
+    server.ok(&[
+        "create",
+        "--validate=false",
+        "-f",
+        &manifest(&server, "b.yaml", &configmap("tw", "b", "only: one")),
+    ]);
+    server.ok(&["delete", "configmap", "b", "-n", "tw"]);
+
+    let first_cells = |rows: Vec<Vec<String>>, n: usize| -> Vec<Vec<String>> {
+        rows.into_iter().map(|r| r[..n].to_vec()).collect()
+    };
+    let rows = plain.wait_for(5);
+    assert!(
+        rows[1..].iter().all(|r| r.len() == 3 && is_age(&r[2])),
+        "{rows:?}"
+    );
+    assert_eq!(
+        first_cells(rows, 2),
+        [["NAME", "DATA"], ["a", "1"], ["a", "3"], ["b", "1"], ["b", "1"]],
+        "a header once, then a row per change"
+    );
+    let rows = events.wait_for(5);
+    assert!(
+        rows[1..].iter().all(|r| r.len() == 4 && is_age(&r[3])),
+        "{rows:?}"
+    );
+    assert_eq!(
+        first_cells(rows, 3),
+        [
+            ["EVENT", "NAME", "DATA"],
+            ["ADDED", "a", "1"],
+            ["MODIFIED", "a", "3"],
+            ["ADDED", "b", "1"],
+            ["DELETED", "b", "1"]
+        ]
     );
 }
