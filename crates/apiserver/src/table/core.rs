@@ -820,14 +820,8 @@ static RESOURCE_QUOTA: Printer = Printer {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{check, headers};
+    use super::super::testing::{CREATED, check, headers, meta};
     use serde_json::json;
-
-    const CREATED: &str = "2026-01-10T11:00:00Z"; // an hour before the tests' now
-
-    fn meta(name: &str) -> serde_json::Value {
-        json!({"name": name, "creationTimestamp": CREATED})
-    }
 
     #[test]
     fn namespaces_configmaps_secrets_serviceaccounts() {

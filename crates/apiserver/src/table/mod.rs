@@ -254,6 +254,13 @@ pub(crate) mod testing {
 
     /// The fixed "now" of the printer tests.
     pub const NOW: &str = "2026-01-10T12:00:00Z";
+    /// The creation time of test objects: an hour before [`NOW`].
+    pub const CREATED: &str = "2026-01-10T11:00:00Z";
+
+    /// Metadata of a test object created at [`CREATED`].
+    pub fn meta(name: &str) -> serde_json::Value {
+        serde_json::json!({"name": name, "creationTimestamp": CREATED})
+    }
 
     pub fn ctx() -> Ctx {
         Ctx {

@@ -148,14 +148,8 @@ static ENDPOINT_SLICE: Printer = Printer {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{check, headers};
+    use super::super::testing::{check, headers, meta};
     use serde_json::json;
-
-    const CREATED: &str = "2026-01-10T11:00:00Z"; // an hour before the tests' now
-
-    fn meta(name: &str) -> serde_json::Value {
-        json!({"name": name, "creationTimestamp": CREATED})
-    }
 
     #[test]
     fn ingresses_and_classes() {
