@@ -75,6 +75,16 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `kubectl create --validate=false -f` of a manifest written to `file`; returns stdout.
+    fn create(&self, file: &str, yaml: &str) -> String {
+        self.ok(&["create", "--validate=false", "-f", &manifest(self, file, yaml)])
+    }
+
+    /// Like [`Server::create`], expecting failure; returns stderr.
+    fn create_fails(&self, file: &str, yaml: &str) -> String {
+        self.fails(&["create", "--validate=false", "-f", &manifest(self, file, yaml)])
+    }
+
     /// Runs kubectl expecting failure; returns stderr.
     fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
@@ -148,12 +158,7 @@ fn kubectl_drives_configmaps_and_namespaces() {
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n{}",
         configmap("demo", "cm1", "greeting: hello")
     );
-    let created = server.ok(&[
-        "create",
-        "--validate=false",
-        "-f",
-        &manifest(&server, "first.yaml", &first),
-    ]);
+    let created = server.create("first.yaml", &first);
     assert_eq!(created, "namespace/demo created\nconfigmap/cm1 created\n");
     let cm = server.ok(&[
         "get",
@@ -171,16 +176,10 @@ fn kubectl_drives_configmaps_and_namespaces() {
     let table = words(&server.ok(&["get", "configmaps", "-n", "demo"]));
     assert_eq!(table[0], ["NAME", "DATA", "AGE"], "{table:?}");
     assert_eq!(table[1][..2], ["cm1", "1"], "{table:?}");
-    server.ok(&[
-        "create",
-        "--validate=false",
-        "-f",
-        &manifest(
-            &server,
-            "three.yaml",
-            &configmap("demo", "three", "a: '1'\n  b: '2'\n  c: '3'"),
-        ),
-    ]);
+    server.create(
+        "three.yaml",
+        &configmap("demo", "three", "a: '1'\n  b: '2'\n  c: '3'"),
+    );
     let three = words(&server.ok(&["get", "configmap", "three", "-n", "demo"]));
     assert_eq!(three[0], ["NAME", "DATA", "AGE"], "{three:?}");
     assert_eq!(three[1][..2], ["three", "3"], "{three:?}");
@@ -223,12 +222,7 @@ fn kubectl_drives_configmaps_and_namespaces() {
     let pages: String = (0..7)
         .map(|i| configmap("demo", &format!("page-{i}"), "k: v"))
         .collect();
-    server.ok(&[
-        "create",
-        "--validate=false",
-        "-f",
-        &manifest(&server, "pages.yaml", &pages),
-    ]);
+    server.create("pages.yaml", &pages);
     let names = server.ok(&["get", "cm", "-n", "demo", "--chunk-size", "2", "-o", "name"]);
     assert_eq!(names.lines().count(), 9, "{names}");
 
@@ -237,24 +231,14 @@ fn kubectl_drives_configmaps_and_namespaces() {
         missing.contains("Error from server (NotFound): configmaps \"nope\" not found"),
         "{missing}"
     );
-    let dup = server.fails(&[
-        "create",
-        "--validate=false",
-        "-f",
-        &manifest(&server, "dup.yaml", &configmap("demo", "cm1", "a: b")),
-    ]);
+    let dup = server.create_fails("dup.yaml", &configmap("demo", "cm1", "a: b"));
     assert!(
         dup.contains("Error from server (AlreadyExists)")
             && dup.contains("configmaps \"cm1\" already exists"),
         "{dup}"
     );
     let bad = configmap("demo", "Bad_Name", "a: b");
-    let invalid = server.fails(&[
-        "create",
-        "--validate=false",
-        "-f",
-        &manifest(&server, "bad.yaml", &bad),
-    ]);
+    let invalid = server.create_fails("bad.yaml", &bad);
     assert!(
         invalid.contains("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""),
         "{invalid}"
@@ -292,12 +276,7 @@ fn watch_streams_changes() {
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: w\n---\n{}",
         configmap("w", "a", "v: '1'")
     );
-    server.ok(&[
-        "create",
-        "--validate=false",
-        "-f",
-        &manifest(&server, "setup.yaml", &setup),
-    ]);
+    server.create("setup.yaml", &setup);
     let mut watch = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(&server.kubeconfig)
@@ -329,12 +308,7 @@ fn watch_streams_changes() {
         "-p",
         "{\"data\":{\"v\":\"2\"}}",
     ]);
-    server.ok(&[
-        "create",
-        "--validate=false",
-        "-f",
-        &manifest(&server, "b.yaml", &configmap("w", "b", "v: '3'")),
-    ]);
+    server.create("b.yaml", &configmap("w", "b", "v: '3'"));
     std::thread::sleep(Duration::from_millis(700));
     let _ = watch.kill(); // our own child, by PID
     let out = watch.wait_with_output().unwrap();
@@ -356,12 +330,7 @@ fn stale_updates_conflict_and_unauthenticated_requests_are_refused() {
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: c\n---\n{}",
         configmap("c", "x", "v: '1'")
     );
-    server.ok(&[
-        "create",
-        "--validate=false",
-        "-f",
-        &manifest(&server, "setup.yaml", &setup),
-    ]);
+    server.create("setup.yaml", &setup);
     let old = server.ok(&["get", "configmap", "x", "-n", "c", "-o", "json"]);
     server.ok(&[
         "patch",
@@ -491,12 +460,7 @@ fn get_watch_prints_table_rows_for_each_change() {
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tw\n---\n{}",
         configmap("tw", "a", "k1: v")
     );
-    server.ok(&[
-        "create",
-        "--validate=false",
-        "-f",
-        &manifest(&server, "setup.yaml", &setup),
-    ]);
+    server.create("setup.yaml", &setup);
     let plain = Streaming::start(&server, "cache-plain", &["get", "cm", "-n", "tw", "-w"]);
     let events = Streaming::start(
         &server,
@@ -519,12 +483,7 @@ fn get_watch_prints_table_rows_for_each_change() {
         "-p",
         "{\"data\":{\"k2\":\"v\",\"k3\":\"v\"}}",
     ]);
-    server.ok(&[
-        "create",
-        "--validate=false",
-        "-f",
-        &manifest(&server, "b.yaml", &configmap("tw", "b", "only: one")),
-    ]);
+    server.create("b.yaml", &configmap("tw", "b", "only: one"));
     server.ok(&["delete", "configmap", "b", "-n", "tw"]);
 
     let first_cells = |rows: Vec<Vec<String>>, n: usize| -> Vec<Vec<String>> {
