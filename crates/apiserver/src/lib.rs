@@ -6,6 +6,7 @@
 //! - `rest`: the generic handlers over the store; `watch`: watch streams; `filter`: selectors;
 //!   `table`: server-side printing; `validation`: shared validation; `objects`: metadata helpers.
 
+pub mod authn;
 pub mod discovery;
 mod filter;
 mod objects;
@@ -35,6 +36,8 @@ pub struct Config {
     pub serving_names: pki::ServingNames,
     /// Where to write the admin kubeconfig besides `<data-dir>/kubeconfig.yaml`.
     pub extra_kubeconfig: Option<PathBuf>,
+    /// Static bearer tokens (upstream's `--token-auth-file` format).
+    pub token_auth_file: Option<PathBuf>,
 }
 
 /// A running API server.
@@ -67,6 +70,10 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         &config.serving_names,
     )?);
     pki::load_or_create_token(&config.data_dir.join("token"), &pki)?;
+    let tokens = match &config.token_auth_file {
+        Some(path) => authn::Tokens::load(path)?,
+        None => authn::Tokens::default(),
+    };
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -89,7 +96,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     }
     let rest = rest::Rest { store };
     bootstrap(&rest).await?;
-    let state = Arc::new(server::State { rest });
+    let state = Arc::new(server::State { rest, tokens });
     let task = tokio::spawn(server::serve(listener, pki.server_config()?, state));
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "API server listening");
     Ok(Running {

@@ -33,6 +33,7 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 /// What every request handler shares.
 pub struct State {
     pub rest: Rest,
+    pub tokens: crate::authn::Tokens,
 }
 
 /// Serves TLS connections from `listener` until the task is dropped.
@@ -104,7 +105,15 @@ async fn route(
         "/version" => return Ok(json(StatusCode::OK, &discovery::version())),
         _ => {}
     }
-    if user.is_none() {
+    // A verified client certificate, else a known bearer token (upstream's union authenticator).
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if user
+        .or_else(|| state.tokens.authenticate(authorization))
+        .is_none()
+    {
         return Err(ApiError::unauthorized());
     }
     let query = Query::parse(req.uri().query());

@@ -25,6 +25,7 @@ async fn start() -> Cluster {
         bind: "127.0.0.1:0".parse().unwrap(),
         serving_names: Default::default(),
         extra_kubeconfig: None,
+        token_auth_file: None,
     };
     let server = apiserver::start(config, Arc::new(store)).await.unwrap();
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();

@@ -37,6 +37,9 @@ pub struct Args {
     /// Extra names or addresses for the serving certificate.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
+    /// Static bearer tokens, one `token,user,uid,"group1,group2"` per line (as kube-apiserver's).
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -65,6 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             bind: SocketAddr::new(args.bind_address, args.https_port),
             serving_names: names,
             extra_kubeconfig: args.write_kubeconfig.clone(),
+            token_auth_file: args.token_auth_file.clone(),
         };
         let running = apiserver::start(config, store).await?;
         let _ = (&args.cluster_cidr, args.disable_agent);

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The bearer token every test server accepts (from its `--token-auth-file`).
+const TOKEN: &str = "e2e-token-0123456789";
+
 struct Server {
     child: Child,
     dir: tempfile::TempDir,
@@ -16,6 +19,8 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let port = testkit::free_port();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let tokens = dir.path().join("tokens.csv");
+        std::fs::write(&tokens, format!("{TOKEN},token-user,1000,\"e2e\"\n")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
             .args([
                 "server",
@@ -27,6 +32,8 @@ impl Server {
             ])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
+            .arg("--token-auth-file")
+            .arg(&tokens)
             .env_remove("RKUBE_DATASTORE_ENDPOINT")
             .stdout(Stdio::null())
             .stderr(log)
@@ -391,6 +398,14 @@ fn stale_updates_conflict_and_unauthenticated_requests_are_refused() {
         stderr.contains("Unauthorized") || stderr.contains("provide credentials"),
         "{stderr}"
     );
+    // The token from the server's token file lets the same client in.
+    let out = kubectl_at(
+        &anonymous,
+        &server.dir.path().join("cache3"),
+        &["--token", TOKEN, "get", "configmaps", "-n", "c", "-o", "name"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "configmap/x");
 }
 
 /// A kubectl child whose stdout lines are collected as they come.

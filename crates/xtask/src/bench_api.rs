@@ -71,6 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 bind: "127.0.0.1:0".parse()?,
                 serving_names: Default::default(),
                 extra_kubeconfig: None,
+                token_auth_file: None,
             };
             let server = apiserver::start(config, store).await?;
             let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig)?;
