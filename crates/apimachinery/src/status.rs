@@ -228,6 +228,11 @@ impl ApiError {
         )
     }
 
+    /// 415 with a specific reason (e.g. a kind that cannot be decoded from protobuf yet).
+    pub fn unsupported_media_type_because(message: &str) -> Self {
+        Self::new(415, "UnsupportedMediaType", message)
+    }
+
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self::new(
             500,

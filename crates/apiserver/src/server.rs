@@ -254,12 +254,17 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
 
 /// A request body as JSON (YAML bodies come with server-side apply in a later change).
 fn decode(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    if !matches!(media, "application/json" | "" | "*/*") {
-        return Err(ApiError::unsupported_media_type(media));
+    use apimachinery::protobuf::{ProtobufError, decode_object};
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding the request body as JSON: {e}"))),
+        // client-go ≥ 0.32 sends built-in kinds as protobuf.
+        "application/vnd.kubernetes.protobuf" => decode_object(body).map_err(|e| match e {
+            ProtobufError::Unsupported { .. } => ApiError::unsupported_media_type_because(&e.to_string()),
+            other => ApiError::bad_request(other.to_string()),
+        }),
+        media => Err(ApiError::unsupported_media_type(media)),
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding the request body as JSON: {e}")))
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
