@@ -525,13 +525,7 @@ mod tests {
             "é",
             "\\é",
         ];
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testing::xorshift(0x2545_f491_4f6c_dd1d);
         let mut parsed = 0;
         for _ in 0..20_000 {
             let len = (next() % 10) as usize;

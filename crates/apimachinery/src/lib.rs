@@ -6,3 +6,17 @@ pub mod protobuf;
 pub mod resources;
 pub mod selector;
 pub mod status;
+
+/// Helpers for this crate's tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A deterministic xorshift64 generator: repeatable random inputs without a dependency.
+    pub fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+}

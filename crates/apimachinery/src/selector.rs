@@ -1704,13 +1704,7 @@ mod tests {
             "a=b",
             "x in (a,b)",
         ];
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);
         let mut parsed = 0;
         for _ in 0..20_000 {
             let len = (next() % 12) as usize;

@@ -567,29 +567,16 @@ fn check_namespace(def: &ResourceDef, req: &ResourceRequest, obj: &mut Value) ->
 }
 
 fn check_preconditions(def: &ResourceDef, name: &str, pre: &Value, current: &Value) -> Result<(), ApiError> {
-    if let Some(uid) = pre.get("uid").and_then(Value::as_str)
-        && meta_str(current, "uid") != Some(uid)
-    {
-        return Err(ApiError::conflict(
-            def.group_resource(),
-            name,
-            &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                meta_str(current, "uid").unwrap_or_default()
-            ),
-        ));
-    }
-    if let Some(rv) = pre.get("resourceVersion").and_then(Value::as_str)
-        && meta_str(current, "resourceVersion") != Some(rv)
-    {
-        return Err(ApiError::conflict(
-            def.group_resource(),
-            name,
-            &format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                meta_str(current, "resourceVersion").unwrap_or_default()
-            ),
-        ));
+    for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+        if let Some(wanted) = pre.get(field).and_then(Value::as_str)
+            && meta_str(current, field) != Some(wanted)
+        {
+            let actual = meta_str(current, field).unwrap_or_default();
+            let detail = format!(
+                "Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}"
+            );
+            return Err(ApiError::conflict(def.group_resource(), name, &detail));
+        }
     }
     Ok(())
 }

@@ -167,14 +167,11 @@ fn refuses_what_it_cannot_read() {
         Err(ProtobufError::Malformed(_))
     ));
     // Random bytes after the magic never panic.
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = crate::testing::xorshift(0x2545_f491_4f6c_dd1d);
     for len in 0..400 {
         let mut body = b"k8s\0".to_vec();
         for _ in 0..len {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            body.push(seed as u8);
+            body.push(next() as u8);
         }
         let _ = decode_object(&body);
     }
