@@ -146,7 +146,40 @@ async fn typed_crud_selectors_pagination_and_conflicts() {
         .unwrap_err();
     assert_eq!(api_error(err), (409, "Conflict".to_owned()));
 
-    cms.delete("one", &DeleteParams::default()).await.unwrap();
+    // Delete preconditions that do not hold are conflicts, worded as upstream.
+    let stale = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: Some("1".into()),
+            uid: None,
+        }),
+        ..Default::default()
+    };
+    match cms.delete("one", &stale).await.unwrap_err() {
+        Error::Api(status) => {
+            assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+            assert!(status.message.contains("Precondition failed: ResourceVersion in precondition: 1, ResourceVersion in object meta: "), "{}", status.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    let wrong_uid = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: None,
+            uid: Some("not-it".into()),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        api_error(cms.delete("one", &wrong_uid).await.unwrap_err()),
+        (409, "Conflict".to_owned())
+    );
+    let right_uid = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: None,
+            uid: Some(uid.clone()),
+        }),
+        ..Default::default()
+    };
+    cms.delete("one", &right_uid).await.unwrap();
     let err = cms.get("one").await.unwrap_err();
     assert_eq!(api_error(err), (404, "NotFound".to_owned()));
     let none = Api::<ConfigMap>::namespaced(client.clone(), "nowhere")
