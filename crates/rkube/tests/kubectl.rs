@@ -237,11 +237,75 @@ fn kubectl_generators_send_protobuf() {
         server.ok(&["get", "priorityclass", "low", "-o", "jsonpath={.value}"]),
         "-5"
     );
-    // Kinds the decoder does not cover yet are refused with a clear reason, not garbled.
-    let refused = server.fails(&["create", "serviceaccount", "sa", "-n", "gen"]);
-    assert!(
-        refused.contains("protobuf encoding of v1/ServiceAccount is not supported yet"),
-        "{refused}"
+    // Generators of kinds with nested structs, int-or-strings and embedded Go structs.
+    server.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "gen",
+        "--image=nginx:1.27",
+        "--replicas=3",
+        "--port=80",
+    ]);
+    server.ok(&["create", "serviceaccount", "sa", "-n", "gen"]);
+    server.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "svc",
+        "-n",
+        "gen",
+        "--tcp=80:8080",
+    ]);
+    server.ok(&[
+        "create",
+        "job",
+        "j",
+        "-n",
+        "gen",
+        "--image=busybox",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    server.ok(&[
+        "create",
+        "role",
+        "r",
+        "-n",
+        "gen",
+        "--verb=get",
+        "--resource=pods",
+    ]);
+    server.ok(&[
+        "create",
+        "rolebinding",
+        "rb",
+        "-n",
+        "gen",
+        "--role=r",
+        "--serviceaccount=gen:sa",
+    ]);
+    let deployment = "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.selector.matchLabels.app}";
+    assert_eq!(
+        server.ok(&["get", "deploy", "web", "-n", "gen", "-o", deployment]),
+        "3 nginx:1.27 80 web"
+    );
+    let service = "jsonpath={.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.type}";
+    assert_eq!(
+        server.ok(&["get", "svc", "svc", "-n", "gen", "-o", service]),
+        "80 8080 ClusterIP"
+    );
+    let job = "jsonpath={.spec.template.spec.containers[0].command}";
+    assert_eq!(
+        server.ok(&["get", "job", "j", "-n", "gen", "-o", job]),
+        "[\"echo\",\"hi\"]"
+    );
+    let binding = "jsonpath={.roleRef.name} {.subjects[0].kind} {.subjects[0].namespace}";
+    assert_eq!(
+        server.ok(&["get", "rolebinding", "rb", "-n", "gen", "-o", binding]),
+        "r ServiceAccount gen"
     );
 }
 

@@ -4,13 +4,15 @@
 //! the 4-byte magic `k8s\0`, then a `runtime.Unknown` message whose `typeMeta` names the kind and
 //! whose `raw` holds the object's own message. Messages are decoded generically from a schema
 //! table (field number → JSON name and type, see `schema`); a few upstream types have a JSON form
-//! of their own (`Time` → RFC 3339, `IntOrString`, `Quantity`, raw JSON of `RawExtension` and
-//! `FieldsV1`) and are special-cased here.
+//! of their own (`Time` → RFC 3339, `IntOrString`, `Quantity`, raw JSON of `RawExtension`,
+//! `FieldsV1` and CRDs' `JSON`, `ExtraValue` lists) and are special-cased here. Not yet: the union
+//! types of CRD schemas (`JSONSchemaPropsOr…`), which decode as plain objects.
 //!
-//! The schema covers only some kinds so far; others are refused with a clear message (clients
-//! can send JSON instead).
+//! Kinds the schema does not know are refused with a clear message (clients can send JSON).
 
 mod schema;
+#[rustfmt::skip]
+mod schema_generated;
 mod wire;
 
 use serde_json::{Map, Value};
@@ -83,6 +85,11 @@ fn decode_message(name: &str, bytes: &[u8]) -> Result<Value, ProtobufError> {
         };
         let decoded = decode_value(field, value)?;
         match (&field.kind, field.repeated) {
+            (Kind::Inline(_), _) => {
+                if let Value::Object(inner) = decoded.1 {
+                    out.extend(inner);
+                }
+            }
             (Kind::StringMap | Kind::BytesMap | Kind::MessageMap(_), _) => {
                 let (key, value) = decoded;
                 let map = out.entry(field.json).or_insert_with(|| Value::Object(Map::new()));
@@ -109,10 +116,12 @@ fn decode_value(field: &Field, value: WireValue<'_>) -> Result<(Option<String>, 
     let bad = || malformed(&format!("field {} has the wrong wire type", field.json));
     Ok(match (&field.kind, value) {
         (Kind::String, WireValue::Bytes(b)) => (None, utf8(b)?.into()),
+        (Kind::Bytes, WireValue::Bytes(b)) => (None, base64(b).into()),
         (Kind::Bool, WireValue::Varint(v)) => (None, (v != 0).into()),
+        (Kind::Double, WireValue::Fixed64(v)) => (None, f64::from_bits(v).into()),
         (Kind::Int32, WireValue::Varint(v)) => (None, (v as i64 as i32).into()),
         (Kind::Int64, WireValue::Varint(v)) => (None, (v as i64).into()),
-        (Kind::Message(name), WireValue::Bytes(b)) => (None, decode_message(name, b)?),
+        (Kind::Message(name) | Kind::Inline(name), WireValue::Bytes(b)) => (None, decode_message(name, b)?),
         (Kind::StringMap | Kind::BytesMap | Kind::MessageMap(_), WireValue::Bytes(entry)) => {
             let (mut key, mut value) = (None, Value::Null);
             for part in Reader::new(entry) {
@@ -149,9 +158,24 @@ fn special(name: &str, bytes: &[u8]) -> Result<Option<Value>, ProtobufError> {
                     _ => {}
                 }
             }
-            Value::String(rfc3339(seconds, nanos, name == "meta.v1.MicroTime")?)
+            // Go encodes an unset time as its zero time, 0001-01-01; its JSON form is null.
+            if seconds == GO_ZERO_TIME_SECONDS && nanos == 0 {
+                Value::Null
+            } else {
+                Value::String(rfc3339(seconds, nanos, name == "meta.v1.MicroTime")?)
+            }
         }
-        "meta.v1.FieldsV1" | "runtime.RawExtension" => {
+        // Go `[]string` types wrapped in a message for protobuf: their JSON form is the list.
+        "authentication.v1.ExtraValue" | "authorization.v1.ExtraValue" => {
+            let mut items = Vec::new();
+            for item in Reader::new(bytes) {
+                if let (1, WireValue::Bytes(b)) = item? {
+                    items.push(Value::String(utf8(b)?));
+                }
+            }
+            Value::Array(items)
+        }
+        "meta.v1.FieldsV1" | "runtime.RawExtension" | "apiextensions.v1.Json" => {
             let mut raw: &[u8] = &[];
             for item in Reader::new(bytes) {
                 if let (1, WireValue::Bytes(b)) = item? {
@@ -192,6 +216,9 @@ fn special(name: &str, bytes: &[u8]) -> Result<Option<Value>, ProtobufError> {
         _ => return Ok(None),
     }))
 }
+
+/// Unix seconds of Go's zero `time.Time` (0001-01-01T00:00:00Z).
+const GO_ZERO_TIME_SECONDS: i64 = -62_135_596_800;
 
 /// RFC 3339 in UTC as Kubernetes prints `Time` (seconds) and `MicroTime` (microseconds).
 fn rfc3339(seconds: i64, nanos: i32, micro: bool) -> Result<String, ProtobufError> {

@@ -1,18 +1,24 @@
-//! The protobuf schema of the messages decoded so far: field numbers, JSON names and types, as in
-//! upstream's generated.proto files (read from the k8s-pb crate's prost definitions). Messages
-//! are named `<package>.<Message>`, packages shortened (`meta.v1`, `core.v1`, …).
-//!
-//! This table is written by hand for some of the kinds kubectl's generators create; a generated
-//! table for every built-in kind replaces it later.
+//! The protobuf schema of the Kubernetes API: for each message, its fields' numbers, JSON names
+//! and types. Messages are named `<package>.<Message>` with short packages (`meta.v1`,
+//! `core.v1`, `apps.v1`, `resource` for Quantity, …). The table itself is generated (see
+//! `scripts/gen-protobuf-schema`) from the prost definitions of the k8s-pb crate and the JSON
+//! names of the k8s-openapi crate.
+
+use super::schema_generated::{KINDS, MESSAGES};
 
 /// A field's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     String,
+    /// Raw bytes: a base64 string in JSON.
+    Bytes,
     Bool,
     Int32,
     Int64,
+    Double,
     Message(&'static str),
+    /// A Go struct embedded in its parent: its fields appear in the parent's JSON object.
+    Inline(&'static str),
     StringMap,
     /// A map of raw bytes: base64 strings in JSON.
     BytesMap,
@@ -22,208 +28,55 @@ pub enum Kind {
 #[derive(Clone, Copy, Debug)]
 pub struct Field {
     pub tag: u32,
+    /// Empty for [`Kind::Inline`].
     pub json: &'static str,
     pub kind: Kind,
     pub repeated: bool,
 }
 
-const fn one(tag: u32, json: &'static str, kind: Kind) -> Field {
-    Field {
-        tag,
-        json,
-        kind,
-        repeated: false,
-    }
-}
-
-const fn many(tag: u32, json: &'static str, kind: Kind) -> Field {
-    Field {
-        tag,
-        json,
-        kind,
-        repeated: true,
-    }
-}
-
-use Kind::*;
-
-static MESSAGES: &[(&str, &[Field])] = &[
-    (
-        "meta.v1.ObjectMeta",
-        &[
-            one(1, "name", String),
-            one(2, "generateName", String),
-            one(3, "namespace", String),
-            one(4, "selfLink", String),
-            one(5, "uid", String),
-            one(6, "resourceVersion", String),
-            one(7, "generation", Int64),
-            one(8, "creationTimestamp", Message("meta.v1.Time")),
-            one(9, "deletionTimestamp", Message("meta.v1.Time")),
-            one(10, "deletionGracePeriodSeconds", Int64),
-            one(11, "labels", StringMap),
-            one(12, "annotations", StringMap),
-            many(13, "ownerReferences", Message("meta.v1.OwnerReference")),
-            many(14, "finalizers", String),
-            many(17, "managedFields", Message("meta.v1.ManagedFieldsEntry")),
-        ],
-    ),
-    (
-        "meta.v1.OwnerReference",
-        &[
-            one(1, "kind", String),
-            one(3, "name", String),
-            one(4, "uid", String),
-            one(5, "apiVersion", String),
-            one(6, "controller", Bool),
-            one(7, "blockOwnerDeletion", Bool),
-        ],
-    ),
-    (
-        "meta.v1.ManagedFieldsEntry",
-        &[
-            one(1, "manager", String),
-            one(2, "operation", String),
-            one(3, "apiVersion", String),
-            one(4, "time", Message("meta.v1.Time")),
-            one(6, "fieldsType", String),
-            one(7, "fieldsV1", Message("meta.v1.FieldsV1")),
-            one(8, "subresource", String),
-        ],
-    ),
-    (
-        "core.v1.Namespace",
-        &[
-            one(1, "metadata", Message("meta.v1.ObjectMeta")),
-            one(2, "spec", Message("core.v1.NamespaceSpec")),
-            one(3, "status", Message("core.v1.NamespaceStatus")),
-        ],
-    ),
-    ("core.v1.NamespaceSpec", &[many(1, "finalizers", String)]),
-    (
-        "core.v1.NamespaceStatus",
-        &[
-            one(1, "phase", String),
-            many(2, "conditions", Message("core.v1.NamespaceCondition")),
-        ],
-    ),
-    (
-        "core.v1.NamespaceCondition",
-        &[
-            one(1, "type", String),
-            one(2, "status", String),
-            one(4, "lastTransitionTime", Message("meta.v1.Time")),
-            one(5, "reason", String),
-            one(6, "message", String),
-        ],
-    ),
-    (
-        "core.v1.ConfigMap",
-        &[
-            one(1, "metadata", Message("meta.v1.ObjectMeta")),
-            one(2, "data", StringMap),
-            one(3, "binaryData", BytesMap),
-            one(4, "immutable", Bool),
-        ],
-    ),
-    (
-        "core.v1.Secret",
-        &[
-            one(1, "metadata", Message("meta.v1.ObjectMeta")),
-            one(2, "data", BytesMap),
-            one(3, "type", String),
-            one(4, "stringData", StringMap),
-            one(5, "immutable", Bool),
-        ],
-    ),
-    (
-        "core.v1.ResourceQuota",
-        &[
-            one(1, "metadata", Message("meta.v1.ObjectMeta")),
-            one(2, "spec", Message("core.v1.ResourceQuotaSpec")),
-            one(3, "status", Message("core.v1.ResourceQuotaStatus")),
-        ],
-    ),
-    (
-        "core.v1.ResourceQuotaSpec",
-        &[
-            one(1, "hard", MessageMap("resource.Quantity")),
-            many(2, "scopes", String),
-            one(3, "scopeSelector", Message("core.v1.ScopeSelector")),
-        ],
-    ),
-    (
-        "core.v1.ResourceQuotaStatus",
-        &[
-            one(1, "hard", MessageMap("resource.Quantity")),
-            one(2, "used", MessageMap("resource.Quantity")),
-        ],
-    ),
-    (
-        "core.v1.ScopeSelector",
-        &[many(
-            1,
-            "matchExpressions",
-            Message("core.v1.ScopedResourceSelectorRequirement"),
-        )],
-    ),
-    (
-        "core.v1.ScopedResourceSelectorRequirement",
-        &[
-            one(1, "scopeName", String),
-            one(2, "operator", String),
-            many(3, "values", String),
-        ],
-    ),
-    (
-        "scheduling.v1.PriorityClass",
-        &[
-            one(1, "metadata", Message("meta.v1.ObjectMeta")),
-            one(2, "value", Int32),
-            one(3, "globalDefault", Bool),
-            one(4, "description", String),
-            one(5, "preemptionPolicy", String),
-        ],
-    ),
-];
-
 /// The fields of a message, by name.
 pub fn fields(name: &str) -> Option<&'static [Field]> {
-    MESSAGES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    MESSAGES
+        .binary_search_by(|(n, _)| (*n).cmp(name))
+        .ok()
+        .map(|i| MESSAGES[i].1)
 }
 
-/// The message of a top-level kind, if this table covers it.
+/// The message of a top-level kind.
 pub fn for_kind(api_version: &str, kind: &str) -> Option<&'static str> {
-    let name = match (api_version, kind) {
-        ("v1", "Namespace") => "core.v1.Namespace",
-        ("v1", "ConfigMap") => "core.v1.ConfigMap",
-        ("v1", "Secret") => "core.v1.Secret",
-        ("v1", "ResourceQuota") => "core.v1.ResourceQuota",
-        ("scheduling.k8s.io/v1", "PriorityClass") => "scheduling.v1.PriorityClass",
-        _ => return None,
-    };
-    Some(name)
+    KINDS
+        .iter()
+        .find(|(v, k, _)| *v == api_version && *k == kind)
+        .map(|(_, _, m)| *m)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const SPECIAL: [&str; 9] = [
+        "authentication.v1.ExtraValue",
+        "authorization.v1.ExtraValue",
+        "apiextensions.v1.Json",
+        "meta.v1.Time",
+        "meta.v1.MicroTime",
+        "meta.v1.FieldsV1",
+        "runtime.RawExtension",
+        "intstr.IntOrString",
+        "resource.Quantity",
+    ];
+
     #[test]
     fn every_referenced_message_has_a_schema() {
-        let special = [
-            "meta.v1.Time",
-            "meta.v1.MicroTime",
-            "meta.v1.FieldsV1",
-            "runtime.RawExtension",
-            "intstr.IntOrString",
-            "resource.Quantity",
-        ];
+        assert!(
+            MESSAGES.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted, for binary search"
+        );
         for (name, fields) in MESSAGES {
             for field in *fields {
-                if let Kind::Message(m) | Kind::MessageMap(m) = field.kind {
+                if let Kind::Message(m) | Kind::MessageMap(m) | Kind::Inline(m) = field.kind {
                     assert!(
-                        fields_known(m) || special.contains(&m),
+                        super::fields(m).is_some() || SPECIAL.contains(&m),
                         "{name}.{} refers to unknown {m}",
                         field.json
                     );
@@ -235,7 +88,31 @@ mod tests {
         }
     }
 
-    fn fields_known(name: &str) -> bool {
-        super::fields(name).is_some()
+    #[test]
+    fn every_stored_builtin_kind_has_a_message() {
+        for def in crate::resources::BUILTIN {
+            let message = for_kind(&def.api_version(), def.kind);
+            assert!(
+                message.is_some_and(|m| fields(m).is_some()),
+                "{}/{}",
+                def.api_version(),
+                def.kind
+            );
+        }
+    }
+
+    #[test]
+    fn json_names_come_from_the_api() {
+        let status = fields("core.v1.PodStatus").unwrap();
+        let names: Vec<&str> = status.iter().map(|f| f.json).collect();
+        for name in ["podIP", "podIPs", "hostIP", "hostIPs", "qosClass", "startTime"] {
+            assert!(names.contains(&name), "{name} in {names:?}");
+        }
+        let probe = fields("core.v1.Probe").unwrap();
+        assert!(
+            probe
+                .iter()
+                .any(|f| f.kind == Kind::Inline("core.v1.ProbeHandler"))
+        );
     }
 }

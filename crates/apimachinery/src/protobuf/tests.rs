@@ -79,7 +79,7 @@ fn decodes_a_configmap_as_kubectl_sends_it() {
     let meta = Enc::new()
         .str(1, "cm1")
         .str(3, "demo")
-        .msg(8, Enc::new()) // creationTimestamp: zero time, as Go encodes an unset metav1.Time
+        .msg(8, Enc::new().varint(1, -62_135_596_800i64 as u64)) // an unset metav1.Time, as Go encodes it
         .msg(11, entry("app", b"web"))
         .str(14, "example.com/f");
     let cm = Enc::new()
@@ -92,7 +92,7 @@ fn decodes_a_configmap_as_kubectl_sends_it() {
         decoded,
         json!({
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "cm1", "namespace": "demo", "creationTimestamp": "1970-01-01T00:00:00Z",
+            "metadata": {"name": "cm1", "namespace": "demo", "creationTimestamp": null,
                          "labels": {"app": "web"}, "finalizers": ["example.com/f"]},
             "data": {"greeting": "hello", "empty": ""},
             "binaryData": {"bin": "AAEC"},
@@ -153,12 +153,63 @@ fn decodes_quantities_and_int32s() {
 }
 
 #[test]
+fn decodes_a_deployment_with_embedded_structs_and_int_or_string() {
+    let container = Enc::new().str(1, "web").str(2, "nginx:1.27").msg(
+        10, // livenessProbe: ProbeHandler embedded (field 1), then initialDelaySeconds
+        Enc::new()
+            .msg(
+                1,
+                Enc::new().msg(
+                    2,
+                    Enc::new()
+                        .str(1, "/healthz")
+                        .msg(2, Enc::new().varint(1, 0).varint(2, 8080)),
+                ),
+            )
+            .varint(2, 3),
+    );
+    let pod_spec = Enc::new().msg(2, container);
+    let template = Enc::new()
+        .msg(1, Enc::new().msg(11, entry("app", b"web")))
+        .msg(2, pod_spec);
+    let strategy = Enc::new()
+        .str(1, "RollingUpdate")
+        .msg(2, Enc::new().msg(1, Enc::new().varint(1, 1).str(3, "25%")));
+    let selector = Enc::new().msg(1, entry("app", b"web"));
+    let spec = Enc::new()
+        .varint(1, 3)
+        .msg(2, selector)
+        .msg(3, template)
+        .msg(4, strategy);
+    let deployment = Enc::new().msg(1, Enc::new().str(1, "web")).msg(2, spec);
+    let decoded = decode_object(&wrap("apps/v1", "Deployment", deployment)).unwrap();
+    assert_eq!(decoded["spec"]["replicas"], 3);
+    assert_eq!(
+        decoded["spec"]["selector"],
+        json!({"matchLabels": {"app": "web"}})
+    );
+    assert_eq!(
+        decoded["spec"]["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%"}})
+    );
+    let web = &decoded["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        (web["name"].as_str(), web["image"].as_str()),
+        (Some("web"), Some("nginx:1.27"))
+    );
+    assert_eq!(
+        web["livenessProbe"],
+        json!({"httpGet": {"path": "/healthz", "port": 8080}, "initialDelaySeconds": 3})
+    );
+}
+
+#[test]
 fn refuses_what_it_cannot_read() {
     assert_eq!(decode_object(b"{\"kind\":\"Pod\"}"), Err(ProtobufError::NoMagic));
-    let pod = decode_object(&wrap("v1", "Pod", Enc::new())).unwrap_err();
+    let unknown = decode_object(&wrap("example.com/v1", "Widget", Enc::new())).unwrap_err();
     assert_eq!(
-        pod.to_string(),
-        "protobuf encoding of v1/Pod is not supported yet; send it as JSON"
+        unknown.to_string(),
+        "protobuf encoding of example.com/v1/Widget is not supported yet; send it as JSON"
     );
     let mut truncated = wrap("v1", "ConfigMap", Enc::new().msg(1, Enc::new().str(1, "cm1")));
     truncated.truncate(truncated.len() - 2);
