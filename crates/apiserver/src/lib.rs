@@ -14,6 +14,7 @@ pub mod pki;
 mod query;
 pub mod request;
 mod rest;
+mod reviews;
 pub mod server;
 mod strategy;
 mod table;

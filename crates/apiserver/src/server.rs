@@ -110,12 +110,9 @@ async fn route(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if user
-        .or_else(|| state.tokens.authenticate(authorization))
-        .is_none()
-    {
+    let Some(user) = user.or_else(|| state.tokens.authenticate(authorization)) else {
         return Err(ApiError::unauthorized());
-    }
+    };
     let query = Query::parse(req.uri().query());
     let target = request::parse(req.method(), &path, query.flag("watch"))?;
     if !matches!(target, Target::Resource(_)) && req.method() != Method::GET && req.method() != Method::HEAD {
@@ -159,7 +156,19 @@ async fn route(
             let def =
                 resources::find(&r.group, &r.version, &r.resource).ok_or_else(ApiError::path_not_found)?;
             if def.storage.is_empty() {
-                return Err(ApiError::method_not_allowed());
+                // Reviews are answered, not stored.
+                if r.verb != Verb::Create || r.subresource.is_some() {
+                    return Err(ApiError::method_not_allowed());
+                }
+                let content_type = req
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("application/json")
+                    .to_owned();
+                let body = decode(&content_type, &read_body(req.into_body()).await?)?;
+                let answer = crate::reviews::review(def, user, &state.tokens, body)?;
+                return Ok(json(StatusCode::CREATED, &answer));
             }
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")

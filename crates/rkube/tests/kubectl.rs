@@ -237,6 +237,32 @@ fn kubectl_generators_send_protobuf() {
         server.ok(&["get", "priorityclass", "low", "-o", "jsonpath={.value}"]),
         "-5"
     );
+    // Reviews are answered from the caller's identity (protobuf from kubectl 1.33).
+    let whoami = server.ok(&["auth", "whoami"]);
+    assert!(
+        whoami.contains("system:admin") && whoami.contains("[system:masters system:authenticated]"),
+        "{whoami}"
+    );
+    assert_eq!(
+        server
+            .ok(&["auth", "can-i", "create", "deployments", "-n", "gen"])
+            .trim(),
+        "yes"
+    );
+    let old_kubectl = "/usr/lib/google-cloud-sdk/bin/kubectl.1.29";
+    if std::path::Path::new(old_kubectl).exists() {
+        // kubectl 1.29 sends JSON: the same answer.
+        let out = Command::new(old_kubectl)
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(["auth", "whoami"])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("system:admin"),
+            "{out:?}"
+        );
+    }
     // Generators of kinds with nested structs, int-or-strings and embedded Go structs.
     server.ok(&[
         "create",
