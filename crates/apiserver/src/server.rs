@@ -106,10 +106,7 @@ async fn route(
         _ => {}
     }
     // A verified client certificate, else a known bearer token (upstream's union authenticator).
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let authorization = header_str(&req, header::AUTHORIZATION);
     let Some(user) = user.or_else(|| state.tokens.authenticate(authorization)) else {
         return Err(ApiError::unauthorized());
     };
@@ -121,11 +118,7 @@ async fn route(
     match target {
         Target::CoreVersions | Target::Groups => {
             let core = target == Target::CoreVersions;
-            let accept = req
-                .headers()
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let accept = header_str(&req, header::ACCEPT).unwrap_or("");
             // Aggregated discovery when asked for (kubectl 1.30+ does), the legacy lists otherwise.
             let mut response = match discovery::aggregated_version(accept) {
                 Some(version) => {
@@ -160,10 +153,7 @@ async fn route(
                 if r.verb != Verb::Create || r.subresource.is_some() {
                     return Err(ApiError::method_not_allowed());
                 }
-                let content_type = req
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
+                let content_type = header_str(&req, header::CONTENT_TYPE)
                     .unwrap_or("application/json")
                     .to_owned();
                 let body = decode(&content_type, &read_body(req.into_body()).await?)?;
@@ -191,16 +181,8 @@ async fn route(
             {
                 return Err(ApiError::path_not_found());
             }
-            let accept = req
-                .headers()
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            let content_type = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
+            let accept = header_str(&req, header::ACCEPT).unwrap_or("").to_owned();
+            let content_type = header_str(&req, header::CONTENT_TYPE)
                 .unwrap_or("application/json")
                 .to_owned();
             let body = read_body(req.into_body()).await?;
@@ -247,6 +229,11 @@ async fn route(
             Ok(json(code, &obj))
         }
     }
+}
+
+/// A request header as text (None when absent or not visible ASCII).
+fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
