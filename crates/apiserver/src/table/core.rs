@@ -7,7 +7,7 @@ use super::format::{
     Ctx, containers, flag, format_labels, int, list, map_len, name, nonempty, or_none, present, quantity, s,
     timestamp, with_more,
 };
-use super::{AGE, CONTAINERS, Column, IMAGES, NAME, Printer, Row, SELECTOR, col, typed, wide};
+use super::{AGE, Column, NAME, Printer, Row, col, wide};
 
 pub(super) fn printer(group: &str, kind: &str) -> Option<&'static Printer> {
     Some(match (group, kind) {
@@ -296,31 +296,9 @@ static POD_TEMPLATE: Printer = Printer {
 };
 
 static REPLICATION_CONTROLLER: Printer = Printer {
-    columns: &[
-        NAME,
-        typed("Desired", "integer", "Desired number of replicas"),
-        typed("Current", "integer", "Most recently observed number of replicas"),
-        typed("Ready", "integer", "Number of ready replicas"),
-        AGE,
-        CONTAINERS,
-        IMAGES,
-        SELECTOR,
-    ],
-    row: |rc, ctx| {
-        let (names, images) = containers(&rc["spec"]["template"]["spec"]);
-        vec![
-            name(rc).into(),
-            // 1 is what upstream's defaulting stores when no count is given.
-            rc["spec"]["replicas"].as_i64().unwrap_or(1).into(),
-            int(&rc["status"]["replicas"]).into(),
-            int(&rc["status"]["readyReplicas"]).into(),
-            ctx.age(rc).into(),
-            names.into(),
-            images.into(),
-            format_labels(&rc["spec"]["selector"]).into(),
-        ]
-        .into()
-    },
+    columns: super::workloads::REPLICA_COLUMNS,
+    // A replication controller's selector is a plain label map.
+    row: |rc, ctx| super::workloads::replica_row(rc, ctx, format_labels(&rc["spec"]["selector"])),
 };
 
 static NODE: Printer = Printer {

@@ -4,11 +4,12 @@
 
 use serde_json::Value;
 
+use super::format::Ctx;
 use super::format::{
     bool_ptr, containers, format_label_selector, format_labels, human_duration, int, int_or_string, list,
     name, nonempty, present, quantity, s, selector_string, timestamp,
 };
-use super::{AGE, CONTAINERS, IMAGES, NAME, Printer, SELECTOR, col, typed};
+use super::{AGE, CONTAINERS, Column, IMAGES, NAME, Printer, Row, SELECTOR, col, typed};
 
 pub(super) fn printer(group: &str, kind: &str) -> Option<&'static Printer> {
     Some(match (group, kind) {
@@ -59,31 +60,37 @@ static DEPLOYMENT: Printer = Printer {
     },
 };
 
+/// Columns of replica sets and replication controllers (upstream prints both alike).
+pub(super) const REPLICA_COLUMNS: &[Column] = &[
+    NAME,
+    typed("Desired", "integer", "Desired number of replicas"),
+    typed("Current", "integer", "Most recently observed number of replicas"),
+    typed("Ready", "integer", "Number of ready replicas"),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
+];
+
+/// A row of [`REPLICA_COLUMNS`]; `selector` is printed the way the kind's selector type needs.
+pub(super) fn replica_row(obj: &Value, ctx: &Ctx, selector: String) -> Row {
+    let (names, images) = containers(&obj["spec"]["template"]["spec"]);
+    vec![
+        name(obj).into(),
+        replicas(obj).into(),
+        int(&obj["status"]["replicas"]).into(),
+        int(&obj["status"]["readyReplicas"]).into(),
+        ctx.age(obj).into(),
+        names.into(),
+        images.into(),
+        selector.into(),
+    ]
+    .into()
+}
+
 static REPLICA_SET: Printer = Printer {
-    columns: &[
-        NAME,
-        typed("Desired", "integer", "Desired number of replicas"),
-        typed("Current", "integer", "Most recently observed number of replicas"),
-        typed("Ready", "integer", "Number of ready replicas"),
-        AGE,
-        CONTAINERS,
-        IMAGES,
-        SELECTOR,
-    ],
-    row: |rs, ctx| {
-        let (names, images) = containers(&rs["spec"]["template"]["spec"]);
-        vec![
-            name(rs).into(),
-            replicas(rs).into(),
-            int(&rs["status"]["replicas"]).into(),
-            int(&rs["status"]["readyReplicas"]).into(),
-            ctx.age(rs).into(),
-            names.into(),
-            images.into(),
-            format_label_selector(&rs["spec"]["selector"]).into(),
-        ]
-        .into()
-    },
+    columns: REPLICA_COLUMNS,
+    row: |rs, ctx| replica_row(rs, ctx, format_label_selector(&rs["spec"]["selector"])),
 };
 
 static STATEFUL_SET: Printer = Printer {
