@@ -136,6 +136,14 @@ fn configmap(namespace: &str, name: &str, data: &str) -> String {
     )
 }
 
+/// A namespace and one ConfigMap in it, as one manifest.
+fn namespace_with_configmap(namespace: &str, name: &str, data: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n---\n{}",
+        configmap(namespace, name, data)
+    )
+}
+
 /// A table kubectl printed, as the whitespace-separated words of each line.
 fn words(table: &str) -> Vec<Vec<String>> {
     table
@@ -341,10 +349,7 @@ fn kubectl_drives_configmaps_and_namespaces() {
     let version = server.ok(&["version", "-o", "json"]);
     assert!(version.contains("\"minor\": \"33\""), "{version}");
 
-    let first = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n{}",
-        configmap("demo", "cm1", "greeting: hello")
-    );
+    let first = namespace_with_configmap("demo", "cm1", "greeting: hello");
     let created = server.create("first.yaml", &first);
     assert_eq!(created, "namespace/demo created\nconfigmap/cm1 created\n");
     let cm = server.ok(&[
@@ -459,10 +464,7 @@ fn kubectl_drives_configmaps_and_namespaces() {
 #[test]
 fn watch_streams_changes() {
     let server = Server::start();
-    let setup = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: w\n---\n{}",
-        configmap("w", "a", "v: '1'")
-    );
+    let setup = namespace_with_configmap("w", "a", "v: '1'");
     server.create("setup.yaml", &setup);
     let mut watch = Command::new("kubectl")
         .arg("--kubeconfig")
@@ -513,10 +515,7 @@ fn watch_streams_changes() {
 #[test]
 fn stale_updates_conflict_and_unauthenticated_requests_are_refused() {
     let server = Server::start();
-    let setup = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: c\n---\n{}",
-        configmap("c", "x", "v: '1'")
-    );
+    let setup = namespace_with_configmap("c", "x", "v: '1'");
     server.create("setup.yaml", &setup);
     let old = server.ok(&["get", "configmap", "x", "-n", "c", "-o", "json"]);
     server.ok(&[
@@ -651,10 +650,7 @@ impl Drop for Streaming {
 #[test]
 fn get_watch_prints_table_rows_for_each_change() {
     let server = Server::start();
-    let setup = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tw\n---\n{}",
-        configmap("tw", "a", "k1: v")
-    );
+    let setup = namespace_with_configmap("tw", "a", "k1: v");
     server.create("setup.yaml", &setup);
     let plain = Streaming::start(&server, "cache-plain", &["get", "cm", "-n", "tw", "-w"]);
     let events = Streaming::start(
