@@ -249,6 +249,12 @@ impl Rest {
             PatchKind::Json => None,
         };
         let dry_run = query.dry_run()?;
+        let mut field_validation = crate::field_validation::Mode::from_query(query)?;
+        if content_type.starts_with("application/strategic-merge-patch+json") {
+            // Until strategic merge patch is implemented, its directives ($setElementOrder,
+            // $patch, …) survive the merge; checking them would reject every `kubectl apply`.
+            field_validation = crate::field_validation::Mode::Ignore;
+        }
         let subresource = req.subresource.clone();
         self.guaranteed_update(def, req, expected, dry_run, move |current| {
             let mut patched = current.clone();
@@ -267,6 +273,9 @@ impl Rest {
                     })?;
                 }
             }
+            // Unknown fields a patch brings in are dropped, or rejected under Strict (warnings
+            // for patches are not reported yet).
+            crate::field_validation::check(def, field_validation, &mut patched)?;
             Ok(merge_update(current, patched, subresource.as_deref()))
         })
         .await
