@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use apimachinery::resources::ResourceDef;
 use apimachinery::status::{ApiError, Cause};
+use apimachinery::strategic_merge;
 use base64::Engine;
 use serde_json::{Value, json};
 use store::{KeyRange, RangeRequest, Revision, Store, StoreError, WriteOutcome};
@@ -228,7 +229,7 @@ impl Rest {
         .await
     }
 
-    /// PATCH: JSON patch, merge patch (and, for now, strategic merge patch as a merge patch).
+    /// PATCH: JSON patch, merge patch, strategic merge patch (built-in kinds only).
     pub async fn patch(
         &self,
         def: &ResourceDef,
@@ -241,11 +242,15 @@ impl Rest {
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let kind = match content_type.split(';').next().unwrap_or("").trim() {
             "application/json-patch+json" => PatchKind::Json,
-            "application/merge-patch+json" | "application/strategic-merge-patch+json" => PatchKind::Merge,
+            "application/merge-patch+json" => PatchKind::Merge,
+            "application/strategic-merge-patch+json" => {
+                strategic_merge::check_supported(&def.api_version(), def.kind)?;
+                PatchKind::Strategic
+            }
             other => return Err(ApiError::unsupported_media_type(other)),
         };
         let expected = match kind {
-            PatchKind::Merge => objects::resource_version(&patch)?,
+            PatchKind::Merge | PatchKind::Strategic => objects::resource_version(&patch)?,
             PatchKind::Json => None,
         };
         let dry_run = query.dry_run()?;
@@ -254,6 +259,9 @@ impl Rest {
             let mut patched = current.clone();
             match kind {
                 PatchKind::Merge => json_patch::merge(&mut patched, &patch),
+                PatchKind::Strategic => {
+                    patched = strategic_merge::apply(&def.api_version(), def.kind, current, &patch)?;
+                }
                 PatchKind::Json => {
                     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
@@ -443,6 +451,7 @@ impl Rest {
 enum PatchKind {
     Json,
     Merge,
+    Strategic,
 }
 
 fn strip_rv(obj: &Value) -> Value {

@@ -28,17 +28,28 @@ const RETAIN_KEYS: &str = "$retainKeys";
 const DELETE_FROM_PRIMITIVE_LIST: &str = "$deleteFromPrimitiveList";
 const SET_ELEMENT_ORDER: &str = "$setElementOrder";
 
-/// Applies strategic merge patch `patch` to `original`, an object of a built-in kind. Custom
-/// resources (kinds the schema does not know) are refused with 415, as upstream does.
-pub fn apply(original: &Value, patch: &Value) -> std::result::Result<Value, ApiError> {
-    let api_version = original["apiVersion"].as_str().unwrap_or_default();
-    let kind = original["kind"].as_str().unwrap_or_default();
-    let Some(schema) = meta::for_kind(api_version, kind) else {
-        return Err(ApiError::unsupported_media_type_because(
+/// Refuses strategic merge patch for kinds that are not built in (custom resources): upstream
+/// has no patch metadata for them and answers 415.
+pub fn check_supported(api_version: &str, kind: &str) -> std::result::Result<(), ApiError> {
+    match meta::for_kind(api_version, kind) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::unsupported_media_type_because(
             "the body of the request was in an unknown format - accepted media types include: \
              application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-        ));
-    };
+        )),
+    }
+}
+
+/// Applies strategic merge patch `patch` to `original`, an object of the built-in kind
+/// `api_version`/`kind`.
+pub fn apply(
+    api_version: &str,
+    kind: &str,
+    original: &Value,
+    patch: &Value,
+) -> std::result::Result<Value, ApiError> {
+    check_supported(api_version, kind)?;
+    let schema = meta::for_kind(api_version, kind).unwrap_or(Schema::Unknown);
     let patch = match patch {
         Value::Object(patch) => patch.clone(),
         Value::Null => Object::new(),

@@ -2,7 +2,14 @@
 
 use serde_json::{Value, json};
 
-use super::apply;
+use crate::status::ApiError;
+
+/// Applies `patch` to `original`, of the kind `original` names.
+fn apply(original: &Value, patch: &Value) -> Result<Value, ApiError> {
+    let api_version = original["apiVersion"].as_str().unwrap();
+    let kind = original["kind"].as_str().unwrap();
+    super::apply(api_version, kind, original, patch)
+}
 
 fn pod(spec: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec})
