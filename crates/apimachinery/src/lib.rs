@@ -7,6 +7,7 @@ pub mod protobuf;
 pub mod resources;
 pub mod selector;
 pub mod status;
+pub mod strategic_merge;
 
 /// Helpers for this crate's tests.
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use apimachinery::resources::ResourceDef;
 use apimachinery::status::{ApiError, Cause};
+use apimachinery::strategic_merge;
 use base64::Engine;
 use serde_json::{Value, json};
 use store::{KeyRange, RangeRequest, Revision, Store, StoreError, WriteOutcome};
@@ -228,7 +229,7 @@ impl Rest {
         .await
     }
 
-    /// PATCH: JSON patch, merge patch (and, for now, strategic merge patch as a merge patch).
+    /// PATCH: JSON patch, merge patch, strategic merge patch (built-in kinds only).
     pub async fn patch(
         &self,
         def: &ResourceDef,
@@ -241,25 +242,27 @@ impl Rest {
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let kind = match content_type.split(';').next().unwrap_or("").trim() {
             "application/json-patch+json" => PatchKind::Json,
-            "application/merge-patch+json" | "application/strategic-merge-patch+json" => PatchKind::Merge,
+            "application/merge-patch+json" => PatchKind::Merge,
+            "application/strategic-merge-patch+json" => {
+                strategic_merge::check_supported(&def.api_version(), def.kind)?;
+                PatchKind::Strategic
+            }
             other => return Err(ApiError::unsupported_media_type(other)),
         };
         let expected = match kind {
-            PatchKind::Merge => objects::resource_version(&patch)?,
+            PatchKind::Merge | PatchKind::Strategic => objects::resource_version(&patch)?,
             PatchKind::Json => None,
         };
         let dry_run = query.dry_run()?;
-        let mut field_validation = crate::field_validation::Mode::from_query(query)?;
-        if content_type.starts_with("application/strategic-merge-patch+json") {
-            // Until strategic merge patch is implemented, its directives ($setElementOrder,
-            // $patch, …) survive the merge; checking them would reject every `kubectl apply`.
-            field_validation = crate::field_validation::Mode::Ignore;
-        }
+        let field_validation = crate::field_validation::Mode::from_query(query)?;
         let subresource = req.subresource.clone();
         self.guaranteed_update(def, req, expected, dry_run, move |current| {
             let mut patched = current.clone();
             match kind {
                 PatchKind::Merge => json_patch::merge(&mut patched, &patch),
+                PatchKind::Strategic => {
+                    patched = strategic_merge::apply(&def.api_version(), def.kind, current, &patch)?;
+                }
                 PatchKind::Json => {
                     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
@@ -452,6 +455,7 @@ impl Rest {
 enum PatchKind {
     Json,
     Merge,
+    Strategic,
 }
 
 fn strip_rv(obj: &Value) -> Value {
