@@ -176,6 +176,17 @@ impl ApiError {
         err
     }
 
+    /// 409 for a server-side apply that would change fields other managers own, with one
+    /// `FieldManagerConflict` cause per field (upstream's NewApplyConflict).
+    pub fn apply_conflict(message: impl Into<String>, causes: Vec<Cause>) -> Self {
+        let mut err = Self::new(409, "Conflict", message);
+        err.details = Some(Box::new(Details {
+            causes,
+            ..Details::default()
+        }));
+        err
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

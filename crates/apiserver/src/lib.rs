@@ -7,6 +7,7 @@
 //!   `table`: server-side printing; `validation`: shared validation; `objects`: metadata helpers.
 //! - `openapi`: `/openapi/v2` and `/openapi/v3` documents.
 
+mod apply;
 pub mod authn;
 pub mod discovery;
 mod field_validation;
@@ -132,7 +133,15 @@ async fn bootstrap(rest: &rest::Rest) -> anyhow::Result<()> {
             verb: request::Verb::Create,
         };
         let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match rest.create(def, &req, &query::Query::default(), ns).await {
+        match rest
+            .create(
+                def,
+                &req,
+                &query::Query::parse(Some("fieldManager=kube-apiserver")),
+                ns,
+            )
+            .await
+        {
             Ok(_) => tracing::info!(namespace = name, "created"),
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => anyhow::bail!("cannot create namespace {name}: {e}"),

@@ -13,6 +13,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use store::{KeyRange, RangeRequest, Revision, Store, StoreError, WriteOutcome};
 
+use crate::apply::Ownership;
 use crate::filter::Filter;
 use crate::objects::{self, from_store, meta_str, metadata_mut, now_rfc3339, to_store};
 use crate::query::Query;
@@ -133,7 +134,20 @@ impl Rest {
         def: &ResourceDef,
         req: &ResourceRequest,
         query: &Query,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        let ownership = Ownership::track(def, req, query)?;
+        self.create_with(def, req, query, obj, &ownership).await
+    }
+
+    /// Create, with field ownership recorded as `ownership` says.
+    pub(crate) async fn create_with(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        query: &Query,
         mut obj: Value,
+        ownership: &Ownership,
     ) -> Result<Value, ApiError> {
         check_type(def, &mut obj)?;
         check_namespace(def, req, &mut obj)?;
@@ -178,6 +192,7 @@ impl Rest {
         }
         strategy::prepare_for_create(def, &mut obj);
         validation::validate(def, &obj, None)?;
+        ownership.record(None, &mut obj);
         let name = objects::name(&obj).unwrap_or_default().to_owned();
         if query.dry_run()? {
             return Ok(obj);
@@ -223,7 +238,8 @@ impl Rest {
         let expected = objects::resource_version(&obj)?;
         let dry_run = query.dry_run()?;
         let subresource = req.subresource.clone();
-        self.guaranteed_update(def, req, expected, dry_run, move |current| {
+        let ownership = Ownership::track(def, req, query)?;
+        self.guaranteed_update(def, req, expected, dry_run, &ownership, move |current| {
             Ok(merge_update(current, obj.clone(), subresource.as_deref()))
         })
         .await
@@ -256,7 +272,8 @@ impl Rest {
         let dry_run = query.dry_run()?;
         let field_validation = crate::field_validation::Mode::from_query(query)?;
         let subresource = req.subresource.clone();
-        self.guaranteed_update(def, req, expected, dry_run, move |current| {
+        let ownership = Ownership::track(def, req, query)?;
+        self.guaranteed_update(def, req, expected, dry_run, &ownership, move |current| {
             let mut patched = current.clone();
             match kind {
                 PatchKind::Merge => json_patch::merge(&mut patched, &patch),
@@ -286,12 +303,13 @@ impl Rest {
 
     /// Reads the object, computes its new state with `change`, and writes it back with
     /// compare-and-swap, retrying on concurrent writes unless the client pinned a revision.
-    async fn guaranteed_update(
+    pub(crate) async fn guaranteed_update(
         &self,
         def: &ResourceDef,
         req: &ResourceRequest,
         expected: Option<Revision>,
         dry_run: bool,
+        ownership: &Ownership,
         change: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
         let name = req.name.as_deref().unwrap_or_default();
@@ -307,6 +325,7 @@ impl Rest {
             let mut updated = change(&current)?;
             preserve_system_fields(def, &current, &mut updated);
             validation::validate(def, &updated, Some(&current))?;
+            ownership.record(Some(&current), &mut updated);
             if strip_rv(&updated) == strip_rv(&current) {
                 // No change: upstream writes nothing and keeps the resourceVersion.
                 return Ok(current);
@@ -477,7 +496,7 @@ fn list_item(def: &ResourceDef, mut obj: Value) -> Value {
 
 /// The new state of an update: a write to the main resource keeps the current status (for
 /// kinds with a status subresource); a write to `/status` changes nothing but the status.
-fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>) -> Value {
+pub(crate) fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>) -> Value {
     match subresource {
         Some("status") => {
             let mut updated = current.clone();
