@@ -9,6 +9,7 @@
 
 mod apply;
 pub mod authn;
+mod cache;
 pub mod discovery;
 mod field_validation;
 mod filter;
@@ -99,7 +100,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     if let Some(extra) = &config.extra_kubeconfig {
         pki::write_kubeconfig(extra, &url, &pki, pki::ADMIN_USER)?;
     }
-    let rest = rest::Rest { store };
+    let rest = rest::Rest::new(store);
     bootstrap(&rest).await?;
     let state = Arc::new(server::State {
         rest,

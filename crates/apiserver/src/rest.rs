@@ -28,6 +28,14 @@ const UPDATE_RETRIES: usize = 16;
 #[derive(Clone)]
 pub struct Rest {
     pub store: Arc<dyn Store>,
+    pub cache: Arc<crate::cache::Cache>,
+}
+
+impl Rest {
+    pub fn new(store: Arc<dyn Store>) -> Rest {
+        let cache = crate::cache::Cache::new(store.clone());
+        Rest { store, cache }
+    }
 }
 
 /// Maps a store failure to the API error a client sees.
@@ -69,6 +77,9 @@ impl Rest {
         let filter = Filter::from_query(def, query)?;
         let prefix = def.key_prefix(req.namespace.as_deref());
         let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+        if let Some(list) = self.list_from_cache(def, query, &filter, &prefix, limit).await? {
+            return Ok(list);
+        }
         let (mut range, mut at) = (KeyRange::prefix(&prefix), None);
         if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
             let (rv, start) = decode_continue(token)?;
@@ -127,6 +138,46 @@ impl Rest {
         Ok(
             json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": items}),
         )
+    }
+
+    /// A list served by the watch cache, as upstream's cacher serves them: `resourceVersion=0`
+    /// (any state; `limit` ignored) and unpaginated lists at the latest or a minimum revision
+    /// (once the cache has caught up with it). Pages and exact revisions come from the store.
+    async fn list_from_cache(
+        &self,
+        def: &ResourceDef,
+        query: &Query,
+        filter: &Filter,
+        prefix: &str,
+        limit: Option<usize>,
+    ) -> Result<Option<Value>, ApiError> {
+        if query.get("continue").is_some_and(|c| !c.is_empty())
+            || query.get("resourceVersionMatch") == Some("Exact")
+        {
+            return Ok(None);
+        }
+        let min_revision = match query.get("resourceVersion").unwrap_or("") {
+            "0" => None,
+            _ if limit.is_some() => return Ok(None),
+            "" => Some(self.store.current_revision().await.map_err(store_error)?),
+            rv => Some(objects::parse_resource_version(rv)?),
+        };
+        let Some((revision, kvs)) = self.cache.list(&KeyRange::prefix(prefix), min_revision).await else {
+            return Ok(None);
+        };
+        let mut items = Vec::new();
+        for kv in &kvs {
+            let obj = from_store(&kv.value, kv.mod_revision)?;
+            if filter.matches(&obj) {
+                items.push(list_item(def, obj));
+            }
+        }
+        Ok(Some(json!({
+            "kind": def.list_kind(),
+            "apiVersion": def.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()},
+            "items": items,
+        })))
     }
 
     pub async fn create(
