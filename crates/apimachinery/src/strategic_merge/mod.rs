@@ -50,6 +50,14 @@ pub fn apply(
 ) -> std::result::Result<Value, ApiError> {
     check_supported(api_version, kind)?;
     let schema = meta::for_kind(api_version, kind).unwrap_or(Schema::Unknown);
+    apply_with_schema(original, patch, schema)
+}
+
+fn apply_with_schema(
+    original: &Value,
+    patch: &Value,
+    schema: Schema,
+) -> std::result::Result<Value, ApiError> {
     let patch = match patch {
         Value::Object(patch) => patch.clone(),
         Value::Null => Object::new(),
@@ -168,7 +176,9 @@ fn merge_map(mut original: Object, mut patch: Object, schema: Schema) -> Result<
             }
             (Value::Array(o), Value::Array(p)) => {
                 let (sub, field) = schema.lookup_slice(&key)?;
-                Some(Value::Array(merge_list_field(o, p, sub, field, is_delete_list)?))
+                Some(Value::Array(
+                    merge_list_field(o, p, sub, field, is_delete_list)?.items,
+                ))
             }
             (original_value, mut patch_value) => {
                 if is_delete_list && !same_type(&original_value, &patch_value) {
@@ -266,13 +276,16 @@ fn merge_ordered_lists(original: &mut Object, patch: &mut Object, schema: Schema
         let patch_items = patch_list.clone().unwrap_or_default();
         check_order_matches_patch(&patch_items, &order, field.merge_key)?;
 
-        let merged = match (original_list, patch_list) {
-            (Some(o), None) => o,
+        let (merged, server_order) = match (original_list, patch_list) {
+            (Some(o), None) => (o, original_items.clone()),
             (None, Some(p)) => match remove_directives(Value::Array(p)) {
-                Some(Value::Array(p)) => p,
+                Some(Value::Array(p)) => (p, original_items.clone()),
                 _ => continue,
             },
-            (Some(o), Some(p)) => merge_list_field(o, p, sub, field, false)?,
+            (Some(o), Some(p)) => {
+                let merged = merge_list_field(o, p, sub, field, false)?;
+                (merged.items, merged.original_view)
+            }
             (None, None) => continue,
         };
         let (in_order, server_only) = partition(merged, &order, field.merge_key)?;
@@ -281,7 +294,7 @@ fn merge_ordered_lists(original: &mut Object, patch: &mut Object, schema: Schema
             in_order,
             server_only,
             &order,
-            &original_items,
+            &server_order,
             field.merge_key,
             is_map,
         )?;
@@ -336,6 +349,16 @@ fn merge_key_equal(left: &Value, right: &Value, merge_key: &str) -> Result<bool>
     Ok(lv == rv)
 }
 
+/// A merged list field, and the original list as upstream's later ordering step sees it.
+struct MergedList {
+    items: Vec<Value>,
+    /// Upstream merges Go slices in place: deleting an item shifts the original's backing
+    /// array and appended items fill the freed tail, so the caller's view of the original list
+    /// (which `$setElementOrder` orders server-only items by) changes with them. Mirrored here so
+    /// that orders come out exactly as upstream's.
+    original_view: Vec<Value>,
+}
+
 /// A list field present in both: merged if its strategy is `merge` (or it is a
 /// `$deleteFromPrimitiveList`), else replaced by the patch's list.
 fn merge_list_field(
@@ -344,11 +367,14 @@ fn merge_list_field(
     schema: Schema,
     field: FieldMeta,
     is_delete_list: bool,
-) -> Result<Vec<Value>> {
+) -> Result<MergedList> {
     if strategy(field) == "merge" || is_delete_list {
         merge_list(original, patch, schema, field.merge_key, is_delete_list)
     } else {
-        Ok(patch)
+        Ok(MergedList {
+            items: patch,
+            original_view: original,
+        })
     }
 }
 
@@ -359,45 +385,77 @@ fn merge_list(
     schema: Schema,
     merge_key: &str,
     is_delete_list: bool,
-) -> Result<Vec<Value>> {
+) -> Result<MergedList> {
     if original.is_empty() && patch.is_empty() {
-        return Ok(original);
+        return Ok(MergedList {
+            items: original,
+            original_view: Vec::new(),
+        });
     }
     let is_map = element_is_map(&[&original, &patch])?;
-    let (original, patch, merged) = if !is_map {
-        if is_delete_list {
-            return Ok(original.into_iter().filter(|v| !patch.contains(v)).collect());
-        }
-        let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
-        for v in original.iter().chain(&patch) {
-            if !merged.contains(v) {
-                merged.push(v.clone());
+    if !is_map {
+        let items = if is_delete_list {
+            original.iter().filter(|v| !patch.contains(v)).cloned().collect()
+        } else {
+            let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
+            for v in original.iter().chain(&patch) {
+                if !merged.contains(v) {
+                    merged.push(v.clone());
+                }
             }
-        }
-        (original, patch, merged)
-    } else {
-        if merge_key.is_empty() {
-            return Err(Error::unknown(format!(
-                "cannot merge lists without merge key for {}",
-                schema.go_kind()
-            )));
-        }
-        let (original, patch) = apply_list_directives(original, patch, merge_key)?;
-        let merged = merge_by_key(original.clone(), patch.clone(), merge_key, schema)?;
-        (original, patch, merged)
+            let (in_patch, server_only) = partition(merged, &patch, merge_key)?;
+            normalize_element_order(in_patch, server_only, &patch, &original, merge_key, false)?
+        };
+        return Ok(MergedList {
+            items,
+            original_view: original,
+        });
+    }
+    if merge_key.is_empty() {
+        return Err(Error::unknown(format!(
+            "cannot merge lists without merge key for {}",
+            schema.go_kind()
+        )));
+    }
+    let mut view = original;
+    let (remaining, patch) = apply_list_directives(&mut view, patch, merge_key)?;
+    let (original, in_place) = match remaining {
+        Remaining::InPlace(len) => (view[..len].to_vec(), Some(len)),
+        Remaining::Replaced(items) => (items, None),
     };
+    let merged = merge_by_key(original.clone(), patch.clone(), merge_key, schema)?;
+    if let Some(len) = in_place {
+        // Appended items land in the tail the deletions freed.
+        for (slot, item) in view[len..].iter_mut().zip(&merged[len..]) {
+            *slot = item.clone();
+        }
+    }
     let (in_patch, server_only) = partition(merged, &patch, merge_key)?;
-    normalize_element_order(in_patch, server_only, &patch, &original, merge_key, is_map)
+    let items = normalize_element_order(in_patch, server_only, &patch, &original, merge_key, true)?;
+    Ok(MergedList {
+        items,
+        original_view: view,
+    })
+}
+
+/// What is left of the original list after `$patch` items.
+enum Remaining {
+    /// The first `len` items of the (shifted) original list.
+    InPlace(usize),
+    /// `$patch: replace`: the patch's other items.
+    Replaced(Vec<Value>),
 }
 
 /// `$patch` items of a list of maps (upstream's `mergeSliceWithSpecialElements`): `delete`
-/// removes the original items with that key, `replace` makes the patch's other items the whole
-/// list. Returns the original and the patch without those items.
+/// removes the original items with that key (shifting the rest down in `original`, as Go's
+/// in-place delete does), `replace` makes the patch's other items the whole list. Returns what
+/// remains of the original and the patch without those items.
 fn apply_list_directives(
-    mut original: Vec<Value>,
+    original: &mut [Value],
     patch: Vec<Value>,
     merge_key: &str,
-) -> Result<(Vec<Value>, Vec<Value>)> {
+) -> Result<(Remaining, Vec<Value>)> {
+    let mut len = original.len();
     let mut plain = Vec::with_capacity(patch.len());
     let mut replace = false;
     for item in patch {
@@ -410,16 +468,12 @@ fn apply_list_directives(
                 let Some(value) = map.get(merge_key) else {
                     return Err(no_merge_key(map, merge_key));
                 };
-                let mut kept = Vec::with_capacity(original.len());
-                for (i, o) in original.into_iter().enumerate() {
-                    let Value::Object(o) = &o else {
-                        return Err(Error::unknown(format!("value for key {i} is not a map")));
-                    };
-                    if o.get(merge_key) != Some(value) {
-                        kept.push(Value::Object(o.clone()));
+                while let Some(i) = find_by_key(&original[..len], merge_key, value)? {
+                    for j in i..len - 1 {
+                        original[j] = original[j + 1].clone();
                     }
+                    len -= 1;
                 }
-                original = kept;
             }
             Some(Value::String(d)) if d == "replace" => replace = true,
             Some(Value::String(d)) if d == "merge" => {
@@ -431,9 +485,9 @@ fn apply_list_directives(
         }
     }
     if replace {
-        return Ok((plain, Vec::new()));
+        return Ok((Remaining::Replaced(plain), Vec::new()));
     }
-    Ok((original, plain))
+    Ok((Remaining::InPlace(len), plain))
 }
 
 /// Upstream's `mergeSliceWithoutSpecialElements`: items whose merge key matches an original
