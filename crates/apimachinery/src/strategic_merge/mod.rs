@@ -28,16 +28,24 @@ const RETAIN_KEYS: &str = "$retainKeys";
 const DELETE_FROM_PRIMITIVE_LIST: &str = "$deleteFromPrimitiveList";
 const SET_ELEMENT_ORDER: &str = "$setElementOrder";
 
-/// Refuses strategic merge patch for kinds that are not built in (custom resources): upstream
-/// has no patch metadata for them and answers 415.
-pub fn check_supported(api_version: &str, kind: &str) -> std::result::Result<(), ApiError> {
-    match meta::for_kind(api_version, kind) {
-        Some(_) => Ok(()),
-        None => Err(ApiError::unsupported_media_type_because(
-            "the body of the request was in an unknown format - accepted media types include: \
-             application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-        )),
-    }
+/// Whether strategic merge patch applies to a kind: only built-in kinds, whose patch metadata
+/// is known (upstream refuses it for custom resources).
+pub fn supports(api_version: &str, kind: &str) -> bool {
+    meta::for_kind(api_version, kind).is_some()
+}
+
+/// 415 for a PATCH whose content type is no patch type the kind accepts, listing those it does
+/// as upstream does (custom resources take no strategic merge patch).
+pub fn unsupported_patch_type(api_version: &str, kind: &str) -> ApiError {
+    let accepted = if supports(api_version, kind) {
+        "application/json-patch+json, application/merge-patch+json, \
+         application/strategic-merge-patch+json, application/apply-patch+yaml"
+    } else {
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+    };
+    ApiError::unsupported_media_type_because(&format!(
+        "the body of the request was in an unknown format - accepted media types include: {accepted}"
+    ))
 }
 
 /// Applies strategic merge patch `patch` to `original`, an object of the built-in kind
@@ -48,8 +56,9 @@ pub fn apply(
     original: &Value,
     patch: &Value,
 ) -> std::result::Result<Value, ApiError> {
-    check_supported(api_version, kind)?;
-    let schema = meta::for_kind(api_version, kind).unwrap_or(Schema::Unknown);
+    let Some(schema) = meta::for_kind(api_version, kind) else {
+        return Err(unsupported_patch_type(api_version, kind));
+    };
     apply_with_schema(original, patch, schema)
 }
 

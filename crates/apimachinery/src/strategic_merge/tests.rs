@@ -301,6 +301,18 @@ fn custom_resources_are_refused() {
 }
 
 #[test]
+fn unsupported_patch_types_list_what_the_kind_accepts() {
+    let builtin = super::unsupported_patch_type("apps/v1", "Deployment");
+    assert_eq!((builtin.code, builtin.reason), (415, "UnsupportedMediaType"));
+    assert!(builtin.message.ends_with(
+        "application/json-patch+json, application/merge-patch+json, \
+         application/strategic-merge-patch+json, application/apply-patch+yaml"
+    ));
+    let custom = super::unsupported_patch_type("example.com/v1", "Widget");
+    assert!(!custom.message.contains("strategic"));
+}
+
+#[test]
 fn go_formatting_of_values() {
     use super::gofmt::go_value;
     let value = json!({"b": [1, 2.5, true, null], "a": {"x": "y"}, "c": 1e6, "d": 0.0001});
