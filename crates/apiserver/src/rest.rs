@@ -254,6 +254,7 @@ impl Rest {
             PatchKind::Json => None,
         };
         let dry_run = query.dry_run()?;
+        let field_validation = crate::field_validation::Mode::from_query(query)?;
         let subresource = req.subresource.clone();
         self.guaranteed_update(def, req, expected, dry_run, move |current| {
             let mut patched = current.clone();
@@ -275,6 +276,9 @@ impl Rest {
                     })?;
                 }
             }
+            // Unknown fields a patch brings in are dropped, or rejected under Strict (warnings
+            // for patches are not reported yet).
+            crate::field_validation::check(def, field_validation, &mut patched)?;
             Ok(merge_update(current, patched, subresource.as_deref()))
         })
         .await

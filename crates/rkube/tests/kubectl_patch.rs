@@ -81,12 +81,12 @@ impl Server {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    /// `kubectl apply --validate=false` of a manifest (OpenAPI, which validation needs, is not
-    /// served yet); returns stdout.
+    /// `kubectl apply` of a manifest (validated strictly by the server, kubectl's default);
+    /// returns stdout.
     fn apply(&self, yaml: &str) -> String {
         let path = self.dir.path().join("manifest.yaml");
         std::fs::write(&path, yaml).unwrap();
-        self.ok(&["apply", "--validate=false", "-f", path.to_str().unwrap()])
+        self.ok(&["apply", "-f", path.to_str().unwrap()])
     }
 
     fn get(&self, what: &str) -> Value {

@@ -56,6 +56,11 @@ pub fn patch_meta(message: &str, json: &str) -> Option<&'static PatchMeta> {
         .map(|i| &PATCH_META[i].2)
 }
 
+/// The names of all messages.
+pub fn message_names() -> impl Iterator<Item = &'static str> {
+    MESSAGES.iter().map(|(name, _)| *name)
+}
+
 /// The fields of a message, by name.
 pub fn fields(name: &str) -> Option<&'static [Field]> {
     MESSAGES
