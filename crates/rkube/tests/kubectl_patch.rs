@@ -214,7 +214,7 @@ fn kubectl_patch_set_image_rollout_restart_merge_by_name() {
 
     // kubectl edit sends the difference as a strategic merge patch.
     let edit = server.kubectl_with_editor(
-        &["edit", "--validate=false", "deploy/web"],
+        &["edit", "deploy/web"],
         "sed -i s/image:.b$/&2/", // `image: b` → `image: b2`
     );
     let stderr = String::from_utf8_lossy(&edit.stderr);
