@@ -483,3 +483,45 @@ fn sort_merge_lists(value: &mut Value) {
         _ => {}
     }
 }
+
+/// Upstream's `TestUnknownField` cases that apply: fields outside the schema merge like a merge
+/// patch (nulls delete or are dropped, lists are replaced, nulls inside them kept).
+#[test]
+fn unknown_fields_as_upstream() {
+    let cases = [
+        (
+            json!({"array": [1, 2, 3], "complex": {"nested": true}, "name": "foo"}),
+            json!({"complex_nullable": {"key": null}}),
+            json!({"array": [1, 2, 3], "complex": {"nested": true}, "complex_nullable": {}, "name": "foo"}),
+        ),
+        (
+            json!({}),
+            json!({"complex_nullable": {"key": {"keynotnull": "value", "keynull": null}}}),
+            json!({"complex_nullable": {"key": {"keynotnull": "value"}}}),
+        ),
+        (
+            json!({"thing": null}),
+            json!({"nested": {"value": 5}}),
+            json!({"nested": {"value": 5}, "thing": null}),
+        ),
+        (
+            json!({}),
+            json!({"complex_nullable": [{"inner_one": {"key_one": "foo", "key_two": null}}]}),
+            json!({"complex_nullable": [{"inner_one": {"key_one": "foo"}}]}),
+        ),
+        (
+            json!({}),
+            json!({"complex_nullable": ["key1", null, "key2"]}),
+            json!({"complex_nullable": ["key1", null, "key2"]}),
+        ),
+        (
+            json!({"name": "foo", "scalar": true, "complex": {"nested": true}, "array": [1, 2, 3]}),
+            json!({"complex": null, "scalar": null}),
+            json!({"array": [1, 2, 3], "name": "foo"}),
+        ),
+    ];
+    for (original, patch, expected) in cases {
+        let out = super::apply_with_schema(&original, &patch, super::Schema::Struct(ITEM));
+        assert_eq!(out.unwrap(), expected, "{patch}");
+    }
+}
