@@ -375,6 +375,26 @@ mod tests {
     }
 
     #[test]
+    fn plain_errors_and_generic_unprocessable_read_as_upstream() {
+        assert_eq!(
+            ApiError::unknown("map: map[image:b] does not contain declared merge key: name").to_status(),
+            json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "map: map[image:b] does not contain declared merge key: name",
+                "code": 500
+            })
+        );
+        assert_eq!(
+            ApiError::unprocessable().to_status(),
+            json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "the server rejected our request due to an error in our request",
+                "reason": "Invalid", "details": {}, "code": 422
+            })
+        );
+    }
+
+    #[test]
     fn conflict_and_already_exists() {
         let stale = ApiError::stale(PODS, "p");
         assert_eq!(stale.code, 409);

@@ -305,17 +305,17 @@ impl Rest {
         content_type: &str,
         body: &[u8],
     ) -> Result<Value, ApiError> {
-        let patch: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let api_version = def.api_version();
         let kind = match content_type.split(';').next().unwrap_or("").trim() {
             "application/json-patch+json" => PatchKind::Json,
             "application/merge-patch+json" => PatchKind::Merge,
-            "application/strategic-merge-patch+json" => {
-                strategic_merge::check_supported(&def.api_version(), def.kind)?;
+            "application/strategic-merge-patch+json" if strategic_merge::supports(&api_version, def.kind) => {
                 PatchKind::Strategic
             }
-            other => return Err(ApiError::unsupported_media_type(other)),
+            _ => return Err(strategic_merge::unsupported_patch_type(&api_version, def.kind)),
         };
+        let patch: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let expected = match kind {
             PatchKind::Merge | PatchKind::Strategic => objects::resource_version(&patch)?,
             PatchKind::Json => None,
@@ -329,7 +329,7 @@ impl Rest {
             match kind {
                 PatchKind::Merge => json_patch::merge(&mut patched, &patch),
                 PatchKind::Strategic => {
-                    patched = strategic_merge::apply(&def.api_version(), def.kind, current, &patch)?;
+                    patched = strategic_merge::apply(&api_version, def.kind, current, &patch)?;
                 }
                 PatchKind::Json => {
                     let ops: json_patch::Patch = serde_json::from_value(patch.clone())

@@ -310,3 +310,58 @@ async fn server_side_apply_through_kube_rs() {
         matches!(err, Error::Api(s) if s.code == 422 && s.message.contains("fieldManager: Required value"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategic_merge_patch_merges_lists_by_key() {
+    use k8s_openapi::api::core::v1::Pod;
+    let cluster = start().await;
+    namespace(&cluster.client, "smp").await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "smp");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "finalizers": ["example.com/a"]},
+        "spec": {"containers": [
+            {"name": "a", "image": "nginx", "env": [{"name": "X", "value": "1"}]},
+            {"name": "b", "image": "busybox"},
+        ]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": ["example.com/b"]},
+        "spec": {"containers": [
+            {"name": "a", "env": [{"name": "Y", "value": "2"}]},
+            {"name": "b", "$patch": "delete"},
+        ]},
+    });
+    let patched = pods
+        .patch("p", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    let finalizers = patched.metadata.finalizers.unwrap();
+    assert_eq!(finalizers, ["example.com/b", "example.com/a"]);
+    let containers = patched.spec.unwrap().containers;
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0].image.as_deref(), Some("nginx"));
+    let env: Vec<&str> = containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(env, ["Y", "X"]);
+
+    let no_key = serde_json::json!({"spec": {"containers": [{"image": "x"}]}});
+    let err = pods
+        .patch("p", &PatchParams::default(), &Patch::Strategic(no_key))
+        .await
+        .unwrap_err();
+    let Error::Api(status) = err else {
+        panic!("expected an API error")
+    };
+    assert_eq!(status.code, 500);
+    assert_eq!(
+        status.message,
+        "map: map[image:x] does not contain declared merge key: name"
+    );
+}
