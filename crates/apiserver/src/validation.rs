@@ -7,27 +7,6 @@ use serde_json::Value;
 
 use crate::objects;
 
-/// Kinds whose `metadata.generation` counts spec changes (upstream's strategies that set it).
-pub fn has_generation(def: &ResourceDef) -> bool {
-    matches!(
-        def.plural,
-        "deployments"
-            | "replicasets"
-            | "statefulsets"
-            | "daemonsets"
-            | "replicationcontrollers"
-            | "jobs"
-            | "cronjobs"
-            | "horizontalpodautoscalers"
-            | "poddisruptionbudgets"
-            | "networkpolicies"
-            | "ingresses"
-            | "customresourcedefinitions"
-            | "pods"
-            | "services"
-    )
-}
-
 /// Validates an object about to be stored (`old` is the current object on update).
 pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     let name = objects::name(obj).unwrap_or_default();
