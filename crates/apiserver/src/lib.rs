@@ -25,6 +25,7 @@ mod rest;
 mod reviews;
 pub mod server;
 mod strategy;
+mod subresources;
 mod table;
 mod validation;
 mod watch;

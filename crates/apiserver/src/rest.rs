@@ -290,7 +290,7 @@ impl Rest {
 
     /// Reads the object, computes its new state with `change`, and writes it back with
     /// compare-and-swap, retrying on concurrent writes unless the client pinned a revision.
-    async fn guaranteed_update(
+    pub(crate) async fn guaranteed_update(
         &self,
         def: &ResourceDef,
         req: &ResourceRequest,

@@ -23,7 +23,7 @@ use crate::pki::{UserInfo, identity_from_cert};
 use crate::query::Query;
 use crate::request::{self, Target, Verb};
 use crate::rest::Rest;
-use crate::{discovery, table, watch};
+use crate::{discovery, subresources, table, watch};
 
 /// Request bodies larger than this get 413, as upstream's limit for JSON bodies (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -162,6 +162,7 @@ async fn route(
             }
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")
+                && !subresources::serves(def, Some(sub))
             {
                 return Err(if def.has_subresource(sub) {
                     ApiError::method_not_allowed()
@@ -187,6 +188,15 @@ async fn route(
                 .to_owned();
             let body = read_body(req.into_body()).await?;
             let rest = &state.rest;
+            if subresources::serves(def, r.subresource.as_deref()) {
+                let parsed = match r.verb {
+                    Verb::Create | Verb::Update => Some(decode(&content_type, &body)?),
+                    _ => None,
+                };
+                let (code, obj) =
+                    subresources::serve(rest, def, &r, &query, &content_type, parsed, &body).await?;
+                return Ok(json(code, &obj));
+            }
             // Tables are for reads: gets, lists and watches.
             let as_table =
                 table::wants_table(&accept) && matches!(r.verb, Verb::Get | Verb::List | Verb::Watch);
