@@ -331,8 +331,21 @@ pub fn service(o: &mut Obj) {
     }
 }
 
+/// Type Opaque; `stringData` is write-only: it is merged into `data` (base64), overriding
+/// keys there, as upstream's conversion does.
 pub fn secret(o: &mut Obj) {
     default_zero(o, "type", "Opaque");
+    use base64::Engine;
+    let Some(Value::Object(strings)) = o.remove("stringData") else {
+        return;
+    };
+    if let Some(data) = child_or_empty(o, "data") {
+        for (key, value) in strings {
+            let text = value.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(key, encoded.into());
+        }
+    }
 }
 
 /// Every named namespace carries `kubernetes.io/metadata.name`.

@@ -207,6 +207,14 @@ fn services() {
 #[test]
 fn smaller_kinds() {
     assert_eq!(defaulted("", "v1", "secrets", json!({}))["type"], "Opaque");
+    let secret = defaulted(
+        "",
+        "v1",
+        "secrets",
+        json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "hi"}}),
+    );
+    assert_eq!(secret["data"], json!({"a": "eA==", "b": "aGk="}));
+    assert!(secret.get("stringData").is_none());
     let ns = defaulted("", "v1", "namespaces", json!({"metadata": {"name": "x"}}));
     assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "x");
     let sc = defaulted("storage.k8s.io", "v1", "storageclasses", json!({}));
