@@ -26,8 +26,17 @@ pub const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
     ),
 ];
 
-/// Mutates and admits a new object; only pods are affected.
+/// Namespaces that cannot be deleted (upstream's NamespaceLifecycle keeps them).
+const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
+/// Mutates and admits a new object: its namespace must exist and not be terminating
+/// (NamespaceLifecycle); pods get the pod plugins' changes.
 pub async fn admit_create(store: &dyn Store, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+    if def.namespaced
+        && let Some(namespace) = objects::namespace(obj)
+    {
+        namespace_lifecycle(store, def, objects::name(obj).unwrap_or_default(), namespace).await?;
+    }
     if (def.group, def.plural) != ("", "pods") {
         return Ok(());
     }
@@ -44,6 +53,40 @@ pub async fn admit_create(store: &dyn Store, def: &ResourceDef, obj: &mut Value)
     }
     default_tolerations(spec);
     priority(store, obj).await
+}
+
+async fn namespace_lifecycle(
+    store: &dyn Store,
+    def: &ResourceDef,
+    name: &str,
+    namespace: &str,
+) -> Result<(), ApiError> {
+    let namespaces = resources::find("", "v1", "namespaces").expect("built in");
+    let Some(kv) = store
+        .get(&namespaces.key(None, namespace))
+        .await
+        .map_err(store_error)?
+    else {
+        return Err(ApiError::not_found(namespaces.group_resource(), namespace));
+    };
+    let ns = from_store(&kv.value, kv.mod_revision)?;
+    if ns["status"]["phase"] == "Terminating" || objects::meta_str(&ns, "deletionTimestamp").is_some() {
+        return Err(ApiError::forbidden(format!(
+            "{} {name:?} is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+            def.group_resource()
+        )));
+    }
+    Ok(())
+}
+
+/// The system namespaces cannot be deleted.
+pub fn admit_delete(def: &ResourceDef, name: &str) -> Result<(), ApiError> {
+    if (def.group, def.plural) == ("", "namespaces") && IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(format!(
+            "namespaces {name:?} is forbidden: this namespace may not be deleted"
+        )));
+    }
+    Ok(())
 }
 
 fn default_tolerations(spec: &mut serde_json::Map<String, Value>) {

@@ -378,6 +378,7 @@ impl Rest {
                 .as_array()
                 .is_some_and(|a| a.iter().any(|v| v == "All"));
         let name = req.name.as_deref().unwrap_or_default();
+        admission::admit_delete(def, name)?;
         let key = def.key(req.namespace.as_deref(), name);
         for _ in 0..UPDATE_RETRIES {
             let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {

@@ -991,8 +991,19 @@ fn scale_binding_and_eviction_subresources() {
     assert_eq!(scale["apiVersion"], "autoscaling/v1");
     assert_eq!(scale["spec"]["replicas"], 4);
     assert_eq!(scale["status"]["selector"], "app=web");
-    let err = server.fails(&["scale", "deployment", "web", "--replicas=-1"]);
-    assert!(!err.is_empty());
+    let err = server.fails(&[
+        "patch",
+        "deploy",
+        "web",
+        "--subresource=scale",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"replicas\":-1}}",
+    ]);
+    assert!(
+        err.contains("The Scale \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
+        "{err}"
+    );
     server.ok(&[
         "scale",
         "deployment",
@@ -1070,5 +1081,73 @@ fn scale_binding_and_eviction_subresources() {
     assert_eq!(
         server.ok(&["get", "pdb", "p", "-o", "jsonpath={.status.disruptionsAllowed}"]),
         "0"
+    );
+}
+
+#[test]
+fn invalid_objects_are_refused_with_upstream_messages() {
+    let server = Server::start();
+    let err = server.create_fails(
+        "bad-name.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n",
+    );
+    assert!(
+        err.contains("The ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters"),
+        "{err}"
+    );
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: other}\n    spec:\n      containers:\n      - name: c\n";
+    let err = server.create_fails("mismatch.yaml", deployment);
+    assert!(
+        err.contains("The Deployment \"web\" is invalid: \n* spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`\n* spec.template.spec.containers[0].image: Required value"),
+        "{err}"
+    );
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: nginx\n    ports:\n    - containerPort: 70000\n";
+    let err = server.create_fails("port.yaml", pod);
+    assert!(
+        err.contains("spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive"),
+        "{err}"
+    );
+    // Selectors are immutable; pods' specs too, but for images.
+    server.ok(&["create", "deployment", "app", "--image=nginx:1.27"]);
+    let err = server.fails(&[
+        "patch",
+        "deploy",
+        "app",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"selector\":{\"matchLabels\":{\"app\":\"x\"}},\"template\":{\"metadata\":{\"labels\":{\"app\":\"x\"}}}}}",
+    ]);
+    assert!(
+        err.contains("spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"x\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"),
+        "{err}"
+    );
+    server.ok(&["run", "p", "--image=nginx:1.26"]);
+    // (JSON patches: kubectl's strategic merge patches need the server's strategic merge.)
+    let image = "[{\"op\":\"replace\",\"path\":\"/spec/containers/0/image\",\"value\":\"nginx:1.27\"}]";
+    server.ok(&["patch", "pod", "p", "--type=json", "-p", image]);
+    let env =
+        "[{\"op\":\"add\",\"path\":\"/spec/containers/0/env\",\"value\":[{\"name\":\"A\",\"value\":\"1\"}]}]";
+    let err = server.fails(&["patch", "pod", "p", "--type=json", "-p", env]);
+    assert!(
+        err.contains(
+            "spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"
+        ),
+        "{err}"
+    );
+    let err = server.create_fails(
+        "svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - {port: 80}\n  - {port: 70000, name: b}\n",
+    );
+    assert!(
+        err.contains("The Service \"s\" is invalid: \n* spec.ports[0].name: Required value\n* spec.ports[1].port: Invalid value: 70000: must be between 1 and 65535, inclusive"),
+        "{err}"
+    );
+    // Namespaces must exist, and the system ones stay.
+    let err = server.fails(&["create", "configmap", "c", "-n", "missing"]);
+    assert!(err.contains("namespaces \"missing\" not found"), "{err}");
+    let err = server.fails(&["delete", "namespace", "kube-system"]);
+    assert!(
+        err.contains("namespaces \"kube-system\" is forbidden: this namespace may not be deleted"),
+        "{err}"
     );
 }
