@@ -70,17 +70,25 @@ async fn ensure(rest: &Rest, group: &str, resource: &str, obj: Value, replace: b
         subresource: None,
         verb: Verb::Create,
     };
-    match rest.create(def, &req, &Query::default(), obj.clone()).await {
-        Ok(_) => tracing::info!(resource, name, "created"),
-        Err(e) if e.reason == "AlreadyExists" && replace => {
+    let mut get = req.clone();
+    get.name = Some(name.clone());
+    get.verb = Verb::Get;
+    // Look first: a create of an existing Service would fail on its taken address.
+    match rest.get(def, &get).await {
+        Ok(_) if replace => {
             req.name = Some(name.clone());
             req.verb = Verb::Update;
             rest.update(def, &req, &Query::default(), obj)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot update {resource} {name}: {}", e.message))?;
         }
-        Err(e) if e.reason == "AlreadyExists" => {}
-        Err(e) => anyhow::bail!("cannot create {resource} {name}: {}", e.message),
+        Ok(_) => {}
+        Err(e) if e.code == 404 => match rest.create(def, &req, &Query::default(), obj).await {
+            Ok(_) => tracing::info!(resource, name, "created"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => anyhow::bail!("cannot create {resource} {name}: {}", e.message),
+        },
+        Err(e) => anyhow::bail!("cannot read {resource} {name}: {}", e.message),
     }
     Ok(())
 }
