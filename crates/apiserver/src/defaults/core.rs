@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{child, child_or_empty, default_unset, default_zero, items, unset, zero};
+use super::{child, child_or_empty, default_unset, default_zero, items, resource_list, unset, zero};
 
 type Obj = Map<String, Value>;
 
@@ -88,6 +88,11 @@ pub fn pod_spec(spec: &mut Obj) {
     for v in items(spec, "volumes") {
         volume(v);
     }
+    resource_list(spec, "overhead");
+    if let Some(r) = child(spec, "resources") {
+        resource_list(r, "limits");
+        resource_list(r, "requests");
+    }
 }
 
 fn zero_value(v: &Value) -> bool {
@@ -113,6 +118,10 @@ pub fn container(c: &mut Obj) {
     default_zero(c, "terminationMessagePolicy", "File");
     // ResourceRequirements is a struct, not a pointer: it always serializes.
     default_unset(c, "resources", json!({}));
+    if let Some(r) = child(c, "resources") {
+        resource_list(r, "limits");
+        resource_list(r, "requests");
+    }
     for p in items(c, "ports") {
         default_zero(p, "protocol", "TCP");
     }
@@ -187,6 +196,13 @@ pub fn volume(v: &mut Obj) {
     let has_source = v.iter().any(|(k, val)| k != "name" && !val.is_null());
     if !has_source {
         v.insert("emptyDir".into(), json!({}));
+    }
+    if let Some(e) = child(v, "emptyDir")
+        && let Some(size) = e
+            .get("sizeLimit")
+            .and_then(|q| crate::quantity::canonical_value(q, -9))
+    {
+        e.insert("sizeLimit".into(), size);
     }
     volume_source(v);
     for (key, mode) in [("secret", 420), ("configMap", 420), ("downwardAPI", 420)] {
@@ -368,6 +384,10 @@ pub fn namespace(o: &mut Obj) {
 
 /// Allocatable defaults to capacity.
 pub fn node(o: &mut Obj) {
+    if let Some(status) = child(o, "status") {
+        resource_list(status, "capacity");
+        resource_list(status, "allocatable");
+    }
     if let Some(status) = child(o, "status")
         && unset(status, "allocatable")
         && let Some(capacity) = status.get("capacity").filter(|c| c.is_object()).cloned()
@@ -379,6 +399,7 @@ pub fn node(o: &mut Obj) {
 pub fn persistent_volume(o: &mut Obj) {
     if let Some(spec) = child_or_empty(o, "spec") {
         default_zero(spec, "persistentVolumeReclaimPolicy", "Retain");
+        resource_list(spec, "capacity");
         default_unset(spec, "volumeMode", "Filesystem");
         volume_source(spec);
     }
@@ -390,9 +411,25 @@ pub fn persistent_volume(o: &mut Obj) {
 pub fn persistent_volume_claim(o: &mut Obj) {
     if let Some(spec) = child_or_empty(o, "spec") {
         default_unset(spec, "volumeMode", "Filesystem");
+        if let Some(r) = child(spec, "resources") {
+            resource_list(r, "limits");
+            resource_list(r, "requests");
+        }
     }
     if let Some(status) = child_or_empty(o, "status") {
         default_zero(status, "phase", "Pending");
+        resource_list(status, "capacity");
+        resource_list(status, "allocatedResources");
+    }
+}
+
+pub fn resource_quota(o: &mut Obj) {
+    if let Some(spec) = child(o, "spec") {
+        resource_list(spec, "hard");
+    }
+    if let Some(status) = child(o, "status") {
+        resource_list(status, "hard");
+        resource_list(status, "used");
     }
 }
 
@@ -411,6 +448,9 @@ pub fn limit_range(o: &mut Obj) {
         return;
     };
     for item in items(spec, "limits") {
+        for key in ["max", "min", "default", "defaultRequest", "maxLimitRequestRatio"] {
+            resource_list(item, key);
+        }
         if item.get("type").and_then(Value::as_str) != Some("Container") {
             continue;
         }

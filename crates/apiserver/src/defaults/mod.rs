@@ -31,6 +31,7 @@ pub fn apply(def: &ResourceDef, obj: &mut Value) {
         ("", "persistentvolumeclaims") => core::persistent_volume_claim(o),
         ("", "endpoints") => core::endpoints(o),
         ("", "limitranges") => core::limit_range(o),
+        ("", "resourcequotas") => core::resource_quota(o),
         ("apps", "deployments") => apps::deployment(o),
         ("apps", "replicasets") => apps::replica_set(o),
         ("apps", "statefulsets") => apps::stateful_set(o),
@@ -107,6 +108,18 @@ pub(crate) fn default_zero(m: &mut Map<String, Value>, key: &str, value: impl In
 pub(crate) fn default_unset(m: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
     if unset(m, key) {
         m.insert(key.to_owned(), value.into());
+    }
+}
+
+/// `SetDefaults_ResourceList`: every quantity at `key` rounded up to milli units and written
+/// in canonical form.
+pub(crate) fn resource_list(m: &mut Map<String, Value>, key: &str) {
+    if let Some(list) = child(m, key) {
+        for value in list.values_mut() {
+            if let Some(canonical) = crate::quantity::canonical_value(value, -3) {
+                *value = canonical;
+            }
+        }
     }
 }
 

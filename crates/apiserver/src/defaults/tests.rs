@@ -16,7 +16,7 @@ fn pods_get_spec_and_container_defaults() {
         "pods",
         json!({"metadata": {"name": "p"}, "spec": {"containers": [
             {"name": "a", "image": "nginx", "ports": [{"containerPort": 80}],
-             "resources": {"limits": {"cpu": "1"}},
+             "resources": {"limits": {"cpu": "1", "memory": "1024Mi"}, "requests": {"cpu": 0.5}},
              "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
              "livenessProbe": {"httpGet": {"port": 80}}},
             {"name": "b", "image": "nginx:1.27"},
@@ -40,7 +40,11 @@ fn pods_get_spec_and_container_defaults() {
     assert_eq!(a["terminationMessagePath"], "/dev/termination-log");
     assert_eq!(a["terminationMessagePolicy"], "File");
     assert_eq!(a["ports"][0]["protocol"], "TCP");
-    assert_eq!(a["resources"]["requests"], json!({"cpu": "1"}));
+    assert_eq!(a["resources"]["limits"], json!({"cpu": "1", "memory": "1Gi"}));
+    assert_eq!(
+        a["resources"]["requests"],
+        json!({"cpu": "500m", "memory": "1Gi"})
+    );
     assert_eq!(a["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
     assert_eq!(
         a["livenessProbe"],
