@@ -17,6 +17,15 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
         ("", "namespaces") => namespace(obj),
         ("", "pods") => {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(&obj["spec"])});
+            // A gated pod says why it is not scheduled (upstream's applySchedulingGatedCondition).
+            if obj["spec"]["schedulingGates"]
+                .as_array()
+                .is_some_and(|g| !g.is_empty())
+            {
+                obj["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
+                    "reason": "SchedulingGated", "message": "Scheduling is blocked due to non-empty scheduling gates",
+                    "lastProbeTime": null, "lastTransitionTime": null}]);
+            }
         }
         ("", "persistentvolumes") => {
             obj["status"] = json!({"phase": "Pending", "lastPhaseTransitionTime": objects::now_rfc3339()});

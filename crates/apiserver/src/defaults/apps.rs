@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::core::{persistent_volume_claim, pod_template_in};
-use super::{child_or_empty, default_unset, default_zero, items};
+use super::{child, child_or_empty, default_unset, default_zero, items, zero};
 
 type Obj = Map<String, Value>;
 
@@ -57,9 +57,13 @@ pub fn stateful_set(o: &mut Obj) {
     };
     default_zero(spec, "podManagementPolicy", "OrderedReady");
     if let Some(strategy) = child_or_empty(spec, "updateStrategy") {
-        default_zero(strategy, "type", "RollingUpdate");
+        // Only a defaulted type brings a rollingUpdate; an explicit one keeps its absence.
+        if zero(strategy, "type") {
+            strategy.insert("type".into(), "RollingUpdate".into());
+            default_unset(strategy, "rollingUpdate", Value::Object(Map::new()));
+        }
         if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
-            && let Some(rolling) = child_or_empty(strategy, "rollingUpdate")
+            && let Some(rolling) = child(strategy, "rollingUpdate")
         {
             default_unset(rolling, "partition", 0);
         }

@@ -2,11 +2,13 @@
 //! becomes a field cause of one 422 `Invalid` error whose message reads as upstream's
 //! (`Deployment.apps "web" is invalid: spec.template.metadata.labels: Invalid value: …`).
 //! Object metadata for every kind (`meta`), then per kind: pods and pod templates (`pod`),
-//! workloads (`workloads`), services (`service`), config maps and secrets (`config`).
+//! workloads (`workloads`), services (`service`), config maps and secrets (`config`), RBAC,
+//! claims, autoscalers, priority and storage classes (`other`).
 
 mod config;
 mod gorepr;
 mod meta;
+mod other;
 mod pod;
 mod service;
 mod workloads;
@@ -35,6 +37,18 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(
         ("apps", "daemonsets") => workloads::daemon_set(obj, old, &mut errs),
         ("batch", "jobs") => workloads::job(obj, old, &mut errs),
         ("batch", "cronjobs") => workloads::cron_job(obj, &mut errs),
+        ("", "persistentvolumeclaims") if old.is_none() => other::persistent_volume_claim(obj, &mut errs),
+        ("autoscaling", "horizontalpodautoscalers") if def.version == "v2" => {
+            other::horizontal_pod_autoscaler(obj, &mut errs)
+        }
+        ("rbac.authorization.k8s.io", "roles") => other::role(obj, true, &mut errs),
+        ("rbac.authorization.k8s.io", "clusterroles") => other::role(obj, false, &mut errs),
+        ("rbac.authorization.k8s.io", "rolebindings") => other::role_binding(obj, old, false, &mut errs),
+        ("rbac.authorization.k8s.io", "clusterrolebindings") => {
+            other::role_binding(obj, old, true, &mut errs)
+        }
+        ("scheduling.k8s.io", "priorityclasses") => other::priority_class(obj, old, &mut errs),
+        ("storage.k8s.io", "storageclasses") => other::storage_class(obj, old, &mut errs),
         _ => {}
     }
     if errs.0.is_empty() {

@@ -242,3 +242,57 @@ fn config_keys_and_secret_types() {
         "ConfigMap \"c\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
     );
 }
+
+#[test]
+fn rbac_claims_autoscalers_and_classes() {
+    let binding = |role: &str| {
+        json!({"metadata": {"name": "b"}, "roleRef": {"kind": "Role", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": "sa"}, {"kind": "Robot", "name": "r"}]})
+    };
+    let err = message("rbac.authorization.k8s.io", "rolebindings", binding("r"));
+    assert_eq!(
+        err,
+        "RoleBinding.rbac.authorization.k8s.io \"b\" is invalid: subjects[1].kind: Unsupported value: \"Robot\": supported values: \"ServiceAccount\", \"User\", \"Group\""
+    );
+    let mut old = binding("r");
+    old["subjects"] = json!([]);
+    let mut new = binding("other");
+    new["subjects"] = json!([]);
+    let err = update_message("rbac.authorization.k8s.io", "rolebindings", old, new);
+    assert_eq!(
+        err,
+        "RoleBinding.rbac.authorization.k8s.io \"b\" is invalid: roleRef: Invalid value: rbac.RoleRef{APIGroup:\"rbac.authorization.k8s.io\", Kind:\"Role\", Name:\"other\"}: cannot change roleRef"
+    );
+    let role = json!({"metadata": {"name": "r"}, "rules": [{"resources": ["pods"]}]});
+    assert_eq!(
+        message("rbac.authorization.k8s.io", "roles", role),
+        "Role.rbac.authorization.k8s.io \"r\" is invalid: [rules[0].verbs: Required value: verbs must contain at least one value, rules[0].apiGroups: Required value: resource rules must supply at least one api group]"
+    );
+    assert_eq!(
+        message(
+            "",
+            "persistentvolumeclaims",
+            json!({"metadata": {"name": "c"}, "spec": {}})
+        ),
+        "PersistentVolumeClaim \"c\" is invalid: [spec.accessModes: Required value: at least 1 access mode is required, spec.resources[storage]: Required value]"
+    );
+    let hpa = json!({"metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "d"}, "minReplicas": 3, "maxReplicas": 2}});
+    assert_eq!(
+        message("autoscaling", "horizontalpodautoscalers", hpa),
+        "HorizontalPodAutoscaler.autoscaling \"h\" is invalid: spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"
+    );
+    let class = |value: i64| json!({"metadata": {"name": "high"}, "value": value});
+    assert_eq!(message("scheduling.k8s.io", "priorityclasses", class(10)), "");
+    assert_eq!(
+        update_message("scheduling.k8s.io", "priorityclasses", class(10), class(11)),
+        "PriorityClass.scheduling.k8s.io \"high\" is invalid: value: Forbidden: may not be changed in an update."
+    );
+    assert_eq!(
+        message(
+            "storage.k8s.io",
+            "storageclasses",
+            json!({"metadata": {"name": "s"}})
+        ),
+        "StorageClass.storage.k8s.io \"s\" is invalid: provisioner: Required value"
+    );
+}
