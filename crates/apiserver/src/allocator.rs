@@ -333,6 +333,21 @@ impl ServiceRanges {
             };
             spec.insert("ipFamilyPolicy".into(), policy.into());
         }
+        let policy = spec.get("ipFamilyPolicy").cloned().unwrap_or(Value::Null);
+        match policy.as_str() {
+            Some("SingleStack" | "PreferDualStack") => {}
+            Some("RequireDualStack") if headless => {}
+            Some("RequireDualStack") => causes.push(Cause::invalid(
+                "spec.ipFamilyPolicy",
+                &policy,
+                "this cluster is not configured for dual-stack services",
+            )),
+            _ => causes.push(Cause::not_supported(
+                "spec.ipFamilyPolicy",
+                &policy,
+                &["PreferDualStack", "RequireDualStack", "SingleStack"],
+            )),
+        }
         match spec.get("ipFamilies").and_then(Value::as_array) {
             Some(families) if !families.is_empty() => {
                 for (i, f) in families.iter().enumerate() {

@@ -24,7 +24,7 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
             {
                 obj["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
                     "reason": "SchedulingGated", "message": "Scheduling is blocked due to non-empty scheduling gates",
-                    "lastProbeTime": null, "lastTransitionTime": null}]);
+                    "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339()}]);
             }
         }
         ("", "persistentvolumes") => {
