@@ -769,6 +769,11 @@ fn created_objects_carry_upstream_defaults() {
         "admission is for pods only"
     );
     assert_eq!(deploy["status"], serde_json::json!({}));
+    // kubectl sends the template's unset creationTimestamp as an empty protobuf Time.
+    assert!(
+        spec["template"]["metadata"]["creationTimestamp"].is_null(),
+        "{deploy}"
+    );
 
     // Re-applying a manifest whose defaults the server filled in changes nothing.
     let applied = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: applied\nspec:\n  selector:\n    matchLabels: {app: applied}\n  template:\n    metadata:\n      labels: {app: applied}\n    spec:\n      containers:\n      - name: c\n        image: busybox:1.36\n";
