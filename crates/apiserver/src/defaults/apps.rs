@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::core::{persistent_volume_claim, pod_template_in};
+use super::core::{embedded_meta, persistent_volume_claim, pod_template_in};
 use super::{child, child_or_empty, default_unset, default_zero, items, zero};
 
 type Obj = Map<String, Value>;
@@ -76,6 +76,7 @@ pub fn stateful_set(o: &mut Obj) {
     default_unset(spec, "revisionHistoryLimit", 10);
     pod_template_in(spec, "template");
     for claim in items(spec, "volumeClaimTemplates") {
+        embedded_meta(claim);
         persistent_volume_claim(claim);
     }
 }

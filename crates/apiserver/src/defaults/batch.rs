@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::core::pod_template_in;
+use super::core::{embedded_meta, pod_template_in};
 use super::{child, child_or_empty, default_unset, default_zero, items, unset};
 
 type Obj = Map<String, Value>;
@@ -67,9 +67,10 @@ pub fn cron_job(o: &mut Obj) {
     default_unset(spec, "suspend", false);
     default_unset(spec, "successfulJobsHistoryLimit", 3);
     default_unset(spec, "failedJobsHistoryLimit", 1);
-    if let Some(template) = child_or_empty(spec, "jobTemplate")
-        && let Some(job_spec) = child(template, "spec")
-    {
-        pod_template_in(job_spec, "template");
+    if let Some(template) = child_or_empty(spec, "jobTemplate") {
+        embedded_meta(template);
+        if let Some(job_spec) = child(template, "spec") {
+            pod_template_in(job_spec, "template");
+        }
     }
 }

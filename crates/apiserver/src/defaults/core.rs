@@ -56,11 +56,17 @@ pub fn pod_template_in(o: &mut Obj, key: &str) {
     let Some(template) = child_or_empty(o, key) else {
         return;
     };
-    if let Some(meta) = child_or_empty(template, "metadata") {
-        meta.entry("creationTimestamp").or_insert(Value::Null);
-    }
+    embedded_meta(template);
     if let Some(spec) = child(template, "spec") {
         pod_spec(spec);
+    }
+}
+
+/// The metadata of an embedded object (templates): as upstream 1.33 serializes an embedded
+/// ObjectMeta, its unset creationTimestamp shows as null.
+pub fn embedded_meta(o: &mut Obj) {
+    if let Some(meta) = child_or_empty(o, "metadata") {
+        meta.entry("creationTimestamp").or_insert(Value::Null);
     }
 }
 
