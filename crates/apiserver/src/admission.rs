@@ -1,8 +1,10 @@
-//! The admission plugins upstream enables by default that change new pods: ServiceAccount
-//! (the `default` service account), Priority (priority and preemption policy from the pod's
-//! PriorityClass, or the global default) and DefaultTolerationSeconds (tolerate not-ready and
-//! unreachable nodes for 300 s). Pod templates inside workloads do not get these; their pods do
-//! when the controllers create them.
+//! The admission plugins upstream enables by default that change or refuse new objects:
+//! NamespaceLifecycle (no content in missing or terminating namespaces, system namespaces stay),
+//! for pods ServiceAccount (the `default` service account), Priority (priority and preemption
+//! policy from the pod's PriorityClass, or the global default) and DefaultTolerationSeconds
+//! (tolerate not-ready and unreachable nodes for 300 s), DefaultStorageClass for claims and
+//! DefaultIngressClass for ingresses. Pod templates inside workloads do not get the pod plugins'
+//! changes; their pods do when the controllers create them.
 
 use apimachinery::resources::{self, ResourceDef};
 use apimachinery::status::ApiError;
@@ -37,8 +39,11 @@ pub async fn admit_create(store: &dyn Store, def: &ResourceDef, obj: &mut Value)
     {
         namespace_lifecycle(store, def, objects::name(obj).unwrap_or_default(), namespace).await?;
     }
-    if (def.group, def.plural) != ("", "pods") {
-        return Ok(());
+    match (def.group, def.plural) {
+        ("", "pods") => {}
+        ("", "persistentvolumeclaims") => return default_storage_class(store, obj).await,
+        ("networking.k8s.io", "ingresses") => return default_ingress_class(store, obj).await,
+        _ => return Ok(()),
     }
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return Ok(());
@@ -77,6 +82,73 @@ async fn namespace_lifecycle(
         )));
     }
     Ok(())
+}
+
+/// DefaultStorageClass: a claim that names no class gets the default one.
+async fn default_storage_class(store: &dyn Store, claim: &mut Value) -> Result<(), ApiError> {
+    let has_class = !claim["spec"]["storageClassName"].is_null()
+        || !claim["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"].is_null();
+    if has_class || !claim["spec"].is_object() {
+        return Ok(());
+    }
+    let annotations = [
+        "storageclass.kubernetes.io/is-default-class",
+        "storageclass.beta.kubernetes.io/is-default-class",
+    ];
+    if let Some(name) = newest_default(store, "storage.k8s.io", "storageclasses", &annotations).await? {
+        claim["spec"]["storageClassName"] = name.into();
+    }
+    Ok(())
+}
+
+/// DefaultIngressClass: an ingress that names no class gets the default one.
+async fn default_ingress_class(store: &dyn Store, ingress: &mut Value) -> Result<(), ApiError> {
+    let has_class = !ingress["spec"]["ingressClassName"].is_null()
+        || !ingress["metadata"]["annotations"]["kubernetes.io/ingress.class"].is_null();
+    if has_class || !ingress["spec"].is_object() {
+        return Ok(());
+    }
+    let annotations = ["ingressclass.kubernetes.io/is-default-class"];
+    if let Some(name) = newest_default(store, "networking.k8s.io", "ingressclasses", &annotations).await? {
+        ingress["spec"]["ingressClassName"] = name.into();
+    }
+    Ok(())
+}
+
+/// The name of the newest class annotated as the default (upstream picks the most recently
+/// created one when several are).
+async fn newest_default(
+    store: &dyn Store,
+    group: &str,
+    plural: &str,
+    annotations: &[&str],
+) -> Result<Option<String>, ApiError> {
+    let def = resources::find(group, "v1", plural).expect("built in");
+    let resp = store
+        .range(RangeRequest::new(KeyRange::prefix(&def.key_prefix(None))))
+        .await
+        .map_err(store_error)?;
+    let mut best: Option<(String, String)> = None;
+    for kv in resp.kvs {
+        let class = from_store(&kv.value, kv.mod_revision)?;
+        let is_default = annotations
+            .iter()
+            .any(|a| class["metadata"]["annotations"][*a] == "true");
+        if !is_default {
+            continue;
+        }
+        let created = objects::meta_str(&class, "creationTimestamp")
+            .unwrap_or_default()
+            .to_owned();
+        let name = objects::name(&class).unwrap_or_default().to_owned();
+        if best
+            .as_ref()
+            .is_none_or(|(c, n)| created > *c || (created == *c && name < *n))
+        {
+            best = Some((created, name));
+        }
+    }
+    Ok(best.map(|(_, name)| name))
 }
 
 /// The system namespaces cannot be deleted.

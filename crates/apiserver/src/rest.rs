@@ -311,6 +311,7 @@ impl Rest {
             let mut updated = change(&current)?;
             defaults::apply(def, &mut updated);
             preserve_system_fields(def, &current, &mut updated);
+            strategy::prepare_for_update(def, &current, &mut updated);
             let claims = self
                 .services
                 .allocate(&*self.store, def, &mut updated, Some(&current))

@@ -32,7 +32,44 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
         }
         ("", "persistentvolumeclaims") => obj["status"] = json!({"phase": "Pending"}),
         ("batch", "jobs") => job_selector(obj),
+        ("apps", "daemonsets") => {
+            objects::metadata_mut(obj)
+                .entry("annotations")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .map(|a| a.insert(TEMPLATE_GENERATION.into(), "1".into()));
+        }
         _ => {}
+    }
+}
+
+/// apps/v1 shows a DaemonSet's template generation (extensions' `spec.templateGeneration`) as
+/// this annotation; it counts template changes.
+const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
+/// Adjusts an update of the main resource (upstream's `PrepareForUpdate`) beyond what every
+/// kind gets (status kept, generation): a DaemonSet's template generation.
+pub fn prepare_for_update(def: &ResourceDef, old: &Value, new: &mut Value) {
+    if (def.group, def.plural) != ("apps", "daemonsets") {
+        return;
+    }
+    let Some(generation) = old["metadata"]["annotations"][TEMPLATE_GENERATION]
+        .as_str()
+        .and_then(|g| g.parse::<i64>().ok())
+    else {
+        return;
+    };
+    let next = if old["spec"]["template"] != new["spec"]["template"] {
+        generation + 1
+    } else {
+        generation
+    };
+    if let Some(annotations) = objects::metadata_mut(new)
+        .entry("annotations")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    {
+        annotations.insert(TEMPLATE_GENERATION.into(), next.to_string().into());
     }
 }
 
@@ -253,6 +290,22 @@ mod tests {
         assert_eq!(job["spec"]["template"]["metadata"]["labels"], labels);
         assert_eq!(job["metadata"]["labels"], labels);
         assert_eq!(job["status"], json!({}));
+    }
+
+    #[test]
+    fn daemonsets_count_template_changes_in_an_annotation() {
+        let def = find("apps", "v1", "daemonsets").unwrap();
+        let mut ds = json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": {"a": 1}}}});
+        prepare_for_create(def, &mut ds);
+        assert_eq!(ds["metadata"]["annotations"][TEMPLATE_GENERATION], "1");
+        let mut same = ds.clone();
+        same["metadata"]["annotations"] = json!({});
+        prepare_for_update(def, &ds, &mut same);
+        assert_eq!(same["metadata"]["annotations"][TEMPLATE_GENERATION], "1");
+        let mut changed = ds.clone();
+        changed["spec"]["template"]["spec"]["a"] = json!(2);
+        prepare_for_update(def, &ds, &mut changed);
+        assert_eq!(changed["metadata"]["annotations"][TEMPLATE_GENERATION], "2");
     }
 
     #[test]

@@ -1156,3 +1156,56 @@ fn invalid_objects_are_refused_with_upstream_messages() {
         "{err}"
     );
 }
+
+#[test]
+fn default_classes_and_daemonset_template_generation() {
+    let server = Server::start();
+    server.create(
+        "classes.yaml",
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: rancher.io/local-path\n---\napiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: nginx\n  annotations:\n    ingressclass.kubernetes.io/is-default-class: \"true\"\nspec:\n  controller: k8s.io/ingress-nginx\n",
+    );
+    let claim = |name: &str, class: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\nspec:\n{class}  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n"
+        )
+    };
+    server.create(
+        "claims.yaml",
+        &(claim("a", "") + "---\n" + &claim("b", "  storageClassName: \"\"\n")),
+    );
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "pvc",
+            "a",
+            "b",
+            "-o",
+            "jsonpath={.items[*].spec.storageClassName}|{.items[*].status.phase}"
+        ]),
+        "local |Pending Pending"
+    );
+    server.ok(&["create", "ingress", "web", "--rule=example.com/=web:80"]);
+    assert_eq!(
+        server.ok(&["get", "ingress", "web", "-o", "jsonpath={.spec.ingressClassName}"]),
+        "nginx"
+    );
+    server.create(
+        "ds.yaml",
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels: {app: agent}\n  template:\n    metadata:\n      labels: {app: agent}\n    spec:\n      containers:\n      - {name: c, image: busybox:1.36}\n",
+    );
+    let generations = "jsonpath={.metadata.generation} {.metadata.annotations.deprecated\\.daemonset\\.template\\.generation}";
+    assert_eq!(server.ok(&["get", "ds", "agent", "-o", generations]), "1 1");
+    let image = "[{\"op\":\"replace\",\"path\":\"/spec/template/spec/containers/0/image\",\"value\":\"busybox:1.37\"}]";
+    server.ok(&["patch", "ds", "agent", "--type=json", "-p", image]);
+    assert_eq!(server.ok(&["get", "ds", "agent", "-o", generations]), "2 2");
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "ds",
+            "agent",
+            "-o",
+            "jsonpath={.status.numberReady} {.spec.updateStrategy.rollingUpdate.maxUnavailable}"
+        ]),
+        "0 1"
+    );
+}
