@@ -6,6 +6,8 @@
 //! - `rest`: the generic handlers over the store; `watch`: watch streams; `filter`: selectors;
 //!   `table`: server-side printing; `validation`: shared validation; `objects`: metadata helpers.
 //! - `openapi`: `/openapi/v2` and `/openapi/v3` documents.
+//! - `fuzz`: the fuzz entry point (`fuzz::one_input`) and the mutation fuzzer behind
+//!   `cargo xtask fuzz`.
 
 mod apply;
 pub mod authn;
@@ -13,8 +15,10 @@ mod cache;
 pub mod discovery;
 mod field_validation;
 mod filter;
+pub mod fuzz;
 mod objects;
 mod openapi;
+mod patch;
 pub mod pki;
 mod query;
 pub mod request;

@@ -1,7 +1,9 @@
-//! Project tasks that are commands, not tests: `cargo xtask bench-store`, `cargo xtask bench-api`.
+//! Project tasks that are commands, not tests: `cargo xtask bench-store`, `cargo xtask bench-api`,
+//! `cargo xtask fuzz`.
 
 mod bench_api;
 mod bench_store;
+mod fuzz;
 mod machine;
 mod stats;
 
@@ -21,11 +23,15 @@ enum Task {
     /// The API server over each backend, driven by kube-rs: create/get/list throughput and
     /// latency at 1, 16 and 256 clients, paced creates, and watch delivery to many watchers.
     BenchApi(bench_api::Args),
+    /// Mutation fuzzing of request decoding, patching and validation (`apiserver::fuzz`):
+    /// any panic is a bug; the input is written to target/fuzz-crashes/.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::BenchStore(args) => bench_store::run(args),
         Task::BenchApi(args) => bench_api::run(args),
+        Task::Fuzz(args) => fuzz::run(args),
     }
 }
