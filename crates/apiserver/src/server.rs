@@ -320,7 +320,7 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(
-            ApiError::too_large(format!("the request body is larger than {MAX_BODY_BYTES} bytes")),
+            ApiError::too_large(format!("Request entity too large: limit is {MAX_BODY_BYTES}")),
         ),
         Err(err) => Err(ApiError::bad_request(format!(
             "cannot read the request body: {err}"
