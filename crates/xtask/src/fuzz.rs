@@ -16,9 +16,16 @@ pub struct Args {
     /// The random seed (default: from the clock); a run is repeatable from its seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Runs these whole inputs (crash files, as the fuzzer writes them) once each instead of
+    /// fuzzing.
+    #[arg(long, num_args = 1..)]
+    replay: Vec<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if !args.replay.is_empty() {
+        return replay(&args.replay);
+    }
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -67,6 +74,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             std::process::exit(1)
         }
     }
+}
+
+fn replay(paths: &[PathBuf]) -> anyhow::Result<()> {
+    let mut failed = false;
+    for path in paths {
+        let input = std::fs::read(path)?;
+        match mutate::check(&input) {
+            Ok(()) => eprintln!("{}: no panic", path.display()),
+            Err(crash) => {
+                eprintln!("{}: panic: {}", path.display(), crash.message);
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// A stable name for a crash file.
