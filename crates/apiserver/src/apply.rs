@@ -34,7 +34,7 @@ impl Ownership {
     }
 }
 
-fn writer(def: &ResourceDef, req: &ResourceRequest, manager: String) -> Writer {
+pub(crate) fn writer(def: &ResourceDef, req: &ResourceRequest, manager: String) -> Writer {
     let subresource = req.subresource.clone().unwrap_or_default();
     let mut ignored = FieldSet::default();
     if subresource.is_empty() && def.has_subresource("status") {
@@ -53,7 +53,7 @@ fn writer(def: &ResourceDef, req: &ResourceRequest, manager: String) -> Writer {
 
 /// An apply body: JSON, or YAML (which kubectl and the client libraries never send, people
 /// with curl do).
-fn decode_config(body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn decode_config(body: &[u8]) -> Result<Value, ApiError> {
     if let Ok(value) = serde_json::from_slice::<Value>(body) {
         return Ok(value);
     }

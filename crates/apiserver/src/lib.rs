@@ -9,6 +9,8 @@
 //!   managed fields; `cache`: the watch cache; `field_validation`: unknown fields.
 //! - `defaults`, `strategy`, `admission`: what upstream fills in and resets on writes;
 //!   `allocator`: Service ClusterIPs and NodePorts; `bootstrap`: what exists from the start.
+//! - `fuzz`: the fuzz entry point (`fuzz::one_input`) and the mutation fuzzer behind
+//!   `cargo xtask fuzz`.
 
 mod admission;
 mod allocator;
@@ -21,8 +23,10 @@ mod defaults;
 pub mod discovery;
 mod field_validation;
 mod filter;
+pub mod fuzz;
 mod objects;
 mod openapi;
+mod patch;
 pub mod pki;
 mod quantity;
 mod query;

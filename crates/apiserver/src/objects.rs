@@ -60,6 +60,27 @@ pub fn to_store(obj: &Value) -> bytes::Bytes {
     bytes::Bytes::from(serde_json::to_vec(&obj).expect("a JSON value always serializes"))
 }
 
+/// How deep an object may nest: what serde_json reads back (its recursion limit stops at 128
+/// levels). A deeper object could be written but never read again, and the server's recursive
+/// walks over objects (validation, ownership, encoding) stay well within a worker's stack.
+pub const MAX_DEPTH: usize = 127;
+
+/// How many arrays and objects nest in `value` (0 for a scalar), without recursion.
+pub fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0)];
+    while let Some((value, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(level + 1);
+        stack.extend(children.map(|child| (child, level + 1)));
+    }
+    deepest
+}
+
 /// RFC 3339 in UTC with second precision, as Kubernetes timestamps.
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -103,6 +124,16 @@ mod tests {
         assert!(!spec_changed(&a, &labels));
         assert!(spec_changed(&a, &spec));
         assert!(now_rfc3339().ends_with('Z'));
+    }
+
+    #[test]
+    fn depth_counts_containers_up_to_what_serde_json_reads() {
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!({"a": [1, {"b": {}}]})), 4);
+        let nested = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        let deepest: Value = serde_json::from_str(&nested(MAX_DEPTH)).unwrap();
+        assert_eq!(depth(&deepest), MAX_DEPTH);
+        assert!(serde_json::from_str::<Value>(&nested(MAX_DEPTH + 1)).is_err());
     }
 }
 

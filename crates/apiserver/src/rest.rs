@@ -17,6 +17,7 @@ use crate::allocator::{Claims, ServiceRanges};
 use crate::apply::Ownership;
 use crate::filter::Filter;
 use crate::objects::{self, from_store, meta_str, metadata_mut, now_rfc3339, to_store};
+use crate::patch::PatchKind;
 use crate::query::Query;
 use crate::request::ResourceRequest;
 use crate::{admission, allocator, defaults, strategy, validation};
@@ -422,28 +423,7 @@ impl Rest {
         let subresource = req.subresource.clone();
         let ownership = Ownership::track(def, req, query)?;
         self.guaranteed_update(def, req, expected, dry_run, &ownership, move |current| {
-            let mut patched = current.clone();
-            match kind {
-                PatchKind::Merge => json_patch::merge(&mut patched, &patch),
-                PatchKind::Strategic => {
-                    patched = strategic_merge::apply(&api_version, def.kind, current, &patch)?;
-                }
-                PatchKind::Json => {
-                    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                    json_patch::patch(&mut patched, &ops).map_err(|e| {
-                        ApiError::invalid(
-                            "",
-                            "",
-                            "",
-                            vec![Cause::new("FieldValueInvalid", "", e.to_string())],
-                        )
-                    })?;
-                }
-            }
-            // Unknown fields a patch brings in are dropped, or rejected under Strict (warnings
-            // for patches are not reported yet).
-            crate::field_validation::check(def, field_validation, &mut patched)?;
+            let patched = crate::patch::apply(def, kind, current, &patch, field_validation)?;
             Ok(merge_update(current, patched, subresource.as_deref()))
         })
         .await
@@ -630,14 +610,7 @@ impl Rest {
     }
 }
 
-#[derive(Clone, Copy)]
-enum PatchKind {
-    Json,
-    Merge,
-    Strategic,
-}
-
-fn strip_rv(obj: &Value) -> Value {
+pub(crate) fn strip_rv(obj: &Value) -> Value {
     let mut obj = obj.clone();
     metadata_mut(&mut obj).remove("resourceVersion");
     obj
@@ -677,7 +650,7 @@ pub(crate) fn merge_update(current: &Value, mut new: Value, subresource: Option<
 
 /// Fields clients cannot change: uid, creationTimestamp, deletion fields, generation (bumped
 /// here on spec changes), and the type.
-fn preserve_system_fields(def: &ResourceDef, current: &Value, updated: &mut Value) {
+pub(crate) fn preserve_system_fields(def: &ResourceDef, current: &Value, updated: &mut Value) {
     for field in ["kind", "apiVersion"] {
         if let Some(v) = current.get(field) {
             updated[field] = v.clone();
@@ -713,7 +686,7 @@ fn preserve_system_fields(def: &ResourceDef, current: &Value, updated: &mut Valu
 }
 
 /// The body's apiVersion and kind must be this resource's (and are filled in when absent).
-fn check_type(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+pub(crate) fn check_type(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
     if !obj.is_object() {
         return Err(ApiError::bad_request("the request body must be a JSON object"));
     }
@@ -739,7 +712,11 @@ fn check_type(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
 }
 
 /// A namespaced object's namespace is the URL's; a cluster-scoped object has none.
-fn check_namespace(def: &ResourceDef, req: &ResourceRequest, obj: &mut Value) -> Result<(), ApiError> {
+pub(crate) fn check_namespace(
+    def: &ResourceDef,
+    req: &ResourceRequest,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
     let in_body = objects::namespace(obj).map(str::to_owned);
     let meta = metadata_mut(obj);
     match (def.namespaced, req.namespace.as_deref(), in_body.as_deref()) {

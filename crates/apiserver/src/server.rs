@@ -356,7 +356,7 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(
-            ApiError::too_large(format!("the request body is larger than {MAX_BODY_BYTES} bytes")),
+            ApiError::too_large(format!("Request entity too large: limit is {MAX_BODY_BYTES}")),
         ),
         Err(err) => Err(ApiError::bad_request(format!(
             "cannot read the request body: {err}"
@@ -365,16 +365,26 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
 }
 
 /// A request body as JSON (YAML bodies come with server-side apply in a later change).
-fn decode(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn decode(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     use apimachinery::protobuf::{ProtobufError, decode_object};
     match content_type.split(';').next().unwrap_or("").trim() {
         "application/json" | "" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding the request body as JSON: {e}"))),
         // client-go ≥ 0.32 sends built-in kinds as protobuf.
-        "application/vnd.kubernetes.protobuf" => decode_object(body).map_err(|e| match e {
-            ProtobufError::Unsupported { .. } => ApiError::unsupported_media_type_because(&e.to_string()),
-            other => ApiError::bad_request(other.to_string()),
-        }),
+        "application/vnd.kubernetes.protobuf" => {
+            let obj = decode_object(body).map_err(|e| match e {
+                ProtobufError::Unsupported { .. } => ApiError::unsupported_media_type_because(&e.to_string()),
+                other => ApiError::bad_request(other.to_string()),
+            })?;
+            // Embedded JSON (RawExtension) under nested messages can go deeper than a JSON body.
+            if crate::objects::depth(&obj) > crate::objects::MAX_DEPTH {
+                return Err(ApiError::bad_request(format!(
+                    "malformed protobuf: the object nests deeper than {} levels",
+                    crate::objects::MAX_DEPTH
+                )));
+            }
+            Ok(obj)
+        }
         media => Err(ApiError::unsupported_media_type(media)),
     }
 }

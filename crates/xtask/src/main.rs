@@ -1,8 +1,10 @@
-//! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`.
+//! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`,
+//! `fuzz`.
 
 mod bench_api;
 mod bench_rss;
 mod bench_store;
+mod fuzz;
 mod machine;
 mod stats;
 
@@ -25,6 +27,9 @@ enum Task {
     BenchApi(bench_api::Args),
     /// Memory of a real `rkube server` process: idle, and with 10,000 / 100,000 pods stored.
     BenchRss(bench_rss::Args),
+    /// Mutation fuzzing of request decoding, patching and validation (`apiserver::fuzz`):
+    /// any panic is a bug; the input is written to target/fuzz-crashes/.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +37,6 @@ fn main() -> anyhow::Result<()> {
         Task::BenchStore(args) => bench_store::run(args),
         Task::BenchApi(args) => bench_api::run(args),
         Task::BenchRss(args) => bench_rss::run(args),
+        Task::Fuzz(args) => fuzz::run(args),
     }
 }

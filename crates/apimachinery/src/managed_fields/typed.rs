@@ -178,18 +178,24 @@ pub fn merge(live: &Value, config: &Value, shape: &Shape) -> Value {
             Value::Array(c),
         ) => {
             let mut out = l.clone();
+            // Each element's first position (an index, not a scan per item: lists can be long).
+            let mut positions: BTreeMap<String, usize> = BTreeMap::new();
+            for (j, existing) in out.iter().enumerate() {
+                positions.entry(item_element(kind, existing, j)).or_insert(j);
+            }
             for (i, item) in c.iter().enumerate() {
                 let e = item_element(kind, item, i);
-                match out
-                    .iter()
-                    .enumerate()
-                    .position(|(j, existing)| item_element(kind, existing, j) == e)
-                {
-                    Some(pos) if matches!(kind, ListKind::Map(_)) => {
+                match positions.get(&e) {
+                    Some(&pos) if matches!(kind, ListKind::Map(_)) => {
                         out[pos] = merge(&out[pos], item, element)
                     }
                     Some(_) => {}
-                    None => out.push(item.clone()),
+                    None => {
+                        // Its element as the list has it, at its new position.
+                        let at = out.len();
+                        positions.insert(item_element(kind, item, at), at);
+                        out.push(item.clone());
+                    }
                 }
             }
             Value::Array(out)
@@ -222,20 +228,26 @@ pub fn remove(value: &mut Value, set: &FieldSet, shape: &Shape) {
             let Shape::List(kind, element) = shape else {
                 return;
             };
+            let mut positions: BTreeMap<String, usize> = BTreeMap::new();
+            for (i, item) in items.iter().enumerate() {
+                positions.entry(item_element(kind, item, i)).or_insert(i);
+            }
+            let mut removed = vec![false; items.len()];
             for (e, child) in &set.children {
-                let Some(i) = items
-                    .iter()
-                    .enumerate()
-                    .position(|(i, item)| item_element(kind, item, i) == *e)
-                else {
+                let Some(&i) = positions.get(e) else {
                     continue;
                 };
                 if child.member {
-                    items.remove(i);
+                    removed[i] = true;
                 } else {
                     remove(&mut items[i], child, element);
                 }
             }
+            let mut i = 0;
+            items.retain(|_| {
+                i += 1;
+                !removed[i - 1]
+            });
         }
         _ => {}
     }

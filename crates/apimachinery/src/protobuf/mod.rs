@@ -54,7 +54,7 @@ pub fn decode_object(body: &[u8]) -> Result<Value, ProtobufError> {
         api_version: api_version.clone(),
         kind: kind.clone(),
     })?;
-    let mut obj = decode_message(message, raw)?;
+    let mut obj = decode_message(message, raw, 0)?;
     if let Value::Object(map) = &mut obj {
         map.insert("apiVersion".into(), api_version.into());
         map.insert("kind".into(), kind.into());
@@ -70,8 +70,18 @@ fn malformed(what: &str) -> ProtobufError {
     ProtobufError::Malformed(what.to_owned())
 }
 
-/// Decodes one message by name into its JSON form.
-fn decode_message(name: &str, bytes: &[u8]) -> Result<Value, ProtobufError> {
+/// How deep messages may nest. Some are recursive (a CRD's `JSONSchemaProps`), and a few
+/// bytes per level would otherwise let a body recurse deeper than any stack; no object a JSON
+/// body can carry (serde_json stops at 128 levels) nests its messages this deep.
+const MAX_NESTING: usize = 100;
+
+/// Decodes one message by name into its JSON form (`depth`: how many messages enclose it).
+fn decode_message(name: &str, bytes: &[u8], depth: usize) -> Result<Value, ProtobufError> {
+    if depth > MAX_NESTING {
+        return Err(malformed(&format!(
+            "messages nest deeper than {MAX_NESTING} levels"
+        )));
+    }
     if let Some(special) = special(name, bytes)? {
         return Ok(special);
     }
@@ -83,7 +93,7 @@ fn decode_message(name: &str, bytes: &[u8]) -> Result<Value, ProtobufError> {
         let Some(field) = fields.iter().find(|f| f.tag == tag) else {
             continue;
         };
-        let decoded = decode_value(field, value)?;
+        let decoded = decode_value(field, value, depth + 1)?;
         match (&field.kind, field.repeated) {
             (Kind::Inline(_), _) => {
                 if let Value::Object(inner) = decoded.1 {
@@ -112,7 +122,11 @@ fn decode_message(name: &str, bytes: &[u8]) -> Result<Value, ProtobufError> {
 }
 
 /// One field's value; for map entries also the key.
-fn decode_value(field: &Field, value: WireValue<'_>) -> Result<(Option<String>, Value), ProtobufError> {
+fn decode_value(
+    field: &Field,
+    value: WireValue<'_>,
+    depth: usize,
+) -> Result<(Option<String>, Value), ProtobufError> {
     let bad = || malformed(&format!("field {} has the wrong wire type", field.json));
     Ok(match (&field.kind, value) {
         (Kind::String, WireValue::Bytes(b)) => (None, utf8(b)?.into()),
@@ -121,7 +135,9 @@ fn decode_value(field: &Field, value: WireValue<'_>) -> Result<(Option<String>, 
         (Kind::Double, WireValue::Fixed64(v)) => (None, f64::from_bits(v).into()),
         (Kind::Int32, WireValue::Varint(v)) => (None, (v as i64 as i32).into()),
         (Kind::Int64, WireValue::Varint(v)) => (None, (v as i64).into()),
-        (Kind::Message(name) | Kind::Inline(name), WireValue::Bytes(b)) => (None, decode_message(name, b)?),
+        (Kind::Message(name) | Kind::Inline(name), WireValue::Bytes(b)) => {
+            (None, decode_message(name, b, depth)?)
+        }
         (Kind::StringMap | Kind::BytesMap | Kind::MessageMap(_), WireValue::Bytes(entry)) => {
             let (mut key, mut value) = (None, Value::Null);
             for part in Reader::new(entry) {
@@ -129,7 +145,9 @@ fn decode_value(field: &Field, value: WireValue<'_>) -> Result<(Option<String>, 
                     ((1, WireValue::Bytes(k)), _) => key = Some(utf8(k)?),
                     ((2, WireValue::Bytes(v)), Kind::StringMap) => value = utf8(v)?.into(),
                     ((2, WireValue::Bytes(v)), Kind::BytesMap) => value = base64(v).into(),
-                    ((2, WireValue::Bytes(v)), Kind::MessageMap(name)) => value = decode_message(name, v)?,
+                    ((2, WireValue::Bytes(v)), Kind::MessageMap(name)) => {
+                        value = decode_message(name, v, depth)?
+                    }
                     _ => {}
                 }
             }

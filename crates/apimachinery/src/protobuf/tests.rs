@@ -238,3 +238,32 @@ fn an_empty_time_is_null() {
         Some(Value::String("1970-01-01T00:00:01Z".into()))
     );
 }
+
+#[test]
+fn refuses_messages_nested_deeper_than_any_json_body() {
+    // A CRD schema whose `properties` nest 5 000 levels: a few bytes each, more than a worker's
+    // stack holds if decoded recursively (a 3 MiB body could nest hundreds of thousands).
+    let mut props = Enc::new().str(1, "leaf");
+    for _ in 0..5_000 {
+        props = Enc::new().msg(29, Enc::new().str(1, "p").msg(2, props));
+    }
+    let validation = Enc::new().msg(1, props);
+    let version = Enc::new().str(1, "v1").msg(4, validation);
+    let spec = Enc::new().str(1, "example.com").msg(7, version);
+    let crd = Enc::new().msg(1, Enc::new().str(1, "w.example.com")).msg(2, spec);
+    let body = wrap("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd);
+    let decode = move || decode_object(&body);
+    // On a thread with a server worker's stack (tokio's 2 MiB).
+    let result = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(decode)
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(
+        result,
+        Err(ProtobufError::Malformed(
+            "messages nest deeper than 100 levels".into()
+        ))
+    );
+}

@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use super::format::{
-    Ctx, containers, flag, format_labels, int, list, map_len, name, nonempty, or_none, present, quantity, s,
-    timestamp, with_more,
+    Ctx, containers, flag, format_labels, int, int32, list, map_len, name, nonempty, or_none, present,
+    quantity, s, timestamp, with_more,
 };
 use super::{AGE, Column, NAME, Printer, Row, col, wide};
 
@@ -149,7 +149,7 @@ fn pod_row(pod: &Value, ctx: &Ctx) -> Row {
 
     let mut initializing = false;
     for (i, container) in list(&status["initContainerStatuses"]).iter().enumerate() {
-        let count = int(&container["restartCount"]);
+        let count = int32(&container["restartCount"]);
         restarts += count;
         later(&mut last_restart, container);
         let sidecar = restartable(s(&container["name"]));
@@ -194,7 +194,7 @@ fn pod_row(pod: &Value, ctx: &Ctx) -> Row {
         last_restart = last_sidecar_restart;
         let mut running = false;
         for container in list(&status["containerStatuses"]).iter().rev() {
-            restarts += int(&container["restartCount"]);
+            restarts += int32(&container["restartCount"]);
             later(&mut last_restart, container);
             let waiting = &container["state"]["waiting"];
             let terminated = &container["state"]["terminated"];

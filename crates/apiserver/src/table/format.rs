@@ -109,6 +109,15 @@ pub fn int(value: &Value) -> i64 {
     value.as_i64().unwrap_or(0)
 }
 
+/// An `int32` field (0 when absent or out of range, which upstream's decoder would refuse):
+/// sums of them cannot overflow an i64.
+pub fn int32(value: &Value) -> i64 {
+    value
+        .as_i64()
+        .and_then(|v| i32::try_from(v).ok())
+        .map_or(0, i64::from)
+}
+
 /// A boolean field, false when absent.
 pub fn flag(value: &Value) -> bool {
     value.as_bool().unwrap_or(false)

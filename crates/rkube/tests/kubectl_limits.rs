@@ -1,0 +1,260 @@
+//! Limits that protect the server, end to end: real kubectl against a real `rkube server`.
+//! Bodies over 3 MiB get upstream's 413; malformed, mistyped or too deeply nested bodies and
+//! patches get a 4xx Status; and the server keeps serving after every one of them.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+            .args(["--https-port", &testkit::free_port().to_string()])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env_remove("RKUBE_DATASTORE_ENDPOINT")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let kubeconfig = dir.path().join("data/kubeconfig.yaml");
+        let mut server = Server {
+            child,
+            dir,
+            kubeconfig,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(server.kubeconfig.exists() && server.kubectl(&["get", "--raw", "/readyz"]).status.success()) {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("rkube server exited with {status}: {}", server.log());
+            }
+            assert!(Instant::now() < deadline, "not ready: {}", server.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(["--request-timeout", "20s"])
+            .args(args)
+            .output()
+            .expect("kubectl is installed")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubectl {args:?} failed: {stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should fail, printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Writes `body` into the test's directory and returns its path.
+    fn file(&self, name: &str, body: &[u8]) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// The server still answers (nothing above killed it or its connections for good).
+    fn assert_serving(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("rkube server exited with {status}: {}", self.log());
+        }
+        self.ok(&["get", "configmaps", "-n", "default"]);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill(); // our own child, by PID
+        let _ = self.child.wait();
+    }
+}
+
+fn configmap(name: &str, data: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},
+           "data": {"k": data}})
+}
+
+#[test]
+fn bodies_over_3_mib_get_413_request_entity_too_large() {
+    let mut server = Server::start();
+    let big = configmap("big", &"x".repeat(3 * 1024 * 1024));
+    let path = server.file("big.json", &serde_json::to_vec(&big).unwrap());
+    let err = server.fails(&["create", "-f", &path]);
+    assert!(
+        err.contains("Error from server (RequestEntityTooLarge)")
+            && err.contains("Request entity too large: limit is 3145728"),
+        "{err}"
+    );
+    // The same for a replace of an existing object and for a patch body.
+    server.ok(&[
+        "create",
+        "-f",
+        &server.file("small.json", &serde_json::to_vec(&configmap("big", "1")).unwrap()),
+    ]);
+    let err = server.fails(&["replace", "-f", &path]);
+    assert!(
+        err.contains("Request entity too large: limit is 3145728"),
+        "{err}"
+    );
+    let patch = json!({"data": {"k": "y".repeat(3 * 1024 * 1024)}}).to_string();
+    let patch_file = server.file("patch.json", patch.as_bytes());
+    let err = server.fails(&[
+        "patch",
+        "configmap",
+        "big",
+        "-n",
+        "default",
+        "--type",
+        "merge",
+        "--patch-file",
+        &patch_file,
+    ]);
+    assert!(
+        err.contains("Request entity too large: limit is 3145728"),
+        "{err}"
+    );
+    // Just under the limit is read (and stored: no etcd request limit here).
+    let under = configmap("under", &"x".repeat(3 * 1024 * 1024 - 200));
+    server.ok(&[
+        "create",
+        "-f",
+        &server.file("under.json", &serde_json::to_vec(&under).unwrap()),
+    ]);
+    server.assert_serving();
+}
+
+#[test]
+fn malformed_mistyped_and_deep_bodies_get_400_and_the_server_keeps_serving() {
+    let mut server = Server::start();
+    let create_raw = |name: &str, body: &[u8]| {
+        let path = server.file(name, body);
+        server.fails(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            &path,
+        ])
+    };
+    let err = create_raw(
+        "malformed.json",
+        br#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"#,
+    );
+    assert!(err.contains("Error from server (BadRequest)"), "{err}");
+    let err = create_raw(
+        "kind.json",
+        br#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}}"#,
+    );
+    assert!(
+        err.contains("Error from server (BadRequest)") && err.contains("Secret"),
+        "{err}"
+    );
+    let err = create_raw(
+        "version.json",
+        br#"{"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "a"}}"#,
+    );
+    assert!(
+        err.contains("Error from server (BadRequest)") && err.contains("v2"),
+        "{err}"
+    );
+    // Nesting deeper than a JSON decoder goes: a clear 400, not a crashed worker.
+    let deep = format!(
+        r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "deep"}}, "x": {}{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let err = create_raw("deep.json", deep.as_bytes());
+    assert!(
+        err.contains("Error from server (BadRequest)") && err.contains("recursion limit exceeded"),
+        "{err}"
+    );
+
+    // Patches: a merge patch that is no object, a JSON patch leaving no object, one that
+    // would nest the object deeper than it can be read back, one copying past upstream's limit.
+    server.ok(&[
+        "create",
+        "-f",
+        &server.file("cm.json", &serde_json::to_vec(&configmap("cm", "v")).unwrap()),
+    ]);
+    let patch = |kind: &str, body: &str| {
+        server.fails(&[
+            "patch",
+            "configmap",
+            "cm",
+            "-n",
+            "default",
+            "--type",
+            kind,
+            "-p",
+            body,
+        ])
+    };
+    let err = patch("merge", "5");
+    assert!(
+        err.contains("Error from server (BadRequest)") && err.contains("Invalid JSON Patch"),
+        "{err}"
+    );
+    let err = patch("json", r#"[{"op": "replace", "path": "", "value": 1}]"#);
+    assert!(
+        err.contains("The request is invalid: patch: Invalid value: \"1\": couldn't get version/kind")
+            && err.contains("cannot unmarshal number"),
+        "{err}"
+    );
+    let deep_value = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let deep_path = "/0".repeat(60);
+    let ops = format!(
+        r#"[{{"op": "add", "path": "/a", "value": {deep_value}}}, {{"op": "add", "path": "/a{deep_path}", "value": {deep_value}}}]"#
+    );
+    let err = patch("json", &ops);
+    assert!(err.contains("nest deeper than 127 levels"), "{err}");
+    let mut copies = vec![json!({"op": "add", "path": "/data/k", "value": "x".repeat(50_000)})];
+    copies.extend((0..40).map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/c{i}")})));
+    let err = patch("json", &Value::Array(copies).to_string());
+    assert!(err.contains("Unable to complete the copy"), "{err}");
+    server.assert_serving();
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "configmap",
+            "cm",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.data.k}"
+        ]),
+        "v"
+    );
+}
