@@ -78,12 +78,15 @@ async fn ensure(rest: &Rest, group: &str, resource: &str, obj: Value, replace: b
         Ok(_) if replace => {
             req.name = Some(name.clone());
             req.verb = Verb::Update;
-            rest.update(def, &req, &Query::default(), obj)
+            rest.update(def, &req, &Query::parse(Some("fieldManager=kube-apiserver")), obj)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot update {resource} {name}: {}", e.message))?;
         }
         Ok(_) => {}
-        Err(e) if e.code == 404 => match rest.create(def, &req, &Query::default(), obj).await {
+        Err(e) if e.code == 404 => match rest
+            .create(def, &req, &Query::parse(Some("fieldManager=kube-apiserver")), obj)
+            .await
+        {
             Ok(_) => tracing::info!(resource, name, "created"),
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => anyhow::bail!("cannot create {resource} {name}: {}", e.message),

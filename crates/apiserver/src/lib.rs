@@ -5,18 +5,23 @@
 //! - `discovery`: `/version`, `/api`, `/apis` and resource lists.
 //! - `rest`: the generic handlers over the store; `watch`: watch streams; `filter`: selectors;
 //!   `table`: server-side printing; `validation`: shared validation; `objects`: metadata helpers.
+//! - `openapi`: `/openapi/v2` and `/openapi/v3` documents.
 //! - `defaults`, `strategy`, `admission`: what upstream fills in and resets on writes;
 //!   `allocator`: Service ClusterIPs and NodePorts; `bootstrap`: what exists from the start.
 
 mod admission;
 mod allocator;
+mod apply;
 pub mod authn;
 mod bootstrap;
 pub use bootstrap::SYSTEM_NAMESPACES;
+mod cache;
 mod defaults;
 pub mod discovery;
+mod field_validation;
 mod filter;
 mod objects;
+mod openapi;
 pub mod pki;
 mod quantity;
 mod query;
@@ -115,9 +120,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         &config.service_cidr,
         config.node_port_range,
     )?);
-    let rest = rest::Rest { store, services };
+    let rest = rest::Rest::new(store, services);
     bootstrap::run(&rest, advertise_address(addr), addr.port()).await?;
-    let state = Arc::new(server::State { rest, tokens });
+    let state = Arc::new(server::State {
+        rest,
+        tokens,
+        openapi: openapi::OpenApi::default(),
+    });
     let task = tokio::spawn(server::serve(listener, pki.server_config()?, state));
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "API server listening");
     Ok(Running {

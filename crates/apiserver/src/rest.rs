@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use apimachinery::resources::ResourceDef;
 use apimachinery::status::{ApiError, Cause};
+use apimachinery::strategic_merge;
 use base64::Engine;
 use serde_json::{Value, json};
 use store::{KeyRange, RangeRequest, Revision, Store, StoreError, WriteOutcome};
 
 use crate::allocator::{Claims, ServiceRanges};
+use crate::apply::Ownership;
 use crate::filter::Filter;
 use crate::objects::{self, from_store, meta_str, metadata_mut, now_rfc3339, to_store};
 use crate::query::Query;
@@ -27,8 +29,20 @@ const UPDATE_RETRIES: usize = 16;
 #[derive(Clone)]
 pub struct Rest {
     pub store: Arc<dyn Store>,
+    pub cache: Arc<crate::cache::Cache>,
     /// Where Services' ClusterIPs and NodePorts come from.
     pub services: Arc<ServiceRanges>,
+}
+
+impl Rest {
+    pub fn new(store: Arc<dyn Store>, services: Arc<ServiceRanges>) -> Rest {
+        let cache = crate::cache::Cache::new(store.clone());
+        Rest {
+            store,
+            cache,
+            services,
+        }
+    }
 }
 
 /// Maps a store failure to the API error a client sees.
@@ -70,6 +84,9 @@ impl Rest {
         let filter = Filter::from_query(def, query)?;
         let prefix = def.key_prefix(req.namespace.as_deref());
         let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+        if let Some(list) = self.list_from_cache(def, query, &filter, &prefix, limit).await? {
+            return Ok(list);
+        }
         let (mut range, mut at) = (KeyRange::prefix(&prefix), None);
         if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
             let (rv, start) = decode_continue(token)?;
@@ -130,12 +147,65 @@ impl Rest {
         )
     }
 
+    /// A list served by the watch cache, as upstream's cacher serves them: `resourceVersion=0`
+    /// (any state; `limit` ignored) and unpaginated lists at the latest or a minimum revision
+    /// (once the cache has caught up with it). Pages and exact revisions come from the store.
+    async fn list_from_cache(
+        &self,
+        def: &ResourceDef,
+        query: &Query,
+        filter: &Filter,
+        prefix: &str,
+        limit: Option<usize>,
+    ) -> Result<Option<Value>, ApiError> {
+        if query.get("continue").is_some_and(|c| !c.is_empty())
+            || query.get("resourceVersionMatch") == Some("Exact")
+        {
+            return Ok(None);
+        }
+        let min_revision = match query.get("resourceVersion").unwrap_or("") {
+            "0" => None,
+            _ if limit.is_some() => return Ok(None),
+            "" => Some(self.store.current_revision().await.map_err(store_error)?),
+            rv => Some(objects::parse_resource_version(rv)?),
+        };
+        let Some((revision, kvs)) = self.cache.list(&KeyRange::prefix(prefix), min_revision).await else {
+            return Ok(None);
+        };
+        let mut items = Vec::new();
+        for kv in &kvs {
+            let obj = from_store(&kv.value, kv.mod_revision)?;
+            if filter.matches(&obj) {
+                items.push(list_item(def, obj));
+            }
+        }
+        Ok(Some(json!({
+            "kind": def.list_kind(),
+            "apiVersion": def.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()},
+            "items": items,
+        })))
+    }
+
     pub async fn create(
         &self,
         def: &ResourceDef,
         req: &ResourceRequest,
         query: &Query,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        let ownership = Ownership::track(def, req, query)?;
+        self.create_with(def, req, query, obj, &ownership).await
+    }
+
+    /// Create, with field ownership recorded as `ownership` says.
+    pub(crate) async fn create_with(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        query: &Query,
         mut obj: Value,
+        ownership: &Ownership,
     ) -> Result<Value, ApiError> {
         check_type(def, &mut obj)?;
         check_namespace(def, req, &mut obj)?;
@@ -182,6 +252,7 @@ impl Rest {
         strategy::prepare_for_create(def, &mut obj);
         admission::admit_create(&*self.store, def, &mut obj).await?;
         validation::validate(def, &obj, None)?;
+        ownership.record(None, &mut obj);
         let name = objects::name(&obj).unwrap_or_default().to_owned();
         let key = def.key(objects::namespace(&obj), &name);
         let dry_run = query.dry_run()?;
@@ -238,13 +309,14 @@ impl Rest {
         let expected = objects::resource_version(&obj)?;
         let dry_run = query.dry_run()?;
         let subresource = req.subresource.clone();
-        self.guaranteed_update(def, req, expected, dry_run, move |current| {
+        let ownership = Ownership::track(def, req, query)?;
+        self.guaranteed_update(def, req, expected, dry_run, &ownership, move |current| {
             Ok(merge_update(current, obj.clone(), subresource.as_deref()))
         })
         .await
     }
 
-    /// PATCH: JSON patch, merge patch (and, for now, strategic merge patch as a merge patch).
+    /// PATCH: JSON patch, merge patch, strategic merge patch (built-in kinds only).
     pub async fn patch(
         &self,
         def: &ResourceDef,
@@ -253,23 +325,32 @@ impl Rest {
         content_type: &str,
         body: &[u8],
     ) -> Result<Value, ApiError> {
-        let patch: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let api_version = def.api_version();
         let kind = match content_type.split(';').next().unwrap_or("").trim() {
             "application/json-patch+json" => PatchKind::Json,
-            "application/merge-patch+json" | "application/strategic-merge-patch+json" => PatchKind::Merge,
-            other => return Err(ApiError::unsupported_media_type(other)),
+            "application/merge-patch+json" => PatchKind::Merge,
+            "application/strategic-merge-patch+json" if strategic_merge::supports(&api_version, def.kind) => {
+                PatchKind::Strategic
+            }
+            _ => return Err(strategic_merge::unsupported_patch_type(&api_version, def.kind)),
         };
+        let patch: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let expected = match kind {
-            PatchKind::Merge => objects::resource_version(&patch)?,
+            PatchKind::Merge | PatchKind::Strategic => objects::resource_version(&patch)?,
             PatchKind::Json => None,
         };
         let dry_run = query.dry_run()?;
+        let field_validation = crate::field_validation::Mode::from_query(query)?;
         let subresource = req.subresource.clone();
-        self.guaranteed_update(def, req, expected, dry_run, move |current| {
+        let ownership = Ownership::track(def, req, query)?;
+        self.guaranteed_update(def, req, expected, dry_run, &ownership, move |current| {
             let mut patched = current.clone();
             match kind {
                 PatchKind::Merge => json_patch::merge(&mut patched, &patch),
+                PatchKind::Strategic => {
+                    patched = strategic_merge::apply(&api_version, def.kind, current, &patch)?;
+                }
                 PatchKind::Json => {
                     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
@@ -283,6 +364,9 @@ impl Rest {
                     })?;
                 }
             }
+            // Unknown fields a patch brings in are dropped, or rejected under Strict (warnings
+            // for patches are not reported yet).
+            crate::field_validation::check(def, field_validation, &mut patched)?;
             Ok(merge_update(current, patched, subresource.as_deref()))
         })
         .await
@@ -296,6 +380,7 @@ impl Rest {
         req: &ResourceRequest,
         expected: Option<Revision>,
         dry_run: bool,
+        ownership: &Ownership,
         change: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
         let name = req.name.as_deref().unwrap_or_default();
@@ -317,6 +402,7 @@ impl Rest {
                 .allocate(&*self.store, def, &mut updated, Some(&current))
                 .await?;
             validation::validate(def, &updated, Some(&current))?;
+            ownership.record(Some(&current), &mut updated);
             if strip_rv(&updated) == strip_rv(&current) {
                 // No change: upstream writes nothing and keeps the resourceVersion.
                 return Ok(current);
@@ -471,6 +557,7 @@ impl Rest {
 enum PatchKind {
     Json,
     Merge,
+    Strategic,
 }
 
 fn strip_rv(obj: &Value) -> Value {
@@ -492,7 +579,7 @@ fn list_item(def: &ResourceDef, mut obj: Value) -> Value {
 
 /// The new state of an update: a write to the main resource keeps the current status (for
 /// kinds with a status subresource); a write to `/status` changes nothing but the status.
-fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>) -> Value {
+pub(crate) fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>) -> Value {
     match subresource {
         Some("status") => {
             let mut updated = current.clone();

@@ -12,6 +12,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use store::{KeyRange, RangeRequest};
 
+use crate::apply::Ownership;
 use crate::objects::{self, from_store, now_rfc3339};
 use crate::query::Query;
 use crate::request::{ResourceRequest, Verb};
@@ -69,7 +70,7 @@ pub async fn serve(
             .await
         }
         (Some("binding"), Verb::Create) | (None, Verb::Create) => {
-            bind(rest, req, body.unwrap_or_default()).await
+            bind(rest, req, query, body.unwrap_or_default()).await
         }
         (Some("eviction"), Verb::Create) => evict(rest, req, query, body.unwrap_or_default()).await,
         _ => Err(ApiError::method_not_allowed()),
@@ -126,32 +127,40 @@ async fn set_replicas(
     change: impl Fn(Value) -> Result<Value, ApiError>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let name = req.name.clone().unwrap_or_default();
+    let ownership = Ownership::track(def, req, query)?;
     let updated = rest
-        .guaranteed_update(def, &main(req), expected, query.dry_run()?, |current| {
-            let scale = change(scale_of(def, current))?;
-            let replicas = &scale["spec"]["replicas"];
-            let invalid = |detail: &str| {
-                ApiError::invalid(
-                    "autoscaling",
-                    "Scale",
-                    &name,
-                    vec![Cause::invalid("spec.replicas", replicas, detail)],
-                )
-            };
-            let n = match replicas {
-                Value::Null => 0,
-                v => v.as_i64().ok_or_else(|| invalid("must be an integer"))?,
-            };
-            if n < 0 {
-                return Err(invalid("must be greater than or equal to 0"));
-            }
-            if n > i64::from(i32::MAX) {
-                return Err(invalid("must be less than or equal to 2147483647"));
-            }
-            let mut obj = current.clone();
-            obj["spec"]["replicas"] = n.into();
-            Ok(obj)
-        })
+        .guaranteed_update(
+            def,
+            &main(req),
+            expected,
+            query.dry_run()?,
+            &ownership,
+            |current| {
+                let scale = change(scale_of(def, current))?;
+                let replicas = &scale["spec"]["replicas"];
+                let invalid = |detail: &str| {
+                    ApiError::invalid(
+                        "autoscaling",
+                        "Scale",
+                        &name,
+                        vec![Cause::invalid("spec.replicas", replicas, detail)],
+                    )
+                };
+                let n = match replicas {
+                    Value::Null => 0,
+                    v => v.as_i64().ok_or_else(|| invalid("must be an integer"))?,
+                };
+                if n < 0 {
+                    return Err(invalid("must be greater than or equal to 0"));
+                }
+                if n > i64::from(i32::MAX) {
+                    return Err(invalid("must be less than or equal to 2147483647"));
+                }
+                let mut obj = current.clone();
+                obj["spec"]["replicas"] = n.into();
+                Ok(obj)
+            },
+        )
         .await?;
     Ok((StatusCode::OK, scale_of(def, &updated)))
 }
@@ -169,7 +178,12 @@ fn created() -> (StatusCode, Value) {
 }
 
 /// Assigns the pod to the binding's node: spec.nodeName and a PodScheduled condition.
-async fn bind(rest: &Rest, req: &ResourceRequest, binding: Value) -> Result<(StatusCode, Value), ApiError> {
+async fn bind(
+    rest: &Rest,
+    req: &ResourceRequest,
+    query: &Query,
+    binding: Value,
+) -> Result<(StatusCode, Value), ApiError> {
     let name = req
         .name
         .clone()
@@ -206,7 +220,12 @@ async fn bind(rest: &Rest, req: &ResourceRequest, binding: Value) -> Result<(Sta
         verb: Verb::Update,
         ..req.clone()
     };
-    rest.guaranteed_update(pods(), &pod_req, None, false, |current| {
+    let binding_req = ResourceRequest {
+        subresource: Some("binding".into()),
+        ..pod_req.clone()
+    };
+    let ownership = Ownership::track(pods(), &binding_req, query)?;
+    rest.guaranteed_update(pods(), &pod_req, None, false, &ownership, |current| {
         if objects::meta_str(current, "deletionTimestamp").is_some() {
             return Err(ApiError::conflict(
                 gr,
@@ -270,7 +289,7 @@ async fn evict(
     let ignores_budget = matches!(phase, "Succeeded" | "Failed" | "Pending")
         || objects::meta_str(&pod, "deletionTimestamp").is_some();
     if !ignores_budget && let Some(pdb) = check_budget(rest, &pod).await? {
-        take_disruption(rest, &pdb, &name).await?;
+        take_disruption(rest, query, &pdb, &name).await?;
     }
     let mut options = eviction["deleteOptions"].clone();
     if !options.is_object() {
@@ -341,7 +360,7 @@ async fn check_budget(rest: &Rest, pod: &Value) -> Result<Option<Value>, ApiErro
 
 /// Counts the eviction against the budget (the disruption controller confirms it later), so
 /// that concurrent evictions cannot together exceed it.
-async fn take_disruption(rest: &Rest, pdb: &Value, pod: &str) -> Result<(), ApiError> {
+async fn take_disruption(rest: &Rest, query: &Query, pdb: &Value, pod: &str) -> Result<(), ApiError> {
     let def = resources::find("policy", "v1", "poddisruptionbudgets").expect("built in");
     let req = ResourceRequest {
         group: "policy".into(),
@@ -353,7 +372,8 @@ async fn take_disruption(rest: &Rest, pdb: &Value, pod: &str) -> Result<(), ApiE
         verb: Verb::Update,
     };
     let expected = objects::resource_version(pdb)?;
-    rest.guaranteed_update(def, &req, expected, false, |current| {
+    let ownership = Ownership::track(def, &req, query)?;
+    rest.guaranteed_update(def, &req, expected, false, &ownership, |current| {
         let mut updated = current.clone();
         let allowed = current["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
         updated["status"]["disruptionsAllowed"] = (allowed - 1).max(0).into();

@@ -82,14 +82,15 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `kubectl create --validate=false -f` of a manifest written to `file`; returns stdout.
+    /// `kubectl create -f` of a manifest written to `file` (validated by the server, strictly, as
+    /// kubectl asks by default); returns stdout.
     fn create(&self, file: &str, yaml: &str) -> String {
-        self.ok(&["create", "--validate=false", "-f", &manifest(self, file, yaml)])
+        self.ok(&["create", "-f", &manifest(self, file, yaml)])
     }
 
     /// Like [`Server::create`], expecting failure; returns stderr.
     fn create_fails(&self, file: &str, yaml: &str) -> String {
-        self.fails(&["create", "--validate=false", "-f", &manifest(self, file, yaml)])
+        self.fails(&["create", "-f", &manifest(self, file, yaml)])
     }
 
     /// Runs kubectl expecting failure; returns stderr.
@@ -159,9 +160,9 @@ fn is_age(cell: &str) -> bool {
         && cell.chars().all(|c| c.is_ascii_digit() || "smhdy".contains(c))
 }
 
-// kubectl ≥ 1.32 sends its generators' objects (`kubectl create namespace …`) as protobuf, which
-// the server decodes for some kinds so far; and `create -f` validates against OpenAPI by default,
-// which is not served yet. So most tests create from manifests with --validate=false (JSON).
+// kubectl ≥ 1.32 sends its generators' objects (`kubectl create namespace …`) as protobuf; files
+// (`create -f`) go as JSON, with `fieldValidation=Strict` once kubectl found the parameter in
+// /openapi/v3.
 
 #[test]
 fn kubectl_generators_send_protobuf() {
@@ -534,7 +535,7 @@ fn stale_updates_conflict_and_unauthenticated_requests_are_refused() {
         "stale.json",
         &old.replace("\"v\": \"1\"", "\"v\": \"3\""),
     );
-    let conflict = server.fails(&["replace", "--validate=false", "-f", &stale]);
+    let conflict = server.fails(&["replace", "-f", &stale]);
     assert!(conflict.contains("the object has been modified"), "{conflict}");
     assert_eq!(
         server.ok(&["get", "configmap", "x", "-n", "c", "-o", "jsonpath={.data.v}"]),
@@ -1039,7 +1040,9 @@ fn scale_binding_and_eviction_subresources() {
     // Binding assigns a node once.
     server.ok(&["run", "p", "--image=nginx", "--labels=app=p"]);
     let binding = "apiVersion: v1\nkind: Binding\nmetadata:\n  name: p\ntarget:\n  apiVersion: v1\n  kind: Node\n  name: node-1\n";
-    server.create("binding.yaml", binding);
+    // (--validate=false: kubectl finds Binding in no OpenAPI v3 document and asks for v2.)
+    let binding = manifest(&server, "binding.yaml", binding);
+    server.ok(&["create", "--validate=false", "-f", &binding]);
     assert_eq!(
         server.ok(&[
             "get",
@@ -1050,7 +1053,7 @@ fn scale_binding_and_eviction_subresources() {
         ]),
         "node-1 PodScheduled=True"
     );
-    let err = server.create_fails("binding.yaml", binding);
+    let err = server.fails(&["create", "--validate=false", "-f", &binding]);
     assert!(
         err.contains("Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"node-1\""),
         "{err}"
@@ -1208,4 +1211,179 @@ fn default_classes_and_daemonset_template_generation() {
         ]),
         "0 1"
     );
+}
+
+const DEPLOYMENT_WITH_UNKNOWN_FIELD: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: c
+        image: nginx:1.25
+        bogus: 1
+";
+
+#[test]
+fn openapi_drives_explain_and_server_side_field_validation() {
+    let server = Server::start();
+    // explain reads /openapi/v3.
+    let explained = server.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        explained.contains("FIELD: strategy <DeploymentStrategy>"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+        "{explained}"
+    );
+    let explained = server.ok(&["explain", "pods.spec.containers.ports"]);
+    assert!(
+        explained.contains("containerPort\t<integer> -required-"),
+        "{explained}"
+    );
+
+    // kubectl validates strictly by default, and the server names the unknown field as upstream.
+    let file = manifest(&server, "deploy.yaml", DEPLOYMENT_WITH_UNKNOWN_FIELD);
+    let err = server.fails(&["create", "-f", &file]);
+    assert!(
+        err.contains(
+            "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: \
+             unknown field \"spec.template.spec.containers[0].bogus\""
+        ),
+        "{err}"
+    );
+    // --validate=warn: created with a warning, the unknown field dropped.
+    let out = server.kubectl(&["create", "--validate=warn", "-f", &file]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains("Warning: unknown field \"spec.template.spec.containers[0].bogus\""),
+        "{warned}"
+    );
+    let containers = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0]}",
+    ]);
+    assert!(!containers.contains("bogus"), "{containers}");
+
+    // The documents themselves: v3 lists each group-version with a hash; v2 has every kind.
+    let root = server.ok(&["get", "--raw", "/openapi/v3"]);
+    assert!(
+        root.contains("\"apis/apps/v1\":{\"serverRelativeURL\":\"/openapi/v3/apis/apps/v1?hash="),
+        "{root}"
+    );
+    let v2: serde_json::Value = serde_json::from_str(&server.ok(&["get", "--raw", "/openapi/v2"])).unwrap();
+    assert_eq!(
+        v2["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]["x-kubernetes-patch-merge-key"],
+        "name"
+    );
+}
+
+const APPLIED_DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {team: a, tier: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: c
+        image: nginx:1.25
+";
+
+#[test]
+fn server_side_apply_tracks_owners_conflicts_and_removals() {
+    let server = Server::start();
+    let file = manifest(&server, "web.yaml", APPLIED_DEPLOYMENT);
+    let out = server.ok(&["apply", "--server-side", "-f", &file]);
+    assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
+    let rv = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    server.ok(&["apply", "--server-side", "-f", &file]);
+    let again = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    assert_eq!(rv, again, "re-applying the same configuration writes nothing");
+    let managers = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation};{end}",
+    ]);
+    assert_eq!(managers, "kubectl/Apply;");
+    let fields = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[0].fieldsV1}",
+    ]);
+    assert!(fields.contains(r#""f:selector":{}"#), "atomic selector: {fields}");
+    assert!(
+        fields.contains(r#""k:{\"name\":\"c\"}":{".":{},"f:image":{},"f:name":{}}"#),
+        "{fields}"
+    );
+
+    // Another manager changes the replicas: applying a different value conflicts, as upstream says.
+    server.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":4}}"#]);
+    let three = APPLIED_DEPLOYMENT.replace("replicas: 2", "replicas: 3");
+    let file = manifest(&server, "web.yaml", &three);
+    let err = server.fails(&["apply", "--server-side", "-f", &file]);
+    assert!(
+        err.contains(
+            "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using apps/v1: .spec.replicas"
+        ),
+        "{err}"
+    );
+    server.ok(&["apply", "--server-side", "--force-conflicts", "-f", &file]);
+    assert_eq!(
+        server.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+
+    // Dropping a field from the configuration removes it.
+    let fewer = three.replace("labels: {team: a, tier: web}", "labels: {team: a}");
+    let file = manifest(&server, "web.yaml", &fewer);
+    server.ok(&["apply", "--server-side", "-f", &file]);
+    let labels = server.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.labels}"]);
+    assert_eq!(labels, r#"{"team":"a"}"#);
+
+    // Two appliers share a map key by key.
+    let cm = |key: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  {key}: \"1\"\n")
+    };
+    let file = manifest(&server, "a.yaml", &cm("a"));
+    server.ok(&["apply", "--server-side", "--field-manager=first", "-f", &file]);
+    let file = manifest(&server, "b.yaml", &cm("b"));
+    server.ok(&["apply", "--server-side", "--field-manager=second", "-f", &file]);
+    let data = server.ok(&["get", "cm", "shared", "-o", "jsonpath={.data}"]);
+    assert_eq!(data, r#"{"a":"1","b":"1"}"#);
 }
