@@ -77,7 +77,9 @@ pub fn prepare_for_update(def: &ResourceDef, old: &Value, new: &mut Value) {
 /// the status struct as upstream serializes it (fields without `omitempty` appear as 0).
 fn initial_status(def: &ResourceDef) -> Option<Value> {
     Some(match (def.group, def.plural) {
-        ("apps", "deployments") | ("batch", "jobs") | ("batch", "cronjobs") => json!({}),
+        ("apps", "deployments") | ("batch", "jobs") | ("batch", "cronjobs") | ("", "resourcequotas") => {
+            json!({})
+        }
         ("apps", "replicasets") | ("", "replicationcontrollers") => json!({"replicas": 0}),
         ("apps", "statefulsets") => json!({"replicas": 0, "availableReplicas": 0}),
         ("apps", "daemonsets") => json!({
