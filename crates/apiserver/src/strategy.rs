@@ -85,10 +85,9 @@ fn initial_status(def: &ResourceDef) -> Option<Value> {
         ("apps", "daemonsets") => json!({
             "currentNumberScheduled": 0, "numberMisscheduled": 0,
             "desiredNumberScheduled": 0, "numberReady": 0}),
-        ("autoscaling", "horizontalpodautoscalers") if def.version == "v1" => {
-            json!({"currentReplicas": 0, "desiredReplicas": 0})
-        }
-        ("autoscaling", "horizontalpodautoscalers") => json!({"desiredReplicas": 0}),
+        // v1 requires currentReplicas; v1 and v2 share storage without conversion yet, so both
+        // versions start with it.
+        ("autoscaling", "horizontalpodautoscalers") => json!({"currentReplicas": 0, "desiredReplicas": 0}),
         ("policy", "poddisruptionbudgets") => json!({
             "disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}),
         ("", "services") | ("networking.k8s.io", "ingresses") => json!({"loadBalancer": {}}),

@@ -296,3 +296,38 @@ fn rbac_claims_autoscalers_and_classes() {
         "StorageClass.storage.k8s.io \"s\" is invalid: provisioner: Required value"
     );
 }
+
+/// Every kind's defaults, strategy and validation take any JSON shape without panicking.
+#[test]
+fn odd_shapes_never_panic() {
+    let weird = [
+        json!({"metadata": {"name": "x", "labels": 1, "annotations": [1]}, "spec": "x", "status": 3}),
+        json!({"metadata": {"name": "x"}, "spec": {"template": "t", "selector": 1, "ports": [1, "a", null],
+            "containers": {"a": 1}, "volumes": [null], "jobTemplate": 1, "strategy": "s", "updateStrategy": [],
+            "volumeClaimTemplates": [1], "type": 5, "clusterIP": 7, "resources": "r"}}),
+        json!({"metadata": {"name": "x"}, "spec": {"template": {"metadata": 1, "spec": {"containers": [1, {"name": 2,
+            "ports": [{"containerPort": "x"}], "resources": {"limits": 1, "requests": {"cpu": []}},
+            "env": [{"valueFrom": 1}], "livenessProbe": 1}], "volumes": [{"name": "v", "secret": 1}]}}}}),
+        json!({"metadata": {"name": "x"}, "data": 1, "stringData": {"a": 1}, "rules": [1], "subjects": 1,
+            "roleRef": "r", "template": [], "subsets": [{"ports": 1}], "ports": [1], "value": "v"}),
+        json!([]),
+        json!({}),
+    ];
+    for def in apimachinery::resources::BUILTIN
+        .iter()
+        .filter(|d| !d.storage.is_empty())
+    {
+        for obj in &weird {
+            let mut obj = obj.clone();
+            crate::defaults::apply(def, &mut obj);
+            if !obj.is_object() {
+                continue;
+            }
+            crate::strategy::prepare_for_create(def, &mut obj);
+            let _ = validate(def, &obj, None);
+            let old = obj.clone();
+            crate::strategy::prepare_for_update(def, &old, &mut obj);
+            let _ = validate(def, &obj, Some(&old));
+        }
+    }
+}
