@@ -66,11 +66,29 @@ type NameRule = fn(&str) -> Vec<String>;
 /// Upstream's name rule per kind: DNS labels for namespaces, RFC 1035 labels for services,
 /// DNS subdomains for the rest.
 fn name_rule(def: &ResourceDef) -> NameRule {
-    match def.plural {
-        "namespaces" => dns1123_label,
-        "services" => dns1035_label,
+    match (def.group, def.plural) {
+        ("", "namespaces") => dns1123_label,
+        ("", "services") => dns1035_label,
+        // RBAC names are path segments: `system:controller:…` is a valid role name.
+        ("rbac.authorization.k8s.io", _) => path_segment,
         _ => dns1123_subdomain,
     }
+}
+
+/// Upstream's `IsValidPathSegmentName`.
+pub fn path_segment(s: &str) -> Vec<String> {
+    match s {
+        "." => return vec!["may not be '.'".to_owned()],
+        ".." => return vec!["may not be '..'".to_owned()],
+        _ => {}
+    }
+    let mut errs = Vec::new();
+    for illegal in ["/", "%"] {
+        if s.contains(illegal) {
+            errs.push(format!("may not contain '{illegal}'"));
+        }
+    }
+    errs
 }
 
 const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";

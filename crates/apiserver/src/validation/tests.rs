@@ -43,6 +43,19 @@ fn names_follow_the_kind_rule() {
         message("", "namespaces", json!({"metadata": {"name": "a.b"}})),
         ""
     );
+    let role = |name: &str| json!({"metadata": {"name": name}, "rules": []});
+    assert_eq!(
+        message(
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            role("system:controller:x")
+        ),
+        ""
+    );
+    assert_eq!(
+        message("rbac.authorization.k8s.io", "clusterroles", role("a/b")),
+        "ClusterRole.rbac.authorization.k8s.io \"a/b\" is invalid: metadata.name: Invalid value: \"a/b\": may not contain '/'"
+    );
     let svc = json!({"metadata": {"name": "1abc"}, "spec": {"ports": [{"port": 80}]}});
     assert!(message("", "services", svc).contains("a DNS-1035 label"));
 }
