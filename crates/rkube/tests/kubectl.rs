@@ -1387,3 +1387,43 @@ fn server_side_apply_tracks_owners_conflicts_and_removals() {
     let data = server.ok(&["get", "cm", "shared", "-o", "jsonpath={.data}"]);
     assert_eq!(data, r#"{"a":"1","b":"1"}"#);
 }
+
+#[test]
+fn limit_ranges_fill_in_and_bound_container_resources() {
+    let server = Server::start();
+    server.create(
+        "limits.yaml",
+        "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: limits\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 500m, memory: 256Mi}\n    defaultRequest: {cpu: 0.1}\n    max: {memory: 1Gi}\n",
+    );
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "limits",
+            "limits",
+            "-o",
+            "jsonpath={.spec.limits[0].defaultRequest}"
+        ]),
+        r#"{"cpu":"100m","memory":"256Mi"}"#
+    );
+    server.ok(&["run", "p", "--image=nginx:1.27"]);
+    let pod = json_of(&server.ok(&["get", "pod", "p", "-o", "json"]));
+    assert_eq!(
+        pod["spec"]["containers"][0]["resources"],
+        serde_json::json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "256Mi"}})
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container p; cpu, memory limit for container p"
+    );
+    assert_eq!(pod["status"]["qosClass"], "Burstable");
+    let err = server.create_fails(
+        "big.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\nspec:\n  containers:\n  - name: c\n    image: nginx:1.27\n    resources:\n      limits: {memory: 2Gi}\n",
+    );
+    assert!(
+        err.contains(
+            "pods \"big\" is forbidden: maximum memory usage per Container is 1Gi, but limit is 2Gi"
+        ),
+        "{err}"
+    );
+}

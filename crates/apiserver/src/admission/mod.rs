@@ -2,9 +2,12 @@
 //! NamespaceLifecycle (no content in missing or terminating namespaces, system namespaces stay),
 //! for pods ServiceAccount (the `default` service account), Priority (priority and preemption
 //! policy from the pod's PriorityClass, or the global default) and DefaultTolerationSeconds
-//! (tolerate not-ready and unreachable nodes for 300 s), DefaultStorageClass for claims and
+//! (tolerate not-ready and unreachable nodes for 300 s) and LimitRanger (`limit_ranger`),
+//! DefaultStorageClass for claims and
 //! DefaultIngressClass for ingresses. Pod templates inside workloads do not get the pod plugins'
 //! changes; their pods do when the controllers create them.
+
+mod limit_ranger;
 
 use apimachinery::resources::{self, ResourceDef};
 use apimachinery::status::ApiError;
@@ -57,7 +60,31 @@ pub async fn admit_create(store: &dyn Store, def: &ResourceDef, obj: &mut Value)
         spec.insert("serviceAccount".into(), "default".into());
     }
     default_tolerations(spec);
-    priority(store, obj).await
+    priority(store, obj).await?;
+    limit_ranges(store, obj).await
+}
+
+/// LimitRanger, with the LimitRanges of the pod's namespace.
+async fn limit_ranges(store: &dyn Store, pod: &mut Value) -> Result<(), ApiError> {
+    let def = resources::find("", "v1", "limitranges").expect("built in");
+    let prefix = def.key_prefix(objects::namespace(pod));
+    let resp = store
+        .range(RangeRequest::new(KeyRange::prefix(&prefix)))
+        .await
+        .map_err(store_error)?;
+    if resp.kvs.is_empty() {
+        return Ok(());
+    }
+    let ranges = resp
+        .kvs
+        .iter()
+        .map(|kv| from_store(&kv.value, kv.mod_revision))
+        .collect::<Result<Vec<_>, _>>()?;
+    match limit_ranger::admit(pod, &ranges).as_slice() {
+        [] => Ok(()),
+        [one] => Err(forbidden(pod, one)),
+        many => Err(forbidden(pod, &format!("[{}]", many.join(", ")))),
+    }
 }
 
 async fn namespace_lifecycle(
