@@ -344,3 +344,35 @@ fn odd_shapes_never_panic() {
         }
     }
 }
+
+#[test]
+fn ingresses_and_disruption_budgets() {
+    let ingress = |path: Value| {
+        json!({"metadata": {"name": "i"}, "spec": {"rules": [{"host": "example.com",
+        "http": {"paths": [path]}}]}})
+    };
+    let ok = json!({"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}});
+    assert_eq!(message("networking.k8s.io", "ingresses", ingress(ok)), "");
+    let bad = json!({"path": "api", "backend": {"service": {"name": "web", "port": {}}}});
+    assert_eq!(
+        message("networking.k8s.io", "ingresses", ingress(bad)),
+        "Ingress.networking.k8s.io \"i\" is invalid: [spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified, spec.rules[0].http.paths[0].backend.service.port: Invalid value: networking.ServiceBackendPort{Name:\"\", Number:0}: port name or number is required]"
+    );
+    let pdb = |spec: Value| json!({"metadata": {"name": "b"}, "spec": spec});
+    assert_eq!(
+        message(
+            "policy",
+            "poddisruptionbudgets",
+            pdb(json!({"minAvailable": "50%"}))
+        ),
+        ""
+    );
+    assert_eq!(
+        message(
+            "policy",
+            "poddisruptionbudgets",
+            pdb(json!({"maxUnavailable": "150%"}))
+        ),
+        "PodDisruptionBudget.policy \"b\" is invalid: spec.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%"
+    );
+}
