@@ -114,6 +114,8 @@ pub fn has_generation(def: &ResourceDef) -> bool {
             | "ingressclasses"
             | "customresourcedefinitions"
             | "pods"
+            | "podtemplates"
+            | "endpointslices"
     )
 }
 
