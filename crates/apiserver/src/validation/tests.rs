@@ -376,3 +376,25 @@ fn ingresses_and_disruption_budgets() {
         "PodDisruptionBudget.policy \"b\" is invalid: spec.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%"
     );
 }
+
+#[test]
+fn finalizers_and_owner_references() {
+    let cm = |meta: Value| json!({"metadata": meta});
+    assert_eq!(
+        message(
+            "",
+            "configmaps",
+            cm(json!({"name": "c", "finalizers": ["kubernetes", "example.com/x", "mine"]}))
+        ),
+        "ConfigMap \"c\" is invalid: metadata.finalizers: Invalid value: \"mine\": name is neither a standard finalizer name nor is it fully qualified"
+    );
+    let owner = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": ""});
+    assert_eq!(
+        message(
+            "",
+            "configmaps",
+            cm(json!({"name": "c", "ownerReferences": [owner]}))
+        ),
+        "ConfigMap \"c\" is invalid: metadata.ownerReferences.uid: Invalid value: \"\": uid must not be empty"
+    );
+}
