@@ -5,7 +5,8 @@
 //! - `discovery`: `/version`, `/api`, `/apis` and resource lists.
 //! - `rest`: the generic handlers over the store; `watch`: watch streams; `filter`: selectors;
 //!   `table`: server-side printing; `validation`: shared validation; `objects`: metadata helpers.
-//! - `openapi`: `/openapi/v2` and `/openapi/v3` documents.
+//! - `openapi`: `/openapi/v2` and `/openapi/v3` documents; `apply`: server-side apply and
+//!   managed fields; `cache`: the watch cache; `field_validation`: unknown fields.
 //! - `defaults`, `strategy`, `admission`: what upstream fills in and resets on writes;
 //!   `allocator`: Service ClusterIPs and NodePorts; `bootstrap`: what exists from the start.
 

@@ -70,7 +70,7 @@ pub async fn serve(
             .await
         }
         (Some("binding"), Verb::Create) | (None, Verb::Create) => {
-            bind(rest, req, query, body.unwrap_or_default()).await
+            bind(rest, req, body.unwrap_or_default()).await
         }
         (Some("eviction"), Verb::Create) => evict(rest, req, query, body.unwrap_or_default()).await,
         _ => Err(ApiError::method_not_allowed()),
@@ -127,14 +127,13 @@ async fn set_replicas(
     change: impl Fn(Value) -> Result<Value, ApiError>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let name = req.name.clone().unwrap_or_default();
-    let ownership = Ownership::track(def, req, query)?;
     let updated = rest
         .guaranteed_update(
             def,
             &main(req),
             expected,
             query.dry_run()?,
-            &ownership,
+            &Ownership::track(def, req, query)?,
             |current| {
                 let scale = change(scale_of(def, current))?;
                 let replicas = &scale["spec"]["replicas"];
@@ -181,12 +180,7 @@ fn created() -> (StatusCode, Value) {
 }
 
 /// Assigns the pod to the binding's node: spec.nodeName and a PodScheduled condition.
-async fn bind(
-    rest: &Rest,
-    req: &ResourceRequest,
-    query: &Query,
-    binding: Value,
-) -> Result<(StatusCode, Value), ApiError> {
+async fn bind(rest: &Rest, req: &ResourceRequest, binding: Value) -> Result<(StatusCode, Value), ApiError> {
     let name = req
         .name
         .clone()
@@ -223,11 +217,8 @@ async fn bind(
         verb: Verb::Update,
         ..req.clone()
     };
-    let binding_req = ResourceRequest {
-        subresource: Some("binding".into()),
-        ..pod_req.clone()
-    };
-    let ownership = Ownership::track(pods(), &binding_req, query)?;
+    // (The binding's writer is the scheduler; bindings carry no field manager.)
+    let ownership = Ownership::track(pods(), &pod_req, &Query::default())?;
     rest.guaranteed_update(pods(), &pod_req, None, false, &ownership, |current| {
         if objects::meta_str(current, "deletionTimestamp").is_some() {
             return Err(ApiError::conflict(
@@ -295,7 +286,7 @@ async fn evict(
     let ignores_budget = matches!(phase, "Succeeded" | "Failed" | "Pending")
         || objects::meta_str(&pod, "deletionTimestamp").is_some();
     if !ignores_budget && let Some(pdb) = check_budget(rest, &pod).await? {
-        take_disruption(rest, query, &pdb, &name).await?;
+        take_disruption(rest, &pdb, &name).await?;
     }
     let mut options = eviction["deleteOptions"].clone();
     if !options.is_object() {
@@ -366,7 +357,7 @@ async fn check_budget(rest: &Rest, pod: &Value) -> Result<Option<Value>, ApiErro
 
 /// Counts the eviction against the budget (the disruption controller confirms it later), so
 /// that concurrent evictions cannot together exceed it.
-async fn take_disruption(rest: &Rest, query: &Query, pdb: &Value, pod: &str) -> Result<(), ApiError> {
+async fn take_disruption(rest: &Rest, pdb: &Value, pod: &str) -> Result<(), ApiError> {
     let def = resources::find("policy", "v1", "poddisruptionbudgets").expect("built in");
     let req = ResourceRequest {
         group: "policy".into(),
@@ -378,8 +369,7 @@ async fn take_disruption(rest: &Rest, query: &Query, pdb: &Value, pod: &str) -> 
         verb: Verb::Update,
     };
     let expected = objects::resource_version(pdb)?;
-    let ownership = Ownership::track(def, &req, query)?;
-    rest.guaranteed_update(def, &req, expected, false, &ownership, |current| {
+    rest.guaranteed_update(def, &req, expected, false, &Ownership::Computed, |current| {
         let mut updated = current.clone();
         if !updated["status"].is_object() {
             updated["status"] = json!({});

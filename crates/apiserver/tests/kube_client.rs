@@ -315,7 +315,8 @@ async fn server_side_apply_through_kube_rs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strategic_merge_patch_merges_lists_by_key() {
-    // A PodTemplate: a pod's own spec is fixed but for images (upstream's pod update rule).
+    // A PodTemplate: a pod's containers cannot change after creation (upstream's pod update
+    // rule), a template's can.
     use k8s_openapi::api::core::v1::PodTemplate;
     let cluster = start().await;
     namespace(&cluster.client, "smp").await;

@@ -708,6 +708,181 @@ fn get_watch_prints_table_rows_for_each_change() {
     );
 }
 
+const DEPLOYMENT_WITH_UNKNOWN_FIELD: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: c
+        image: nginx:1.25
+        bogus: 1
+";
+
+#[test]
+fn openapi_drives_explain_and_server_side_field_validation() {
+    let server = Server::start();
+    // explain reads /openapi/v3.
+    let explained = server.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        explained.contains("FIELD: strategy <DeploymentStrategy>"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+        "{explained}"
+    );
+    let explained = server.ok(&["explain", "pods.spec.containers.ports"]);
+    assert!(
+        explained.contains("containerPort\t<integer> -required-"),
+        "{explained}"
+    );
+
+    // kubectl validates strictly by default, and the server names the unknown field as upstream.
+    let file = manifest(&server, "deploy.yaml", DEPLOYMENT_WITH_UNKNOWN_FIELD);
+    let err = server.fails(&["create", "-f", &file]);
+    assert!(
+        err.contains(
+            "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: \
+             unknown field \"spec.template.spec.containers[0].bogus\""
+        ),
+        "{err}"
+    );
+    // --validate=warn: created with a warning, the unknown field dropped.
+    let out = server.kubectl(&["create", "--validate=warn", "-f", &file]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains("Warning: unknown field \"spec.template.spec.containers[0].bogus\""),
+        "{warned}"
+    );
+    let containers = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0]}",
+    ]);
+    assert!(!containers.contains("bogus"), "{containers}");
+
+    // The documents themselves: v3 lists each group-version with a hash; v2 has every kind.
+    let root = server.ok(&["get", "--raw", "/openapi/v3"]);
+    assert!(
+        root.contains("\"apis/apps/v1\":{\"serverRelativeURL\":\"/openapi/v3/apis/apps/v1?hash="),
+        "{root}"
+    );
+    let v2: serde_json::Value = serde_json::from_str(&server.ok(&["get", "--raw", "/openapi/v2"])).unwrap();
+    assert_eq!(
+        v2["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]["x-kubernetes-patch-merge-key"],
+        "name"
+    );
+}
+
+const APPLIED_DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {team: a, tier: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: c
+        image: nginx:1.25
+";
+
+#[test]
+fn server_side_apply_tracks_owners_conflicts_and_removals() {
+    let server = Server::start();
+    let file = manifest(&server, "web.yaml", APPLIED_DEPLOYMENT);
+    let out = server.ok(&["apply", "--server-side", "-f", &file]);
+    assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
+    let rv = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    server.ok(&["apply", "--server-side", "-f", &file]);
+    let again = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    assert_eq!(rv, again, "re-applying the same configuration writes nothing");
+    let managers = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation};{end}",
+    ]);
+    assert_eq!(managers, "kubectl/Apply;");
+    let fields = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[0].fieldsV1}",
+    ]);
+    assert!(fields.contains(r#""f:selector":{}"#), "atomic selector: {fields}");
+    assert!(
+        fields.contains(r#""k:{\"name\":\"c\"}":{".":{},"f:image":{},"f:name":{}}"#),
+        "{fields}"
+    );
+
+    // Another manager changes the replicas: applying a different value conflicts, as upstream says.
+    server.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":4}}"#]);
+    let three = APPLIED_DEPLOYMENT.replace("replicas: 2", "replicas: 3");
+    let file = manifest(&server, "web.yaml", &three);
+    let err = server.fails(&["apply", "--server-side", "-f", &file]);
+    assert!(
+        err.contains(
+            "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using apps/v1: .spec.replicas"
+        ),
+        "{err}"
+    );
+    server.ok(&["apply", "--server-side", "--force-conflicts", "-f", &file]);
+    assert_eq!(
+        server.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+
+    // Dropping a field from the configuration removes it.
+    let fewer = three.replace("labels: {team: a, tier: web}", "labels: {team: a}");
+    let file = manifest(&server, "web.yaml", &fewer);
+    server.ok(&["apply", "--server-side", "-f", &file]);
+    let labels = server.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.labels}"]);
+    assert_eq!(labels, r#"{"team":"a"}"#);
+
+    // Two appliers share a map key by key.
+    let cm = |key: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  {key}: \"1\"\n")
+    };
+    let file = manifest(&server, "a.yaml", &cm("a"));
+    server.ok(&["apply", "--server-side", "--field-manager=first", "-f", &file]);
+    let file = manifest(&server, "b.yaml", &cm("b"));
+    server.ok(&["apply", "--server-side", "--field-manager=second", "-f", &file]);
+    let data = server.ok(&["get", "cm", "shared", "-o", "jsonpath={.data}"]);
+    assert_eq!(data, r#"{"a":"1","b":"1"}"#);
+}
+
 /// A JSON document kubectl printed.
 fn json_of(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -1040,9 +1215,7 @@ fn scale_binding_and_eviction_subresources() {
     // Binding assigns a node once.
     server.ok(&["run", "p", "--image=nginx", "--labels=app=p"]);
     let binding = "apiVersion: v1\nkind: Binding\nmetadata:\n  name: p\ntarget:\n  apiVersion: v1\n  kind: Node\n  name: node-1\n";
-    // (--validate=false: kubectl finds Binding in no OpenAPI v3 document and asks for v2.)
-    let binding = manifest(&server, "binding.yaml", binding);
-    server.ok(&["create", "--validate=false", "-f", &binding]);
+    server.create("binding.yaml", binding);
     assert_eq!(
         server.ok(&[
             "get",
@@ -1053,7 +1226,7 @@ fn scale_binding_and_eviction_subresources() {
         ]),
         "node-1 PodScheduled=True"
     );
-    let err = server.fails(&["create", "--validate=false", "-f", &binding]);
+    let err = server.create_fails("binding.yaml", binding);
     assert!(
         err.contains("Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"node-1\""),
         "{err}"
@@ -1211,181 +1384,6 @@ fn default_classes_and_daemonset_template_generation() {
         ]),
         "0 1"
     );
-}
-
-const DEPLOYMENT_WITH_UNKNOWN_FIELD: &str = "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: c
-        image: nginx:1.25
-        bogus: 1
-";
-
-#[test]
-fn openapi_drives_explain_and_server_side_field_validation() {
-    let server = Server::start();
-    // explain reads /openapi/v3.
-    let explained = server.ok(&["explain", "deployment.spec.strategy"]);
-    assert!(
-        explained.contains("FIELD: strategy <DeploymentStrategy>"),
-        "{explained}"
-    );
-    assert!(
-        explained.contains("rollingUpdate\t<RollingUpdateDeployment>"),
-        "{explained}"
-    );
-    let explained = server.ok(&["explain", "pods.spec.containers.ports"]);
-    assert!(
-        explained.contains("containerPort\t<integer> -required-"),
-        "{explained}"
-    );
-
-    // kubectl validates strictly by default, and the server names the unknown field as upstream.
-    let file = manifest(&server, "deploy.yaml", DEPLOYMENT_WITH_UNKNOWN_FIELD);
-    let err = server.fails(&["create", "-f", &file]);
-    assert!(
-        err.contains(
-            "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: \
-             unknown field \"spec.template.spec.containers[0].bogus\""
-        ),
-        "{err}"
-    );
-    // --validate=warn: created with a warning, the unknown field dropped.
-    let out = server.kubectl(&["create", "--validate=warn", "-f", &file]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let warned = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        warned.contains("Warning: unknown field \"spec.template.spec.containers[0].bogus\""),
-        "{warned}"
-    );
-    let containers = server.ok(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0]}",
-    ]);
-    assert!(!containers.contains("bogus"), "{containers}");
-
-    // The documents themselves: v3 lists each group-version with a hash; v2 has every kind.
-    let root = server.ok(&["get", "--raw", "/openapi/v3"]);
-    assert!(
-        root.contains("\"apis/apps/v1\":{\"serverRelativeURL\":\"/openapi/v3/apis/apps/v1?hash="),
-        "{root}"
-    );
-    let v2: serde_json::Value = serde_json::from_str(&server.ok(&["get", "--raw", "/openapi/v2"])).unwrap();
-    assert_eq!(
-        v2["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]["x-kubernetes-patch-merge-key"],
-        "name"
-    );
-}
-
-const APPLIED_DEPLOYMENT: &str = "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  labels: {team: a, tier: web}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: c
-        image: nginx:1.25
-";
-
-#[test]
-fn server_side_apply_tracks_owners_conflicts_and_removals() {
-    let server = Server::start();
-    let file = manifest(&server, "web.yaml", APPLIED_DEPLOYMENT);
-    let out = server.ok(&["apply", "--server-side", "-f", &file]);
-    assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
-    let rv = server.ok(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.metadata.resourceVersion}",
-    ]);
-    server.ok(&["apply", "--server-side", "-f", &file]);
-    let again = server.ok(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.metadata.resourceVersion}",
-    ]);
-    assert_eq!(rv, again, "re-applying the same configuration writes nothing");
-    let managers = server.ok(&[
-        "get",
-        "deploy",
-        "web",
-        "--show-managed-fields",
-        "-o",
-        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation};{end}",
-    ]);
-    assert_eq!(managers, "kubectl/Apply;");
-    let fields = server.ok(&[
-        "get",
-        "deploy",
-        "web",
-        "--show-managed-fields",
-        "-o",
-        "jsonpath={.metadata.managedFields[0].fieldsV1}",
-    ]);
-    assert!(fields.contains(r#""f:selector":{}"#), "atomic selector: {fields}");
-    assert!(
-        fields.contains(r#""k:{\"name\":\"c\"}":{".":{},"f:image":{},"f:name":{}}"#),
-        "{fields}"
-    );
-
-    // Another manager changes the replicas: applying a different value conflicts, as upstream says.
-    server.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":4}}"#]);
-    let three = APPLIED_DEPLOYMENT.replace("replicas: 2", "replicas: 3");
-    let file = manifest(&server, "web.yaml", &three);
-    let err = server.fails(&["apply", "--server-side", "-f", &file]);
-    assert!(
-        err.contains(
-            "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using apps/v1: .spec.replicas"
-        ),
-        "{err}"
-    );
-    server.ok(&["apply", "--server-side", "--force-conflicts", "-f", &file]);
-    assert_eq!(
-        server.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
-        "3"
-    );
-
-    // Dropping a field from the configuration removes it.
-    let fewer = three.replace("labels: {team: a, tier: web}", "labels: {team: a}");
-    let file = manifest(&server, "web.yaml", &fewer);
-    server.ok(&["apply", "--server-side", "-f", &file]);
-    let labels = server.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.labels}"]);
-    assert_eq!(labels, r#"{"team":"a"}"#);
-
-    // Two appliers share a map key by key.
-    let cm = |key: &str| {
-        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  {key}: \"1\"\n")
-    };
-    let file = manifest(&server, "a.yaml", &cm("a"));
-    server.ok(&["apply", "--server-side", "--field-manager=first", "-f", &file]);
-    let file = manifest(&server, "b.yaml", &cm("b"));
-    server.ok(&["apply", "--server-side", "--field-manager=second", "-f", &file]);
-    let data = server.ok(&["get", "cm", "shared", "-o", "jsonpath={.data}"]);
-    assert_eq!(data, r#"{"a":"1","b":"1"}"#);
 }
 
 #[test]
