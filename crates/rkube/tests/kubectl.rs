@@ -1425,3 +1425,38 @@ fn limit_ranges_fill_in_and_bound_container_resources() {
         "{err}"
     );
 }
+
+#[test]
+fn pods_of_existing_service_accounts_mount_their_token() {
+    let server = Server::start();
+    server.ok(&["create", "serviceaccount", "default"]);
+    server.ok(&["run", "p", "--image=nginx:1.27"]);
+    let pod = json_of(&server.ok(&["get", "pod", "p", "-o", "json"]));
+    let volume = &pod["spec"]["volumes"][0];
+    let name = volume["name"].as_str().unwrap();
+    assert!(name.starts_with("kube-api-access-") && name.len() == 21, "{name}");
+    assert_eq!(volume["projected"]["defaultMode"], 420);
+    assert_eq!(
+        volume["projected"]["sources"][0],
+        serde_json::json!({"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}})
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        serde_json::json!([{"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}])
+    );
+    // An account that opts out gets no token.
+    server.create(
+        "quiet.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: quiet\nautomountServiceAccountToken: false\n",
+    );
+    server.ok(&[
+        "run",
+        "q",
+        "--image=nginx:1.27",
+        "--overrides={\"spec\":{\"serviceAccountName\":\"quiet\"}}",
+    ]);
+    assert_eq!(
+        server.ok(&["get", "pod", "q", "-o", "jsonpath={.spec.volumes}"]),
+        ""
+    );
+}
