@@ -220,6 +220,13 @@ fn services_need_ports_named_when_several() {
         err,
         "Service \"s\" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"
     );
+    let twice = json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "ports": [
+        {"name": "a", "port": 80, "nodePort": 30080}, {"name": "b", "port": 81, "nodePort": 30080},
+        {"name": "c", "port": 80, "protocol": "UDP", "nodePort": 30080}]}});
+    assert_eq!(
+        message("", "services", twice),
+        "Service \"s\" is invalid: spec.ports[1].nodePort: Duplicate value: 30080"
+    );
     let external = json!({"metadata": {"name": "s"}, "spec": {"type": "ExternalName"}});
     assert_eq!(
         message("", "services", external),
