@@ -125,6 +125,17 @@ pub fn bumps_generation(def: &ResourceDef, old: &Value, new: &Value) -> bool {
     if !has_generation(def) {
         return false;
     }
+    if def.plural == "pods" {
+        // Binding a pod to a node is not a spec change upstream (it bypasses the strategy).
+        let without_node = |pod: &Value| {
+            let mut pod = pod.clone();
+            if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("nodeName");
+            }
+            pod
+        };
+        return objects::spec_changed(&without_node(old), &without_node(new));
+    }
     if objects::spec_changed(old, new) {
         return true;
     }

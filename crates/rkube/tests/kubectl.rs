@@ -1226,6 +1226,10 @@ fn scale_binding_and_eviction_subresources() {
         ]),
         "node-1 PodScheduled=True"
     );
+    assert_eq!(
+        server.ok(&["get", "pod", "p", "-o", "jsonpath={.metadata.generation}"]),
+        "1"
+    );
     let err = server.create_fails("binding.yaml", binding);
     assert!(
         err.contains("Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"node-1\""),
