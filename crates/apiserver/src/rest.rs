@@ -327,8 +327,10 @@ impl Rest {
             meta.remove("generation");
         }
         defaults::apply(def, &mut obj);
-        strategy::prepare_for_create(def, &mut obj);
+        // Mutating admission runs before the strategy, as upstream's (the QoS class sees the
+        // resources LimitRanger filled in).
         admission::admit_create(&*self.store, def, &mut obj).await?;
+        strategy::prepare_for_create(def, &mut obj);
         validation::validate(def, &obj, None)?;
         ownership.record(None, &mut obj);
         let name = objects::name(&obj).unwrap_or_default().to_owned();

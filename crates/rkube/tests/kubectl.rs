@@ -1226,6 +1226,10 @@ fn scale_binding_and_eviction_subresources() {
         ]),
         "node-1 PodScheduled=True"
     );
+    assert_eq!(
+        server.ok(&["get", "pod", "p", "-o", "jsonpath={.metadata.generation}"]),
+        "1"
+    );
     let err = server.create_fails("binding.yaml", binding);
     assert!(
         err.contains("Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"node-1\""),
@@ -1383,5 +1387,80 @@ fn default_classes_and_daemonset_template_generation() {
             "jsonpath={.status.numberReady} {.spec.updateStrategy.rollingUpdate.maxUnavailable}"
         ]),
         "0 1"
+    );
+}
+
+#[test]
+fn limit_ranges_fill_in_and_bound_container_resources() {
+    let server = Server::start();
+    server.create(
+        "limits.yaml",
+        "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: limits\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 500m, memory: 256Mi}\n    defaultRequest: {cpu: 0.1}\n    max: {memory: 1Gi}\n",
+    );
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "limits",
+            "limits",
+            "-o",
+            "jsonpath={.spec.limits[0].defaultRequest}"
+        ]),
+        r#"{"cpu":"100m","memory":"256Mi"}"#
+    );
+    server.ok(&["run", "p", "--image=nginx:1.27"]);
+    let pod = json_of(&server.ok(&["get", "pod", "p", "-o", "json"]));
+    assert_eq!(
+        pod["spec"]["containers"][0]["resources"],
+        serde_json::json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "256Mi"}})
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container p; cpu, memory limit for container p"
+    );
+    assert_eq!(pod["status"]["qosClass"], "Burstable");
+    let err = server.create_fails(
+        "big.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\nspec:\n  containers:\n  - name: c\n    image: nginx:1.27\n    resources:\n      limits: {memory: 2Gi}\n",
+    );
+    assert!(
+        err.contains(
+            "pods \"big\" is forbidden: maximum memory usage per Container is 1Gi, but limit is 2Gi"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn pods_of_existing_service_accounts_mount_their_token() {
+    let server = Server::start();
+    server.ok(&["create", "serviceaccount", "default"]);
+    server.ok(&["run", "p", "--image=nginx:1.27"]);
+    let pod = json_of(&server.ok(&["get", "pod", "p", "-o", "json"]));
+    let volume = &pod["spec"]["volumes"][0];
+    let name = volume["name"].as_str().unwrap();
+    assert!(name.starts_with("kube-api-access-") && name.len() == 21, "{name}");
+    assert_eq!(volume["projected"]["defaultMode"], 420);
+    assert_eq!(
+        volume["projected"]["sources"][0],
+        serde_json::json!({"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}})
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        serde_json::json!([{"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}])
+    );
+    // An account that opts out gets no token.
+    server.create(
+        "quiet.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: quiet\nautomountServiceAccountToken: false\n",
+    );
+    server.ok(&[
+        "run",
+        "q",
+        "--image=nginx:1.27",
+        "--overrides={\"spec\":{\"serviceAccountName\":\"quiet\"}}",
+    ]);
+    assert_eq!(
+        server.ok(&["get", "pod", "q", "-o", "jsonpath={.spec.volumes}"]),
+        ""
     );
 }
