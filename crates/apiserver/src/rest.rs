@@ -241,6 +241,7 @@ impl Rest {
         } else {
             meta.remove("generation");
         }
+        objects::drop_empty_metadata_collections(&mut obj);
         strategy::prepare_for_create(def, &mut obj);
         validation::validate(def, &obj, None)?;
         ownership.record(None, &mut obj);
@@ -375,6 +376,7 @@ impl Rest {
             let current = from_store(&kv.value, kv.mod_revision)?;
             let mut updated = change(&current)?;
             preserve_system_fields(def, &current, &mut updated);
+            objects::drop_empty_metadata_collections(&mut updated);
             validation::validate(def, &updated, Some(&current))?;
             ownership.record(Some(&current), &mut updated);
             if strip_rv(&updated) == strip_rv(&current) {
