@@ -250,23 +250,46 @@ async fn route(
     }
 }
 
-/// `/openapi/v2`, `/openapi/v3` and `/openapi/v3/<group-version path>` (JSON only: clients
-/// that accept nothing but protobuf get 406 and fall back, as they do with older servers).
+/// `/openapi/v2`, `/openapi/v3` and `/openapi/v3/<group-version path>`: JSON, and v2 also as
+/// protobuf (client-go asks for nothing else); clients accepting only protobuf for v3 get 406
+/// and fall back to JSON, as they do with older servers.
 fn openapi(
     api: &crate::openapi::OpenApi,
     document: &str,
     query: &Query,
     accept: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let accepts_json = accept.is_empty()
-        || accept
+    use crate::openapi::v2_proto;
+    // The first media type of the Accept list that we serve decides.
+    let chosen = if accept.is_empty() {
+        Some("application/json")
+    } else {
+        accept
             .split(',')
             .map(|a| a.split(';').next().unwrap_or("").trim())
-            .any(|a| matches!(a, "application/json" | "application/*" | "*/*"));
-    if !accepts_json {
+            .find_map(|a| match a {
+                "application/json" | "application/*" | "*/*" => Some("application/json"),
+                v2_proto::MEDIA_TYPE if document == "v2" => Some(v2_proto::MEDIA_TYPE),
+                _ => None,
+            })
+    };
+    let Some(content_type) = chosen else {
         return Err(ApiError::not_acceptable(
             "only the following media types are accepted: application/json",
         ));
+    };
+    if content_type == v2_proto::MEDIA_TYPE {
+        let mut response = Response::new(full(api.documents().v2_protobuf()));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(v2_proto::CONTENT_TYPE),
+        );
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
+        return Ok(response);
     }
     let (body, cache_control) = match document {
         "v2" => (api.documents().v2.clone(), "no-cache, private"),

@@ -464,6 +464,13 @@ fn explain_reads_the_servers_openapi() {
                 && recursive.contains("  targetPort\t<IntOrString>\n"),
             "{recursive}"
         );
+        // The OpenAPI v2 document, as protobuf.
+        let v2 = k.ok(&["explain", "deploy.spec.strategy", "--output=plaintext-openapiv2"]);
+        assert!(
+            v2.starts_with("KIND:     Deployment\nVERSION:  apps/v1\n\nRESOURCE: strategy <Object>\n")
+                && v2.contains("   rollingUpdate\t<Object>\n"),
+            "{v2}"
+        );
         let err = k.fails(&["explain", "configmap.nope"]);
         assert!(err.contains("field \"nope\" does not exist"), "{err}");
     }
@@ -755,6 +762,18 @@ fn invalid_objects_and_stale_updates_fail_as_upstream() {
              alphanumeric character (e.g. 'example.com', regex used for validation is \
              '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')\n"
         );
+        // A kind the server lacks: kubectl's validation falls back from OpenAPI v3 to v2
+        // (protobuf), then the REST mapping fails as upstream's does.
+        let unknown = format!("apiVersion: v1\nkind: Nope\nmetadata:\n  name: thing\n  namespace: {ns}\n");
+        let path = server.manifest("kind.yaml", &unknown);
+        assert_eq!(
+            k.fails(&["apply", "-f", &path]),
+            format!(
+                "error: resource mapping not found for name: \"thing\" namespace: \"{ns}\" from \"{path}\": \
+                 no matches for kind \"Nope\" in version \"v1\"\nensure CRDs are installed first\n"
+            )
+        );
+
         // A stale replace conflicts; the object keeps the newer write.
         let old = k.ok(&["get", "cm", "x", "-n", &ns, "-o", "json"]);
         k.ok(&["patch", "cm", "x", "-n", &ns, "-p", r#"{"data":{"v":"2"}}"#]);

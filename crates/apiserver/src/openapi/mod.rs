@@ -13,10 +13,11 @@
 
 mod definitions;
 mod paths;
+pub mod v2_proto;
 mod v3;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use apimachinery::resources::{self, ResourceDef};
 use bytes::Bytes;
@@ -31,6 +32,8 @@ pub struct V3Document {
 /// The documents, built once from the served resources.
 pub struct Documents {
     pub v2: Bytes,
+    /// The v2 document as protobuf, encoded on first request.
+    v2_protobuf: OnceLock<Bytes>,
     /// Keyed by path below `/openapi/v3/`: `api/v1`, `apis/apps/v1`.
     pub v3: BTreeMap<String, V3Document>,
 }
@@ -120,7 +123,19 @@ fn build(served: &[&ResourceDef]) -> Documents {
     });
     Documents {
         v2: Bytes::from(serde_json::to_vec(&v2).expect("JSON")),
+        v2_protobuf: OnceLock::new(),
         v3,
+    }
+}
+
+impl Documents {
+    pub fn v2_protobuf(&self) -> Bytes {
+        self.v2_protobuf
+            .get_or_init(|| {
+                let doc: Value = serde_json::from_slice(&self.v2).expect("our own JSON");
+                Bytes::from(v2_proto::encode(&doc))
+            })
+            .clone()
     }
 }
 
