@@ -440,6 +440,7 @@ impl Rest {
             serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         };
+        validate_delete_options(&options, query)?;
         let dry_run = query.dry_run()?
             || options["dryRun"]
                 .as_array()
@@ -520,6 +521,43 @@ impl Rest {
         }
         list["items"] = Value::Array(deleted);
         Ok(list)
+    }
+}
+
+/// Upstream's ValidateDeleteOptions. Every valid propagation policy deletes at once for now:
+/// no garbage collector runs yet, and upstream's API server with the collector disabled
+/// (`--enable-garbage-collector=false`) ignores the policy the same way (recording
+/// `foregroundDeletion` / `orphan` finalizers with nothing to remove them would leave the
+/// object, and `kubectl delete --cascade=foreground`, waiting forever).
+fn validate_delete_options(options: &Value, query: &Query) -> Result<(), ApiError> {
+    let policy = match options.get("propagationPolicy") {
+        Some(Value::String(p)) => Some(p.clone()),
+        _ => query.get("propagationPolicy").map(str::to_owned),
+    };
+    let orphan = options.get("orphanDependents").is_some_and(|o| !o.is_null())
+        || query.get("orphanDependents").is_some();
+    let mut causes = Vec::new();
+    if let Some(policy) = &policy {
+        let value = Value::String(policy.clone());
+        if orphan {
+            causes.push(Cause::invalid(
+                "propagationPolicy",
+                &value,
+                "orphanDependents and deletionPropagation cannot be both set",
+            ));
+        }
+        if !matches!(policy.as_str(), "Foreground" | "Background" | "Orphan") {
+            causes.push(Cause::not_supported(
+                "propagationPolicy",
+                &value,
+                &["Foreground", "Background", "Orphan", "nil"],
+            ));
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("meta.k8s.io", "DeleteOptions", "", causes))
     }
 }
 
@@ -701,6 +739,33 @@ fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delete_options_are_validated_as_upstream() {
+        let none = Query::parse(None);
+        for ok in ["Foreground", "Background", "Orphan"] {
+            assert!(validate_delete_options(&json!({"propagationPolicy": ok}), &none).is_ok());
+        }
+        assert!(validate_delete_options(&json!({"orphanDependents": true}), &none).is_ok());
+        let err = validate_delete_options(&json!({"propagationPolicy": "Bogus"}), &none).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert_eq!(
+            err.message,
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"Bogus\": \
+             supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        );
+        let both = json!({"propagationPolicy": "Orphan", "orphanDependents": false});
+        let err = validate_delete_options(&both, &none).unwrap_err();
+        assert!(
+            err.message.ends_with(
+                "propagationPolicy: Invalid value: \"Orphan\": orphanDependents and deletionPropagation cannot be both set"
+            ),
+            "{}",
+            err.message
+        );
+        let query = Query::parse(Some("propagationPolicy=Sideways"));
+        assert!(validate_delete_options(&json!({}), &query).is_err());
+    }
 
     #[test]
     fn continue_tokens_round_trip() {

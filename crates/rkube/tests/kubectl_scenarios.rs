@@ -1060,3 +1060,23 @@ fn custom_resources_with_printer_columns() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs NamespaceLifecycle admission (branch defaults)"]
+fn content_in_missing_namespaces_is_refused() {
+    let server = Server::start();
+    for kubectl in kubectls() {
+        let k = server.with(kubectl);
+        assert_eq!(
+            k.fails(&["create", "cm", "x", "-n", "missing"]),
+            "error: failed to create configmap: namespaces \"missing\" not found\n"
+        );
+        let path = server.manifest("cm.yaml", &configmap("missing", "x", "a: b"));
+        assert_eq!(
+            k.fails(&["create", "-f", &path]),
+            format!(
+                "Error from server (NotFound): error when creating \"{path}\": namespaces \"missing\" not found\n"
+            )
+        );
+    }
+}
