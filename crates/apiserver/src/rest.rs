@@ -335,14 +335,9 @@ impl Rest {
                 PatchKind::Json => {
                     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                    json_patch::patch(&mut patched, &ops).map_err(|e| {
-                        ApiError::invalid(
-                            "",
-                            "",
-                            "",
-                            vec![Cause::new("FieldValueInvalid", "", e.to_string())],
-                        )
-                    })?;
+                    // Upstream answers a patch that does not apply with NewGenericServerResponse
+                    // (422, its own wording; the json-patch error itself is dropped).
+                    json_patch::patch(&mut patched, &ops).map_err(|_| ApiError::unprocessable())?;
                 }
             }
             // Unknown fields a patch brings in are dropped, or rejected under Strict (warnings
