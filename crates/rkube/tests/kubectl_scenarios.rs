@@ -1080,3 +1080,90 @@ fn content_in_missing_namespaces_is_refused() {
         );
     }
 }
+
+#[test]
+fn force_delete_replace_wait_generate_name_and_events() {
+    let server = Server::start();
+    for kubectl in kubectls() {
+        let k = server.with(kubectl);
+        let ns = ns_for("misc", kubectl);
+        k.create("setup.yaml", &namespace_with_configmap(&ns, "cm", "a: '1'"));
+
+        let forced = k.run(&["delete", "cm", "cm", "-n", &ns, "--force", "--grace-period=0"]);
+        assert!(forced.status.success(), "{forced:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&forced.stdout),
+            "configmap \"cm\" force deleted\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&forced.stderr),
+            "Warning: Immediate deletion does not wait for confirmation that the running resource has been \
+             terminated. The resource may continue to run on the cluster indefinitely.\n"
+        );
+
+        // replace --force: delete, wait for the object to go, create anew (a new uid).
+        let path = server.manifest("cm.yaml", &configmap(&ns, "cm", "a: '2'"));
+        k.ok(&["create", "-f", &path]);
+        let uid = k.ok(&["get", "cm", "cm", "-n", &ns, "-o", "jsonpath={.metadata.uid}"]);
+        assert_eq!(
+            k.ok(&["replace", "--force", "-f", &path]),
+            "configmap \"cm\" deleted\nconfigmap/cm replaced\n"
+        );
+        assert_ne!(
+            k.ok(&["get", "cm", "cm", "-n", &ns, "-o", "jsonpath={.metadata.uid}"]),
+            uid
+        );
+
+        assert_eq!(
+            k.ok(&[
+                "wait",
+                "--for=jsonpath={.data.a}=2",
+                "cm/cm",
+                "-n",
+                &ns,
+                "--timeout=5s"
+            ]),
+            "configmap/cm condition met\n"
+        );
+        let out = k.run(&["wait", "--for=delete", "cm/cm", "-n", &ns, "--timeout=1s"]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "error: timed out waiting for the condition on configmaps/cm\n"
+        );
+
+        let generated =
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: gen-\n  namespace: {ns}\n");
+        let created = k.create("gen.yaml", &generated);
+        assert!(
+            created.starts_with("configmap/gen-")
+                && created.ends_with(" created\n")
+                && created.len() == "configmap/gen-xxxxx created\n".len(),
+            "{created}"
+        );
+
+        // An event about the ConfigMap shows in describe and in `get events`.
+        let event = format!(
+            "apiVersion: v1\nkind: Event\nmetadata:\n  name: cm.1\n  namespace: {ns}\ninvolvedObject:\n  \
+             apiVersion: v1\n  kind: ConfigMap\n  name: cm\n  namespace: {ns}\n  uid: {}\nreason: Tested\n\
+             message: hello there\ntype: Normal\nsource:\n  component: me\ncount: 1\n\
+             firstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\n",
+            k.ok(&["get", "cm", "cm", "-n", &ns, "-o", "jsonpath={.metadata.uid}"])
+        );
+        k.create("event.yaml", &event);
+        let described = k.ok(&["describe", "cm", "cm", "-n", &ns]);
+        let tail: Vec<Vec<String>> = words(&described).into_iter().rev().take(3).rev().collect();
+        assert_eq!(
+            tail[0],
+            ["Type", "Reason", "Age", "From", "Message"],
+            "{described}"
+        );
+        assert_eq!(tail[2][..2], ["Normal", "Tested"], "{described}");
+        assert_eq!(tail[2][3..], ["me", "hello", "there"], "{described}");
+        let events = words(&k.ok(&["get", "events", "-n", &ns]));
+        assert_eq!(events[0], ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+        assert_eq!(
+            events[1][1..],
+            ["Normal", "Tested", "configmap/cm", "hello", "there"]
+        );
+    }
+}
