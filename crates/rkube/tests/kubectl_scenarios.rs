@@ -801,6 +801,16 @@ fn invalid_workloads_fail_as_upstream() {
         let k = server.with(kubectl);
         let ns = ns_for("invalid", kubectl);
         k.create("ns.yaml", &namespace(&ns));
+        let labelled = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: l\n  namespace: {ns}\n  labels: {{ok: \"bad value!\"}}\n"
+        );
+        assert_eq!(
+            k.create_fails("labels.yaml", &labelled),
+            "The ConfigMap \"l\" is invalid: metadata.labels: Invalid value: \"bad value!\": a valid label must be an \
+             empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an \
+             alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is \
+             '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')\n"
+        );
         let pod = format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: {ns}\nspec:\n  containers:\n  - name: c\n"
         );
