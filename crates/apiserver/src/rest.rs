@@ -453,12 +453,16 @@ impl Rest {
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
             if has_finalizers {
-                if meta_str(&current, "deletionTimestamp").is_some() || dry_run {
+                if meta_str(&current, "deletionTimestamp").is_some() {
                     return Ok(current);
                 }
                 let meta = metadata_mut(&mut current);
                 meta.insert("deletionTimestamp".into(), now_rfc3339().into());
                 meta.insert("deletionGracePeriodSeconds".into(), 0.into());
+                if dry_run {
+                    // What the object would become, as upstream answers a dry run.
+                    return Ok(current);
+                }
                 match self
                     .store
                     .update(&key, to_store(&current), kv.mod_revision, None)

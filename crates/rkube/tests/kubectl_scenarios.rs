@@ -876,6 +876,38 @@ fn dry_run_server_on_every_verb() {
         );
         let held = server.manifest("held.yaml", &held_configmap(&ns, "held"));
         k.ok(&["create", "-f", &held, dry]);
+        // A dry-run delete of an object held by a finalizer answers with it marked, unchanged.
+        k.ok(&["create", "-f", &held]);
+        let raw = format!("/api/v1/namespaces/{ns}/configmaps/held?dryRun=All");
+        let marked: Value = serde_json::from_str(&k.ok(&["delete", "--raw", &raw])).unwrap();
+        assert!(
+            marked["metadata"]["deletionTimestamp"].is_string(),
+            "kubectl {}: {marked}",
+            kubectl.label
+        );
+        assert_eq!(
+            k.ok(&[
+                "get",
+                "cm",
+                "held",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.metadata.deletionTimestamp}"
+            ]),
+            ""
+        );
+        k.ok(&[
+            "patch",
+            "cm",
+            "held",
+            "-n",
+            &ns,
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ]);
+        k.ok(&["delete", "-f", &held]);
         k.fails(&["get", "cm", "new", "-n", &ns]);
         k.fails(&["get", "cm", "held", "-n", &ns]);
         assert_eq!(
