@@ -407,7 +407,6 @@ fn describe_prints_upstream_layout() {
 }
 
 #[test]
-#[ignore = "needs per-kind defaulting (branch defaults)"]
 fn describe_shows_defaulted_fields() {
     let server = Server::start();
     for kubectl in kubectls() {
@@ -599,7 +598,6 @@ fn edit_patch_label_annotate() {
 }
 
 #[test]
-#[ignore = "needs the scale subresource (branch defaults)"]
 fn scale_deployments() {
     let server = Server::start();
     for kubectl in kubectls() {
@@ -805,7 +803,6 @@ fn invalid_objects_and_stale_updates_fail_as_upstream() {
 }
 
 #[test]
-#[ignore = "needs per-kind validation (branch defaults)"]
 fn invalid_workloads_fail_as_upstream() {
     let server = Server::start();
     for kubectl in kubectls() {
@@ -1115,7 +1112,6 @@ fn custom_resources_with_printer_columns() {
 }
 
 #[test]
-#[ignore = "needs NamespaceLifecycle admission (branch defaults)"]
 fn content_in_missing_namespaces_is_refused() {
     let server = Server::start();
     for kubectl in kubectls() {

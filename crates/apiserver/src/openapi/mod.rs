@@ -13,11 +13,11 @@
 
 mod definitions;
 mod paths;
-pub mod v2_proto;
+mod protobuf;
 mod v3;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use apimachinery::resources::{self, ResourceDef};
 use bytes::Bytes;
@@ -32,8 +32,8 @@ pub struct V3Document {
 /// The documents, built once from the served resources.
 pub struct Documents {
     pub v2: Bytes,
-    /// The v2 document as protobuf, encoded on first request.
-    v2_protobuf: OnceLock<Bytes>,
+    /// The v2 document as gnostic's protobuf (what client-go asks for).
+    pub v2_protobuf: Bytes,
     /// Keyed by path below `/openapi/v3/`: `api/v1`, `apis/apps/v1`.
     pub v3: BTreeMap<String, V3Document>,
 }
@@ -122,20 +122,9 @@ fn build(served: &[&ResourceDef]) -> Documents {
         "security": [{"BearerToken": []}],
     });
     Documents {
+        v2_protobuf: Bytes::from(protobuf::encode(&v2)),
         v2: Bytes::from(serde_json::to_vec(&v2).expect("JSON")),
-        v2_protobuf: OnceLock::new(),
         v3,
-    }
-}
-
-impl Documents {
-    pub fn v2_protobuf(&self) -> Bytes {
-        self.v2_protobuf
-            .get_or_init(|| {
-                let doc: Value = serde_json::from_slice(&self.v2).expect("our own JSON");
-                Bytes::from(v2_proto::encode(&doc))
-            })
-            .clone()
     }
 }
 
