@@ -582,7 +582,12 @@ impl Rest {
             }
             let release = allocator::release_on_delete(def, &current);
             match self.remove(&key, kv.mod_revision, &release).await? {
-                WriteOutcome::Written { .. } => return Ok(current),
+                WriteOutcome::Written { .. } => {
+                    if (def.group, def.plural) == ("", "namespaces") {
+                        Box::pin(self.delete_namespace_content(name)).await?;
+                    }
+                    return Ok(current);
+                }
                 WriteOutcome::Conflict { .. } => continue,
             }
         }
@@ -591,6 +596,30 @@ impl Rest {
             name,
             "too many concurrent updates; try again",
         ))
+    }
+
+    /// What upstream's namespace controller does after a namespace is deleted: every namespaced
+    /// object in it is deleted (through the normal delete, so Services release their addresses
+    /// and finalizers hold their objects). No controller runs yet, and without this a namespace
+    /// re-created under the same name would show the old content.
+    async fn delete_namespace_content(&self, namespace: &str) -> Result<(), ApiError> {
+        let everything = Query::parse(None);
+        for def in apimachinery::resources::BUILTIN
+            .iter()
+            .filter(|d| d.namespaced && d.verbs.contains(&"deletecollection"))
+        {
+            let req = ResourceRequest {
+                group: def.group.to_owned(),
+                version: def.version.to_owned(),
+                resource: def.plural.to_owned(),
+                namespace: Some(namespace.to_owned()),
+                name: None,
+                subresource: None,
+                verb: crate::request::Verb::DeleteCollection,
+            };
+            self.delete_collection(def, &req, &everything, b"").await?;
+        }
+        Ok(())
     }
 
     /// Deletes the object at `key` (still at revision `expected`) with what it held.

@@ -753,6 +753,22 @@ fn delete_cascade_wait_and_selectors() {
         let none = k.run(&["delete", "cm", "-n", &ns, "--all"]);
         assert!(none.status.success());
         assert_eq!(String::from_utf8_lossy(&none.stdout), "No resources found\n");
+
+        // Deleting a namespace deletes its content: re-created, it is empty.
+        k.ok(&["create", "cm", "left", "-n", &ns]);
+        k.ok(&["create", "service", "clusterip", "svc", "-n", &ns, "--tcp=80:80"]);
+        assert_eq!(
+            k.ok(&["delete", "ns", &ns]),
+            format!("namespace \"{ns}\" deleted\n")
+        );
+        k.fails(&["get", "ns", &ns]);
+        k.create("ns.yaml", &namespace(&ns));
+        let empty = k.run(&["get", "cm,svc", "-n", &ns]);
+        assert!(empty.status.success(), "{empty:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&empty.stderr),
+            format!("No resources found in {ns} namespace.\n")
+        );
     }
 }
 
