@@ -149,12 +149,14 @@ impl Rest {
         let mut items = Vec::new();
         let mut next_start: Option<String> = None;
         let mut revision;
+        let mut keys_left;
         // Filtering happens after reading, so read pages until the limit is met.
         loop {
             let mut request = RangeRequest::new(range.clone());
             request.revision = at;
             request.limit = limit.map(|l| l - items.len());
             let resp = self.store.range(request).await.map_err(store_error)?;
+            keys_left = resp.count - resp.kvs.len() as i64;
             revision = at.unwrap_or(resp.revision);
             at = Some(revision);
             let last_key = resp.kvs.last().map(|kv| kv.key.clone());
@@ -176,6 +178,11 @@ impl Rest {
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if let Some(start) = next_start {
             metadata["continue"] = encode_continue(revision, &start).into();
+            // Upstream counts what is left only without selectors (with them the count would
+            // include objects that do not match).
+            if filter.is_everything() {
+                metadata["remainingItemCount"] = keys_left.into();
+            }
         }
         Ok(
             json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": items}),

@@ -302,6 +302,25 @@ fn get_tables_formats_chunks_and_selectors() {
         assert_eq!(table[0], ["NAME", "DATA", "AGE"]);
         assert_eq!(table[8][..2], ["page-6", "1"]);
 
+        // A page says how many objects are left (without selectors only, as upstream).
+        let page = |query: &str| -> Value {
+            let path = format!("/api/v1/namespaces/{ns}/configmaps?{query}");
+            serde_json::from_str(&k.ok(&["get", "--raw", &path])).unwrap()
+        };
+        let first = page("limit=3");
+        assert_eq!(
+            first["metadata"]["remainingItemCount"], 5,
+            "{}",
+            first["metadata"]
+        );
+        let token = first["metadata"]["continue"].as_str().unwrap().to_owned();
+        let second = page(&format!("limit=3&continue={token}"));
+        assert_eq!(second["metadata"]["remainingItemCount"], 2);
+        let selected = page("limit=1&labelSelector=app%3Dweb");
+        assert!(selected["metadata"].get("remainingItemCount").is_none());
+        let last = page("limit=8");
+        assert!(last["metadata"].get("continue").is_none(), "{}", last["metadata"]);
+
         // Selectors: equality, set-based, existence, fields; label columns.
         k.ok(&["label", "cm", "page-1", "page-2", "-n", &ns, "tier=a"]);
         k.ok(&["label", "cm", "page-3", "-n", &ns, "tier=b"]);
