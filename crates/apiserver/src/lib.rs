@@ -7,6 +7,7 @@
 //!   `table`: server-side printing; `validation`: shared validation; `objects`: metadata helpers.
 
 pub mod authn;
+mod crd;
 pub mod discovery;
 mod filter;
 mod objects;
@@ -47,6 +48,7 @@ pub struct Running {
     pub kubeconfig: PathBuf,
     pub pki: Arc<pki::Pki>,
     task: tokio::task::JoinHandle<()>,
+    crd_watch: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -59,6 +61,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.task.abort();
+        self.crd_watch.abort();
     }
 }
 
@@ -95,8 +98,16 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     if let Some(extra) = &config.extra_kubeconfig {
         pki::write_kubeconfig(extra, &url, &pki, pki::ADMIN_USER)?;
     }
-    let rest = rest::Rest { store };
+    let rest = rest::Rest {
+        store,
+        crds: Arc::new(crd::Registry::default()),
+    };
     bootstrap(&rest).await?;
+    rest.crds
+        .refresh(&rest)
+        .await
+        .context("cannot read the CustomResourceDefinitions")?;
+    let crd_watch = rest.crds.spawn_watch(rest.clone());
     let state = Arc::new(server::State { rest, tokens });
     let task = tokio::spawn(server::serve(listener, pki.server_config()?, state));
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "API server listening");
@@ -105,6 +116,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         kubeconfig,
         pki,
         task,
+        crd_watch,
     })
 }
 

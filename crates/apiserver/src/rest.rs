@@ -12,6 +12,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use store::{KeyRange, RangeRequest, Revision, Store, StoreError, WriteOutcome};
 
+use crate::crd::{self, CustomVersion};
 use crate::filter::Filter;
 use crate::objects::{self, from_store, meta_str, metadata_mut, now_rfc3339, to_store};
 use crate::query::Query;
@@ -26,6 +27,8 @@ const UPDATE_RETRIES: usize = 16;
 #[derive(Clone)]
 pub struct Rest {
     pub store: Arc<dyn Store>,
+    /// The served resources, custom ones included.
+    pub crds: Arc<crd::Registry>,
 }
 
 /// Maps a store failure to the API error a client sees.
@@ -48,11 +51,16 @@ pub fn store_error(err: StoreError) -> ApiError {
 }
 
 impl Rest {
+    /// The custom resource version behind `def` (None for built-ins).
+    pub fn custom(&self, def: &ResourceDef) -> Option<Arc<CustomVersion>> {
+        self.crds.catalog().custom(def)
+    }
+
     pub async fn get(&self, def: &ResourceDef, req: &ResourceRequest) -> Result<Value, ApiError> {
         let name = req.name.as_deref().unwrap_or_default();
         let key = def.key(req.namespace.as_deref(), name);
         match self.store.get(&key).await.map_err(store_error)? {
-            Some(kv) => from_store(&kv.value, kv.mod_revision),
+            Some(kv) => crd::resource::decode(self.custom(def).as_deref(), &kv.value, kv.mod_revision),
             None => Err(ApiError::not_found(def.group_resource(), name)),
         }
     }
@@ -65,6 +73,7 @@ impl Rest {
         query: &Query,
     ) -> Result<Value, ApiError> {
         let filter = Filter::from_query(def, query)?;
+        let custom = self.custom(def);
         let prefix = def.key_prefix(req.namespace.as_deref());
         let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
         let (mut range, mut at) = (KeyRange::prefix(&prefix), None);
@@ -104,9 +113,9 @@ impl Rest {
             at = Some(revision);
             let last_key = resp.kvs.last().map(|kv| kv.key.clone());
             for kv in &resp.kvs {
-                let obj = from_store(&kv.value, kv.mod_revision)?;
+                let obj = crd::resource::decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
                 if filter.matches(&obj) {
-                    items.push(list_item(def, obj));
+                    items.push(list_item(def, custom.is_some(), obj));
                 }
             }
             match (resp.more, last_key) {
@@ -122,9 +131,11 @@ impl Rest {
         if let Some(start) = next_start {
             metadata["continue"] = encode_continue(revision, &start).into();
         }
-        Ok(
-            json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": items}),
-        )
+        let kind = match &custom {
+            Some(c) => c.list_kind.clone(),
+            None => def.list_kind(),
+        };
+        Ok(json!({"kind": kind, "apiVersion": def.api_version(), "metadata": metadata, "items": items}))
     }
 
     pub async fn create(
@@ -136,6 +147,10 @@ impl Rest {
     ) -> Result<Value, ApiError> {
         check_type(def, &mut obj)?;
         check_namespace(def, req, &mut obj)?;
+        let custom = self.custom(def);
+        if let Some(custom) = &custom {
+            crd::resource::admit_create(custom, &mut obj)?;
+        }
         let meta = metadata_mut(&mut obj);
         let has_name = meta
             .get("name")
@@ -170,7 +185,7 @@ impl Rest {
         meta.remove("resourceVersion");
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
-        if validation::has_generation(def) {
+        if validation::has_generation(def) || custom.is_some() {
             meta.insert("generation".into(), 1.into());
         } else {
             meta.remove("generation");
@@ -184,7 +199,7 @@ impl Rest {
         let key = def.key(objects::namespace(&obj), &name);
         match self
             .store
-            .create(&key, to_store(&obj), None)
+            .create(&key, crd::resource::for_storage(custom.as_deref(), &obj), None)
             .await
             .map_err(store_error)?
         {
@@ -222,8 +237,9 @@ impl Rest {
         let expected = objects::resource_version(&obj)?;
         let dry_run = query.dry_run()?;
         let subresource = req.subresource.clone();
+        let split = def.has_subresource("status");
         self.guaranteed_update(def, req, expected, dry_run, move |current| {
-            Ok(merge_update(current, obj.clone(), subresource.as_deref()))
+            Ok(merge_update(current, obj.clone(), subresource.as_deref(), split))
         })
         .await
     }
@@ -240,6 +256,12 @@ impl Rest {
         let patch: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let kind = match content_type.split(';').next().unwrap_or("").trim() {
+            // Custom resources have no patch strategies (upstream refuses them the same way).
+            "application/strategic-merge-patch+json" if self.custom(def).is_some() => {
+                return Err(ApiError::unsupported_media_type_because(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                ));
+            }
             "application/json-patch+json" => PatchKind::Json,
             "application/merge-patch+json" | "application/strategic-merge-patch+json" => PatchKind::Merge,
             other => return Err(ApiError::unsupported_media_type(other)),
@@ -250,6 +272,7 @@ impl Rest {
         };
         let dry_run = query.dry_run()?;
         let subresource = req.subresource.clone();
+        let split = def.has_subresource("status");
         self.guaranteed_update(def, req, expected, dry_run, move |current| {
             let mut patched = current.clone();
             match kind {
@@ -267,14 +290,14 @@ impl Rest {
                     })?;
                 }
             }
-            Ok(merge_update(current, patched, subresource.as_deref()))
+            Ok(merge_update(current, patched, subresource.as_deref(), split))
         })
         .await
     }
 
     /// Reads the object, computes its new state with `change`, and writes it back with
     /// compare-and-swap, retrying on concurrent writes unless the client pinned a revision.
-    async fn guaranteed_update(
+    pub(crate) async fn guaranteed_update(
         &self,
         def: &ResourceDef,
         req: &ResourceRequest,
@@ -284,6 +307,7 @@ impl Rest {
     ) -> Result<Value, ApiError> {
         let name = req.name.as_deref().unwrap_or_default();
         let key = def.key(req.namespace.as_deref(), name);
+        let custom = self.custom(def);
         for _ in 0..UPDATE_RETRIES {
             let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
                 return Err(ApiError::not_found(def.group_resource(), name));
@@ -291,9 +315,13 @@ impl Rest {
             if expected.is_some_and(|rv| rv != kv.mod_revision) {
                 return Err(ApiError::stale(def.group_resource(), name));
             }
-            let current = from_store(&kv.value, kv.mod_revision)?;
+            let current = crd::resource::decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
             let mut updated = change(&current)?;
-            preserve_system_fields(def, &current, &mut updated);
+            preserve_system_fields(def, custom.is_some(), &current, &mut updated);
+            if let Some(custom) = &custom {
+                crd::resource::admit(custom, &mut updated)?;
+            }
+            strategy::prepare_for_update(def, &mut updated);
             validation::validate(def, &updated, Some(&current))?;
             if strip_rv(&updated) == strip_rv(&current) {
                 // No change: upstream writes nothing and keeps the resourceVersion.
@@ -323,7 +351,12 @@ impl Rest {
             }
             match self
                 .store
-                .update(&key, to_store(&updated), kv.mod_revision, None)
+                .update(
+                    &key,
+                    crd::resource::for_storage(custom.as_deref(), &updated),
+                    kv.mod_revision,
+                    None,
+                )
                 .await
                 .map_err(store_error)?
             {
@@ -368,6 +401,9 @@ impl Rest {
             };
             let mut current = from_store(&kv.value, kv.mod_revision)?;
             check_preconditions(def, name, &options["preconditions"], &current)?;
+            if crd::is_definition(def) {
+                crd::cleanup::mark_for_deletion(&mut current);
+            }
             let has_finalizers = objects::metadata(&current)
                 .and_then(|m| m.get("finalizers"))
                 .and_then(Value::as_array)
@@ -429,7 +465,7 @@ impl Rest {
             one.name = objects::name(&item).map(str::to_owned);
             one.namespace = objects::namespace(&item).map(str::to_owned);
             match self.delete(def, &one, query, body).await {
-                Ok(obj) => deleted.push(list_item(def, obj)),
+                Ok(obj) => deleted.push(list_item(def, self.custom(def).is_some(), obj)),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
             }
@@ -451,9 +487,11 @@ fn strip_rv(obj: &Value) -> Value {
     obj
 }
 
-/// Built-in list items carry no `kind` / `apiVersion` (upstream's typed lists omit them).
-fn list_item(def: &ResourceDef, mut obj: Value) -> Value {
-    if !def.storage.is_empty()
+/// Built-in list items carry no `kind` / `apiVersion` (upstream's typed lists omit them);
+/// custom resources' do (upstream's unstructured lists keep them).
+fn list_item(def: &ResourceDef, custom: bool, mut obj: Value) -> Value {
+    if !custom
+        && !def.storage.is_empty()
         && let Some(map) = obj.as_object_mut()
     {
         map.remove("kind");
@@ -463,8 +501,8 @@ fn list_item(def: &ResourceDef, mut obj: Value) -> Value {
 }
 
 /// The new state of an update: a write to the main resource keeps the current status (for
-/// kinds with a status subresource); a write to `/status` changes nothing but the status.
-fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>) -> Value {
+/// kinds with a status subresource, `split`); a write to `/status` changes nothing but the status.
+fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>, split: bool) -> Value {
     match subresource {
         Some("status") => {
             let mut updated = current.clone();
@@ -474,9 +512,12 @@ fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>) -> V
             }
             updated
         }
+        _ if !split => new,
         _ => {
             if let Some(status) = current.get("status") {
                 new["status"] = status.clone();
+            } else if let Some(map) = new.as_object_mut() {
+                map.remove("status");
             }
             new
         }
@@ -485,7 +526,7 @@ fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>) -> V
 
 /// Fields clients cannot change: uid, creationTimestamp, deletion fields, generation (bumped
 /// here on spec changes), and the type.
-fn preserve_system_fields(def: &ResourceDef, current: &Value, updated: &mut Value) {
+fn preserve_system_fields(def: &ResourceDef, custom: bool, current: &Value, updated: &mut Value) {
     for field in ["kind", "apiVersion"] {
         if let Some(v) = current.get(field) {
             updated[field] = v.clone();
@@ -510,7 +551,12 @@ fn preserve_system_fields(def: &ResourceDef, current: &Value, updated: &mut Valu
     match generation {
         Some(g) => {
             metadata_mut(updated).insert("generation".into(), g.into());
-            if validation::has_generation(def) && objects::spec_changed(current, updated) {
+            // Without a status subresource a custom resource's status is part of its spec.
+            let changed = objects::spec_changed(current, updated)
+                || (custom
+                    && !def.has_subresource("status")
+                    && current.get("status") != updated.get("status"));
+            if (validation::has_generation(def) || custom) && changed {
                 metadata_mut(updated).insert("generation".into(), (g + 1).into());
             }
         }
@@ -629,11 +675,11 @@ mod tests {
         let current = json!({"spec": {"a": 1}, "status": {"s": 1}});
         let body = json!({"spec": {"a": 2}, "status": {"s": 2}});
         assert_eq!(
-            merge_update(&current, body.clone(), Some("status")),
+            merge_update(&current, body.clone(), Some("status"), true),
             json!({"spec": {"a": 1}, "status": {"s": 2}})
         );
         assert_eq!(
-            merge_update(&current, body, None),
+            merge_update(&current, body, None, true),
             json!({"spec": {"a": 2}, "status": {"s": 1}})
         );
     }

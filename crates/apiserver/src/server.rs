@@ -6,7 +6,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use apimachinery::resources;
 use apimachinery::status::ApiError;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -23,7 +22,7 @@ use crate::pki::{UserInfo, identity_from_cert};
 use crate::query::Query;
 use crate::request::{self, Target, Verb};
 use crate::rest::Rest;
-use crate::{discovery, table, watch};
+use crate::{crd, discovery, table, watch};
 
 /// Request bodies larger than this get 413, as upstream's limit for JSON bodies (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -115,6 +114,8 @@ async fn route(
     if !matches!(target, Target::Resource(_)) && req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiError::method_not_allowed());
     }
+    let catalog = state.rest.crds.catalog();
+    let defs = catalog.defs();
     match target {
         Target::CoreVersions | Target::Groups => {
             let core = target == Target::CoreVersions;
@@ -122,7 +123,7 @@ async fn route(
             // Aggregated discovery when asked for (kubectl 1.30+ does), the legacy lists otherwise.
             let mut response = match discovery::aggregated_version(accept) {
                 Some(version) => {
-                    let mut response = json(StatusCode::OK, &discovery::aggregated(core, version));
+                    let mut response = json(StatusCode::OK, &discovery::aggregated(defs, core, version));
                     let content_type = discovery::aggregated_content_type(version);
                     response.headers_mut().insert(
                         header::CONTENT_TYPE,
@@ -131,23 +132,25 @@ async fn route(
                     response
                 }
                 None if core => json(StatusCode::OK, &discovery::core_versions()),
-                None => json(StatusCode::OK, &discovery::groups()),
+                None => json(StatusCode::OK, &discovery::groups(defs)),
             };
             response
                 .headers_mut()
                 .insert(header::VARY, HeaderValue::from_static("Accept"));
             Ok(response)
         }
-        Target::Group(group) => discovery::group(&group)
+        Target::Group(group) => discovery::group(defs, &group)
             .map(|g| json(StatusCode::OK, &g))
             .ok_or_else(ApiError::path_not_found),
-        Target::Resources { group, version } => discovery::resource_list(&group, &version)
+        Target::Resources { group, version } => discovery::resource_list(defs, &group, &version)
             .map(|l| json(StatusCode::OK, &l))
             .ok_or_else(ApiError::path_not_found),
         Target::Other(_) => Err(ApiError::path_not_found()),
         Target::Resource(r) => {
-            let def =
-                resources::find(&r.group, &r.version, &r.resource).ok_or_else(ApiError::path_not_found)?;
+            let def = catalog
+                .find(&r.group, &r.version, &r.resource)
+                .ok_or_else(ApiError::path_not_found)?;
+            let custom = catalog.custom(def);
             if def.storage.is_empty() {
                 // Reviews are answered, not stored.
                 if r.verb != Verb::Create || r.subresource.is_some() {
@@ -160,8 +163,10 @@ async fn route(
                 let answer = crate::reviews::review(def, user, &state.tokens, body)?;
                 return Ok(json(StatusCode::CREATED, &answer));
             }
+            let scale = r.subresource.as_deref() == Some("scale") && custom.is_some();
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")
+                && !scale
             {
                 return Err(if def.has_subresource(sub) {
                     ApiError::method_not_allowed()
@@ -187,6 +192,15 @@ async fn route(
                 .to_owned();
             let body = read_body(req.into_body()).await?;
             let rest = &state.rest;
+            if let Some(custom) = custom.as_deref()
+                && scale
+            {
+                if !matches!(r.verb, Verb::Get | Verb::Update | Verb::Patch) {
+                    return Err(ApiError::method_not_allowed());
+                }
+                let scale = crd::scale::handle(rest, def, custom, &r, &query, &content_type, &body).await?;
+                return Ok(json(StatusCode::OK, &scale));
+            }
             // Tables are for reads: gets, lists and watches.
             let as_table =
                 table::wants_table(&accept) && matches!(r.verb, Verb::Get | Verb::List | Verb::Watch);
@@ -199,7 +213,15 @@ async fn route(
                 Verb::Watch => {
                     let mut events = watch::watch(rest, def, &r, &query).await?;
                     if as_table {
-                        events = table::watch_events(def, &query, events);
+                        events = match &custom {
+                            Some(c) => {
+                                let printer = Arc::new(crd::printer::Printer {
+                                    columns: c.columns.clone(),
+                                });
+                                table::watch_events_dynamic(def, printer, &query, events)
+                            }
+                            None => table::watch_events(def, &query, events),
+                        };
                     }
                     return Ok(watch_response(events));
                 }
@@ -223,8 +245,23 @@ async fn route(
                     rest.delete_collection(def, &r, &query, &body).await?,
                 ),
             };
+            if crd::is_definition(def) && r.verb != Verb::Get && r.verb != Verb::List {
+                // Serve (or stop serving) at once rather than when the CRD watch catches up.
+                if let Err(err) = rest.crds.refresh(rest).await {
+                    tracing::warn!(%err, "cannot refresh the CRD registry");
+                }
+            }
             if as_table {
-                return Ok(json(code, &table::to_table(def, &obj, &query)));
+                let table = match &custom {
+                    Some(c) => {
+                        let printer = crd::printer::Printer {
+                            columns: c.columns.clone(),
+                        };
+                        table::to_table_dynamic(def, &printer, &obj, &query)
+                    }
+                    None => table::to_table(def, &obj, &query),
+                };
+                return Ok(json(code, &table));
             }
             Ok(json(code, &obj))
         }

@@ -6,8 +6,20 @@ use serde_json::{Value, json};
 
 /// Adjusts a new object of `def`'s kind before validation and storage.
 pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
-    if let ("", "namespaces") = (def.group, def.plural) {
-        namespace(obj)
+    match (def.group, def.plural) {
+        ("", "namespaces") => namespace(obj),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            crate::crd::definition::prepare_for_create(obj)
+        }
+        _ => {}
+    }
+}
+
+/// Adjusts an updated object of `def`'s kind before validation and storage (upstream's
+/// `PrepareForUpdate`).
+pub fn prepare_for_update(def: &ResourceDef, obj: &mut Value) {
+    if let ("apiextensions.k8s.io", "customresourcedefinitions") = (def.group, def.plural) {
+        crate::crd::definition::prepare_for_update(obj)
     }
 }
 

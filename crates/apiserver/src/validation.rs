@@ -54,6 +54,9 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(
             ));
         }
     }
+    if crate::crd::is_definition(def) {
+        causes.extend(crate::crd::definition::validate(obj, old));
+    }
     if causes.is_empty() {
         Ok(())
     } else {

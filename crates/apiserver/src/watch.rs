@@ -15,8 +15,10 @@ use futures::stream::{self, BoxStream, StreamExt};
 use serde_json::{Value, json};
 use store::{Event, EventKind, KeyRange, RangeRequest, Revision};
 
+use crate::crd::CustomVersion;
+use crate::crd::resource::decode;
 use crate::filter::Filter;
-use crate::objects::{self, from_store};
+use crate::objects;
 use crate::query::Query;
 use crate::request::ResourceRequest;
 use crate::rest::{Rest, store_error};
@@ -31,6 +33,7 @@ pub async fn watch(
     query: &Query,
 ) -> Result<EventStream, ApiError> {
     let filter = Filter::from_query(def, query)?;
+    let custom = rest.custom(def);
     let prefix = def.key_prefix(req.namespace.as_deref());
     let range = match &req.name {
         // A watch of one object (e.g. `kubectl get pod x -w`) is a fieldSelector on its name.
@@ -58,7 +61,7 @@ pub async fn watch(
             .await
             .map_err(store_error)?;
         for kv in &resp.kvs {
-            let obj = from_store(&kv.value, kv.mod_revision)?;
+            let obj = decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
             if filter.matches(&obj) {
                 initial.push(event_line("ADDED", &obj));
             }
@@ -83,7 +86,7 @@ pub async fn watch(
                 return futures::future::ready(None);
             }
             let line = match item {
-                Ok(event) => translate(&filter, &event),
+                Ok(event) => translate(&filter, custom.as_deref(), &event),
                 Err(err) => {
                     *ended = true;
                     Some(event_line("ERROR", &store_error(err).to_status()))
@@ -101,11 +104,11 @@ pub async fn watch(
 }
 
 /// One store event as a watch event, or None when the selectors hide it.
-fn translate(filter: &Filter, event: &Event) -> Option<Bytes> {
+fn translate(filter: &Filter, custom: Option<&CustomVersion>, event: &Event) -> Option<Bytes> {
     let old = event
         .prev_kv
         .as_ref()
-        .and_then(|kv| from_store(&kv.value, kv.mod_revision).ok());
+        .and_then(|kv| decode(custom, &kv.value, kv.mod_revision).ok());
     let old_matches = old.as_ref().is_some_and(|o| filter.matches(o));
     match event.kind {
         EventKind::Delete => {
@@ -116,7 +119,7 @@ fn translate(filter: &Filter, event: &Event) -> Option<Bytes> {
             old_matches.then(|| event_line("DELETED", &obj))
         }
         EventKind::Put => {
-            let obj = from_store(&event.kv.value, event.kv.mod_revision).ok()?;
+            let obj = decode(custom, &event.kv.value, event.kv.mod_revision).ok()?;
             match (old_matches, filter.matches(&obj)) {
                 (false, true) => Some(event_line("ADDED", &obj)),
                 (true, true) => Some(event_line("MODIFIED", &obj)),

@@ -1,0 +1,90 @@
+//! Custom resources on the generic REST path: what upstream's customresource strategy and codec
+//! do around the store. On the way in: pruning, defaults, the status split and schema
+//! validation; objects are stored in the CRD's storage version. On the way out: the requested
+//! version (conversion strategy None only rewrites `apiVersion`) and defaults again (a schema
+//! may have gained defaults since the object was written).
+
+use apimachinery::status::{ApiError, Cause};
+use serde_json::Value;
+use store::Revision;
+
+use super::CustomVersion;
+use super::schema;
+use crate::objects::{self, from_store};
+
+/// Decodes a stored object for a request of `custom`'s version (or as is, for built-ins).
+pub fn decode(custom: Option<&CustomVersion>, value: &[u8], revision: Revision) -> Result<Value, ApiError> {
+    let mut obj = from_store(value, revision)?;
+    if let Some(custom) = custom {
+        obj["apiVersion"] = custom.def.api_version().into();
+        if let Some(schema) = &custom.schema {
+            schema::default(&mut obj, schema);
+        }
+    }
+    Ok(obj)
+}
+
+/// The object as stored: in the storage version.
+pub fn for_storage(custom: Option<&CustomVersion>, obj: &Value) -> bytes::Bytes {
+    match custom {
+        Some(custom) => {
+            let mut stored = obj.clone();
+            stored["apiVersion"] = format!("{}/{}", custom.def.group, custom.storage_version).into();
+            objects::to_store(&stored)
+        }
+        None => objects::to_store(obj),
+    }
+}
+
+/// A create: no custom resources while the CRD is being deleted; status is dropped when the
+/// status subresource owns it; then pruning, defaults and validation.
+pub fn admit_create(custom: &CustomVersion, obj: &mut Value) -> Result<(), ApiError> {
+    if custom.terminating {
+        let mut err = ApiError::method_not_allowed();
+        err.message = "create not allowed while custom resource definition is terminating".into();
+        return Err(err);
+    }
+    if custom.has_status()
+        && let Some(map) = obj.as_object_mut()
+    {
+        map.remove("status");
+    }
+    admit(custom, obj)
+}
+
+/// Pruning, defaults and schema validation of an object about to be written.
+pub fn admit(custom: &CustomVersion, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(schema) = &custom.schema else {
+        return Ok(());
+    };
+    schema::prune(obj, schema);
+    schema::default(obj, schema);
+    let mut causes = schema::validate(obj, schema);
+    check_metadata_name(obj, &mut causes);
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        let name = objects::name(obj).unwrap_or_default().to_owned();
+        Err(ApiError::invalid(
+            custom.def.group,
+            custom.def.kind,
+            &name,
+            causes,
+        ))
+    }
+}
+
+/// Labels and annotations must be string maps (upstream's ObjectMeta decoding refuses others).
+fn check_metadata_name(obj: &Value, causes: &mut Vec<Cause>) {
+    for field in ["labels", "annotations"] {
+        if let Some(map) = obj["metadata"][field].as_object()
+            && let Some((k, v)) = map.iter().find(|(_, v)| !v.is_string())
+        {
+            causes.push(Cause::invalid(
+                &format!("metadata.{field}.{k}"),
+                v,
+                "must be a string",
+            ));
+        }
+    }
+}
