@@ -1,0 +1,237 @@
+//! CustomResourceDefinitions driven by kube-rs, in process: a typed CRD, custom resources as
+//! `DynamicObject`s (CRUD, schema errors, status and scale subresources, kube-runtime's
+//! watcher), a cluster-scoped CRD, and a second API server on the same store that serves the
+//! CRDs the first one created.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::watcher;
+use kube::{Client, Error};
+use serde_json::json;
+
+async fn serve(store: Arc<dyn store::Store>, dir: &std::path::Path) -> (apiserver::Running, Client) {
+    let config = apiserver::Config {
+        data_dir: dir.to_owned(),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        serving_names: Default::default(),
+        extra_kubeconfig: None,
+        token_auth_file: None,
+    };
+    let server = apiserver::start(config, store).await.unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    (server, Client::try_from(config).unwrap())
+}
+
+fn crd(plural: &str, kind: &str, scope: &str) -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.example.com")},
+        "spec": {
+            "group": "example.com",
+            "scope": scope,
+            "names": {"plural": plural, "kind": kind},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}, "scale": {
+                    "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "replicas": {"type": "integer", "default": 1},
+                        "size": {"type": "string", "enum": ["S", "M", "L"]}}},
+                    "status": {"type": "object", "properties": {"replicas": {"type": "integer"}}}
+                }}}
+            }]
+        }
+    }))
+    .unwrap()
+}
+
+async fn established(crds: &Api<CustomResourceDefinition>, name: &str) {
+    for _ in 0..100 {
+        let crd = crds.get(name).await.unwrap();
+        let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+        if conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} never became established");
+}
+
+fn resource(plural: &str, kind: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", kind), plural)
+}
+
+fn object(ar: &ApiResource, name: &str, spec: serde_json::Value) -> DynamicObject {
+    let mut obj = DynamicObject::new(name, ar);
+    obj.data = json!({"spec": spec});
+    obj
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_through_kube_rs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn store::Store> =
+        Arc::new(store_sqlite::SqliteStore::open(dir.path().join("state.db")).unwrap());
+    let (_server, client) = serve(store.clone(), &dir.path().join("a")).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let created = crds
+        .create(&PostParams::default(), &crd("gadgets", "Gadget", "Namespaced"))
+        .await
+        .unwrap();
+    assert_eq!(created.spec.names.singular.as_deref(), Some("gadget"));
+    assert_eq!(created.spec.names.list_kind.as_deref(), Some("GadgetList"));
+    established(&crds, "gadgets.example.com").await;
+
+    let ar = resource("gadgets", "Gadget");
+    let gadgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let mut events = watcher(gadgets.clone(), watcher::Config::default()).boxed();
+    let mut seen = Vec::new();
+    let writer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let a = gadgets
+            .create(&PostParams::default(), &object(&ar, "a", json!({"size": "S"})))
+            .await
+            .unwrap();
+        assert_eq!(a.data["spec"], json!({"size": "S", "replicas": 1}), "defaulted");
+        gadgets
+            .patch(
+                "a",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"size": "L"}})),
+            )
+            .await
+            .unwrap();
+        gadgets.delete("a", &DeleteParams::default()).await.unwrap();
+    };
+    let reader = async {
+        while let Some(event) = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            let summary = match event {
+                watcher::Event::Init | watcher::Event::InitDone | watcher::Event::InitApply(_) => continue,
+                watcher::Event::Apply(o) => format!("apply {}", o.data["spec"]["size"]),
+                watcher::Event::Delete(o) => format!("delete {}", o.metadata.name.unwrap()),
+            };
+            seen.push(summary);
+            if seen.len() == 3 {
+                break;
+            }
+        }
+    };
+    tokio::join!(writer, reader);
+    assert_eq!(seen, ["apply \"S\"", "apply \"L\"", "delete a"]);
+
+    // Schema violations are 422 Invalid with upstream's causes.
+    let err = gadgets
+        .create(&PostParams::default(), &object(&ar, "bad", json!({"size": "XL"})))
+        .await
+        .unwrap_err();
+    let Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    let causes = status.details.unwrap().causes;
+    assert_eq!(causes[0].field, "spec.size");
+    assert_eq!(causes[0].reason, "FieldValueNotSupported");
+
+    // Status and scale subresources.
+    gadgets
+        .create(&PostParams::default(), &object(&ar, "b", json!({"replicas": 2})))
+        .await
+        .unwrap();
+    let b = gadgets
+        .patch_status(
+            "b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.data["status"]["replicas"], 2);
+    let scale = gadgets
+        .patch_scale(
+            "b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(4));
+    assert_eq!(scale.status.unwrap().replicas, 2);
+    let b = gadgets.get("b").await.unwrap();
+    assert_eq!(b.data["spec"]["replicas"], 4);
+    assert_eq!(b.metadata.generation, Some(2));
+
+    // A cluster-scoped CRD.
+    crds.create(&PostParams::default(), &crd("globals", "Global", "Cluster"))
+        .await
+        .unwrap();
+    established(&crds, "globals.example.com").await;
+    let gar = resource("globals", "Global");
+    let globals: Api<DynamicObject> = Api::all_with(client.clone(), &gar);
+    globals
+        .create(&PostParams::default(), &object(&gar, "g", json!({})))
+        .await
+        .unwrap();
+    let list = globals.list(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert!(list.items[0].metadata.namespace.is_none());
+
+    // A second server on the same store serves what the first created.
+    let (_second, other) = serve(store, &dir.path().join("b")).await;
+    let there: Api<DynamicObject> = Api::namespaced_with(other.clone(), "default", &ar);
+    assert_eq!(there.get("b").await.unwrap().data["spec"]["replicas"], 4);
+
+    // Deleting the CRD deletes its objects; the second server stops serving it too.
+    crds.delete("gadgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    let mut gone = false;
+    for _ in 0..100 {
+        if matches!(there.list(&ListParams::default()).await, Err(Error::Api(s)) if s.code == 404) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the second server still serves gadgets");
+    let keys = store_keys(&other, "gadgets").await;
+    assert!(keys, "custom resources removed from the store");
+}
+
+/// Whether nothing of `plural` is left: re-creating the CRD lists no objects.
+async fn store_keys(client: &Client, plural: &str) -> bool {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for _ in 0..100 {
+        if crds
+            .get_opt(&format!("{plural}.example.com"))
+            .await
+            .unwrap()
+            .is_none()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    crds.create(&PostParams::default(), &crd(plural, "Gadget", "Namespaced"))
+        .await
+        .unwrap();
+    established(&crds, &format!("{plural}.example.com")).await;
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource(plural, "Gadget"));
+    api.list(&ListParams::default()).await.unwrap().items.is_empty()
+}
