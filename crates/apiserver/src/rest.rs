@@ -149,6 +149,7 @@ impl Rest {
         check_namespace(def, req, &mut obj)?;
         let custom = self.custom(def);
         if let Some(custom) = &custom {
+            crd::resource::check_unknown_fields(custom, &obj, query)?;
             crd::resource::admit_create(custom, &mut obj)?;
         }
         let meta = metadata_mut(&mut obj);
@@ -238,6 +239,9 @@ impl Rest {
         let dry_run = query.dry_run()?;
         let subresource = req.subresource.clone();
         let split = def.has_subresource("status");
+        if let Some(custom) = self.custom(def) {
+            crd::resource::check_unknown_fields(&custom, &obj, query)?;
+        }
         self.guaranteed_update(def, req, expected, dry_run, move |current| {
             Ok(merge_update(current, obj.clone(), subresource.as_deref(), split))
         })
@@ -273,6 +277,7 @@ impl Rest {
         let dry_run = query.dry_run()?;
         let subresource = req.subresource.clone();
         let split = def.has_subresource("status");
+        let custom = self.custom(def);
         self.guaranteed_update(def, req, expected, dry_run, move |current| {
             let mut patched = current.clone();
             match kind {
@@ -289,6 +294,9 @@ impl Rest {
                         )
                     })?;
                 }
+            }
+            if let Some(custom) = &custom {
+                crd::resource::check_unknown_fields(custom, &patched, query)?;
             }
             Ok(merge_update(current, patched, subresource.as_deref(), split))
         })

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+    ValidationDirective,
+};
 use kube::core::GroupVersionKind;
 use kube::runtime::watcher;
 use kube::{Client, Error};
@@ -176,6 +179,29 @@ async fn custom_resources_through_kube_rs() {
     let b = gadgets.get("b").await.unwrap();
     assert_eq!(b.data["spec"]["replicas"], 4);
     assert_eq!(b.metadata.generation, Some(2));
+
+    // fieldValidation=Strict refuses what pruning would drop silently.
+    let strict = PatchParams::default().validation(ValidationDirective::Strict);
+    let err = gadgets
+        .patch("b", &strict, &Patch::Merge(json!({"spec": {"color": "red"}})))
+        .await
+        .unwrap_err();
+    let Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (400, "strict decoding error: unknown field \"spec.color\"")
+    );
+    let pruned = gadgets
+        .patch(
+            "b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"color": "red"}})),
+        )
+        .await
+        .unwrap();
+    assert!(pruned.data["spec"].get("color").is_none(), "{:?}", pruned.data);
 
     // A cluster-scoped CRD.
     crds.create(&PostParams::default(), &crd("globals", "Global", "Cluster"))

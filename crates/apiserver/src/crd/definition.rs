@@ -384,6 +384,7 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
             }
         }
     }
+    api_approval(crd, old, &mut causes);
     let stored = strings(&crd["status"]["storedVersions"]);
     for v in &stored {
         if !seen.contains(v) {
@@ -396,6 +397,80 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
         }
     }
     causes
+}
+
+const APPROVAL: &str = "api-approved.kubernetes.io";
+
+#[derive(PartialEq)]
+enum Approval {
+    Missing,
+    Bypassed,
+    Approved,
+    Invalid,
+}
+
+fn approval_state(crd: &Value) -> (Approval, String) {
+    let annotation = crd["metadata"]["annotations"][APPROVAL]
+        .as_str()
+        .unwrap_or_default();
+    let url_like = annotation.split_once("://").is_some_and(|(scheme, rest)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && !rest.is_empty()
+            && !rest.starts_with('/')
+    });
+    if annotation.is_empty() {
+        (
+            Approval::Missing,
+            format!(
+                "protected groups must have approval annotation {APPROVAL:?}, see https://github.com/kubernetes/enhancements/pull/1111"
+            ),
+        )
+    } else if annotation.starts_with("unapproved") {
+        (Approval::Bypassed, format!("not approved: {annotation:?}"))
+    } else if url_like {
+        (Approval::Approved, format!("approved in {annotation}"))
+    } else {
+        (
+            Approval::Invalid,
+            format!(
+                "protected groups must have approval annotation {APPROVAL:?} with either a URL or a reason starting with \"unapproved\", see https://github.com/kubernetes/enhancements/pull/1111"
+            ),
+        )
+    }
+}
+
+/// Groups of the Kubernetes project (`*.k8s.io`, `*.kubernetes.io`) need an API review
+/// annotation (upstream's `validateAPIApproval`).
+fn api_approval(crd: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+    let group = crd["spec"]["group"].as_str().unwrap_or_default();
+    let protected = group == "k8s.io"
+        || group.ends_with(".k8s.io")
+        || group == "kubernetes.io"
+        || group.ends_with(".kubernetes.io");
+    if !protected {
+        return;
+    }
+    let (state, reason) = approval_state(crd);
+    if old.is_some_and(|o| approval_state(o).0 == state) {
+        return;
+    }
+    let path = format!("metadata.annotations[{APPROVAL}]");
+    match state {
+        Approval::Approved | Approval::Bypassed => {}
+        Approval::Missing => causes.push(Cause::new(
+            "FieldValueRequired",
+            &path,
+            format!("Required value: {reason}"),
+        )),
+        Approval::Invalid => causes.push(Cause::invalid(
+            &path,
+            &crd["metadata"]["annotations"][APPROVAL],
+            &reason,
+        )),
+    }
 }
 
 fn names_causes(names: &Value, path: &str, causes: &mut Vec<Cause>) {

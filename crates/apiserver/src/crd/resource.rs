@@ -57,7 +57,7 @@ pub fn admit(custom: &CustomVersion, obj: &mut Value) -> Result<(), ApiError> {
     let Some(schema) = &custom.schema else {
         return Ok(());
     };
-    schema::prune(obj, schema);
+    let _ = schema::prune(obj, schema);
     schema::default(obj, schema);
     let mut causes = schema::validate(obj, schema);
     check_metadata_name(obj, &mut causes);
@@ -87,4 +87,26 @@ fn check_metadata_name(obj: &Value, causes: &mut Vec<Cause>) {
             ));
         }
     }
+}
+
+/// `fieldValidation=Strict`: fields the schema does not declare are an error (upstream's
+/// strict decoding error) instead of being pruned silently.
+pub fn check_unknown_fields(
+    custom: &CustomVersion,
+    obj: &Value,
+    query: &crate::query::Query,
+) -> Result<(), ApiError> {
+    let (Some(schema), Some("Strict")) = (&custom.schema, query.get("fieldValidation")) else {
+        return Ok(());
+    };
+    let mut copy = obj.clone();
+    let unknown = schema::prune(&mut copy, schema);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    Err(ApiError::bad_request(format!(
+        "strict decoding error: {}",
+        list.join(", ")
+    )))
 }

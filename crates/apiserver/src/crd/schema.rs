@@ -149,39 +149,60 @@ impl Schema {
 }
 
 /// Removes fields the schema does not declare (upstream's structural pruning). At the root and
-/// in embedded resources, `apiVersion`, `kind` and `metadata` are always kept.
-pub fn prune(obj: &mut Value, schema: &Schema) {
-    prune_node(obj, schema, true);
+/// in embedded resources, `apiVersion`, `kind` and `metadata` are always kept. Returns the paths
+/// removed (`spec.foo`, `spec.items[0].bar`), for strict field validation.
+pub fn prune(obj: &mut Value, schema: &Schema) -> Vec<String> {
+    let mut removed = Vec::new();
+    prune_node(obj, schema, true, "", &mut removed);
+    removed
 }
 
-fn prune_node(value: &mut Value, schema: &Schema, resource_root: bool) {
+fn child_path(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+fn prune_node(
+    value: &mut Value,
+    schema: &Schema,
+    resource_root: bool,
+    path: &str,
+    removed: &mut Vec<String>,
+) {
     match value {
         Value::Object(map) => {
             let is_resource = resource_root || schema.embedded_resource;
             if let Additional::Schema(values) = &schema.additional {
-                for (_, v) in map.iter_mut() {
-                    prune_node(v, values, false);
+                for (k, v) in map.iter_mut() {
+                    prune_node(v, values, false, &child_path(path, k), removed);
                 }
                 return;
             }
             map.retain(|k, _| {
-                schema.keeps_unknown()
+                let keep = schema.keeps_unknown()
                     || schema.properties.contains_key(k)
-                    || (is_resource && matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
+                    || (is_resource && matches!(k.as_str(), "apiVersion" | "kind" | "metadata"));
+                if !keep {
+                    removed.push(child_path(path, k));
+                }
+                keep
             });
             for (k, v) in map.iter_mut() {
                 if is_resource && k == "metadata" {
                     continue;
                 }
                 if let Some(p) = schema.properties.get(k) {
-                    prune_node(v, p, false);
+                    prune_node(v, p, false, &child_path(path, k), removed);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = &schema.items {
-                for item in items {
-                    prune_node(item, item_schema, false);
+                for (i, item) in items.iter_mut().enumerate() {
+                    prune_node(item, item_schema, false, &format!("{path}[{i}]"), removed);
                 }
             }
         }
