@@ -72,8 +72,11 @@ impl Rest {
         req: &ResourceRequest,
         query: &Query,
     ) -> Result<Value, ApiError> {
-        let filter = Filter::from_query(def, query)?;
         let custom = self.custom(def);
+        let filter = match &custom {
+            Some(c) => Filter::from_query_with(def, query, &c.selectable_fields)?,
+            None => Filter::from_query(def, query)?,
+        };
         let prefix = def.key_prefix(req.namespace.as_deref());
         let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
         let (mut range, mut at) = (KeyRange::prefix(&prefix), None);

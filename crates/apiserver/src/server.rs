@@ -239,6 +239,9 @@ async fn route(
                     StatusCode::OK,
                     rest.patch(def, &r, &query, &content_type, &body).await?,
                 ),
+                Verb::Delete if custom.is_some() => {
+                    crd::resource::delete_response(def, rest.delete(def, &r, &query, &body).await?)
+                }
                 Verb::Delete => (StatusCode::OK, rest.delete(def, &r, &query, &body).await?),
                 Verb::DeleteCollection => (
                     StatusCode::OK,

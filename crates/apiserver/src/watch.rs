@@ -32,8 +32,11 @@ pub async fn watch(
     req: &ResourceRequest,
     query: &Query,
 ) -> Result<EventStream, ApiError> {
-    let filter = Filter::from_query(def, query)?;
     let custom = rest.custom(def);
+    let filter = match &custom {
+        Some(c) => Filter::from_query_with(def, query, &c.selectable_fields)?,
+        None => Filter::from_query(def, query)?,
+    };
     let prefix = def.key_prefix(req.namespace.as_deref());
     let range = match &req.name {
         // A watch of one object (e.g. `kubectl get pod x -w`) is a fieldSelector on its name.

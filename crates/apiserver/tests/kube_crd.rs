@@ -44,6 +44,7 @@ fn crd(plural: &str, kind: &str, scope: &str) -> CustomResourceDefinition {
             "names": {"plural": plural, "kind": kind},
             "versions": [{
                 "name": "v1", "served": true, "storage": true,
+                "selectableFields": [{"jsonPath": ".spec.size"}],
                 "subresources": {"status": {}, "scale": {
                     "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
@@ -179,6 +180,33 @@ async fn custom_resources_through_kube_rs() {
     let b = gadgets.get("b").await.unwrap();
     assert_eq!(b.data["spec"]["replicas"], 4);
     assert_eq!(b.metadata.generation, Some(2));
+
+    // selectableFields may be used in field selectors; other fields may not.
+    gadgets
+        .create(&PostParams::default(), &object(&ar, "c", json!({"size": "M"})))
+        .await
+        .unwrap();
+    let medium = gadgets
+        .list(&ListParams::default().fields("spec.size=M"))
+        .await
+        .unwrap();
+    let names: Vec<_> = medium
+        .items
+        .iter()
+        .map(|o| o.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["c"]);
+    let err = gadgets
+        .list(&ListParams::default().fields("spec.replicas=1"))
+        .await
+        .unwrap_err();
+    let Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (400, "field label not supported: spec.replicas")
+    );
 
     // fieldValidation=Strict refuses what pruning would drop silently.
     let strict = PatchParams::default().validation(ValidationDirective::Strict);

@@ -29,6 +29,9 @@ pub struct CustomVersion {
     pub columns: Vec<Column>,
     /// The CRD is being deleted: no new custom resources.
     pub terminating: bool,
+    /// Fields field selectors may use besides metadata.name and metadata.namespace
+    /// (`selectableFields`, as `spec.color`).
+    pub selectable_fields: Vec<String>,
 }
 
 impl CustomVersion {
@@ -123,6 +126,14 @@ pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
             scale: ScalePaths::from_spec(&subresources["scale"]),
             columns: Column::from_version(version),
             terminating,
+            selectable_fields: version["selectableFields"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|f| f["jsonPath"].as_str())
+                .map(|p| p.trim_start_matches('.').to_owned())
+                .collect(),
         });
     }
     served

@@ -110,3 +110,15 @@ pub fn check_unknown_fields(
         list.join(", ")
     )))
 }
+
+/// What a DELETE of a custom resource answers, as upstream's registry (which does not return
+/// deleted custom resources): a Success Status once it is gone, or 202 Accepted with the object
+/// while finalizers hold it.
+pub fn delete_response(def: &apimachinery::resources::ResourceDef, obj: Value) -> (http::StatusCode, Value) {
+    if objects::meta_str(&obj, "deletionTimestamp").is_some() {
+        return (http::StatusCode::ACCEPTED, obj);
+    }
+    let name = objects::name(&obj).unwrap_or_default();
+    let status = apimachinery::status::success(def.group_resource(), name, objects::meta_str(&obj, "uid"));
+    (http::StatusCode::OK, status)
+}
