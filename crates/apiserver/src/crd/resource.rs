@@ -1,8 +1,8 @@
 //! Custom resources on the generic REST path: what upstream's customresource strategy and codec
 //! do around the store. On the way in: pruning, defaults, the status split and schema
 //! validation; objects are stored in the CRD's storage version. On the way out: the requested
-//! version (conversion strategy None only rewrites `apiVersion`) and defaults again (a schema
-//! may have gained defaults since the object was written).
+//! version (conversion strategy None only rewrites `apiVersion`), pruned and defaulted by that
+//! version's schema.
 
 use apimachinery::status::{ApiError, Cause};
 use serde_json::Value;
@@ -17,7 +17,11 @@ pub fn decode(custom: Option<&CustomVersion>, value: &[u8], revision: Revision) 
     let mut obj = from_store(value, revision)?;
     if let Some(custom) = custom {
         obj["apiVersion"] = custom.def.api_version().into();
+        // Upstream prunes and defaults on the way out of storage too: what a version's schema
+        // does not declare (written through another version, or before a schema change) is not
+        // shown, and defaults added since apply.
         if let Some(schema) = &custom.schema {
+            let _ = schema::prune(&mut obj, schema);
             schema::default(&mut obj, schema);
         }
     }
