@@ -195,6 +195,9 @@ impl Rest {
             meta.remove("generation");
         }
         strategy::prepare_for_create(def, &mut obj);
+        if crd::is_definition(def) {
+            crd::definition::accept_names(&mut obj, self.crds.catalog().crds());
+        }
         validation::validate(def, &obj, None)?;
         let name = objects::name(&obj).unwrap_or_default().to_owned();
         if query.dry_run()? {
@@ -333,6 +336,9 @@ impl Rest {
                 crd::resource::admit(custom, &mut updated)?;
             }
             strategy::prepare_for_update(def, &mut updated);
+            if crd::is_definition(def) {
+                crd::definition::accept_names(&mut updated, self.crds.catalog().crds());
+            }
             validation::validate(def, &updated, Some(&current))?;
             if strip_rv(&updated) == strip_rv(&current) {
                 // No change: upstream writes nothing and keeps the resourceVersion.

@@ -160,7 +160,8 @@ fn set_defaults(crd: &mut Value) {
     }
 }
 
-/// A new CRD: defaults, and the status the naming and establishing controllers would set.
+/// A new CRD: defaults and storedVersions (the REST path then accepts its names against the
+/// other CRDs, [`accept_names`]).
 pub fn prepare_for_create(crd: &mut Value) {
     set_defaults(crd);
     if let Some(map) = crd.as_object_mut() {
@@ -177,7 +178,6 @@ pub fn prepare_for_update(crd: &mut Value) {
 }
 
 fn refresh_status(crd: &mut Value) {
-    let names = crd["spec"]["names"].clone();
     let storage = crd["spec"]["versions"]
         .as_array()
         .and_then(|vs| vs.iter().find(|v| v["storage"] == true))
@@ -187,7 +187,6 @@ fn refresh_status(crd: &mut Value) {
         crd["status"] = json!({});
     }
     let status = &mut crd["status"];
-    status["acceptedNames"] = names;
     let mut stored = strings(&status["storedVersions"]);
     if let Some(storage) = storage
         && !stored.contains(&storage)
@@ -195,21 +194,113 @@ fn refresh_status(crd: &mut Value) {
         stored.push(storage);
     }
     status["storedVersions"] = json!(stored);
-    set_condition(
-        status,
-        "NamesAccepted",
-        "True",
-        "NoConflicts",
-        "no conflicts found",
-    );
-    if !condition_true(&json!({"status": status.clone()}), "Established") {
-        set_condition(
-            status,
-            "Established",
-            "True",
-            "InitialNamesAccepted",
-            "the initial names have been accepted",
-        );
+}
+
+/// Upstream's naming controller, at once: the requested names are accepted unless another CRD
+/// of the group already uses them (NamesAccepted False, reason `PluralConflict` …); a CRD is
+/// Established once its names are accepted and stays so.
+pub fn accept_names(crd: &mut Value, others: &[Value]) {
+    let group = crd["spec"]["group"].clone();
+    let own_name = objects::name(crd).unwrap_or_default().to_owned();
+    let (mut resources, mut kinds) = (Vec::<String>::new(), Vec::<String>::new());
+    for other in others {
+        if other["spec"]["group"] != group || objects::name(other) == Some(own_name.as_str()) {
+            continue;
+        }
+        let accepted = &other["status"]["acceptedNames"];
+        for field in ["plural", "singular"] {
+            resources.extend(accepted[field].as_str().map(str::to_owned));
+        }
+        resources.extend(strings(&accepted["shortNames"]));
+        for field in ["kind", "listKind"] {
+            kinds.extend(accepted[field].as_str().map(str::to_owned));
+        }
+    }
+    let requested = crd["spec"]["names"].clone();
+    let accepted = crd["status"]["acceptedNames"].clone();
+    let mut names = if accepted.is_object() {
+        accepted.clone()
+    } else {
+        json!({})
+    };
+    let mut conflict: Option<(&str, String)> = None;
+    let fresh = |field: &str, used: &[String]| -> Result<(), String> {
+        let want = requested[field].as_str().unwrap_or_default();
+        if want == accepted[field].as_str().unwrap_or_default() || !used.iter().any(|u| u == want) {
+            Ok(())
+        } else {
+            Err(format!("{want:?} is already in use"))
+        }
+    };
+    for (field, reason, used) in [
+        ("plural", "PluralConflict", &resources),
+        ("singular", "SingularConflict", &resources),
+    ] {
+        match fresh(field, used) {
+            Ok(()) => names[field] = requested[field].clone(),
+            Err(msg) => conflict = Some((reason, msg)),
+        }
+    }
+    if requested["shortNames"] != accepted["shortNames"] {
+        let existing = strings(&accepted["shortNames"]);
+        let taken: Vec<String> = strings(&requested["shortNames"])
+            .into_iter()
+            .filter(|s| !existing.contains(s) && resources.contains(s))
+            .map(|s| format!("{s:?} is already in use"))
+            .collect();
+        match taken.len() {
+            0 => names["shortNames"] = requested["shortNames"].clone(),
+            1 => conflict = Some(("ShortNamesConflict", taken[0].clone())),
+            _ => conflict = Some(("ShortNamesConflict", format!("[{}]", taken.join(", ")))),
+        }
+    }
+    for (field, reason) in [("kind", "KindConflict"), ("listKind", "ListKindConflict")] {
+        match fresh(field, &kinds) {
+            Ok(()) => names[field] = requested[field].clone(),
+            Err(msg) => conflict = Some((reason, msg)),
+        }
+    }
+    names["categories"] = requested["categories"].clone();
+    if let Some(map) = names.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+    if !crd["status"].is_object() {
+        crd["status"] = json!({});
+    }
+    let status = &mut crd["status"];
+    status["acceptedNames"] = names;
+    let established = condition_true(&json!({"status": status.clone()}), "Established");
+    match conflict {
+        None => {
+            set_condition(
+                status,
+                "NamesAccepted",
+                "True",
+                "NoConflicts",
+                "no conflicts found",
+            );
+            if !established {
+                set_condition(
+                    status,
+                    "Established",
+                    "True",
+                    "InitialNamesAccepted",
+                    "the initial names have been accepted",
+                );
+            }
+        }
+        Some((reason, message)) => {
+            set_condition(status, "NamesAccepted", "False", reason, &message);
+            if !established {
+                set_condition(
+                    status,
+                    "Established",
+                    "False",
+                    "NotAccepted",
+                    "not all names are accepted",
+                );
+            }
+        }
     }
 }
 
@@ -723,6 +814,7 @@ mod tests {
     fn a_new_crd_is_defaulted_and_established() {
         let mut c = crd();
         prepare_for_create(&mut c);
+        accept_names(&mut c, &[]);
         assert!(validate(&c, None).is_empty(), "{:?}", validate(&c, None));
         assert_eq!(c["spec"]["names"]["singular"], "widget");
         assert_eq!(c["spec"]["names"]["listKind"], "WidgetList");
@@ -736,6 +828,35 @@ mod tests {
         );
         assert_eq!(served[0].def.subresources, ["status"]);
         assert_eq!(served[0].def.short_names, ["wd"]);
+    }
+
+    #[test]
+    fn names_taken_by_another_crd_of_the_group_are_not_accepted() {
+        let mut first = crd();
+        prepare_for_create(&mut first);
+        accept_names(&mut first, &[]);
+        let mut second = crd();
+        second["metadata"]["name"] = "gizmos.example.com".into();
+        second["spec"]["names"] = json!({"plural": "gizmos", "kind": "Gizmo", "shortNames": ["wd"]});
+        prepare_for_create(&mut second);
+        accept_names(&mut second, std::slice::from_ref(&first));
+        let accepted = &second["status"]["conditions"][0];
+        assert_eq!(
+            (
+                &accepted["type"],
+                &accepted["status"],
+                &accepted["reason"],
+                &accepted["message"]
+            ),
+            (
+                &json!("NamesAccepted"),
+                &json!("False"),
+                &json!("ShortNamesConflict"),
+                &json!("\"wd\" is already in use")
+            )
+        );
+        assert!(!condition_true(&second, "Established"));
+        assert!(served_versions(&second).is_empty());
     }
 
     #[test]

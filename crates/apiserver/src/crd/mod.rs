@@ -46,6 +46,8 @@ pub struct Catalog {
     revision: store::Revision,
     defs: Vec<&'static ResourceDef>,
     custom: Vec<Arc<CustomVersion>>,
+    /// Every CRD as stored (for accepting a new CRD's names against the others).
+    crds: Vec<Value>,
 }
 
 impl Catalog {
@@ -54,6 +56,7 @@ impl Catalog {
             revision: 0,
             defs: BUILTIN.iter().collect(),
             custom: Vec::new(),
+            crds: Vec::new(),
         }
     }
 
@@ -67,6 +70,11 @@ impl Catalog {
             .iter()
             .find(|r| r.group == group && r.version == version && r.plural == plural)
             .copied()
+    }
+
+    /// The CRDs as last read from the store.
+    pub fn crds(&self) -> &[Value] {
+        &self.crds
     }
 
     /// The custom resource behind `def`, if it is one.
@@ -121,6 +129,7 @@ impl Registry {
     fn install(&self, crds: &[Value], revision: store::Revision) {
         let mut catalog = Catalog::builtin();
         catalog.revision = revision;
+        catalog.crds = crds.to_vec();
         for crd in crds {
             for version in definition::served_versions(crd) {
                 let taken = catalog.find(version.def.group, version.def.version, version.def.plural);
