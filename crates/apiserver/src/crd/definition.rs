@@ -697,6 +697,29 @@ fn structural_causes(s: &Value, path: &str, level: Level, causes: &mut Vec<Cause
             "must be object at the root",
         ));
     }
+    let check_metadata = level == Level::Root || flag("x-kubernetes-embedded-resource");
+    if let Some(meta) = s["properties"].get("metadata") {
+        let meta_path = format!("{path}.properties[metadata]");
+        if check_metadata && meta["type"] != "object" {
+            causes.push(Cause::invalid(
+                &format!("{meta_path}.type"),
+                &meta["type"],
+                "must be object",
+            ));
+        }
+        let only_names = meta["properties"]
+            .as_object()
+            .is_none_or(|p| p.keys().all(|k| k == "name" || k == "generateName"));
+        let only_allowed = meta
+            .as_object()
+            .is_some_and(|m| m.keys().all(|k| k == "type" || k == "properties"));
+        if level == Level::Root && !(only_names && only_allowed) {
+            causes.push(Cause::forbidden(
+                &meta_path,
+                "must not specify anything other than name and generateName, but metadata is implicitly specified",
+            ));
+        }
+    }
     if let Some(p) = s["pattern"].as_str()
         && let Err(e) = regex::Regex::new(p)
     {

@@ -428,6 +428,9 @@ impl Validator<'_> {
             ));
         }
         let is_resource = root || schema.embedded_resource;
+        if schema.embedded_resource && !root {
+            self.embedded_resource(map, path);
+        }
         for (k, p) in &schema.properties {
             let Some(v) = map.get(k) else { continue };
             let child = format!("{path}.{k}");
@@ -461,6 +464,28 @@ impl Validator<'_> {
                 }
             }
             Additional::Unset => {}
+        }
+    }
+
+    /// An embedded object (`x-kubernetes-embedded-resource`) names its apiVersion and kind.
+    fn embedded_resource(&mut self, map: &Map<String, Value>, path: &str) {
+        for key in ["apiVersion", "kind"] {
+            let child = field(&format!("{path}.{key}"));
+            match map.get(key) {
+                None => self.causes.push(Cause::new(
+                    "FieldValueRequired",
+                    &child,
+                    "Required value: must not be empty",
+                )),
+                Some(Value::String(s)) if s.is_empty() => {
+                    self.causes
+                        .push(Cause::invalid(&child, &Value::from(""), "must not be empty"))
+                }
+                Some(Value::String(_)) => {}
+                Some(other) => self
+                    .causes
+                    .push(Cause::invalid(&child, other, "must be a string")),
+            }
         }
     }
 
@@ -707,6 +732,27 @@ mod tests {
             messages(json!({"spec": {"image": "ab", "labels": {"a": 1}}})).len(),
             1
         );
+    }
+
+    #[test]
+    fn embedded_resources_name_their_type() {
+        let schema = Schema::parse(&json!({"type": "object", "properties": {"template": {
+            "type": "object", "x-kubernetes-embedded-resource": true, "x-kubernetes-preserve-unknown-fields": true}}}))
+        .unwrap();
+        let causes: Vec<String> = validate(&json!({"template": {"kind": ""}}), &schema)
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                "template.apiVersion: Required value: must not be empty",
+                "template.kind: Invalid value: \"\": must not be empty"
+            ]
+        );
+        let mut obj =
+            json!({"template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {}}});
+        assert!(prune(&mut obj, &schema).is_empty());
     }
 
     #[test]
