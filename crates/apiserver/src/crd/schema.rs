@@ -18,6 +18,8 @@ pub struct Schema {
     int_or_string: bool,
     preserve_unknown: bool,
     embedded_resource: bool,
+    /// `x-kubernetes-list-type: set`: items must be unique.
+    list_set: bool,
     pub properties: BTreeMap<String, Schema>,
     items: Option<Box<Schema>>,
     additional: Additional,
@@ -100,6 +102,7 @@ impl Schema {
             int_or_string: flag("x-kubernetes-int-or-string"),
             preserve_unknown: flag("x-kubernetes-preserve-unknown-fields"),
             embedded_resource: flag("x-kubernetes-embedded-resource"),
+            list_set: v.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set"),
             properties,
             items,
             additional,
@@ -523,6 +526,15 @@ impl Validator<'_> {
                 format!("Too many: {n}: must have at most {max} items"),
             ));
         }
+        if schema.list_set {
+            // Each duplicated value is reported once, at its second occurrence (as upstream).
+            for (i, item) in items.iter().enumerate() {
+                if items[..i].iter().filter(|x| *x == item).count() == 1 {
+                    self.causes
+                        .push(Cause::duplicate(&field(&format!("{path}[{i}]")), item));
+                }
+            }
+        }
         if schema.unique_items {
             let has_duplicates = items.iter().enumerate().any(|(i, a)| items[..i].contains(a));
             if has_duplicates {
@@ -727,6 +739,16 @@ mod tests {
             ["spec.tags: Too many: 3: must have at most 2 items"]
         );
         assert!(messages(json!({"spec": {"image": "ab", "port": 80}})).is_empty());
+        let set = Schema::parse(
+            &json!({"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}),
+        )
+        .unwrap();
+        let causes = validate(&json!(["a", "b", "a", "a"]), &set);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(
+            (causes[0].field.as_str(), causes[0].message.as_str()),
+            ("[2]", "Duplicate value: \"a\"")
+        );
         assert!(messages(json!({"spec": {"image": "ab", "port": "http"}})).is_empty());
         assert_eq!(
             messages(json!({"spec": {"image": "ab", "labels": {"a": 1}}})).len(),
