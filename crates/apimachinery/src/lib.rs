@@ -2,10 +2,12 @@
 //! needs to speak the Kubernetes API as upstream does.
 
 pub mod fields;
+pub mod managed_fields;
 pub mod protobuf;
 pub mod resources;
 pub mod selector;
 pub mod status;
+pub mod strategic_merge;
 
 /// Helpers for this crate's tests.
 #[cfg(test)]

@@ -180,6 +180,24 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
+    /// An error upstream's handlers return as a plain Go error: 500 without a reason, the error
+    /// text as the message (upstream's `ErrorToAPIStatus` fallback).
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
+    }
+
+    /// 422 as upstream's `NewGenericServerResponse` words it (strategic merge patch errors such
+    /// as lists of lists); upstream drops the underlying message.
+    pub fn unprocessable() -> Self {
+        let mut err = Self::new(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+        );
+        err.details = Some(Box::default());
+        err
+    }
+
     pub fn method_not_allowed() -> Self {
         Self::new(
             405,
@@ -266,6 +284,10 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty() {
+            // Upstream omits an unknown reason (`omitempty`).
+            status.as_object_mut().map(|s| s.remove("reason"));
+        }
         if let Some(d) = &self.details {
             let mut details = serde_json::Map::new();
             if !d.name.is_empty() {

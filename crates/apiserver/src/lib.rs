@@ -5,12 +5,15 @@
 //! - `discovery`: `/version`, `/api`, `/apis` and resource lists.
 //! - `rest`: the generic handlers over the store; `watch`: watch streams; `filter`: selectors;
 //!   `table`: server-side printing; `validation`: shared validation; `objects`: metadata helpers.
+//! - `openapi`: `/openapi/v2` and `/openapi/v3` documents.
 
 pub mod authn;
 mod crd;
 pub mod discovery;
+mod field_validation;
 mod filter;
 mod objects;
+mod openapi;
 pub mod pki;
 mod query;
 pub mod request;
@@ -108,7 +111,11 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         .await
         .context("cannot read the CustomResourceDefinitions")?;
     let crd_watch = rest.crds.spawn_watch(rest.clone());
-    let state = Arc::new(server::State { rest, tokens });
+    let state = Arc::new(server::State {
+        rest,
+        tokens,
+        openapi: openapi::OpenApi::default(),
+    });
     let task = tokio::spawn(server::serve(listener, pki.server_config()?, state));
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "API server listening");
     Ok(Running {

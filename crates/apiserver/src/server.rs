@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::field_validation::{self, Mode as FieldValidation};
 use crate::pki::{UserInfo, identity_from_cert};
 use crate::query::Query;
 use crate::request::{self, Target, Verb};
@@ -33,6 +34,7 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 pub struct State {
     pub rest: Rest,
     pub tokens: crate::authn::Tokens,
+    pub openapi: crate::openapi::OpenApi,
 }
 
 /// Serves TLS connections from `listener` until the task is dropped.
@@ -110,6 +112,10 @@ async fn route(
         return Err(ApiError::unauthorized());
     };
     let query = Query::parse(req.uri().query());
+    if let Some(document) = path.strip_prefix("/openapi/") {
+        let accept = header_str(&req, header::ACCEPT).unwrap_or("");
+        return openapi(&state.openapi, document, &query, accept);
+    }
     let target = request::parse(req.method(), &path, query.flag("watch"))?;
     if !matches!(target, Target::Resource(_)) && req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiError::method_not_allowed());
@@ -207,6 +213,7 @@ async fn route(
             if as_table {
                 table::validate_options(&query)?;
             }
+            let mut warnings = Vec::new();
             let (code, obj) = match r.verb {
                 Verb::Get => (StatusCode::OK, rest.get(def, &r).await?),
                 Verb::List => (StatusCode::OK, rest.list(def, &r, &query).await?),
@@ -225,16 +232,16 @@ async fn route(
                     }
                     return Ok(watch_response(events));
                 }
-                Verb::Create => (
-                    StatusCode::CREATED,
-                    rest.create(def, &r, &query, decode(&content_type, &body)?)
-                        .await?,
-                ),
-                Verb::Update => (
-                    StatusCode::OK,
-                    rest.update(def, &r, &query, decode(&content_type, &body)?)
-                        .await?,
-                ),
+                Verb::Create => {
+                    let mut obj = decode(&content_type, &body)?;
+                    warnings = check_fields(def, custom.as_deref(), &query, &mut obj)?;
+                    (StatusCode::CREATED, rest.create(def, &r, &query, obj).await?)
+                }
+                Verb::Update => {
+                    let mut obj = decode(&content_type, &body)?;
+                    warnings = check_fields(def, custom.as_deref(), &query, &mut obj)?;
+                    (StatusCode::OK, rest.update(def, &r, &query, obj).await?)
+                }
                 Verb::Patch => (
                     StatusCode::OK,
                     rest.patch(def, &r, &query, &content_type, &body).await?,
@@ -254,7 +261,7 @@ async fn route(
                     tracing::warn!(%err, "cannot refresh the CRD registry");
                 }
             }
-            if as_table {
+            let mut response = if as_table {
                 let table = match &custom {
                     Some(c) => {
                         let printer = crd::printer::Printer {
@@ -264,10 +271,91 @@ async fn route(
                     }
                     None => table::to_table(def, &obj, &query),
                 };
-                return Ok(json(code, &table));
+                json(code, &table)
+            } else {
+                json(code, &obj)
+            };
+            for warning in warnings {
+                add_warning(&mut response, &warning);
             }
-            Ok(json(code, &obj))
+            Ok(response)
         }
+    }
+}
+
+/// `/openapi/v2`, `/openapi/v3` and `/openapi/v3/<group-version path>` (JSON only: clients
+/// that accept nothing but protobuf get 406 and fall back, as they do with older servers).
+fn openapi(
+    api: &crate::openapi::OpenApi,
+    document: &str,
+    query: &Query,
+    accept: &str,
+) -> Result<Response<Body>, ApiError> {
+    let accepts_json = accept.is_empty()
+        || accept
+            .split(',')
+            .map(|a| a.split(';').next().unwrap_or("").trim())
+            .any(|a| matches!(a, "application/json" | "application/*" | "*/*"));
+    if !accepts_json {
+        return Err(ApiError::not_acceptable(
+            "only the following media types are accepted: application/json",
+        ));
+    }
+    let (body, cache_control) = match document {
+        "v2" => (api.documents().v2.clone(), "no-cache, private"),
+        "v3" => (
+            Bytes::from(serde_json::to_vec(&api.v3_root()).expect("JSON")),
+            "no-cache, private",
+        ),
+        _ => {
+            let gv = document
+                .strip_prefix("v3/")
+                .ok_or_else(ApiError::path_not_found)?;
+            let docs = api.documents();
+            let doc = docs.v3.get(gv).ok_or_else(ApiError::path_not_found)?;
+            match query.get("hash") {
+                // An outdated hash: point at the current document, as upstream does.
+                Some(hash) if hash != doc.hash => {
+                    let mut response = Response::new(full(Bytes::new()));
+                    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+                    let location = format!("/openapi/v3/{gv}?hash={}", doc.hash);
+                    response
+                        .headers_mut()
+                        .insert(header::LOCATION, HeaderValue::from_str(&location).expect("ASCII"));
+                    return Ok(response);
+                }
+                Some(_) => (doc.json.clone(), "public, immutable"),
+                None => (doc.json.clone(), "no-cache, private"),
+            }
+        }
+    };
+    let mut response = Response::new(full(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    Ok(response)
+}
+
+/// A `Warning` header as upstream sends them: code 299, no agent, the text quoted.
+fn add_warning(response: &mut Response<Body>, text: &str) {
+    let quoted = format!("299 - {}", serde_json::Value::from(text));
+    if let Ok(value) = HeaderValue::from_str(&quoted) {
+        response.headers_mut().append(header::WARNING, value);
+    }
+}
+
+/// Unknown fields under `fieldValidation`: by the kind's fields for built-ins, by the schema for
+/// custom resources.
+fn check_fields(
+    def: &apimachinery::resources::ResourceDef,
+    custom: Option<&crd::CustomVersion>,
+    query: &Query,
+    obj: &mut Value,
+) -> Result<Vec<String>, ApiError> {
+    let mode = FieldValidation::from_query(query)?;
+    match custom {
+        Some(custom) => crd::resource::check_unknown_fields(def, custom, mode, obj),
+        None => field_validation::check(def, mode, obj),
     }
 }
 

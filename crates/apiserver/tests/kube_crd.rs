@@ -219,7 +219,10 @@ async fn custom_resources_through_kube_rs() {
     };
     assert_eq!(
         (status.code, status.message.as_str()),
-        (400, "strict decoding error: unknown field \"spec.color\"")
+        (
+            400,
+            "Gadget in version \"v1\" cannot be handled as a Gadget: strict decoding error: unknown field \"spec.color\""
+        )
     );
     let pruned = gadgets
         .patch(

@@ -82,14 +82,15 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `kubectl create --validate=false -f` of a manifest written to `file`; returns stdout.
+    /// `kubectl create -f` of a manifest written to `file` (validated by the server, strictly, as
+    /// kubectl asks by default); returns stdout.
     fn create(&self, file: &str, yaml: &str) -> String {
-        self.ok(&["create", "--validate=false", "-f", &manifest(self, file, yaml)])
+        self.ok(&["create", "-f", &manifest(self, file, yaml)])
     }
 
     /// Like [`Server::create`], expecting failure; returns stderr.
     fn create_fails(&self, file: &str, yaml: &str) -> String {
-        self.fails(&["create", "--validate=false", "-f", &manifest(self, file, yaml)])
+        self.fails(&["create", "-f", &manifest(self, file, yaml)])
     }
 
     /// Runs kubectl expecting failure; returns stderr.
@@ -159,9 +160,9 @@ fn is_age(cell: &str) -> bool {
         && cell.chars().all(|c| c.is_ascii_digit() || "smhdy".contains(c))
 }
 
-// kubectl ≥ 1.32 sends its generators' objects (`kubectl create namespace …`) as protobuf, which
-// the server decodes for some kinds so far; and `create -f` validates against OpenAPI by default,
-// which is not served yet. So most tests create from manifests with --validate=false (JSON).
+// kubectl ≥ 1.32 sends its generators' objects (`kubectl create namespace …`) as protobuf; files
+// (`create -f`) go as JSON, with `fieldValidation=Strict` once kubectl found the parameter in
+// /openapi/v3.
 
 #[test]
 fn kubectl_generators_send_protobuf() {
@@ -534,7 +535,7 @@ fn stale_updates_conflict_and_unauthenticated_requests_are_refused() {
         "stale.json",
         &old.replace("\"v\": \"1\"", "\"v\": \"3\""),
     );
-    let conflict = server.fails(&["replace", "--validate=false", "-f", &stale]);
+    let conflict = server.fails(&["replace", "-f", &stale]);
     assert!(conflict.contains("the object has been modified"), "{conflict}");
     assert_eq!(
         server.ok(&["get", "configmap", "x", "-n", "c", "-o", "jsonpath={.data.v}"]),
@@ -757,6 +758,7 @@ fn widget(name: &str, spec: &str) -> String {
 #[test]
 fn kubectl_drives_a_crd_and_its_custom_resources() {
     let server = Server::start();
+    // (`kubectl apply` validates against OpenAPI v2 as protobuf, which is not served yet.)
     server.ok(&[
         "apply",
         "--validate=false",
@@ -783,12 +785,21 @@ fn kubectl_drives_a_crd_and_its_custom_resources() {
         "{resources}"
     );
 
-    // Unknown fields are pruned, defaults filled in, and status is the subresource's alone.
+    // kubectl validates strictly by default: the schema's unknown fields are refused...
     let w1 = widget("w1", "  image: nginx\n  replicas: 2\n  unknown: 1\n") + "status:\n  ready: \"yes\"\n";
-    server.create(
+    let both = manifest(
+        &server,
         "w.yaml",
         &format!("{w1}---\n{}", widget("w2", "  image: redis\n")),
     );
+    let err = server.fails(&["create", "-f", &both]);
+    assert!(
+        err.contains(r#"Widget in version "v1" cannot be handled as a Widget: strict decoding error: unknown field "spec.unknown""#),
+        "{err}"
+    );
+    // ...and otherwise pruned; defaults are filled in, and status is the subresource's alone.
+    server.ok(&["delete", "--ignore-not-found", "-f", &both]);
+    server.ok(&["create", "--validate=false", "-f", &both]);
     let w1: serde_json::Value = serde_json::from_str(&server.ok(&["get", "wd", "w1", "-o", "json"])).unwrap();
     assert_eq!(
         w1["spec"],
@@ -890,5 +901,81 @@ fn kubectl_drives_a_crd_and_its_custom_resources() {
         list["items"],
         serde_json::json!([]),
         "instances of the deleted CRD are gone"
+    );
+}
+
+const DEPLOYMENT_WITH_UNKNOWN_FIELD: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: c
+        image: nginx:1.25
+        bogus: 1
+";
+
+#[test]
+fn openapi_drives_explain_and_server_side_field_validation() {
+    let server = Server::start();
+    // explain reads /openapi/v3.
+    let explained = server.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        explained.contains("FIELD: strategy <DeploymentStrategy>"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+        "{explained}"
+    );
+    let explained = server.ok(&["explain", "pods.spec.containers.ports"]);
+    assert!(
+        explained.contains("containerPort\t<integer> -required-"),
+        "{explained}"
+    );
+
+    // kubectl validates strictly by default, and the server names the unknown field as upstream.
+    let file = manifest(&server, "deploy.yaml", DEPLOYMENT_WITH_UNKNOWN_FIELD);
+    let err = server.fails(&["create", "-f", &file]);
+    assert!(
+        err.contains(
+            "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: \
+             unknown field \"spec.template.spec.containers[0].bogus\""
+        ),
+        "{err}"
+    );
+    // --validate=warn: created with a warning, the unknown field dropped.
+    let out = server.kubectl(&["create", "--validate=warn", "-f", &file]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains("Warning: unknown field \"spec.template.spec.containers[0].bogus\""),
+        "{warned}"
+    );
+    let containers = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0]}",
+    ]);
+    assert!(!containers.contains("bogus"), "{containers}");
+
+    // The documents themselves: v3 lists each group-version with a hash; v2 has every kind.
+    let root = server.ok(&["get", "--raw", "/openapi/v3"]);
+    assert!(
+        root.contains("\"apis/apps/v1\":{\"serverRelativeURL\":\"/openapi/v3/apis/apps/v1?hash="),
+        "{root}"
+    );
+    let v2: serde_json::Value = serde_json::from_str(&server.ok(&["get", "--raw", "/openapi/v2"])).unwrap();
+    assert_eq!(
+        v2["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]["x-kubernetes-patch-merge-key"],
+        "name"
     );
 }

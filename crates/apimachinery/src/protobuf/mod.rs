@@ -10,7 +10,7 @@
 //!
 //! Kinds the schema does not know are refused with a clear message (clients can send JSON).
 
-mod schema;
+pub mod schema;
 #[rustfmt::skip]
 mod schema_generated;
 mod wire;

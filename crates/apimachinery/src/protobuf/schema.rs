@@ -4,7 +4,7 @@
 //! `scripts/gen-protobuf-schema`) from the prost definitions of the k8s-pb crate and the JSON
 //! names of the k8s-openapi crate.
 
-use super::schema_generated::{KINDS, MESSAGES};
+use super::schema_generated::{KINDS, MESSAGES, PATCH_META};
 
 /// A field's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +32,33 @@ pub struct Field {
     pub json: &'static str,
     pub kind: Kind,
     pub repeated: bool,
+}
+
+/// How a field merges, from upstream's markers (`+patchStrategy=merge`, `+patchMergeKey=name`,
+/// `+listType=map`, `+listMapKey=…`, `+mapType=…`); empty strings where a marker is absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PatchMeta {
+    /// `merge`, `replace`, `retainKeys` or `merge,retainKeys`.
+    pub strategy: &'static str,
+    pub merge_key: &'static str,
+    /// `atomic`, `set` or `map`.
+    pub list_type: &'static str,
+    pub map_keys: &'static [&'static str],
+    /// `atomic` or `granular`.
+    pub map_type: &'static str,
+}
+
+/// The patch metadata of a message's field (by JSON name), if it carries any marker.
+pub fn patch_meta(message: &str, json: &str) -> Option<&'static PatchMeta> {
+    PATCH_META
+        .binary_search_by(|(m, f, _)| (*m, *f).cmp(&(message, json)))
+        .ok()
+        .map(|i| &PATCH_META[i].2)
+}
+
+/// The names of all messages.
+pub fn message_names() -> impl Iterator<Item = &'static str> {
+    MESSAGES.iter().map(|(name, _)| *name)
 }
 
 /// The fields of a message, by name.
@@ -114,5 +141,38 @@ mod tests {
                 .iter()
                 .any(|f| f.kind == Kind::Inline("core.v1.ProbeHandler"))
         );
+    }
+
+    #[test]
+    fn patch_meta_matches_upstream_struct_tags() {
+        let meta = |m, f| patch_meta(m, f).map(|p| (p.strategy, p.merge_key));
+        assert!(
+            PATCH_META.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)),
+            "sorted, for binary search"
+        );
+        for (message, field, strategy, key) in [
+            ("core.v1.PodSpec", "containers", "merge", "name"),
+            ("core.v1.PodSpec", "volumes", "merge,retainKeys", "name"),
+            ("core.v1.Container", "ports", "merge", "containerPort"),
+            ("core.v1.Container", "env", "merge", "name"),
+            ("meta.v1.ObjectMeta", "finalizers", "merge", ""),
+            ("meta.v1.ObjectMeta", "ownerReferences", "merge", "uid"),
+            ("core.v1.ServiceSpec", "ports", "merge", "port"),
+            ("apps.v1.DeploymentSpec", "strategy", "retainKeys", ""),
+            ("policy.v1.PodDisruptionBudgetSpec", "selector", "replace", ""),
+        ] {
+            assert_eq!(meta(message, field), Some((strategy, key)), "{message}.{field}");
+        }
+        let ports = patch_meta("core.v1.ServiceSpec", "ports").unwrap();
+        assert_eq!(
+            (ports.list_type, ports.map_keys),
+            ("map", &["port", "protocol"][..])
+        );
+        assert_eq!(
+            patch_meta("core.v1.PodSpec", "nodeSelector").unwrap().map_type,
+            "atomic"
+        );
+        assert_eq!(meta("core.v1.PodSpec", "tolerations"), Some(("", "")));
+        assert_eq!(patch_meta("core.v1.Container", "image"), None);
     }
 }

@@ -93,26 +93,31 @@ fn check_metadata_name(obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-/// `fieldValidation=Strict`: fields the schema does not declare are an error (upstream's
-/// strict decoding error) instead of being pruned silently.
+/// Fields the schema does not declare, under `fieldValidation` (upstream's strict decoding for
+/// custom resources): `Strict` rejects them, `Warn` (the default) returns the warnings to send,
+/// `Ignore` drops them silently (pruning drops them in every mode).
 pub fn check_unknown_fields(
+    def: &apimachinery::resources::ResourceDef,
     custom: &CustomVersion,
-    obj: &Value,
-    query: &crate::query::Query,
-) -> Result<(), ApiError> {
-    let (Some(schema), Some("Strict")) = (&custom.schema, query.get("fieldValidation")) else {
-        return Ok(());
+    mode: crate::field_validation::Mode,
+    obj: &mut Value,
+) -> Result<Vec<String>, ApiError> {
+    use crate::field_validation::Mode;
+    let Some(schema) = &custom.schema else {
+        return Ok(Vec::new());
     };
-    let mut copy = obj.clone();
-    let unknown = schema::prune(&mut copy, schema);
-    if unknown.is_empty() {
-        return Ok(());
+    let unknown = schema::prune(obj, schema);
+    let described: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    match mode {
+        Mode::Strict if !described.is_empty() => Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            described.join(", "),
+            kind = def.kind,
+            version = def.version,
+        ))),
+        Mode::Warn => Ok(described),
+        _ => Ok(Vec::new()),
     }
-    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-    Err(ApiError::bad_request(format!(
-        "strict decoding error: {}",
-        list.join(", ")
-    )))
 }
 
 /// What a DELETE of a custom resource answers, as upstream's registry (which does not return
