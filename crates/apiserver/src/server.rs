@@ -213,7 +213,10 @@ async fn route(
             if as_table {
                 table::validate_options(&query)?;
             }
-            let mut warnings = Vec::new();
+            let mut warnings: Vec<String> = custom
+                .iter()
+                .filter_map(|c| c.deprecation_warning.clone())
+                .collect();
             let (code, obj) = match r.verb {
                 Verb::Get => (StatusCode::OK, rest.get(def, &r).await?),
                 Verb::List => (StatusCode::OK, rest.list(def, &r, &query).await?),
@@ -234,12 +237,12 @@ async fn route(
                 }
                 Verb::Create => {
                     let mut obj = decode(&content_type, &body)?;
-                    warnings = check_fields(def, custom.as_deref(), &query, &mut obj)?;
+                    warnings.extend(check_fields(def, custom.as_deref(), &query, &mut obj)?);
                     (StatusCode::CREATED, rest.create(def, &r, &query, obj).await?)
                 }
                 Verb::Update => {
                     let mut obj = decode(&content_type, &body)?;
-                    warnings = check_fields(def, custom.as_deref(), &query, &mut obj)?;
+                    warnings.extend(check_fields(def, custom.as_deref(), &query, &mut obj)?);
                     (StatusCode::OK, rest.update(def, &r, &query, obj).await?)
                 }
                 Verb::Patch => (

@@ -747,6 +747,12 @@ spec:
               replicas: {type: integer}
               ready: {type: string}
               selector: {type: string}
+  - name: v1beta1
+    served: true
+    storage: false
+    deprecated: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 "#;
 
 fn widget(name: &str, spec: &str) -> String {
@@ -876,6 +882,21 @@ fn kubectl_drives_a_crd_and_its_custom_resources() {
     let w1: serde_json::Value = serde_json::from_str(&server.ok(&["get", "wd", "w1", "-o", "json"])).unwrap();
     assert_eq!(w1["status"]["ready"], "True");
     assert_eq!(w1["metadata"]["generation"], 2);
+
+    // Another served version shows the same objects; a deprecated one says so.
+    let out = server.kubectl(&[
+        "get",
+        "widgets.v1beta1.example.com",
+        "w1",
+        "-o",
+        "jsonpath={.apiVersion}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "example.com/v1beta1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Warning: example.com/v1beta1 Widget is deprecated; use example.com/v1 Widget"),
+        "{stderr}"
+    );
 
     // Deleting the CRD removes its custom resources and stops serving them.
     server.ok(&["delete", "crd", "widgets.example.com"]);

@@ -25,6 +25,10 @@ pub struct CustomVersion {
     /// The version objects are stored in (conversion strategy None: only apiVersion changes).
     pub storage_version: String,
     pub schema: Option<Schema>,
+    /// The version's `openAPIV3Schema` as written (for the OpenAPI documents).
+    pub raw_schema: Option<Value>,
+    /// The warning every request to a deprecated version carries.
+    pub deprecation_warning: Option<String>,
     pub scale: Option<ScalePaths>,
     pub columns: Vec<Column>,
     /// The CRD is being deleted: no new custom resources.
@@ -117,7 +121,17 @@ pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
             .is_object()
             .then(|| Schema::parse(&version["schema"]["openAPIV3Schema"]).ok())
             .flatten();
+        let deprecation_warning = (version["deprecated"] == true).then(|| {
+            version["deprecationWarning"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| default_deprecation_warning(group, name, kind, &versions))
+        });
         served.push(CustomVersion {
+            raw_schema: version["schema"]["openAPIV3Schema"]
+                .is_object()
+                .then(|| version["schema"]["openAPIV3Schema"].clone()),
+            deprecation_warning,
             def,
             crd_name: objects::name(crd).unwrap_or_default().to_owned(),
             list_kind: list_kind.clone(),
@@ -137,6 +151,22 @@ pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
         });
     }
     served
+}
+
+/// Upstream's warning for a deprecated version without its own: the version is deprecated, use
+/// the most preferred served, not deprecated, newer version (if any).
+fn default_deprecation_warning(group: &str, deprecated: &str, kind: &str, versions: &[Value]) -> String {
+    let mut message = format!("{group}/{deprecated} {kind} is deprecated");
+    let newer = versions
+        .iter()
+        .filter(|v| v["served"] == true && v["deprecated"] != true)
+        .filter_map(|v| v["name"].as_str())
+        .filter(|v| super::compare_versions(v, deprecated) == std::cmp::Ordering::Less)
+        .min_by(|a, b| super::compare_versions(a, b));
+    if let Some(newer) = newer {
+        message.push_str(&format!("; use {group}/{newer} {kind}"));
+    }
+    message
 }
 
 /// Defaults of the v1 API (upstream's `SetDefaults_CustomResourceDefinitionSpec`).
@@ -880,6 +910,24 @@ mod tests {
         );
         assert!(!condition_true(&second, "Established"));
         assert!(served_versions(&second).is_empty());
+    }
+
+    #[test]
+    fn deprecated_versions_point_to_a_newer_one() {
+        let versions = vec![
+            json!({"name": "v1alpha1", "served": true, "deprecated": true}),
+            json!({"name": "v1beta1", "served": true}),
+            json!({"name": "v1", "served": true}),
+            json!({"name": "v2", "served": false}),
+        ];
+        assert_eq!(
+            default_deprecation_warning("example.com", "v1alpha1", "Widget", &versions),
+            "example.com/v1alpha1 Widget is deprecated; use example.com/v1 Widget"
+        );
+        assert_eq!(
+            default_deprecation_warning("example.com", "v3", "Widget", &versions),
+            "example.com/v3 Widget is deprecated"
+        );
     }
 
     #[test]
