@@ -155,8 +155,45 @@ impl Schema {
 /// in embedded resources, `apiVersion`, `kind` and `metadata` are always kept. Returns the paths
 /// removed (`spec.foo`, `spec.items[0].bar`), for strict field validation.
 pub fn prune(obj: &mut Value, schema: &Schema) -> Vec<String> {
+    // Unknown metadata fields first, as upstream reports them.
+    let mut removed = prune_metadata(obj, "");
+    let mut embedded = Vec::new();
+    prune_node(obj, schema, true, "", &mut removed, &mut embedded);
+    removed.extend(embedded);
+    removed
+}
+
+/// The fields of ObjectMeta: anything else under a resource's `metadata` is dropped (upstream
+/// decodes metadata into its type).
+const OBJECT_META: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+fn prune_metadata(resource: &mut Value, path: &str) -> Vec<String> {
     let mut removed = Vec::new();
-    prune_node(obj, schema, true, "", &mut removed);
+    if let Some(meta) = resource.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.retain(|k, _| {
+            let known = OBJECT_META.contains(&k.as_str());
+            if !known {
+                removed.push(child_path(&child_path(path, "metadata"), k));
+            }
+            known
+        });
+    }
     removed
 }
 
@@ -174,13 +211,17 @@ fn prune_node(
     resource_root: bool,
     path: &str,
     removed: &mut Vec<String>,
+    embedded: &mut Vec<String>,
 ) {
+    if schema.embedded_resource && !resource_root {
+        embedded.extend(prune_metadata(value, path));
+    }
     match value {
         Value::Object(map) => {
             let is_resource = resource_root || schema.embedded_resource;
             if let Additional::Schema(values) = &schema.additional {
                 for (k, v) in map.iter_mut() {
-                    prune_node(v, values, false, &child_path(path, k), removed);
+                    prune_node(v, values, false, &child_path(path, k), removed, embedded);
                 }
                 return;
             }
@@ -198,14 +239,21 @@ fn prune_node(
                     continue;
                 }
                 if let Some(p) = schema.properties.get(k) {
-                    prune_node(v, p, false, &child_path(path, k), removed);
+                    prune_node(v, p, false, &child_path(path, k), removed, embedded);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = &schema.items {
                 for (i, item) in items.iter_mut().enumerate() {
-                    prune_node(item, item_schema, false, &format!("{path}[{i}]"), removed);
+                    prune_node(
+                        item,
+                        item_schema,
+                        false,
+                        &format!("{path}[{i}]"),
+                        removed,
+                        embedded,
+                    );
                 }
             }
         }
@@ -772,9 +820,16 @@ mod tests {
                 "template.kind: Invalid value: \"\": must not be empty"
             ]
         );
-        let mut obj =
-            json!({"template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {}}});
-        assert!(prune(&mut obj, &schema).is_empty());
+        let mut obj = json!({"metadata": {"name": "a", "unknownMeta": 1},
+            "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "unknownSubMeta": 1}, "spec": {}}});
+        assert_eq!(
+            prune(&mut obj, &schema),
+            ["metadata.unknownMeta", "template.metadata.unknownSubMeta"]
+        );
+        assert_eq!(
+            obj,
+            json!({"metadata": {"name": "a"}, "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {}}})
+        );
     }
 
     #[test]
@@ -789,7 +844,7 @@ mod tests {
         assert_eq!(
             obj,
             json!({
-                "apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a", "extra": 1},
+                "apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"},
                 "spec": {"image": "ab", "replicas": 1, "free": {"any": {"thing": 1}}, "labels": {"k": "v"}}
             })
         );
