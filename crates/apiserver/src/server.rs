@@ -170,6 +170,13 @@ async fn route(
                 return Ok(json(StatusCode::CREATED, &answer));
             }
             let scale = r.subresource.as_deref() == Some("scale") && custom.is_some();
+            if custom.is_some()
+                && let Some(sub) = r.subresource.as_deref()
+                && !def.has_subresource(sub)
+            {
+                // A custom resource serves only the subresources its CRD enables.
+                return Err(ApiError::path_not_found());
+            }
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")
                 && !scale
