@@ -266,6 +266,15 @@ fn prune_node(
 pub fn default(value: &mut Value, schema: &Schema) {
     match value {
         Value::Object(map) => {
+            // A null in a field that is neither nullable nor defaulted is dropped, not refused.
+            map.retain(|k, v| {
+                let field = match (schema.properties.get(k), &schema.additional) {
+                    (Some(p), _) => Some(p),
+                    (None, Additional::Schema(values)) => Some(&**values),
+                    _ => None,
+                };
+                !(v.is_null() && field.is_some_and(|f| !f.nullable && f.default.is_none()))
+            });
             for (k, p) in &schema.properties {
                 let Some(d) = &p.default else { continue };
                 match map.get(k) {
@@ -787,6 +796,13 @@ mod tests {
             ["spec.tags: Too many: 3: must have at most 2 items"]
         );
         assert!(messages(json!({"spec": {"image": "ab", "port": 80}})).is_empty());
+        let mut with_null = json!({"spec": {"image": "ab", "mode": null, "replicas": null}});
+        default(&mut with_null, &schema());
+        assert_eq!(
+            with_null,
+            json!({"spec": {"image": "ab", "replicas": 1}}),
+            "nulls dropped or defaulted"
+        );
         let set = Schema::parse(
             &json!({"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}),
         )
