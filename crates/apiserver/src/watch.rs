@@ -76,6 +76,8 @@ pub async fn watch(
     } else {
         start_rv.unwrap_or(0)
     };
+    // A custom resource's watch ends when its CRD (or version) stops being served.
+    let removed = custom.as_ref().map(|c| rest.crds.served_until_removed(c.def));
     let changes = match rest.store.watch(range, after).await {
         Ok(changes) => changes,
         Err(err) => {
@@ -99,6 +101,9 @@ pub async fn watch(
         })
         .filter_map(futures::future::ready);
     let mut stream = stream::iter(initial).chain(events).boxed();
+    if let Some(removed) = removed {
+        stream = stream.take_until(removed).boxed();
+    }
     if let Some(seconds) = query.int("timeoutSeconds")?.filter(|s| *s > 0) {
         let deadline = tokio::time::sleep(Duration::from_secs(seconds as u64));
         stream = stream.take_until(deadline).boxed();

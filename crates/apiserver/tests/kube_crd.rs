@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-    ValidationDirective,
+    ValidationDirective, WatchParams,
 };
 use kube::core::GroupVersionKind;
 use kube::runtime::watcher;
@@ -254,10 +254,20 @@ async fn custom_resources_through_kube_rs() {
     let there: Api<DynamicObject> = Api::namespaced_with(other.clone(), "default", &ar);
     assert_eq!(there.get("b").await.unwrap().data["spec"]["replicas"], 4);
 
-    // Deleting the CRD deletes its objects; the second server stops serving it too.
+    // Deleting the CRD deletes its objects; the second server stops serving it too, and ends
+    // the watches of it.
+    let mut open_watch = there.watch(&WatchParams::default(), "0").await.unwrap().boxed();
     crds.delete("gadgets.example.com", &DeleteParams::default())
         .await
         .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while open_watch.next().await.is_some() {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the watch of a deleted CRD's resources did not end"
+    );
     let mut gone = false;
     for _ in 0..100 {
         if matches!(there.list(&ListParams::default()).await, Err(Error::Api(s)) if s.code == 404) {

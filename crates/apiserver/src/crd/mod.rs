@@ -91,6 +91,8 @@ pub struct Registry {
     catalog: RwLock<Arc<Catalog>>,
     /// CRDs whose instances are being removed by this server (see `cleanup`).
     cleaning: Mutex<HashSet<String>>,
+    /// Bumped at every catalog change, for watches that end when their resource goes.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for Registry {
@@ -98,6 +100,7 @@ impl Default for Registry {
         Registry {
             catalog: RwLock::new(Arc::new(Catalog::builtin())),
             cleaning: Mutex::new(HashSet::new()),
+            changes: tokio::sync::watch::channel(0).0,
         }
     }
 }
@@ -157,6 +160,28 @@ impl Registry {
         let mut current = self.catalog.write().expect("catalog lock");
         if current.revision <= revision {
             *current = Arc::new(catalog);
+            drop(current);
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Resolves once `def` is no longer served (its CRD was deleted, or the version dropped):
+    /// upstream ends the watches of a custom resource then.
+    pub fn served_until_removed(
+        self: &Arc<Self>,
+        def: &'static ResourceDef,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let registry = self.clone();
+        let mut changes = self.changes.subscribe();
+        async move {
+            loop {
+                if registry.catalog().custom(def).is_none() {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
         }
     }
 
