@@ -517,6 +517,31 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
         }
     }
     api_approval(crd, old, &mut causes);
+    match spec["conversion"]["strategy"].as_str() {
+        None | Some("None") => {}
+        Some("Webhook") => {
+            if !spec["conversion"]["webhook"]["clientConfig"].is_object() {
+                causes.push(Cause::new(
+                    "FieldValueRequired",
+                    "spec.conversion.webhookClientConfig",
+                    "Required value: required when strategy is set to Webhook",
+                ));
+            }
+        }
+        Some(other) => causes.push(Cause::not_supported(
+            "spec.conversion.strategy",
+            &Value::from(other),
+            &["None", "Webhook"],
+        )),
+    }
+    let preserved_before = old.is_some_and(|o| o["spec"]["preserveUnknownFields"] == true);
+    if spec["preserveUnknownFields"] == true && !preserved_before {
+        causes.push(Cause::invalid(
+            "spec.preserveUnknownFields",
+            &Value::Bool(true),
+            "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in spec.versions[*].schema instead",
+        ));
+    }
     let stored = strings(&crd["status"]["storedVersions"]);
     for v in &stored {
         if !seen.contains(v) {
