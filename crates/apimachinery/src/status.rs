@@ -176,6 +176,17 @@ impl ApiError {
         err
     }
 
+    /// 409 for a server-side apply that would change fields other managers own, with one
+    /// `FieldManagerConflict` cause per field (upstream's NewApplyConflict).
+    pub fn apply_conflict(message: impl Into<String>, causes: Vec<Cause>) -> Self {
+        let mut err = Self::new(409, "Conflict", message);
+        err.details = Some(Box::new(Details {
+            causes,
+            ..Details::default()
+        }));
+        err
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }
@@ -359,6 +370,26 @@ mod tests {
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": "deployments.apps \"web\" not found", "reason": "NotFound",
                 "details": {"name": "web", "group": "apps", "kind": "deployments"}, "code": 404
+            })
+        );
+    }
+
+    #[test]
+    fn plain_errors_and_generic_unprocessable_read_as_upstream() {
+        assert_eq!(
+            ApiError::unknown("map: map[image:b] does not contain declared merge key: name").to_status(),
+            json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "map: map[image:b] does not contain declared merge key: name",
+                "code": 500
+            })
+        );
+        assert_eq!(
+            ApiError::unprocessable().to_status(),
+            json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "the server rejected our request due to an error in our request",
+                "reason": "Invalid", "details": {}, "code": 422
             })
         );
     }

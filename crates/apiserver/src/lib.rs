@@ -7,7 +7,9 @@
 //!   `table`: server-side printing; `validation`: shared validation; `objects`: metadata helpers.
 //! - `openapi`: `/openapi/v2` and `/openapi/v3` documents.
 
+mod apply;
 pub mod authn;
+mod cache;
 mod crd;
 pub mod discovery;
 mod field_validation;
@@ -101,10 +103,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     if let Some(extra) = &config.extra_kubeconfig {
         pki::write_kubeconfig(extra, &url, &pki, pki::ADMIN_USER)?;
     }
-    let rest = rest::Rest {
-        store,
-        crds: Arc::new(crd::Registry::default()),
-    };
+    let rest = rest::Rest::new(store);
     bootstrap(&rest).await?;
     rest.crds
         .refresh(&rest)
@@ -144,7 +143,15 @@ async fn bootstrap(rest: &rest::Rest) -> anyhow::Result<()> {
             verb: request::Verb::Create,
         };
         let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match rest.create(def, &req, &query::Query::default(), ns).await {
+        match rest
+            .create(
+                def,
+                &req,
+                &query::Query::parse(Some("fieldManager=kube-apiserver")),
+                ns,
+            )
+            .await
+        {
             Ok(_) => tracing::info!(namespace = name, "created"),
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => anyhow::bail!("cannot create namespace {name}: {e}"),

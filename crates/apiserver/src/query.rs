@@ -5,14 +5,45 @@ use apimachinery::status::ApiError;
 #[derive(Clone, Debug, Default)]
 pub struct Query {
     pairs: Vec<(String, String)>,
+    /// The request's User-Agent: the field manager when the client names none.
+    user_agent: String,
 }
+
+/// Upstream's limit on field manager names.
+const MAX_FIELD_MANAGER: usize = 128;
 
 impl Query {
     pub fn parse(query: Option<&str>) -> Query {
         let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-        Query { pairs }
+        Query {
+            pairs,
+            user_agent: String::new(),
+        }
+    }
+
+    pub fn with_user_agent(mut self, user_agent: &str) -> Query {
+        self.user_agent = user_agent.to_owned();
+        self
+    }
+
+    /// The `fieldManager` parameter, or (as upstream) the User-Agent up to its first `/`.
+    pub fn field_manager(&self) -> Result<String, ApiError> {
+        match self.get("fieldManager") {
+            Some(m) if m.chars().count() > MAX_FIELD_MANAGER => Err(ApiError::bad_request(format!(
+                "fieldManager: Too long: may not be more than {MAX_FIELD_MANAGER} bytes"
+            ))),
+            Some(m) => Ok(m.to_owned()),
+            None => Ok(self
+                .user_agent
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(MAX_FIELD_MANAGER)
+                .collect()),
+        }
     }
 
     /// The first value of `name`.

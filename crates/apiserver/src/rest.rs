@@ -13,6 +13,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use store::{KeyRange, RangeRequest, Revision, Store, StoreError, WriteOutcome};
 
+use crate::apply::Ownership;
 use crate::crd::{self, CustomVersion};
 use crate::filter::Filter;
 use crate::objects::{self, from_store, meta_str, metadata_mut, now_rfc3339, to_store};
@@ -28,8 +29,20 @@ const UPDATE_RETRIES: usize = 16;
 #[derive(Clone)]
 pub struct Rest {
     pub store: Arc<dyn Store>,
+    pub cache: Arc<crate::cache::Cache>,
     /// The served resources, custom ones included.
     pub crds: Arc<crd::Registry>,
+}
+
+impl Rest {
+    pub fn new(store: Arc<dyn Store>) -> Rest {
+        let cache = crate::cache::Cache::new(store.clone());
+        Rest {
+            store,
+            cache,
+            crds: Arc::new(crd::Registry::default()),
+        }
+    }
 }
 
 /// Maps a store failure to the API error a client sees.
@@ -80,6 +93,12 @@ impl Rest {
         };
         let prefix = def.key_prefix(req.namespace.as_deref());
         let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+        if let Some(list) = self
+            .list_from_cache(def, custom.as_deref(), query, &filter, &prefix, limit)
+            .await?
+        {
+            return Ok(list);
+        }
         let (mut range, mut at) = (KeyRange::prefix(&prefix), None);
         if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
             let (rv, start) = decode_continue(token)?;
@@ -142,12 +161,66 @@ impl Rest {
         Ok(json!({"kind": kind, "apiVersion": def.api_version(), "metadata": metadata, "items": items}))
     }
 
+    /// A list served by the watch cache, as upstream's cacher serves them: `resourceVersion=0`
+    /// (any state; `limit` ignored) and unpaginated lists at the latest or a minimum revision
+    /// (once the cache has caught up with it). Pages and exact revisions come from the store.
+    async fn list_from_cache(
+        &self,
+        def: &ResourceDef,
+        custom: Option<&CustomVersion>,
+        query: &Query,
+        filter: &Filter,
+        prefix: &str,
+        limit: Option<usize>,
+    ) -> Result<Option<Value>, ApiError> {
+        if query.get("continue").is_some_and(|c| !c.is_empty())
+            || query.get("resourceVersionMatch") == Some("Exact")
+        {
+            return Ok(None);
+        }
+        let min_revision = match query.get("resourceVersion").unwrap_or("") {
+            "0" => None,
+            _ if limit.is_some() => return Ok(None),
+            "" => Some(self.store.current_revision().await.map_err(store_error)?),
+            rv => Some(objects::parse_resource_version(rv)?),
+        };
+        let Some((revision, kvs)) = self.cache.list(&KeyRange::prefix(prefix), min_revision).await else {
+            return Ok(None);
+        };
+        let mut items = Vec::new();
+        for kv in &kvs {
+            let obj = crd::resource::decode(custom, &kv.value, kv.mod_revision)?;
+            if filter.matches(&obj) {
+                items.push(list_item(def, custom.is_some(), obj));
+            }
+        }
+        Ok(Some(json!({
+            "kind": custom.map_or_else(|| def.list_kind(), |c| c.list_kind.clone()),
+            "apiVersion": def.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()},
+            "items": items,
+        })))
+    }
+
     pub async fn create(
         &self,
         def: &ResourceDef,
         req: &ResourceRequest,
         query: &Query,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        let ownership = Ownership::track(def, req, query)?;
+        self.create_with(def, req, query, obj, &ownership).await
+    }
+
+    /// Create, with field ownership recorded as `ownership` says.
+    pub(crate) async fn create_with(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        query: &Query,
         mut obj: Value,
+        ownership: &Ownership,
     ) -> Result<Value, ApiError> {
         check_type(def, &mut obj)?;
         check_namespace(def, req, &mut obj)?;
@@ -199,6 +272,7 @@ impl Rest {
             crd::definition::accept_names(&mut obj, self.crds.catalog().crds());
         }
         validation::validate(def, &obj, None)?;
+        ownership.record(None, &mut obj);
         let name = objects::name(&obj).unwrap_or_default().to_owned();
         if query.dry_run()? {
             return Ok(obj);
@@ -245,7 +319,8 @@ impl Rest {
         let dry_run = query.dry_run()?;
         let subresource = req.subresource.clone();
         let split = def.has_subresource("status");
-        self.guaranteed_update(def, req, expected, dry_run, move |current| {
+        let ownership = Ownership::track(def, req, query)?;
+        self.guaranteed_update(def, req, expected, dry_run, &ownership, move |current| {
             Ok(merge_update(current, obj.clone(), subresource.as_deref(), split))
         })
         .await
@@ -260,17 +335,17 @@ impl Rest {
         content_type: &str,
         body: &[u8],
     ) -> Result<Value, ApiError> {
-        let patch: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let api_version = def.api_version();
         let kind = match content_type.split(';').next().unwrap_or("").trim() {
             "application/json-patch+json" => PatchKind::Json,
             "application/merge-patch+json" => PatchKind::Merge,
-            "application/strategic-merge-patch+json" => {
-                strategic_merge::check_supported(&def.api_version(), def.kind)?;
+            "application/strategic-merge-patch+json" if strategic_merge::supports(&api_version, def.kind) => {
                 PatchKind::Strategic
             }
-            other => return Err(ApiError::unsupported_media_type(other)),
+            _ => return Err(strategic_merge::unsupported_patch_type(&api_version, def.kind)),
         };
+        let patch: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let expected = match kind {
             PatchKind::Merge | PatchKind::Strategic => objects::resource_version(&patch)?,
             PatchKind::Json => None,
@@ -280,12 +355,13 @@ impl Rest {
         let subresource = req.subresource.clone();
         let split = def.has_subresource("status");
         let custom = self.custom(def);
-        self.guaranteed_update(def, req, expected, dry_run, move |current| {
+        let ownership = Ownership::track(def, req, query)?;
+        self.guaranteed_update(def, req, expected, dry_run, &ownership, move |current| {
             let mut patched = current.clone();
             match kind {
                 PatchKind::Merge => json_patch::merge(&mut patched, &patch),
                 PatchKind::Strategic => {
-                    patched = strategic_merge::apply(&def.api_version(), def.kind, current, &patch)?;
+                    patched = strategic_merge::apply(&api_version, def.kind, current, &patch)?;
                 }
                 PatchKind::Json => {
                     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
@@ -323,6 +399,7 @@ impl Rest {
         req: &ResourceRequest,
         expected: Option<Revision>,
         dry_run: bool,
+        ownership: &Ownership,
         change: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
         let name = req.name.as_deref().unwrap_or_default();
@@ -346,6 +423,7 @@ impl Rest {
                 crd::definition::accept_names(&mut updated, self.crds.catalog().crds());
             }
             validation::validate(def, &updated, Some(&current))?;
+            ownership.record(Some(&current), &mut updated);
             if strip_rv(&updated) == strip_rv(&current) {
                 // No change: upstream writes nothing and keeps the resourceVersion.
                 return Ok(current);

@@ -111,7 +111,8 @@ async fn route(
     let Some(user) = user.or_else(|| state.tokens.authenticate(authorization)) else {
         return Err(ApiError::unauthorized());
     };
-    let query = Query::parse(req.uri().query());
+    let query =
+        Query::parse(req.uri().query()).with_user_agent(header_str(&req, header::USER_AGENT).unwrap_or(""));
     if let Some(document) = path.strip_prefix("/openapi/") {
         let accept = header_str(&req, header::ACCEPT).unwrap_or("");
         return openapi(&state.openapi, document, &query, accept);
@@ -251,6 +252,12 @@ async fn route(
                     let mut obj = decode(&content_type, &body)?;
                     warnings.extend(check_fields(def, custom.as_deref(), &query, &mut obj)?);
                     (StatusCode::OK, rest.update(def, &r, &query, obj).await?)
+                }
+                Verb::Patch if content_type.starts_with("application/apply-patch+yaml") => {
+                    match rest.apply(def, &r, &query, &body).await? {
+                        (true, created) => (StatusCode::CREATED, created),
+                        (false, updated) => (StatusCode::OK, updated),
+                    }
                 }
                 Verb::Patch => (
                     StatusCode::OK,

@@ -4,7 +4,8 @@
 //! whose history is compacted ends with a 410 Expired ERROR event. Selectors apply to both the
 //! old and the new object, so an object leaving the selection is seen as DELETED.
 //!
-//! Each API watch is one store watch for now; the watch cache of a later issue replaces that.
+//! Watches are served by the watch cache (`cache`) once it has loaded; until then, or when it
+//! cannot serve, each API watch is its own store watch.
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use serde_json::{Value, json};
 use store::{Event, EventKind, KeyRange, RangeRequest, Revision};
 
+use crate::cache::{Item, Start};
 use crate::crd::CustomVersion;
 use crate::crd::resource::decode;
 use crate::filter::Filter;
@@ -55,6 +57,38 @@ pub async fn watch(
         Some(rv) => Some(objects::parse_resource_version(rv)?),
     };
 
+    if let Some(cached) = from_cache(rest, &range, send_initial, start_rv).await {
+        let watch = match cached {
+            Ok(watch) => watch,
+            Err(err) => {
+                let error = event_line("ERROR", &store_error(err).to_status());
+                return Ok(stream::iter([error]).boxed());
+            }
+        };
+        let mut initial = Vec::new();
+        for kv in &watch.initial {
+            let obj = decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
+            if filter.matches(&obj) {
+                initial.push(event_line("ADDED", &obj));
+            }
+        }
+        if initial_end_bookmark {
+            initial.push(bookmark(def, watch.revision, true));
+        }
+        let (kind, version) = (def.kind, def.api_version());
+        let removed = custom.as_ref().map(|c| rest.crds.served_until_removed(c.def));
+        let events = watch.events.filter_map(move |item| {
+            futures::future::ready(match item {
+                Item::Event(event) => translate(&filter, custom.as_deref(), &event),
+                Item::Progress(revision) if bookmarks => Some(bookmark_of(kind, &version, revision, false)),
+                Item::Progress(_) => None,
+            })
+        });
+        return ended_with_resource(
+            timed(stream::iter(initial).chain(events).boxed(), query)?,
+            removed,
+        );
+    }
     // The initial state (when asked for), then every change after it.
     let mut initial = Vec::new();
     let after = if send_initial {
@@ -100,15 +134,44 @@ pub async fn watch(
             futures::future::ready(Some(line))
         })
         .filter_map(futures::future::ready);
-    let mut stream = stream::iter(initial).chain(events).boxed();
-    if let Some(removed) = removed {
-        stream = stream.take_until(removed).boxed();
-    }
+    let stream = stream::iter(initial).chain(events).boxed();
+    ended_with_resource(timed(stream, query)?, removed)
+}
+
+/// The stream, ended when a custom resource stops being served (when `removed` resolves).
+fn ended_with_resource(
+    stream: EventStream,
+    removed: Option<impl std::future::Future<Output = ()> + Send + 'static>,
+) -> Result<EventStream, ApiError> {
+    Ok(match removed {
+        Some(removed) => stream.take_until(removed).boxed(),
+        None => stream,
+    })
+}
+
+/// The stream, ended at `timeoutSeconds` when the client gave one.
+fn timed(mut stream: EventStream, query: &Query) -> Result<EventStream, ApiError> {
     if let Some(seconds) = query.int("timeoutSeconds")?.filter(|s| *s > 0) {
         let deadline = tokio::time::sleep(Duration::from_secs(seconds as u64));
         stream = stream.take_until(deadline).boxed();
     }
     Ok(stream)
+}
+
+/// The cached watch for this request, when the cache can serve it.
+async fn from_cache(
+    rest: &Rest,
+    range: &KeyRange,
+    send_initial: bool,
+    start_rv: Option<Revision>,
+) -> Option<Result<crate::cache::CachedWatch, store::StoreError>> {
+    let start = match (send_initial, start_rv) {
+        (true, _) => Start::Now,
+        (false, Some(rv)) => Start::After(rv),
+        // No initial state and no revision: from now on.
+        (false, None) => Start::After(rest.store.current_revision().await.ok()?),
+    };
+    rest.cache.watch(range.clone(), start).await
 }
 
 /// One store event as a watch event, or None when the selectors hide it.
@@ -147,12 +210,16 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
 /// A BOOKMARK: an object of the watched kind holding only a resourceVersion (and, at the end of
 /// the initial events, upstream's `k8s.io/initial-events-end` annotation).
 fn bookmark(def: &ResourceDef, revision: Revision, initial_events_end: bool) -> Bytes {
+    bookmark_of(def.kind, &def.api_version(), revision, initial_events_end)
+}
+
+fn bookmark_of(kind: &str, api_version: &str, revision: Revision, initial_events_end: bool) -> Bytes {
     let mut metadata = json!({"resourceVersion": revision.to_string()});
     if initial_events_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
     event_line(
         "BOOKMARK",
-        &json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": metadata}),
+        &json!({"kind": kind, "apiVersion": api_version, "metadata": metadata}),
     )
 }

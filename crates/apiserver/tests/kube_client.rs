@@ -241,3 +241,127 @@ async fn runtime_watcher_sees_changes() {
         ["init before", "apply after 1", "apply after 2", "delete before"]
     );
 }
+
+#[tokio::test]
+async fn server_side_apply_through_kube_rs() {
+    let cluster = start().await;
+    namespace(&cluster.client, "ssa").await;
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), "ssa");
+    // kube-rs sends apply configurations as JSON; typed objects need apiVersion and kind.
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ssa", "labels": {"owner": "a"}},
+        "data": {"k": "1"},
+    });
+    let created = api
+        .patch("ssa", &PatchParams::apply("manager-a"), &Patch::Apply(&config))
+        .await
+        .unwrap();
+    let fields = created.metadata.managed_fields.clone().unwrap();
+    assert_eq!(fields.len(), 1);
+    assert_eq!(
+        (fields[0].manager.as_deref(), fields[0].operation.as_deref()),
+        (Some("manager-a"), Some("Apply"))
+    );
+
+    // A second manager changing k conflicts (409 with a FieldManagerConflict cause) unless forced.
+    let mut other = config.clone();
+    other["data"]["k"] = "2".into();
+    let err = api
+        .patch("ssa", &PatchParams::apply("manager-b"), &Patch::Apply(&other))
+        .await
+        .unwrap_err();
+    let Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        status.message,
+        "Apply failed with 1 conflict: conflict with \"manager-a\": .data.k"
+    );
+    let forced = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("manager-b").force(),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data.unwrap()["k"], "2");
+    let managers: Vec<_> = forced
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .map(|f| f.manager.unwrap())
+        .collect();
+    assert_eq!(
+        managers,
+        ["manager-a", "manager-b"],
+        "a keeps the label, b owns k"
+    );
+
+    // Apply without a fieldManager is refused as upstream does.
+    let err = api
+        .patch("ssa", &PatchParams::default(), &Patch::Apply(&config))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Api(s) if s.code == 422 && s.message.contains("fieldManager: Required value"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategic_merge_patch_merges_lists_by_key() {
+    use k8s_openapi::api::core::v1::Pod;
+    let cluster = start().await;
+    namespace(&cluster.client, "smp").await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "smp");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "finalizers": ["example.com/a"]},
+        "spec": {"containers": [
+            {"name": "a", "image": "nginx", "env": [{"name": "X", "value": "1"}]},
+            {"name": "b", "image": "busybox"},
+        ]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": ["example.com/b"]},
+        "spec": {"containers": [
+            {"name": "a", "env": [{"name": "Y", "value": "2"}]},
+            {"name": "b", "$patch": "delete"},
+        ]},
+    });
+    let patched = pods
+        .patch("p", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    let finalizers = patched.metadata.finalizers.unwrap();
+    assert_eq!(finalizers, ["example.com/b", "example.com/a"]);
+    let containers = patched.spec.unwrap().containers;
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0].image.as_deref(), Some("nginx"));
+    let env: Vec<&str> = containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(env, ["Y", "X"]);
+
+    let no_key = serde_json::json!({"spec": {"containers": [{"image": "x"}]}});
+    let err = pods
+        .patch("p", &PatchParams::default(), &Patch::Strategic(no_key))
+        .await
+        .unwrap_err();
+    let Error::Api(status) = err else {
+        panic!("expected an API error")
+    };
+    assert_eq!(status.code, 500);
+    assert_eq!(
+        status.message,
+        "map: map[image:x] does not contain declared merge key: name"
+    );
+}

@@ -1000,3 +1000,102 @@ fn openapi_drives_explain_and_server_side_field_validation() {
         "name"
     );
 }
+
+const APPLIED_DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {team: a, tier: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: c
+        image: nginx:1.25
+";
+
+#[test]
+fn server_side_apply_tracks_owners_conflicts_and_removals() {
+    let server = Server::start();
+    let file = manifest(&server, "web.yaml", APPLIED_DEPLOYMENT);
+    let out = server.ok(&["apply", "--server-side", "-f", &file]);
+    assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
+    let rv = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    server.ok(&["apply", "--server-side", "-f", &file]);
+    let again = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    assert_eq!(rv, again, "re-applying the same configuration writes nothing");
+    let managers = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation};{end}",
+    ]);
+    assert_eq!(managers, "kubectl/Apply;");
+    let fields = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[0].fieldsV1}",
+    ]);
+    assert!(fields.contains(r#""f:selector":{}"#), "atomic selector: {fields}");
+    assert!(
+        fields.contains(r#""k:{\"name\":\"c\"}":{".":{},"f:image":{},"f:name":{}}"#),
+        "{fields}"
+    );
+
+    // Another manager changes the replicas: applying a different value conflicts, as upstream says.
+    server.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":4}}"#]);
+    let three = APPLIED_DEPLOYMENT.replace("replicas: 2", "replicas: 3");
+    let file = manifest(&server, "web.yaml", &three);
+    let err = server.fails(&["apply", "--server-side", "-f", &file]);
+    assert!(
+        err.contains(
+            "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using apps/v1: .spec.replicas"
+        ),
+        "{err}"
+    );
+    server.ok(&["apply", "--server-side", "--force-conflicts", "-f", &file]);
+    assert_eq!(
+        server.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+
+    // Dropping a field from the configuration removes it.
+    let fewer = three.replace("labels: {team: a, tier: web}", "labels: {team: a}");
+    let file = manifest(&server, "web.yaml", &fewer);
+    server.ok(&["apply", "--server-side", "-f", &file]);
+    let labels = server.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.labels}"]);
+    assert_eq!(labels, r#"{"team":"a"}"#);
+
+    // Two appliers share a map key by key.
+    let cm = |key: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  {key}: \"1\"\n")
+    };
+    let file = manifest(&server, "a.yaml", &cm("a"));
+    server.ok(&["apply", "--server-side", "--field-manager=first", "-f", &file]);
+    let file = manifest(&server, "b.yaml", &cm("b"));
+    server.ok(&["apply", "--server-side", "--field-manager=second", "-f", &file]);
+    let data = server.ok(&["get", "cm", "shared", "-o", "jsonpath={.data}"]);
+    assert_eq!(data, r#"{"a":"1","b":"1"}"#);
+}

@@ -49,7 +49,13 @@ impl Server {
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with_editor(args, "false")
+    }
+
+    /// kubectl with `KUBE_EDITOR` set (for `kubectl edit`).
+    fn kubectl_with_editor(&self, args: &[&str], editor: &str) -> Output {
         Command::new("kubectl")
+            .env("KUBE_EDITOR", editor)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--cache-dir")
@@ -205,6 +211,15 @@ fn kubectl_patch_set_image_rollout_restart_merge_by_name() {
     let web = server.get("deploy/web");
     assert_eq!(containers(&web).as_array().unwrap().len(), 1);
     assert_eq!(containers(&web)[0]["name"], "a");
+
+    // kubectl edit sends the difference as a strategic merge patch.
+    let edit = server.kubectl_with_editor(
+        &["edit", "deploy/web"],
+        "sed -i s/image:.b$/&2/", // `image: b` → `image: b2`
+    );
+    let stderr = String::from_utf8_lossy(&edit.stderr);
+    assert!(edit.status.success(), "kubectl edit: {stderr}");
+    assert_eq!(containers(&server.get("deploy/web"))[0]["image"], "b2");
 
     server.ok(&["label", "deploy", "web", "tier-", "l=1"]);
     server.ok(&["annotate", "deploy", "web", "note=x"]);

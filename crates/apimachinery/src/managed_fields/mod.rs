@@ -117,14 +117,15 @@ pub fn encode(entries: &[Entry]) -> Option<Value> {
 }
 
 /// Who writes, and how the written object is shaped.
-pub struct Writer<'a> {
-    pub manager: &'a str,
+#[derive(Clone, Debug)]
+pub struct Writer {
+    pub manager: String,
     /// The group-version the client used (`apps/v1`).
-    pub api_version: &'a str,
+    pub api_version: String,
     /// `status`, `scale`, … or "" for the main resource.
-    pub subresource: &'a str,
+    pub subresource: String,
     /// RFC 3339, for the entry's `time`.
-    pub now: &'a str,
+    pub now: String,
     pub shape: Shape,
     /// Fields this endpoint never takes ownership of (`status` on the main resource of kinds
     /// with a status subresource, everything but `status` on `/status`).
@@ -171,7 +172,7 @@ fn base_entries(live: Option<&Value>, new: &Value) -> Vec<Entry> {
 
 /// Records a non-apply write (create when `live` is None): the writer owns what it changed,
 /// the others lose it, removed fields leave every set. Sets `new`'s `metadata.managedFields`.
-pub fn update(live: Option<&Value>, new: &mut Value, writer: &Writer<'_>) {
+pub fn update(live: Option<&Value>, new: &mut Value, writer: &Writer) {
     let mut entries = base_entries(live, new);
     let empty = json!({});
     let old = live.map(without_managed_fields).unwrap_or(empty);
@@ -186,11 +187,11 @@ pub fn update(live: Option<&Value>, new: &mut Value, writer: &Writer<'_>) {
         .difference(&stripped());
     if !mine.is_empty() {
         let me = Entry {
-            manager: writer.manager.to_owned(),
+            manager: writer.manager.clone(),
             operation: "Update".into(),
-            api_version: writer.api_version.to_owned(),
-            time: Some(writer.now.to_owned()),
-            subresource: writer.subresource.to_owned(),
+            api_version: writer.api_version.clone(),
+            time: Some(writer.now.clone()),
+            subresource: writer.subresource.clone(),
             fields: mine,
         };
         match entries.iter_mut().find(|e| e.same_manager(&me)) {
@@ -243,7 +244,7 @@ impl ApplyError {
 pub fn apply(
     live: Option<&Value>,
     config: &Value,
-    writer: &Writer<'_>,
+    writer: &Writer,
     force: bool,
 ) -> Result<Option<Value>, ApplyError> {
     if config
@@ -255,7 +256,7 @@ pub fn apply(
             "metadata.managedFields must be nil".into(),
         ));
     }
-    if config["apiVersion"].as_str() != Some(writer.api_version) {
+    if config["apiVersion"].as_str() != Some(writer.api_version.as_str()) {
         return Err(ApplyError::BadRequest(format!(
             "Incorrect version specified in apply patch. Specified patch version: {}, expected: {}",
             config["apiVersion"].as_str().unwrap_or_default(),
@@ -265,11 +266,11 @@ pub fn apply(
     let mut entries = live.and_then(decode).unwrap_or_default();
     let live_plain = live.map(without_managed_fields).unwrap_or_else(|| json!({}));
     let me_template = Entry {
-        manager: writer.manager.to_owned(),
+        manager: writer.manager.clone(),
         operation: "Apply".into(),
-        api_version: writer.api_version.to_owned(),
-        time: Some(writer.now.to_owned()),
-        subresource: writer.subresource.to_owned(),
+        api_version: writer.api_version.clone(),
+        time: Some(writer.now.clone()),
+        subresource: writer.subresource.clone(),
         fields: FieldSet::default(),
     };
     let previous = entries.iter().position(|e| e.same_manager(&me_template));

@@ -57,9 +57,10 @@ fn field(message: &'static str, json: &str) -> Option<Shape> {
     let strategy = meta.map(|m| m.strategy).unwrap_or("");
     let merge_key = meta.map(|m| m.merge_key).unwrap_or("");
     let element = match field.kind {
-        Kind::Message(m) if schema::fields(m).is_some() => Shape::Struct(m),
+        Kind::Message(m) if schema::fields(m).is_some() && !schema::is_atomic_struct(m) => Shape::Struct(m),
         _ => Shape::Leaf,
     };
+    let scalar = !matches!(field.kind, Kind::Message(_));
     if field.repeated {
         let kind = match list_type {
             "atomic" => ListKind::Atomic,
@@ -74,7 +75,7 @@ fn field(message: &'static str, json: &str) -> Option<Shape> {
         };
         // Items without identity (no key given, or scalars) can only be owned as one list.
         let kind = match kind {
-            ListKind::Map(keys) if keys.contains(&"") || element == Shape::Leaf => ListKind::Atomic,
+            ListKind::Map(keys) if keys.contains(&"") || scalar => ListKind::Atomic,
             other => other,
         };
         return Some(Shape::List(kind, Box::new(element)));
@@ -140,6 +141,13 @@ mod tests {
             Shape::List(ListKind::Set, Box::new(Shape::Leaf))
         );
         assert_eq!(spec.child("nodeSelector"), Shape::Leaf, "atomic map");
+        // Atomic structs are owned whole, also as items of associative lists.
+        let deployment_spec = for_kind("apps/v1", "Deployment").child("spec");
+        assert_eq!(deployment_spec.child("selector"), Shape::Leaf);
+        assert_eq!(
+            meta.child("ownerReferences"),
+            Shape::List(ListKind::Map(vec!["uid"]), Box::new(Shape::Leaf))
+        );
         // Embedded structs: the probe's handler fields are the probe's.
         let probe = Shape::Struct("core.v1.Probe");
         assert_eq!(

@@ -2,12 +2,12 @@ use serde_json::json;
 
 use super::*;
 
-fn writer<'a>(manager: &'a str, now: &'a str) -> Writer<'a> {
+fn writer(manager: &str, now: &str) -> Writer {
     Writer {
-        manager,
-        api_version: "apps/v1",
-        subresource: "",
-        now,
+        manager: manager.into(),
+        api_version: "apps/v1".into(),
+        subresource: String::new(),
+        now: now.into(),
         shape: shape::for_kind("apps/v1", "Deployment"),
         ignored: {
             let mut status = FieldSet::default();

@@ -4,7 +4,7 @@
 //! `scripts/gen-protobuf-schema`) from the prost definitions of the k8s-pb crate and the JSON
 //! names of the k8s-openapi crate.
 
-use super::schema_generated::{KINDS, MESSAGES, PATCH_META};
+use super::schema_generated::{ATOMIC_STRUCTS, KINDS, MESSAGES, PATCH_META};
 
 /// A field's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +54,11 @@ pub fn patch_meta(message: &str, json: &str) -> Option<&'static PatchMeta> {
         .binary_search_by(|(m, f, _)| (*m, *f).cmp(&(message, json)))
         .ok()
         .map(|i| &PATCH_META[i].2)
+}
+
+/// Whether upstream marks the message `+structType=atomic` (owned and replaced as a whole).
+pub fn is_atomic_struct(name: &str) -> bool {
+    ATOMIC_STRUCTS.binary_search(&name).is_ok()
 }
 
 /// The names of all messages.

@@ -67,7 +67,7 @@ impl Schema {
             // Unknown to the schema: patched like a merge patch rather than rejected.
             return Ok((Schema::Unknown, FieldMeta::default()));
         };
-        let meta = schema::patch_meta(owner, field.json)
+        let meta = patch_meta_of(owner, field.json)
             .map(|m| FieldMeta {
                 strategy: m.strategy,
                 merge_key: m.merge_key,
@@ -88,7 +88,7 @@ fn find_field(
     message: &'static str,
     matches: impl Fn(&str) -> bool + Copy,
 ) -> Option<(&'static str, &'static schema::Field)> {
-    let fields = schema::fields(message)?;
+    let fields = fields_of(message)?;
     if let Some(field) = fields.iter().find(|f| !f.json.is_empty() && matches(f.json)) {
         return Some((message, field));
     }
@@ -96,6 +96,23 @@ fn find_field(
         Kind::Inline(inner) => find_field(inner, matches),
         _ => None,
     })
+}
+
+/// The fields of a message (tests add upstream's test types, `test.*`).
+fn fields_of(message: &str) -> Option<&'static [schema::Field]> {
+    #[cfg(test)]
+    if let Some(fields) = super::tests::fixture_fields(message) {
+        return Some(fields);
+    }
+    schema::fields(message)
+}
+
+fn patch_meta_of(message: &str, json: &str) -> Option<&'static schema::PatchMeta> {
+    #[cfg(test)]
+    if message.starts_with("test.") {
+        return super::tests::fixture_patch_meta(message, json);
+    }
+    schema::patch_meta(message, json)
 }
 
 fn schema_of(kind: Kind) -> Schema {
@@ -107,7 +124,7 @@ fn schema_of(kind: Kind) -> Schema {
         Kind::Int64 => Schema::Scalar("int64"),
         Kind::Double => Schema::Scalar("float64"),
         Kind::StringMap | Kind::BytesMap | Kind::MessageMap(_) => Schema::Map,
-        Kind::Message(m) | Kind::Inline(m) => match schema::fields(m) {
+        Kind::Message(m) | Kind::Inline(m) => match fields_of(m) {
             Some(_) => Schema::Struct(m),
             // Types with a JSON form of their own: raw JSON (RawExtension, JSON) merges like a
             // merge patch; the rest (Time, Quantity, IntOrString) are scalars in JSON.

@@ -301,6 +301,18 @@ fn custom_resources_are_refused() {
 }
 
 #[test]
+fn unsupported_patch_types_list_what_the_kind_accepts() {
+    let builtin = super::unsupported_patch_type("apps/v1", "Deployment");
+    assert_eq!((builtin.code, builtin.reason), (415, "UnsupportedMediaType"));
+    assert!(builtin.message.ends_with(
+        "application/json-patch+json, application/merge-patch+json, \
+         application/strategic-merge-patch+json, application/apply-patch+yaml"
+    ));
+    let custom = super::unsupported_patch_type("example.com/v1", "Widget");
+    assert!(!custom.message.contains("strategic"));
+}
+
+#[test]
 fn go_formatting_of_values() {
     use super::gofmt::go_value;
     let value = json!({"b": [1, 2.5, true, null], "a": {"x": "y"}, "c": 1e6, "d": 0.0001});
@@ -308,4 +320,208 @@ fn go_formatting_of_values() {
         go_value(&value),
         "map[a:map[x:y] b:[1 2.5 true <nil>] c:1e+06 d:0.0001]"
     );
+}
+
+// Upstream's test types (`MergeItem`, `RetainKeysMergeItem` in strategicpatch's tests), as
+// schema entries, so that upstream's test cases run unchanged.
+
+use crate::protobuf::schema::{Field, Kind, PatchMeta};
+
+const fn field(json: &'static str, kind: Kind, repeated: bool) -> Field {
+    Field {
+        tag: 0,
+        json,
+        kind,
+        repeated,
+    }
+}
+
+const ITEM: &str = "test.MergeItem";
+const RETAIN_ITEM: &str = "test.RetainKeysMergeItem";
+
+static MERGE_ITEM: [Field; 13] = [
+    field("name", Kind::String, false),
+    field("value", Kind::String, false),
+    field("other", Kind::String, false),
+    field("mergingList", Kind::Message(ITEM), true),
+    field("nonMergingList", Kind::Message(ITEM), true),
+    field("mergingIntList", Kind::Int64, true),
+    field("nonMergingIntList", Kind::Int64, true),
+    field("mergeItemPtr", Kind::Message(ITEM), false),
+    field("simpleMap", Kind::StringMap, false),
+    field("replacingItem", Kind::Message("runtime.RawExtension"), false),
+    field("jsonItem", Kind::Message("apiextensions.v1.Json"), false),
+    field("retainKeysMap", Kind::Message(RETAIN_ITEM), false),
+    field("retainKeysMergingList", Kind::Message(ITEM), true),
+];
+
+static RETAIN_KEYS_MERGE_ITEM: [Field; 7] = [
+    field("name", Kind::String, false),
+    field("value", Kind::String, false),
+    field("other", Kind::String, false),
+    field("simpleMap", Kind::StringMap, false),
+    field("mergingIntList", Kind::Int64, true),
+    field("mergingList", Kind::Message(ITEM), true),
+    field("nonMergingList", Kind::Message(ITEM), true),
+];
+
+const fn meta(strategy: &'static str, merge_key: &'static str) -> PatchMeta {
+    PatchMeta {
+        strategy,
+        merge_key,
+        list_type: "",
+        map_keys: &[],
+        map_type: "",
+    }
+}
+
+static MERGE_BY_NAME: PatchMeta = meta("merge", "name");
+static MERGE: PatchMeta = meta("merge", "");
+static REPLACE: PatchMeta = meta("replace", "");
+static RETAIN_KEYS: PatchMeta = meta("retainKeys", "");
+static MERGE_RETAIN_KEYS_BY_NAME: PatchMeta = meta("merge,retainKeys", "name");
+
+pub(super) fn fixture_fields(message: &str) -> Option<&'static [Field]> {
+    match message {
+        ITEM => Some(&MERGE_ITEM),
+        RETAIN_ITEM => Some(&RETAIN_KEYS_MERGE_ITEM),
+        _ => None,
+    }
+}
+
+pub(super) fn fixture_patch_meta(_message: &str, json: &str) -> Option<&'static PatchMeta> {
+    match json {
+        "mergingList" | "mergeItemPtr" => Some(&MERGE_BY_NAME),
+        "mergingIntList" => Some(&MERGE),
+        "replacingItem" => Some(&REPLACE),
+        "retainKeysMap" => Some(&RETAIN_KEYS),
+        "retainKeysMergingList" => Some(&MERGE_RETAIN_KEYS_BY_NAME),
+        _ => None,
+    }
+}
+
+/// Upstream's `strategicMergePatchRawTestCases`: each case's three-way patch applied to its
+/// current object and its two-way patch applied to its original, results compared exactly
+/// (order included).
+#[test]
+fn upstream_raw_test_cases() {
+    let cases: Vec<Value> = serde_json::from_str(include_str!("testdata/upstream_cases.json")).unwrap();
+    assert!(cases.len() > 150);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let result = super::apply_with_schema(&case["original"], &case["patch"], super::Schema::Struct(ITEM));
+        match result {
+            Ok(actual) if actual == case["expected"] => {}
+            Ok(actual) => failures.push(format!(
+                "{}:\n  expected {}\n  got      {actual}",
+                case["case"], case["expected"]
+            )),
+            Err(e) => failures.push(format!("{}: {e}", case["case"])),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Upstream's `customStrategicMergePatch*` cases (patches applied as written, errors included)
+/// and the two- and three-way cases of `createStrategicMergePatchTestCaseData`; those marked
+/// `sorted` are compared with merge lists sorted, as upstream compares them.
+#[test]
+fn upstream_custom_and_yaml_test_cases() {
+    let cases: Vec<Value> =
+        serde_json::from_str(include_str!("testdata/upstream_custom_cases.json")).unwrap();
+    assert!(cases.len() > 50);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = &case["case"];
+        let original = normalize_null(&case["original"]);
+        let patch = normalize_null(&case["patch"]);
+        let result = super::apply_with_schema(&original, &patch, super::Schema::Struct(ITEM));
+        match (result, case["error"].as_str()) {
+            (Err(e), Some(wanted)) if e.message.contains(wanted) => {}
+            (Ok(actual), None) => {
+                let mut actual = actual;
+                let mut expected = normalize_null(&case["expected"]);
+                if case["sorted"] == true {
+                    sort_merge_lists(&mut actual);
+                    sort_merge_lists(&mut expected);
+                }
+                if actual != expected {
+                    failures.push(format!("{name}:\n  expected {expected}\n  got      {actual}"));
+                }
+            }
+            (other, wanted) => failures.push(format!("{name}: got {other:?}, wanted error {wanted:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// An absent YAML document is `{}`.
+fn normalize_null(value: &Value) -> Value {
+    if value.is_null() { json!({}) } else { value.clone() }
+}
+
+/// Upstream's `sortMergeListsByName` for the test type: merge lists sorted by their merge key
+/// (scalars: deduplicated and sorted), as printed by `%v`.
+fn sort_merge_lists(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                sort_merge_lists(v);
+                let merge_list = matches!(
+                    key.as_str(),
+                    "mergingList" | "mergingIntList" | "retainKeysMergingList"
+                );
+                if let (true, Value::Array(items)) = (merge_list, v) {
+                    let text =
+                        |v: &Value| super::gofmt::go_value(&v.get("name").cloned().unwrap_or(v.clone()));
+                    items.sort_by_key(text);
+                    items.dedup();
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(sort_merge_lists),
+        _ => {}
+    }
+}
+
+/// Upstream's `TestUnknownField` cases that apply: fields outside the schema merge like a merge
+/// patch (nulls delete or are dropped, lists are replaced, nulls inside them kept).
+#[test]
+fn unknown_fields_as_upstream() {
+    let cases = [
+        (
+            json!({"array": [1, 2, 3], "complex": {"nested": true}, "name": "foo"}),
+            json!({"complex_nullable": {"key": null}}),
+            json!({"array": [1, 2, 3], "complex": {"nested": true}, "complex_nullable": {}, "name": "foo"}),
+        ),
+        (
+            json!({}),
+            json!({"complex_nullable": {"key": {"keynotnull": "value", "keynull": null}}}),
+            json!({"complex_nullable": {"key": {"keynotnull": "value"}}}),
+        ),
+        (
+            json!({"thing": null}),
+            json!({"nested": {"value": 5}}),
+            json!({"nested": {"value": 5}, "thing": null}),
+        ),
+        (
+            json!({}),
+            json!({"complex_nullable": [{"inner_one": {"key_one": "foo", "key_two": null}}]}),
+            json!({"complex_nullable": [{"inner_one": {"key_one": "foo"}}]}),
+        ),
+        (
+            json!({}),
+            json!({"complex_nullable": ["key1", null, "key2"]}),
+            json!({"complex_nullable": ["key1", null, "key2"]}),
+        ),
+        (
+            json!({"name": "foo", "scalar": true, "complex": {"nested": true}, "array": [1, 2, 3]}),
+            json!({"complex": null, "scalar": null}),
+            json!({"array": [1, 2, 3], "name": "foo"}),
+        ),
+    ];
+    for (original, patch, expected) in cases {
+        let out = super::apply_with_schema(&original, &patch, super::Schema::Struct(ITEM));
+        assert_eq!(out.unwrap(), expected, "{patch}");
+    }
 }

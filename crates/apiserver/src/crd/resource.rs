@@ -120,6 +120,36 @@ pub fn check_unknown_fields(
     }
 }
 
+/// An apply configuration's fields the schema does not declare: under `Strict`, refused with
+/// the wording of upstream's typed apply (`.spec.foo: field not declared in schema`); otherwise
+/// pruned.
+pub fn check_applied_fields(
+    def: &apimachinery::resources::ResourceDef,
+    custom: &CustomVersion,
+    mode: crate::field_validation::Mode,
+    config: &mut Value,
+) -> Result<(), ApiError> {
+    let Some(schema) = &custom.schema else {
+        return Ok(());
+    };
+    let unknown = schema::prune(config, schema);
+    if mode != crate::field_validation::Mode::Strict || unknown.is_empty() {
+        return Ok(());
+    }
+    let name = objects::name(config).unwrap_or_default();
+    let namespace = objects::namespace(config).unwrap_or_default();
+    let errors: Vec<String> = unknown
+        .iter()
+        .map(|f| format!(".{f}: field not declared in schema"))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "failed to create typed patch object ({namespace}/{name}; {}, Kind={}): {}",
+        def.api_version(),
+        def.kind,
+        errors.join("\n")
+    )))
+}
+
 /// What a DELETE of a custom resource answers, as upstream's registry (which does not return
 /// deleted custom resources): a Success Status once it is gone, or 202 Accepted with the object
 /// while finalizers hold it.

@@ -116,52 +116,60 @@ pub async fn handle(
         _ => None,
     };
     let scale_paths = paths.clone();
+    let ownership = crate::apply::Ownership::track(def, req, query)?;
     let updated = rest
-        .guaranteed_update(def, &main, expected, query.dry_run()?, move |current| {
-            let mut scale = to_scale(&paths, current);
-            let wanted = if let Some(patch) = update.get("__patch") {
-                match update["__type"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                {
-                    "application/json-patch+json" => {
-                        let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                        json_patch::patch(&mut scale, &ops)
-                            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        .guaranteed_update(
+            def,
+            &main,
+            expected,
+            query.dry_run()?,
+            &ownership,
+            move |current| {
+                let mut scale = to_scale(&paths, current);
+                let wanted = if let Some(patch) = update.get("__patch") {
+                    match update["__type"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                    {
+                        "application/json-patch+json" => {
+                            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                            json_patch::patch(&mut scale, &ops)
+                                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                        }
+                        _ => json_patch::merge(&mut scale, patch),
                     }
-                    _ => json_patch::merge(&mut scale, patch),
+                    scale
+                } else {
+                    update.clone()
+                };
+                let replicas = match &wanted["spec"]["replicas"] {
+                    Value::Null => 0,
+                    v => v.as_i64().ok_or_else(|| {
+                        ApiError::bad_request(format!("spec.replicas: {v} is not an integer"))
+                    })?,
+                };
+                if replicas < 0 {
+                    return Err(ApiError::invalid(
+                        "autoscaling",
+                        "Scale",
+                        &name,
+                        vec![Cause::invalid(
+                            "spec.replicas",
+                            &Value::from(replicas),
+                            "must be greater than or equal to 0",
+                        )],
+                    ));
                 }
-                scale
-            } else {
-                update.clone()
-            };
-            let replicas = match &wanted["spec"]["replicas"] {
-                Value::Null => 0,
-                v => v
-                    .as_i64()
-                    .ok_or_else(|| ApiError::bad_request(format!("spec.replicas: {v} is not an integer")))?,
-            };
-            if replicas < 0 {
-                return Err(ApiError::invalid(
-                    "autoscaling",
-                    "Scale",
-                    &name,
-                    vec![Cause::invalid(
-                        "spec.replicas",
-                        &Value::from(replicas),
-                        "must be greater than or equal to 0",
-                    )],
-                ));
-            }
-            let mut obj = current.clone();
-            set_path(&mut obj, &paths.spec_replicas, replicas.into());
-            Ok(obj)
-        })
+                let mut obj = current.clone();
+                set_path(&mut obj, &paths.spec_replicas, replicas.into());
+                Ok(obj)
+            },
+        )
         .await?;
     Ok(to_scale(&scale_paths, &updated))
 }
