@@ -234,6 +234,40 @@ async fn custom_resources_through_kube_rs() {
         .unwrap();
     assert!(pruned.data["spec"].get("color").is_none(), "{:?}", pruned.data);
 
+    // Server-side apply creates and updates custom resources; strict apply names unknown
+    // fields as upstream's typed apply does.
+    let apply = PatchParams::apply("kube-crd-test");
+    let applied = gadgets
+        .patch(
+            "d",
+            &apply,
+            &Patch::Apply(json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+                "metadata": {"name": "d"}, "spec": {"size": "S"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.data["spec"], json!({"size": "S", "replicas": 1}));
+    let err = gadgets
+        .patch(
+            "d",
+            &apply.clone().validation(ValidationDirective::Strict),
+            &Patch::Apply(json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+                "metadata": {"name": "d"}, "spec": {"size": "M", "color": "red"}})),
+        )
+        .await
+        .unwrap_err();
+    let Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status.code, 400);
+    assert!(
+        status
+            .message
+            .contains(".spec.color: field not declared in schema"),
+        "{}",
+        status.message
+    );
+
     // A cluster-scoped CRD.
     crds.create(&PostParams::default(), &crd("globals", "Global", "Cluster"))
         .await
