@@ -764,13 +764,8 @@ fn widget(name: &str, spec: &str) -> String {
 #[test]
 fn kubectl_drives_a_crd_and_its_custom_resources() {
     let server = Server::start();
-    // (`kubectl apply` validates against OpenAPI v2 as protobuf, which is not served yet.)
-    server.ok(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        &manifest(&server, "crd.yaml", WIDGET_CRD),
-    ]);
+    // kubectl validates the CRD against the server's OpenAPI (strict server-side validation).
+    server.ok(&["apply", "-f", &manifest(&server, "crd.yaml", WIDGET_CRD)]);
     let waited = server.ok(&[
         "wait",
         "--for",
@@ -904,7 +899,7 @@ fn kubectl_drives_a_crd_and_its_custom_resources() {
     assert!(gone.contains("NotFound") || gone.contains("not found"), "{gone}");
     server.ok(&[
         "apply",
-        "--validate=false",
+        "--server-side",
         "-f",
         &manifest(&server, "crd.yaml", WIDGET_CRD),
     ]);

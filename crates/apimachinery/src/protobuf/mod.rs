@@ -204,6 +204,29 @@ fn special(name: &str, bytes: &[u8]) -> Result<Option<Value>, ProtobufError> {
                 Value::from(int)
             }
         }
+        // CRD schemas: unions whose JSON form is one of their members (upstream's MarshalJSON).
+        _ if name.starts_with("apiextensions.") && name.contains(".JsonSchemaPropsOr") => {
+            let props = name.replace(name.rsplit('.').next().unwrap_or_default(), "JsonSchemaProps");
+            let (mut schema, mut list, mut allows) = (None, Vec::new(), false);
+            for item in Reader::new(bytes) {
+                match (name.ends_with("OrArray"), name.ends_with("OrBool"), item?) {
+                    // OrArray: 1 schema, 2 schemas; OrBool: 1 allows, 2 schema;
+                    // OrStringArray: 1 schema, 2 strings.
+                    (true, _, (1, WireValue::Bytes(b))) => schema = Some(decode_message(&props, b)?),
+                    (true, _, (2, WireValue::Bytes(b))) => list.push(decode_message(&props, b)?),
+                    (_, true, (1, WireValue::Varint(v))) => allows = v != 0,
+                    (_, true, (2, WireValue::Bytes(b))) => schema = Some(decode_message(&props, b)?),
+                    (false, false, (1, WireValue::Bytes(b))) => schema = Some(decode_message(&props, b)?),
+                    (false, false, (2, WireValue::Bytes(b))) => list.push(Value::String(utf8(b)?)),
+                    _ => {}
+                }
+            }
+            match (schema, name.ends_with("OrBool")) {
+                (Some(schema), _) if list.is_empty() => schema,
+                (None, true) => Value::Bool(allows),
+                _ => Value::Array(list),
+            }
+        }
         "resource.Quantity" => {
             let mut s = String::new();
             for item in Reader::new(bytes) {

@@ -227,3 +227,24 @@ fn refuses_what_it_cannot_read() {
         let _ = decode_object(&body);
     }
 }
+
+#[test]
+fn crd_schema_unions_decode_to_their_json_form() {
+    // JSONSchemaProps{type: "string"}: field 5, length-delimited.
+    let props: &[u8] = &[0x2a, 6, b's', b't', b'r', b'i', b'n', b'g'];
+    let mut or_array = vec![0x0a, props.len() as u8];
+    or_array.extend_from_slice(props);
+    assert_eq!(
+        decode_message("apiextensions.v1.JsonSchemaPropsOrArray", &or_array).unwrap(),
+        json!({"type": "string"})
+    );
+    assert_eq!(
+        decode_message("apiextensions.v1.JsonSchemaPropsOrBool", &[0x08, 0x01]).unwrap(),
+        json!(true)
+    );
+    let strings = [0x12, 1, b'a', 0x12, 1, b'b'];
+    assert_eq!(
+        decode_message("apiextensions.v1.JsonSchemaPropsOrStringArray", &strings).unwrap(),
+        json!(["a", "b"])
+    );
+}
