@@ -60,6 +60,14 @@ pub async fn finalize(rest: &Rest, crd: &Value) -> Result<(), apimachinery::stat
         return Ok(());
     }
     let prefix = format!("/registry/{group}/{plural}/");
+    let key = format!("{}{}", super::CRD_PREFIX, objects::name(crd).unwrap_or_default());
+    set_terminating(
+        rest,
+        &key,
+        "InstanceDeletionInProgress",
+        "CustomResource deletion is in progress",
+    )
+    .await?;
     loop {
         let resp = rest
             .store
@@ -89,7 +97,6 @@ pub async fn finalize(rest: &Rest, crd: &Value) -> Result<(), apimachinery::stat
         // Instances with finalizers go when their controllers release them.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let key = format!("{}{}", super::CRD_PREFIX, objects::name(crd).unwrap_or_default());
     for _ in 0..16 {
         let Some(kv) = rest.store.get(&key).await.map_err(store_error)? else {
             return Ok(());
@@ -115,6 +122,40 @@ pub async fn finalize(rest: &Rest, crd: &Value) -> Result<(), apimachinery::stat
                 .await
         };
         if let WriteOutcome::Written { .. } = outcome.map_err(store_error)? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Sets the Terminating condition of a deleted CRD (the progress upstream's finalizer reports).
+async fn set_terminating(
+    rest: &Rest,
+    key: &str,
+    reason: &str,
+    message: &str,
+) -> Result<(), apimachinery::status::ApiError> {
+    for _ in 0..16 {
+        let Some(kv) = rest.store.get(key).await.map_err(store_error)? else {
+            return Ok(());
+        };
+        let mut current = from_store(&kv.value, kv.mod_revision)?;
+        if current["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Terminating" && c["reason"] == reason)
+        }) {
+            return Ok(());
+        }
+        if !current["status"].is_object() {
+            current["status"] = json!({});
+        }
+        set_condition(&mut current["status"], "Terminating", "True", reason, message);
+        let outcome = rest
+            .store
+            .update(key, to_store(&current), kv.mod_revision, None)
+            .await
+            .map_err(store_error)?;
+        if let WriteOutcome::Written { .. } = outcome {
             return Ok(());
         }
     }
