@@ -1,6 +1,7 @@
-//! Project tasks that are commands, not tests: `cargo xtask bench-store`, `cargo xtask bench-api`.
+//! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`.
 
 mod bench_api;
+mod bench_rss;
 mod bench_store;
 mod machine;
 mod stats;
@@ -21,11 +22,14 @@ enum Task {
     /// The API server over each backend, driven by kube-rs: create/get/list throughput and
     /// latency at 1, 16 and 256 clients, paced creates, and watch delivery to many watchers.
     BenchApi(bench_api::Args),
+    /// Memory of a real `rkube server` process: idle, and with 10,000 / 100,000 pods stored.
+    BenchRss(bench_rss::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::BenchStore(args) => bench_store::run(args),
         Task::BenchApi(args) => bench_api::run(args),
+        Task::BenchRss(args) => bench_rss::run(args),
     }
 }
