@@ -115,6 +115,10 @@ async fn route(
         Query::parse(req.uri().query()).with_user_agent(header_str(&req, header::USER_AGENT).unwrap_or(""));
     if let Some(document) = path.strip_prefix("/openapi/") {
         let accept = header_str(&req, header::ACCEPT).unwrap_or("");
+        let catalog = state.rest.crds.catalog();
+        state
+            .openapi
+            .use_custom(catalog.revision(), || crd::openapi::schemas(&catalog));
         return openapi(&state.openapi, document, &query, accept);
     }
     let target = request::parse(req.method(), &path, query.flag("watch"))?;

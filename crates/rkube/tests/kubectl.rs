@@ -786,6 +786,12 @@ fn kubectl_drives_a_crd_and_its_custom_resources() {
         "{resources}"
     );
 
+    // The schema is published in OpenAPI: kubectl explain reads it.
+    let explained = server.ok(&["explain", "widgets.spec"]);
+    assert!(explained.contains("KIND:       Widget"), "{explained}");
+    assert!(explained.contains("<string> -required-"), "{explained}");
+    assert!(explained.contains("enum: fast, slow"), "{explained}");
+
     // kubectl validates strictly by default: the schema's unknown fields are refused...
     let w1 = widget("w1", "  image: nginx\n  replicas: 2\n  unknown: 1\n") + "status:\n  ready: \"yes\"\n";
     let both = manifest(

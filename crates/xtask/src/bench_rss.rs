@@ -67,7 +67,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let port = testkit::free_port();
     let log = std::fs::File::create(data.path().join("server.log"))?;
     let child = Command::new(&binary)
-        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1", "--https-port", &port.to_string()])
+        .args([
+            "server",
+            "--disable-agent",
+            "--bind-address",
+            "127.0.0.1",
+            "--https-port",
+            &port.to_string(),
+        ])
         .arg("--data-dir")
         .arg(data.path().join("data"))
         .stdout(Stdio::null())
@@ -78,7 +85,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let kubeconfig = data.path().join("data/kubeconfig.yaml");
     let rows = runtime.block_on(measure(&server, &kubeconfig, &args))?;
-    println!("\n| stored pods | RSS after creating (MiB) | RSS with the watch cache loaded (MiB) | peak (MiB) |");
+    println!(
+        "\n| stored pods | RSS after creating (MiB) | RSS with the watch cache loaded (MiB) | peak (MiB) |"
+    );
     println!("|---|---|---|---|");
     for row in rows {
         println!("| {} | {:.1} | {:.1} | {:.1} |", row.0, row.1, row.2, row.3);
@@ -86,7 +95,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(server: &Server, kubeconfig: &Path, args: &Args) -> anyhow::Result<Vec<(String, f64, f64, f64)>> {
+async fn measure(
+    server: &Server,
+    kubeconfig: &Path,
+    args: &Args,
+) -> anyhow::Result<Vec<(String, f64, f64, f64)>> {
     let client = connect(kubeconfig).await?;
     let mib = |kib: u64| kib as f64 / 1024.0;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -128,11 +141,19 @@ async fn measure(server: &Server, kubeconfig: &Path, args: &Args) -> anyhow::Res
         let mut watch = pods.watch(&WatchParams::default(), "0").await?.boxed();
         let _ = tokio::time::timeout(Duration::from_secs(2), watch.next()).await;
         let listed = pods.list(&ListParams::default().match_any()).await?;
-        anyhow::ensure!(listed.items.len() == target, "listed {} of {target} pods", listed.items.len());
+        anyhow::ensure!(
+            listed.items.len() == target,
+            "listed {} of {target} pods",
+            listed.items.len()
+        );
         drop(listed);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (cached, peak) = server.rss_kib()?;
-        eprintln!("{target}: {:.1} MiB written, {:.1} MiB cached", mib(written), mib(cached));
+        eprintln!(
+            "{target}: {:.1} MiB written, {:.1} MiB cached",
+            mib(written),
+            mib(cached)
+        );
         rows.push((target.to_string(), mib(written), mib(cached), mib(peak)));
     }
     Ok(rows)

@@ -11,9 +11,11 @@
 //! - `scale`: the scale subresource (autoscaling/v1 Scale).
 //! - `printer`: server-side Tables from `additionalPrinterColumns`.
 //! - `cleanup`: deleting a CRD (finalizer, instances removed first).
+//! - `openapi`: the schemas the OpenAPI documents publish.
 
 pub mod cleanup;
 pub mod definition;
+pub mod openapi;
 pub mod printer;
 pub mod resource;
 pub mod scale;
@@ -70,6 +72,11 @@ impl Catalog {
             .iter()
             .find(|r| r.group == group && r.version == version && r.plural == plural)
             .copied()
+    }
+
+    /// The store revision the served set was read at (changes whenever it does).
+    pub fn revision(&self) -> u64 {
+        self.revision.max(0) as u64
     }
 
     /// The CRDs as last read from the store.
