@@ -20,6 +20,8 @@ pub struct Schema {
     embedded_resource: bool,
     /// `x-kubernetes-list-type: set`: items must be unique.
     list_set: bool,
+    /// `x-kubernetes-list-type: map`: the keys that must be unique across items.
+    list_map_keys: Option<Vec<String>>,
     pub properties: BTreeMap<String, Schema>,
     items: Option<Box<Schema>>,
     additional: Additional,
@@ -103,6 +105,14 @@ impl Schema {
             preserve_unknown: flag("x-kubernetes-preserve-unknown-fields"),
             embedded_resource: flag("x-kubernetes-embedded-resource"),
             list_set: v.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set"),
+            list_map_keys: (v.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map")).then(
+                || {
+                    v.get("x-kubernetes-list-map-keys")
+                        .and_then(Value::as_array)
+                        .map(|keys| keys.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                        .unwrap_or_default()
+                },
+            ),
             properties,
             items,
             additional,
@@ -592,11 +602,46 @@ impl Validator<'_> {
                 }
             }
         }
+        if let Some(keys) = &schema.list_map_keys {
+            self.list_map(items, keys, path);
+        }
         if schema.unique_items {
             let has_duplicates = items.iter().enumerate().any(|(i, a)| items[..i].contains(a));
             if has_duplicates {
                 self.causes
                     .push(Cause::duplicate(&field(path), &Value::Array(items.to_vec())));
+            }
+        }
+    }
+
+    /// `x-kubernetes-list-type: map`: items are objects, unique by their keys (each duplicate
+    /// reported once, at its second occurrence, in Go's notation of the key as upstream).
+    fn list_map(&mut self, items: &[Value], keys: &[String], path: &str) {
+        if let Some((i, item)) = items
+            .iter()
+            .enumerate()
+            .find(|(_, x)| !x.is_object() && !x.is_null())
+        {
+            self.invalid(
+                &format!("{path}[{i}]"),
+                item,
+                "must be an object for an array of list-type map".into(),
+            );
+            return;
+        }
+        let key_of = |item: &Value| -> Vec<(String, Value)> {
+            keys.iter()
+                .filter_map(|k| item.get(k).map(|v| (k.clone(), v.clone())))
+                .collect()
+        };
+        let all: Vec<Vec<(String, Value)>> = items.iter().map(key_of).collect();
+        for (i, key) in all.iter().enumerate() {
+            if all[..i].iter().filter(|k| *k == key).count() == 1 {
+                self.causes.push(Cause::new(
+                    "FieldValueDuplicate",
+                    &field(&format!("{path}[{i}]")),
+                    format!("Duplicate value: {}", go_map(key)),
+                ));
             }
         }
     }
@@ -699,6 +744,23 @@ impl Validator<'_> {
             );
         }
     }
+}
+
+/// A list-map key as Go's `%#v` prints a `map[string]interface {}` (keys sorted).
+fn go_map(entries: &[(String, Value)]) -> String {
+    let mut sorted: Vec<&(String, Value)> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let shown: Vec<String> = sorted
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                Value::String(s) => format!("{s:?}"),
+                other => other.to_string(),
+            };
+            format!("{k:?}:{value}")
+        })
+        .collect();
+    format!("map[string]interface {{}}{{{}}}", shown.join(", "))
 }
 
 /// Whether a value passes a schema (for anyOf / oneOf / not).
@@ -812,6 +874,23 @@ mod tests {
         assert_eq!(
             (causes[0].field.as_str(), causes[0].message.as_str()),
             ("[2]", "Duplicate value: \"a\"")
+        );
+        let map = Schema::parse(&json!({"type": "array", "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["containerPort", "protocol"], "items": {"type": "object"}}))
+        .unwrap();
+        let ports = json!([
+            {"containerPort": 80, "protocol": "TCP", "name": "a"},
+            {"containerPort": 80, "protocol": "UDP"},
+            {"containerPort": 80, "protocol": "TCP", "name": "b"},
+        ]);
+        let causes = validate(&ports, &map);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(
+            (causes[0].field.as_str(), causes[0].message.as_str()),
+            (
+                "[2]",
+                r#"Duplicate value: map[string]interface {}{"containerPort":80, "protocol":"TCP"}"#
+            )
         );
         assert!(messages(json!({"spec": {"image": "ab", "port": "http"}})).is_empty());
         assert_eq!(
