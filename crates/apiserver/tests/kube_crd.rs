@@ -313,6 +313,31 @@ async fn custom_resources_through_kube_rs() {
     assert!(gone, "the second server still serves gadgets");
     let keys = store_keys(&other, "gadgets").await;
     assert!(keys, "custom resources removed from the store");
+
+    // A kind another CRD of the group has is not accepted (nor served) until that CRD goes.
+    crds.create(&PostParams::default(), &crd("alphas", "Alpha", "Cluster"))
+        .await
+        .unwrap();
+    let mut second = crd("betas", "Alpha", "Cluster");
+    second.spec.names.list_kind = Some("BetaList".into());
+    let second = crds.create(&PostParams::default(), &second).await.unwrap();
+    let conditions = second.status.unwrap().conditions.unwrap();
+    let names = conditions.iter().find(|c| c.type_ == "NamesAccepted").unwrap();
+    assert_eq!(
+        (
+            names.status.as_str(),
+            names.reason.as_deref(),
+            names.message.as_deref()
+        ),
+        ("False", Some("KindConflict"), Some("\"Alpha\" is already in use"))
+    );
+    let betas: Api<DynamicObject> = Api::all_with(client.clone(), &resource("betas", "Alpha"));
+    assert!(matches!(betas.list(&ListParams::default()).await, Err(Error::Api(s)) if s.code == 404));
+    crds.delete("alphas.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    established(&crds, "betas.example.com").await;
+    assert!(betas.list(&ListParams::default()).await.unwrap().items.is_empty());
 }
 
 /// Whether nothing of `plural` is left: re-creating the CRD lists no objects.

@@ -123,16 +123,18 @@ impl Registry {
             .store
             .range(RangeRequest::new(KeyRange::prefix(CRD_PREFIX)))
             .await?;
-        let mut crds = Vec::new();
+        let (mut crds, mut kvs) = (Vec::new(), Vec::new());
         for kv in &resp.kvs {
             if let Ok(crd) = from_store(&kv.value, kv.mod_revision) {
                 crds.push(crd);
+                kvs.push(kv.clone());
             }
         }
         self.install(&crds, resp.revision);
         for crd in crds.iter().filter(|c| cleanup::pending(c)) {
             self.start_cleanup(rest, crd);
         }
+        retry_names(rest, &crds, &kvs).await?;
         Ok(())
     }
 
@@ -241,6 +243,29 @@ impl Registry {
             }
         })
     }
+}
+
+/// Upstream's naming controller runs again whenever CRDs change: a CRD whose names were taken
+/// gets them once the other CRD is gone (and is established then).
+async fn retry_names(rest: &Rest, crds: &[Value], kvs: &[store::KeyValue]) -> Result<(), store::StoreError> {
+    for (crd, kv) in crds.iter().zip(kvs) {
+        let accepted = crd["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "NamesAccepted" && c["status"] == "True")
+        });
+        if accepted || crate::objects::meta_str(crd, "deletionTimestamp").is_some() {
+            continue;
+        }
+        let mut updated = crd.clone();
+        definition::accept_names(&mut updated, crds);
+        if updated["status"] != crd["status"] {
+            // A conflict means someone else wrote it meanwhile: their change triggers another pass.
+            rest.store
+                .update(&kv.key, crate::objects::to_store(&updated), kv.mod_revision, None)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Upstream's Kubernetes-aware version order: GA before beta before alpha, higher numbers
