@@ -64,7 +64,7 @@ pub fn admit(custom: &CustomVersion, obj: &mut Value) -> Result<(), ApiError> {
     let _ = schema::prune(obj, schema);
     schema::default(obj, schema);
     let mut causes = schema::validate(obj, schema);
-    check_metadata_name(obj, &mut causes);
+    check_label_maps(obj, &mut causes);
     if causes.is_empty() {
         Ok(())
     } else {
@@ -79,7 +79,7 @@ pub fn admit(custom: &CustomVersion, obj: &mut Value) -> Result<(), ApiError> {
 }
 
 /// Labels and annotations must be string maps (upstream's ObjectMeta decoding refuses others).
-fn check_metadata_name(obj: &Value, causes: &mut Vec<Cause>) {
+fn check_label_maps(obj: &Value, causes: &mut Vec<Cause>) {
     for field in ["labels", "annotations"] {
         if let Some(map) = obj["metadata"][field].as_object()
             && let Some((k, v)) = map.iter().find(|(_, v)| !v.is_string())

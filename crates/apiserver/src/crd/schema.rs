@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 /// One node of a structural schema.
 #[derive(Debug, Default)]
 pub struct Schema {
-    pub kind: Option<String>,
+    kind: Option<String>,
     format: Option<String>,
     nullable: bool,
     int_or_string: bool,
@@ -22,7 +22,7 @@ pub struct Schema {
     list_set: bool,
     /// `x-kubernetes-list-type: map`: the keys that must be unique across items.
     list_map_keys: Option<Vec<String>>,
-    pub properties: BTreeMap<String, Schema>,
+    properties: BTreeMap<String, Schema>,
     items: Option<Box<Schema>>,
     additional: Additional,
     required: Vec<String>,
@@ -148,11 +148,6 @@ impl Schema {
                 _ => None,
             },
         })
-    }
-
-    /// The schema of `status` (for the status subresource's validation) if declared.
-    pub fn property(&self, name: &str) -> Option<&Schema> {
-        self.properties.get(name)
     }
 
     /// Whether this node keeps fields it does not declare.
