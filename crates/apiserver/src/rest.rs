@@ -13,13 +13,14 @@ use base64::Engine;
 use serde_json::{Value, json};
 use store::{KeyRange, RangeRequest, Revision, Store, StoreError, WriteOutcome};
 
+use crate::allocator::{Claims, ServiceRanges};
 use crate::apply::Ownership;
 use crate::crd::{self, CustomVersion};
 use crate::filter::Filter;
 use crate::objects::{self, from_store, meta_str, metadata_mut, now_rfc3339, to_store};
 use crate::query::Query;
 use crate::request::ResourceRequest;
-use crate::{strategy, validation};
+use crate::{admission, allocator, defaults, strategy, validation};
 
 /// How often an update retries against a concurrent writer when the client did not ask for a
 /// specific resourceVersion (upstream's GuaranteedUpdate loops the same way).
@@ -32,15 +33,18 @@ pub struct Rest {
     pub cache: Arc<crate::cache::Cache>,
     /// The served resources, custom ones included.
     pub crds: Arc<crd::Registry>,
+    /// Where Services' ClusterIPs and NodePorts come from.
+    pub services: Arc<ServiceRanges>,
 }
 
 impl Rest {
-    pub fn new(store: Arc<dyn Store>) -> Rest {
+    pub fn new(store: Arc<dyn Store>, services: Arc<ServiceRanges>) -> Rest {
         let cache = crate::cache::Cache::new(store.clone());
         Rest {
             store,
             cache,
             crds: Arc::new(crd::Registry::default()),
+            services,
         }
     }
 }
@@ -262,34 +266,47 @@ impl Rest {
         meta.remove("resourceVersion");
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
-        if validation::has_generation(def) || custom.is_some() {
+        if strategy::has_generation(def) || custom.is_some() {
             meta.insert("generation".into(), 1.into());
         } else {
             meta.remove("generation");
         }
+        defaults::apply(def, &mut obj);
         strategy::prepare_for_create(def, &mut obj);
         if crd::is_definition(def) {
             crd::definition::accept_names(&mut obj, self.crds.catalog().crds());
         }
+        admission::admit_create(&*self.store, def, &mut obj).await?;
         validation::validate(def, &obj, None)?;
         ownership.record(None, &mut obj);
         let name = objects::name(&obj).unwrap_or_default().to_owned();
-        if query.dry_run()? {
-            return Ok(obj);
-        }
         let key = def.key(objects::namespace(&obj), &name);
-        match self
-            .store
-            .create(&key, crd::resource::for_storage(custom.as_deref(), &obj), None)
-            .await
-            .map_err(store_error)?
-        {
-            WriteOutcome::Written { revision, .. } => {
-                metadata_mut(&mut obj).insert("resourceVersion".into(), revision.to_string().into());
-                Ok(obj)
+        let dry_run = query.dry_run()?;
+        let unallocated = obj;
+        // A lost race for an allocated address or port is retried with a fresh one.
+        for _ in 0..UPDATE_RETRIES {
+            let mut obj = unallocated.clone();
+            let claims = self.services.allocate(&*self.store, def, &mut obj, None).await?;
+            if dry_run {
+                return Ok(obj);
             }
-            WriteOutcome::Conflict { .. } => Err(ApiError::already_exists(def.group_resource(), &name)),
+            let txn = claims.write_txn(&key, crd::resource::for_storage(custom.as_deref(), &obj), None);
+            match WriteOutcome::from_txn(self.store.txn(txn).await.map_err(store_error)?) {
+                WriteOutcome::Written { revision, .. } => {
+                    metadata_mut(&mut obj).insert("resourceVersion".into(), revision.to_string().into());
+                    return Ok(obj);
+                }
+                WriteOutcome::Conflict { current: Some(_) } => {
+                    return Err(ApiError::already_exists(def.group_resource(), &name));
+                }
+                WriteOutcome::Conflict { current: None } => continue,
+            }
         }
+        Err(ApiError::conflict(
+            def.group_resource(),
+            &name,
+            "too many concurrent allocations; try again",
+        ))
     }
 
     /// PUT: replaces the object (or its status), with the client's resourceVersion as a
@@ -414,14 +431,19 @@ impl Rest {
             }
             let current = crd::resource::decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
             let mut updated = change(&current)?;
+            defaults::apply(def, &mut updated);
             preserve_system_fields(def, custom.is_some(), &current, &mut updated);
             if let Some(custom) = &custom {
                 crd::resource::admit(custom, &mut updated)?;
             }
-            strategy::prepare_for_update(def, &mut updated);
+            strategy::prepare_for_update(def, &current, &mut updated);
             if crd::is_definition(def) {
                 crd::definition::accept_names(&mut updated, self.crds.catalog().crds());
             }
+            let claims = self
+                .services
+                .allocate(&*self.store, def, &mut updated, Some(&current))
+                .await?;
             validation::validate(def, &updated, Some(&current))?;
             ownership.record(Some(&current), &mut updated);
             if strip_rv(&updated) == strip_rv(&current) {
@@ -439,31 +461,26 @@ impl Rest {
             });
             if remove_now {
                 // The last finalizer of a deleted object went: the object goes.
-                return match self
-                    .store
-                    .delete(&key, Some(kv.mod_revision))
-                    .await
-                    .map_err(store_error)?
-                {
+                let release = allocator::release_on_delete(def, &current);
+                return match self.remove(&key, kv.mod_revision, &release).await? {
                     WriteOutcome::Written { .. } => Ok(updated),
                     WriteOutcome::Conflict { .. } if expected.is_none() => continue,
                     WriteOutcome::Conflict { .. } => Err(ApiError::stale(def.group_resource(), name)),
                 };
             }
-            match self
-                .store
-                .update(
-                    &key,
-                    crd::resource::for_storage(custom.as_deref(), &updated),
-                    kv.mod_revision,
-                    None,
-                )
-                .await
-                .map_err(store_error)?
-            {
+            let txn = claims.write_txn(
+                &key,
+                crd::resource::for_storage(custom.as_deref(), &updated),
+                Some(kv.mod_revision),
+            );
+            match WriteOutcome::from_txn(self.store.txn(txn).await.map_err(store_error)?) {
                 WriteOutcome::Written { revision, .. } => {
                     metadata_mut(&mut updated).insert("resourceVersion".into(), revision.to_string().into());
                     return Ok(updated);
+                }
+                // The object is unchanged: another write took an address or port first.
+                WriteOutcome::Conflict { current: Some(now) } if now.mod_revision == kv.mod_revision => {
+                    continue;
                 }
                 WriteOutcome::Conflict { .. } if expected.is_none() => continue,
                 WriteOutcome::Conflict { .. } => return Err(ApiError::stale(def.group_resource(), name)),
@@ -495,6 +512,7 @@ impl Rest {
                 .as_array()
                 .is_some_and(|a| a.iter().any(|v| v == "All"));
         let name = req.name.as_deref().unwrap_or_default();
+        admission::admit_delete(def, name)?;
         let key = def.key(req.namespace.as_deref(), name);
         for _ in 0..UPDATE_RETRIES {
             let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
@@ -533,12 +551,8 @@ impl Rest {
             if dry_run {
                 return Ok(current);
             }
-            match self
-                .store
-                .delete(&key, Some(kv.mod_revision))
-                .await
-                .map_err(store_error)?
-            {
+            let release = allocator::release_on_delete(def, &current);
+            match self.remove(&key, kv.mod_revision, &release).await? {
                 WriteOutcome::Written { .. } => return Ok(current),
                 WriteOutcome::Conflict { .. } => continue,
             }
@@ -547,6 +561,19 @@ impl Rest {
             def.group_resource(),
             name,
             "too many concurrent updates; try again",
+        ))
+    }
+
+    /// Deletes the object at `key` (still at revision `expected`) with what it held.
+    async fn remove(
+        &self,
+        key: &str,
+        expected: Revision,
+        release: &Claims,
+    ) -> Result<WriteOutcome, ApiError> {
+        let txn = release.delete_txn(key, expected);
+        Ok(WriteOutcome::from_txn(
+            self.store.txn(txn).await.map_err(store_error)?,
         ))
     }
 
@@ -653,12 +680,15 @@ fn preserve_system_fields(def: &ResourceDef, custom: bool, current: &Value, upda
     match generation {
         Some(g) => {
             metadata_mut(updated).insert("generation".into(), g.into());
-            // Without a status subresource a custom resource's status is part of its spec.
-            let changed = objects::spec_changed(current, updated)
-                || (custom
-                    && !def.has_subresource("status")
-                    && current.get("status") != updated.get("status"));
-            if (validation::has_generation(def) || custom) && changed {
+            // A custom resource counts every change but metadata (and status, when its status
+            // subresource owns it), as upstream's customresource strategy.
+            let bump = if custom {
+                objects::spec_changed(current, updated)
+                    || (!def.has_subresource("status") && current.get("status") != updated.get("status"))
+            } else {
+                strategy::bumps_generation(def, current, updated)
+            };
+            if bump {
                 metadata_mut(updated).insert("generation".into(), (g + 1).into());
             }
         }

@@ -23,7 +23,7 @@ use crate::pki::{UserInfo, identity_from_cert};
 use crate::query::Query;
 use crate::request::{self, Target, Verb};
 use crate::rest::Rest;
-use crate::{crd, discovery, table, watch};
+use crate::{crd, discovery, subresources, table, watch};
 
 /// Request bodies larger than this get 413, as upstream's limit for JSON bodies (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -185,6 +185,7 @@ async fn route(
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")
                 && !scale
+                && !subresources::serves(def, Some(sub))
             {
                 return Err(if def.has_subresource(sub) {
                     ApiError::method_not_allowed()
@@ -218,6 +219,15 @@ async fn route(
                 }
                 let scale = crd::scale::handle(rest, def, custom, &r, &query, &content_type, &body).await?;
                 return Ok(json(StatusCode::OK, &scale));
+            }
+            if subresources::serves(def, r.subresource.as_deref()) {
+                let parsed = match r.verb {
+                    Verb::Create | Verb::Update => Some(decode(&content_type, &body)?),
+                    _ => None,
+                };
+                let (code, obj) =
+                    subresources::serve(rest, def, &r, &query, &content_type, parsed, &body).await?;
+                return Ok(json(code, &obj));
             }
             // Tables are for reads: gets, lists and watches.
             let as_table =
@@ -304,25 +314,39 @@ async fn route(
     }
 }
 
-/// `/openapi/v2`, `/openapi/v3` and `/openapi/v3/<group-version path>` (JSON only: clients
-/// that accept nothing but protobuf get 406 and fall back, as they do with older servers).
+/// `/openapi/v2` (JSON, or protobuf for client-go), `/openapi/v3` and
+/// `/openapi/v3/<group-version path>` (JSON).
 fn openapi(
     api: &crate::openapi::OpenApi,
     document: &str,
     query: &Query,
     accept: &str,
 ) -> Result<Response<Body>, ApiError> {
+    let media: Vec<&str> = accept
+        .split(',')
+        .map(|a| a.split(';').next().unwrap_or("").trim())
+        .collect();
     let accepts_json = accept.is_empty()
-        || accept
-            .split(',')
-            .map(|a| a.split(';').next().unwrap_or("").trim())
-            .any(|a| matches!(a, "application/json" | "application/*" | "*/*"));
-    if !accepts_json {
+        || media
+            .iter()
+            .any(|a| matches!(*a, "application/json" | "application/*" | "*/*"));
+    // client-go asks for v2 in protobuf only (gnostic's openapi_v2.Document).
+    let v2_protobuf =
+        document == "v2" && !accepts_json && media.iter().any(|a| a.contains("proto-openapi.spec.v2"));
+    if !accepts_json && !v2_protobuf {
         return Err(ApiError::not_acceptable(
-            "only the following media types are accepted: application/json",
+            "only the following media types are accepted: application/json, application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
         ));
     }
     let (body, cache_control) = match document {
+        "v2" if v2_protobuf => {
+            let mut response = Response::new(full(api.documents().v2_protobuf.clone()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+            );
+            return Ok(response);
+        }
         "v2" => (api.documents().v2.clone(), "no-cache, private"),
         "v3" => (
             Bytes::from(serde_json::to_vec(&api.v3_root()).expect("JSON")),

@@ -26,6 +26,8 @@ async fn start() -> Cluster {
         serving_names: Default::default(),
         extra_kubeconfig: None,
         token_auth_file: None,
+        service_cidr: "10.43.0.0/16".into(),
+        node_port_range: apiserver::DEFAULT_NODE_PORT_RANGE,
     };
     let server = apiserver::start(config, Arc::new(store)).await.unwrap();
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
@@ -313,26 +315,28 @@ async fn server_side_apply_through_kube_rs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strategic_merge_patch_merges_lists_by_key() {
-    use k8s_openapi::api::core::v1::Pod;
+    // A PodTemplate: a pod's containers cannot change after creation (upstream's pod update
+    // rule), a template's can.
+    use k8s_openapi::api::core::v1::PodTemplate;
     let cluster = start().await;
     namespace(&cluster.client, "smp").await;
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "smp");
-    let pod: Pod = serde_json::from_value(serde_json::json!({
+    let pods: Api<PodTemplate> = Api::namespaced(cluster.client.clone(), "smp");
+    let pod: PodTemplate = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "p", "finalizers": ["example.com/a"]},
-        "spec": {"containers": [
+        "template": {"spec": {"containers": [
             {"name": "a", "image": "nginx", "env": [{"name": "X", "value": "1"}]},
             {"name": "b", "image": "busybox"},
-        ]},
+        ]}},
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
 
     let patch = serde_json::json!({
         "metadata": {"finalizers": ["example.com/b"]},
-        "spec": {"containers": [
+        "template": {"spec": {"containers": [
             {"name": "a", "env": [{"name": "Y", "value": "2"}]},
             {"name": "b", "$patch": "delete"},
-        ]},
+        ]}},
     });
     let patched = pods
         .patch("p", &PatchParams::default(), &Patch::Strategic(patch))
@@ -340,7 +344,7 @@ async fn strategic_merge_patch_merges_lists_by_key() {
         .unwrap();
     let finalizers = patched.metadata.finalizers.unwrap();
     assert_eq!(finalizers, ["example.com/b", "example.com/a"]);
-    let containers = patched.spec.unwrap().containers;
+    let containers = patched.template.unwrap().spec.unwrap().containers;
     assert_eq!(containers.len(), 1);
     assert_eq!(containers[0].image.as_deref(), Some("nginx"));
     let env: Vec<&str> = containers[0]
@@ -351,7 +355,7 @@ async fn strategic_merge_patch_merges_lists_by_key() {
         .collect();
     assert_eq!(env, ["Y", "X"]);
 
-    let no_key = serde_json::json!({"spec": {"containers": [{"image": "x"}]}});
+    let no_key = serde_json::json!({"template": {"spec": {"containers": [{"image": "x"}]}}});
     let err = pods
         .patch("p", &PatchParams::default(), &Patch::Strategic(no_key))
         .await

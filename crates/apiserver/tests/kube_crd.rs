@@ -24,6 +24,8 @@ async fn serve(store: Arc<dyn store::Store>, dir: &std::path::Path) -> (apiserve
         serving_names: Default::default(),
         extra_kubeconfig: None,
         token_auth_file: None,
+        service_cidr: "10.43.0.0/16".into(),
+        node_port_range: apiserver::DEFAULT_NODE_PORT_RANGE,
     };
     let server = apiserver::start(config, store).await.unwrap();
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
