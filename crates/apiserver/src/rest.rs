@@ -49,6 +49,41 @@ impl Rest {
     }
 }
 
+/// A list as ready-to-send JSON items.
+pub struct RawList {
+    pub kind: String,
+    pub api_version: String,
+    pub revision: Revision,
+    /// The stored objects (shared with the cache), turned into items as they are sent.
+    pub items: Vec<store::KeyValue>,
+}
+
+impl RawList {
+    /// The list's JSON, as chunks to stream.
+    pub fn into_chunks(self) -> impl Iterator<Item = bytes::Bytes> {
+        let head = format!(
+            "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{}\"}},\"items\":[",
+            self.kind, self.api_version, self.revision
+        );
+        let separated = self.items.into_iter().enumerate().flat_map(|(i, kv)| {
+            let item = objects::raw_list_item(&kv.value, kv.mod_revision).unwrap_or_else(|| {
+                // Not a plain object (never written by this server): parse it instead.
+                let mut obj = from_store(&kv.value, kv.mod_revision).unwrap_or_default();
+                if let Some(map) = obj.as_object_mut() {
+                    map.remove("kind");
+                    map.remove("apiVersion");
+                }
+                serde_json::to_vec(&obj).expect("JSON value")
+            });
+            let comma = (i > 0).then(|| bytes::Bytes::from_static(b","));
+            comma.into_iter().chain([bytes::Bytes::from(item)])
+        });
+        std::iter::once(bytes::Bytes::from(head))
+            .chain(separated)
+            .chain([bytes::Bytes::from_static(b"]}")])
+    }
+}
+
 /// Maps a store failure to the API error a client sees.
 pub fn store_error(err: StoreError) -> ApiError {
     match err {
@@ -165,18 +200,16 @@ impl Rest {
         Ok(json!({"kind": kind, "apiVersion": def.api_version(), "metadata": metadata, "items": items}))
     }
 
-    /// A list served by the watch cache, as upstream's cacher serves them: `resourceVersion=0`
-    /// (any state; `limit` ignored) and unpaginated lists at the latest or a minimum revision
-    /// (once the cache has caught up with it). Pages and exact revisions come from the store.
-    async fn list_from_cache(
+    /// The objects of a list the watch cache can serve, as upstream's cacher serves them:
+    /// `resourceVersion=0` (any state; `limit` ignored) and unpaginated lists at the latest or
+    /// a minimum revision (once the cache has caught up with it). None for pages and exact
+    /// revisions, which come from the store.
+    async fn cached_kvs(
         &self,
-        def: &ResourceDef,
-        custom: Option<&CustomVersion>,
         query: &Query,
-        filter: &Filter,
         prefix: &str,
         limit: Option<usize>,
-    ) -> Result<Option<Value>, ApiError> {
+    ) -> Result<Option<(Revision, Vec<store::KeyValue>)>, ApiError> {
         if query.get("continue").is_some_and(|c| !c.is_empty())
             || query.get("resourceVersionMatch") == Some("Exact")
         {
@@ -188,7 +221,19 @@ impl Rest {
             "" => Some(self.store.current_revision().await.map_err(store_error)?),
             rv => Some(objects::parse_resource_version(rv)?),
         };
-        let Some((revision, kvs)) = self.cache.list(&KeyRange::prefix(prefix), min_revision).await else {
+        Ok(self.cache.list(&KeyRange::prefix(prefix), min_revision).await)
+    }
+
+    async fn list_from_cache(
+        &self,
+        def: &ResourceDef,
+        custom: Option<&CustomVersion>,
+        query: &Query,
+        filter: &Filter,
+        prefix: &str,
+        limit: Option<usize>,
+    ) -> Result<Option<Value>, ApiError> {
+        let Some((revision, kvs)) = self.cached_kvs(query, prefix, limit).await? else {
             return Ok(None);
         };
         let mut items = Vec::new();
@@ -204,6 +249,38 @@ impl Rest {
             "metadata": {"resourceVersion": revision.to_string()},
             "items": items,
         })))
+    }
+
+    /// A list of a built-in kind served by the watch cache as ready JSON items, never
+    /// materialized as a whole (lists of 100,000 pods stream in constant memory); None when
+    /// [`Rest::list`] must answer.
+    pub async fn list_raw(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        query: &Query,
+    ) -> Result<Option<RawList>, ApiError> {
+        if def.storage.is_empty() || !apimachinery::resources::BUILTIN.contains(def) {
+            return Ok(None);
+        }
+        let filter = Filter::from_query(def, query)?;
+        let prefix = def.key_prefix(req.namespace.as_deref());
+        let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+        let Some((revision, kvs)) = self.cached_kvs(query, &prefix, limit).await? else {
+            return Ok(None);
+        };
+        let mut items = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            if filter.is_everything() || filter.matches(&from_store(&kv.value, kv.mod_revision)?) {
+                items.push(kv);
+            }
+        }
+        Ok(Some(RawList {
+            kind: def.list_kind(),
+            api_version: def.api_version(),
+            revision,
+            items,
+        }))
     }
 
     pub async fn create(

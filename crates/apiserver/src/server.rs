@@ -239,6 +239,18 @@ async fn route(
                 .iter()
                 .filter_map(|c| c.deprecation_warning.clone())
                 .collect();
+            if r.verb == Verb::List
+                && !as_table
+                && let Some(list) = rest.list_raw(def, &r, &query).await?
+            {
+                let chunks =
+                    futures::stream::iter(list.into_chunks().map(|c| Ok::<_, Infallible>(Frame::data(c))));
+                let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(chunks)));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                return Ok(response);
+            }
             let (code, obj) = match r.verb {
                 Verb::Get => (StatusCode::OK, rest.get(def, &r).await?),
                 Verb::List => (StatusCode::OK, rest.list(def, &r, &query).await?),

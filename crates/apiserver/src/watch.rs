@@ -20,7 +20,7 @@ use crate::cache::{Item, Start};
 use crate::crd::CustomVersion;
 use crate::crd::resource::decode;
 use crate::filter::Filter;
-use crate::objects;
+use crate::objects::{self, from_store};
 use crate::query::Query;
 use crate::request::ResourceRequest;
 use crate::rest::{Rest, store_error};
@@ -65,16 +65,22 @@ pub async fn watch(
                 return Ok(stream::iter([error]).boxed());
             }
         };
-        let mut initial = Vec::new();
-        for kv in &watch.initial {
-            let obj = decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
-            if filter.matches(&obj) {
-                initial.push(event_line("ADDED", &obj));
-            }
-        }
-        if initial_end_bookmark {
-            initial.push(bookmark(def, watch.revision, true));
-        }
+        // The initial objects become lines as they are sent (a watch of 100,000 pods from
+        // resourceVersion 0 must not hold them all as lines at once).
+        let (initial_filter, initial_custom) = (filter.clone(), custom.clone());
+        let end = initial_end_bookmark.then(|| bookmark(def, watch.revision, true));
+        let initial = stream::iter(watch.initial)
+            .filter_map(move |kv| {
+                futures::future::ready(match &initial_custom {
+                    // Custom resources are shown in the requested version, pruned and defaulted.
+                    Some(c) => decode(Some(c), &kv.value, kv.mod_revision)
+                        .ok()
+                        .filter(|obj| initial_filter.matches(obj))
+                        .map(|obj| event_line("ADDED", &obj)),
+                    None => added_line(&initial_filter, &kv),
+                })
+            })
+            .chain(stream::iter(end));
         let (kind, version) = (def.kind, def.api_version());
         let removed = custom.as_ref().map(|c| rest.crds.served_until_removed(c.def));
         let events = watch.events.filter_map(move |item| {
@@ -84,10 +90,7 @@ pub async fn watch(
                 Item::Progress(_) => None,
             })
         });
-        return ended_with_resource(
-            timed(stream::iter(initial).chain(events).boxed(), query)?,
-            removed,
-        );
+        return ended_with_resource(timed(initial.chain(events).boxed(), query)?, removed);
     }
     // The initial state (when asked for), then every change after it.
     let mut initial = Vec::new();
@@ -172,6 +175,23 @@ async fn from_cache(
         (false, None) => Start::After(rest.store.current_revision().await.ok()?),
     };
     rest.cache.watch(range.clone(), start).await
+}
+
+/// An ADDED line for a stored object the filter selects.
+fn added_line(filter: &Filter, kv: &store::KeyValue) -> Option<Bytes> {
+    if !filter.is_everything() && !filter.matches(&from_store(&kv.value, kv.mod_revision).ok()?) {
+        return None;
+    }
+    match objects::raw_with_revision(&kv.value, kv.mod_revision, false) {
+        Some(object) => {
+            let mut line = Vec::with_capacity(object.len() + 32);
+            line.extend_from_slice(b"{\"type\":\"ADDED\",\"object\":");
+            line.extend_from_slice(&object);
+            line.extend_from_slice(b"}\n");
+            Some(Bytes::from(line))
+        }
+        None => Some(event_line("ADDED", &from_store(&kv.value, kv.mod_revision).ok()?)),
+    }
 }
 
 /// One store event as a watch event, or None when the selectors hide it.

@@ -369,3 +369,67 @@ async fn strategic_merge_patch_merges_lists_by_key() {
         "map: map[image:x] does not contain declared merge key: name"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_and_watches_from_the_watch_cache_match_the_store() {
+    let cluster = start().await;
+    namespace(&cluster.client, "cached").await;
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), "cached");
+    for (i, tier) in ["a", "b", "a"].iter().enumerate() {
+        api.create(
+            &PostParams::default(),
+            &configmap(&format!("cm-{i}"), &[("tier", tier)], "v"),
+        )
+        .await
+        .unwrap();
+    }
+    let names = |list: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+        list.items.into_iter().map(|c| c.metadata.name.unwrap()).collect()
+    };
+    // Paginated lists read the store; resourceVersion=0 and unpaginated lists the cache (once
+    // it has loaded: the first such request starts it).
+    let from_store = names(
+        api.list(&ListParams::default().limit(10).labels("tier=a"))
+            .await
+            .unwrap(),
+    );
+    for _ in 0..50 {
+        api.list(&ListParams::default().match_any()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let any = api
+        .list(&ListParams::default().match_any().labels("tier=a"))
+        .await
+        .unwrap();
+    assert!(any.metadata.resource_version.is_some());
+    assert_eq!(names(any), from_store);
+    let latest = api.list(&ListParams::default().labels("tier=a")).await.unwrap();
+    assert_eq!(names(latest), ["cm-0", "cm-2"]);
+    let all = api.list(&ListParams::default()).await.unwrap();
+    assert!(
+        all.items
+            .iter()
+            .all(|c| c.metadata.resource_version.is_some() && c.data.is_some())
+    );
+
+    // A watch from resourceVersion 0 starts with every object, then follows changes.
+    let mut events = api
+        .watch(&kube::api::WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let mut added = Vec::new();
+    while added.len() < 3 {
+        match events.try_next().await.unwrap().unwrap() {
+            kube::api::WatchEvent::Added(cm) => added.push(cm.metadata.name.unwrap()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    added.sort();
+    assert_eq!(added, ["cm-0", "cm-1", "cm-2"]);
+    api.delete("cm-1", &DeleteParams::default()).await.unwrap();
+    match events.try_next().await.unwrap().unwrap() {
+        kube::api::WatchEvent::Deleted(cm) => assert_eq!(cm.metadata.name.as_deref(), Some("cm-1")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
