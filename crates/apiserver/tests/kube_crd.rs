@@ -198,6 +198,14 @@ async fn custom_resources_through_kube_rs() {
         .map(|o| o.metadata.name.clone().unwrap())
         .collect();
     assert_eq!(names, ["c"]);
+    // Items of custom resource lists carry their type (upstream's unstructured lists), also
+    // when the watch cache serves the list.
+    let cached = gadgets.list(&ListParams::default().match_any()).await.unwrap();
+    let types = cached.items[0].types.clone().unwrap();
+    assert_eq!(
+        (types.api_version.as_str(), types.kind.as_str()),
+        ("example.com/v1", "Gadget")
+    );
     let err = gadgets
         .list(&ListParams::default().fields("spec.replicas=1"))
         .await
