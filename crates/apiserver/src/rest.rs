@@ -511,7 +511,7 @@ impl Rest {
             defaults::apply(def, &mut updated);
             preserve_system_fields(def, custom.is_some(), &current, &mut updated);
             if let Some(custom) = &custom {
-                crd::resource::admit(custom, &mut updated)?;
+                crd::resource::admit(custom, &mut updated, Some(&current))?;
             }
             strategy::prepare_for_update(def, &current, &mut updated);
             if crd::is_definition(def) {

@@ -218,6 +218,36 @@ async fn custom_resources_through_kube_rs() {
         (400, "field label not supported: spec.replicas")
     );
 
+    // A schema tightened later does not block unrelated changes (validation ratcheting): "c"
+    // keeps its now unsupported size while its replicas change; a new bad value is refused.
+    let mut tightened = serde_json::to_value(crds.get("gadgets.example.com").await.unwrap()).unwrap();
+    tightened["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["size"]
+        ["enum"] = json!(["S", "L"]);
+    crds.replace(
+        "gadgets.example.com",
+        &PostParams::default(),
+        &serde_json::from_value(tightened).unwrap(),
+    )
+    .await
+    .unwrap();
+    gadgets
+        .patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    let err = gadgets
+        .patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": "XL"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Api(s) if s.code == 422));
+
     // fieldValidation=Strict refuses what pruning would drop silently.
     let strict = PatchParams::default().validation(ValidationDirective::Strict);
     let err = gadgets

@@ -53,11 +53,13 @@ pub fn admit_create(custom: &CustomVersion, obj: &mut Value) -> Result<(), ApiEr
     {
         map.remove("status");
     }
-    admit(custom, obj)
+    admit(custom, obj, None)
 }
 
 /// Pruning, defaults and schema validation of an object about to be written.
-pub fn admit(custom: &CustomVersion, obj: &mut Value) -> Result<(), ApiError> {
+/// On updates (`old`), errors the current object already had are let through (upstream's
+/// validation ratcheting: a schema tightened later does not block unrelated changes).
+pub fn admit(custom: &CustomVersion, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
     let Some(schema) = &custom.schema else {
         return Ok(());
     };
@@ -65,6 +67,10 @@ pub fn admit(custom: &CustomVersion, obj: &mut Value) -> Result<(), ApiError> {
     schema::default(obj, schema);
     let mut causes = schema::validate(obj, schema);
     check_label_maps(obj, &mut causes);
+    if let Some(old) = old {
+        let existing = schema::validate(old, schema);
+        causes.retain(|c| !existing.contains(c));
+    }
     if causes.is_empty() {
         Ok(())
     } else {
