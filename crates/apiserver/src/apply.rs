@@ -109,7 +109,18 @@ impl Rest {
                 metadata_mut(&mut config).insert("name".into(), name.into());
             }
         }
-        field_validation::check(def, Mode::from_query(query)?, &mut config)?;
+        match self.custom(def) {
+            // Custom resources: by their schema (unknown fields refused under Strict).
+            Some(custom) => crate::crd::resource::check_applied_fields(
+                def,
+                &custom,
+                Mode::from_query(query)?,
+                &mut config,
+            )?,
+            None => {
+                field_validation::check(def, Mode::from_query(query)?, &mut config)?;
+            }
+        }
         let mut writer = writer(def, req, query.field_manager()?);
         if writer.subresource == "status" {
             // /status applies only the status.
@@ -153,6 +164,7 @@ impl Rest {
                         current,
                         new,
                         req.subresource.as_deref(),
+                        def.has_subresource("status"),
                     )),
                     None => Ok(current.clone()),
                 },

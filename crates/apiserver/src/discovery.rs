@@ -2,7 +2,7 @@
 //! each group-version, as kube-apiserver 1.33 serves them (legacy, unaggregated form; clients
 //! that ask for aggregated discovery fall back to it).
 
-use apimachinery::resources::{self, BUILTIN, ResourceDef};
+use apimachinery::resources::ResourceDef;
 use serde_json::{Value, json};
 
 /// The Kubernetes version rkube speaks.
@@ -31,8 +31,22 @@ pub fn core_versions() -> Value {
     })
 }
 
-fn group_json(group: &str) -> Value {
-    let versions: Vec<Value> = resources::group_versions()
+/// The served resources (built-in then custom), as every discovery document reads them.
+pub type Defs<'a> = &'a [&'static ResourceDef];
+
+/// The group-versions served, in discovery order (preferred version first within a group).
+fn group_versions(defs: Defs) -> Vec<(&'static str, &'static str)> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for r in defs {
+        if !seen.contains(&(r.group, r.version)) {
+            seen.push((r.group, r.version));
+        }
+    }
+    seen
+}
+
+fn group_json(defs: Defs, group: &str) -> Value {
+    let versions: Vec<Value> = group_versions(defs)
         .into_iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
@@ -40,23 +54,23 @@ fn group_json(group: &str) -> Value {
     json!({"name": group, "versions": versions, "preferredVersion": versions[0]})
 }
 
-pub fn groups() -> Value {
+pub fn groups(defs: Defs) -> Value {
     let mut names: Vec<&str> = Vec::new();
-    for (g, _) in resources::group_versions() {
+    for (g, _) in group_versions(defs) {
         if !g.is_empty() && !names.contains(&g) {
             names.push(g);
         }
     }
-    let groups: Vec<Value> = names.into_iter().map(group_json).collect();
+    let groups: Vec<Value> = names.into_iter().map(|g| group_json(defs, g)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub fn group(group: &str) -> Option<Value> {
-    resources::group_versions()
+pub fn group(defs: Defs, group: &str) -> Option<Value> {
+    group_versions(defs)
         .iter()
         .any(|(g, _)| *g == group && !g.is_empty())
         .then(|| {
-            let mut doc = group_json(group);
+            let mut doc = group_json(defs, group);
             doc["kind"] = "APIGroup".into();
             doc["apiVersion"] = "v1".into();
             doc
@@ -64,9 +78,10 @@ pub fn group(group: &str) -> Option<Value> {
 }
 
 /// The `APIResourceList` of one group-version, or None when it is not served.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = BUILTIN
+pub fn resource_list(defs: Defs, group: &str, version: &str) -> Option<Value> {
+    let defs: Vec<&ResourceDef> = defs
         .iter()
+        .copied()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if defs.is_empty() {
@@ -168,9 +183,9 @@ pub fn aggregated_content_type(version: &str) -> String {
 
 /// Aggregated discovery: every group (`/apis`) or the core group (`/api`) with all versions and
 /// resources in one document, so a client needs two requests instead of one per group-version.
-pub fn aggregated(core: bool, version: &str) -> Value {
+pub fn aggregated(defs: Defs, core: bool, version: &str) -> Value {
     let mut groups: Vec<&str> = Vec::new();
-    for (g, _) in resources::group_versions() {
+    for (g, _) in group_versions(defs) {
         if g.is_empty() == core && !groups.contains(&g) {
             groups.push(g);
         }
@@ -178,14 +193,14 @@ pub fn aggregated(core: bool, version: &str) -> Value {
     let items: Vec<Value> = groups
         .into_iter()
         .map(|group| {
-            let versions: Vec<Value> = resources::group_versions()
+            let versions: Vec<Value> = group_versions(defs)
                 .into_iter()
                 .filter(|(g, _)| *g == group)
                 .map(|(g, v)| {
-                    let resources: Vec<Value> = BUILTIN
+                    let resources: Vec<Value> = defs
                         .iter()
                         .filter(|r| r.group == g && r.version == v)
-                        .map(aggregated_resource)
+                        .map(|r| aggregated_resource(r))
                         .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
@@ -240,9 +255,13 @@ fn aggregated_resource(def: &ResourceDef) -> Value {
 mod tests {
     use super::*;
 
+    fn builtin() -> Vec<&'static ResourceDef> {
+        apimachinery::resources::BUILTIN.iter().collect()
+    }
+
     #[test]
     fn resource_lists_name_subresources() {
-        let core = resource_list("", "v1").unwrap();
+        let core = resource_list(&builtin(), "", "v1").unwrap();
         let names: Vec<&str> = core["resources"]
             .as_array()
             .unwrap()
@@ -258,7 +277,7 @@ mod tests {
             .unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
-        let apps = resource_list("apps", "v1").unwrap();
+        let apps = resource_list(&builtin(), "apps", "v1").unwrap();
         let scale = apps["resources"]
             .as_array()
             .unwrap()
@@ -269,7 +288,7 @@ mod tests {
             (scale["kind"].as_str(), scale["group"].as_str()),
             (Some("Scale"), Some("autoscaling"))
         );
-        assert!(resource_list("apps", "v2").is_none());
+        assert!(resource_list(&builtin(), "apps", "v2").is_none());
     }
 
     #[test]
@@ -277,10 +296,10 @@ mod tests {
         let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert_eq!(aggregated_version(accept), Some("v2"));
         assert_eq!(aggregated_version("application/json"), None);
-        let core = aggregated(true, "v2");
+        let core = aggregated(&builtin(), true, "v2");
         assert_eq!(core["items"].as_array().unwrap().len(), 1);
         assert_eq!(core["items"][0]["metadata"]["name"], "");
-        let apis = aggregated(false, "v2");
+        let apis = aggregated(&builtin(), false, "v2");
         let apps = apis["items"]
             .as_array()
             .unwrap()
@@ -309,7 +328,7 @@ mod tests {
 
     #[test]
     fn groups_prefer_their_first_version() {
-        let groups = groups();
+        let groups = groups(&builtin());
         let autoscaling = groups["groups"]
             .as_array()
             .unwrap()
@@ -317,7 +336,7 @@ mod tests {
             .find(|g| g["name"] == "autoscaling")
             .unwrap();
         assert_eq!(autoscaling["preferredVersion"]["version"], "v2");
-        assert!(group("").is_none());
-        assert_eq!(group("apps").unwrap()["kind"], "APIGroup");
+        assert!(group(&builtin(), "").is_none());
+        assert_eq!(group(&builtin(), "apps").unwrap()["kind"], "APIGroup");
     }
 }

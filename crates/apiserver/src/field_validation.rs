@@ -61,6 +61,9 @@ fn prune(message: &str, obj: &mut Map<String, Value>, path: &str, extra: &[&str]
     let Some(fields) = schema::fields(message) else {
         return; // a special type (Time, Quantity, RawExtension, …): any JSON form is its own
     };
+    if message.contains(".JsonSchemaPropsOr") {
+        return; // CRD schema unions (a schema, a list or a bool in JSON): not their proto fields
+    }
     let mut known: Vec<&schema::Field> = Vec::new();
     flatten(fields, &mut known);
     obj.retain(|key, value| {

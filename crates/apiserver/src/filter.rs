@@ -18,6 +18,11 @@ pub struct Filter {
 
 impl Filter {
     pub fn from_query(def: &ResourceDef, query: &Query) -> Result<Filter, ApiError> {
+        Self::from_query_with(def, query, &[])
+    }
+
+    /// Like [`Filter::from_query`], with more selectable fields (a CRD's `selectableFields`).
+    pub fn from_query_with(def: &ResourceDef, query: &Query, extra: &[String]) -> Result<Filter, ApiError> {
         let labels = match query.get("labelSelector").filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?),
             None => None,
@@ -27,7 +32,7 @@ impl Filter {
                 let selector = FieldSelector::parse(s)
                     .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
                 for field in selector.requirements().iter().map(|r| r.field.as_str()) {
-                    if !supported_fields(def).contains(&field) {
+                    if !supported_fields(def).contains(&field) && !extra.iter().any(|f| f == field) {
                         return Err(ApiError::bad_request(format!(
                             "field label not supported: {field}"
                         )));

@@ -19,6 +19,7 @@ pub mod authn;
 mod bootstrap;
 pub use bootstrap::SYSTEM_NAMESPACES;
 mod cache;
+mod crd;
 mod defaults;
 pub mod discovery;
 mod field_validation;
@@ -73,6 +74,7 @@ pub struct Running {
     pub kubeconfig: PathBuf,
     pub pki: Arc<pki::Pki>,
     task: tokio::task::JoinHandle<()>,
+    crd_watch: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -85,6 +87,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.task.abort();
+        self.crd_watch.abort();
     }
 }
 
@@ -127,6 +130,11 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     )?);
     let rest = rest::Rest::new(store, services);
     bootstrap::run(&rest, advertise_address(addr), addr.port()).await?;
+    rest.crds
+        .refresh(&rest)
+        .await
+        .context("cannot read the CustomResourceDefinitions")?;
+    let crd_watch = rest.crds.spawn_watch(rest.clone());
     let state = Arc::new(server::State {
         rest,
         tokens,
@@ -139,6 +147,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         kubeconfig,
         pki,
         task,
+        crd_watch,
     })
 }
 

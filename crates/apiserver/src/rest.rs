@@ -15,6 +15,7 @@ use store::{KeyRange, RangeRequest, Revision, Store, StoreError, WriteOutcome};
 
 use crate::allocator::{Claims, ServiceRanges};
 use crate::apply::Ownership;
+use crate::crd::{self, CustomVersion};
 use crate::filter::Filter;
 use crate::objects::{self, from_store, meta_str, metadata_mut, now_rfc3339, to_store};
 use crate::patch::PatchKind;
@@ -31,6 +32,8 @@ const UPDATE_RETRIES: usize = 16;
 pub struct Rest {
     pub store: Arc<dyn Store>,
     pub cache: Arc<crate::cache::Cache>,
+    /// The served resources, custom ones included.
+    pub crds: Arc<crd::Registry>,
     /// Where Services' ClusterIPs and NodePorts come from.
     pub services: Arc<ServiceRanges>,
 }
@@ -41,6 +44,7 @@ impl Rest {
         Rest {
             store,
             cache,
+            crds: Arc::new(crd::Registry::default()),
             services,
         }
     }
@@ -101,11 +105,16 @@ pub fn store_error(err: StoreError) -> ApiError {
 }
 
 impl Rest {
+    /// The custom resource version behind `def` (None for built-ins).
+    pub fn custom(&self, def: &ResourceDef) -> Option<Arc<CustomVersion>> {
+        self.crds.catalog().custom(def)
+    }
+
     pub async fn get(&self, def: &ResourceDef, req: &ResourceRequest) -> Result<Value, ApiError> {
         let name = req.name.as_deref().unwrap_or_default();
         let key = def.key(req.namespace.as_deref(), name);
         match self.store.get(&key).await.map_err(store_error)? {
-            Some(kv) => from_store(&kv.value, kv.mod_revision),
+            Some(kv) => crd::resource::decode(self.custom(def).as_deref(), &kv.value, kv.mod_revision),
             None => Err(ApiError::not_found(def.group_resource(), name)),
         }
     }
@@ -117,10 +126,17 @@ impl Rest {
         req: &ResourceRequest,
         query: &Query,
     ) -> Result<Value, ApiError> {
-        let filter = Filter::from_query(def, query)?;
+        let custom = self.custom(def);
+        let filter = match &custom {
+            Some(c) => Filter::from_query_with(def, query, &c.selectable_fields)?,
+            None => Filter::from_query(def, query)?,
+        };
         let prefix = def.key_prefix(req.namespace.as_deref());
         let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
-        if let Some(list) = self.list_from_cache(def, query, &filter, &prefix, limit).await? {
+        if let Some(list) = self
+            .list_from_cache(def, custom.as_deref(), query, &filter, &prefix, limit)
+            .await?
+        {
             return Ok(list);
         }
         let (mut range, mut at) = (KeyRange::prefix(&prefix), None);
@@ -162,9 +178,9 @@ impl Rest {
             at = Some(revision);
             let last_key = resp.kvs.last().map(|kv| kv.key.clone());
             for kv in &resp.kvs {
-                let obj = from_store(&kv.value, kv.mod_revision)?;
+                let obj = crd::resource::decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
                 if filter.matches(&obj) {
-                    items.push(list_item(def, obj));
+                    items.push(list_item(def, custom.is_some(), obj));
                 }
             }
             match (resp.more, last_key) {
@@ -185,9 +201,11 @@ impl Rest {
                 metadata["remainingItemCount"] = keys_left.into();
             }
         }
-        Ok(
-            json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": items}),
-        )
+        let kind = match &custom {
+            Some(c) => c.list_kind.clone(),
+            None => def.list_kind(),
+        };
+        Ok(json!({"kind": kind, "apiVersion": def.api_version(), "metadata": metadata, "items": items}))
     }
 
     /// The objects of a list the watch cache can serve, as upstream's cacher serves them:
@@ -217,6 +235,7 @@ impl Rest {
     async fn list_from_cache(
         &self,
         def: &ResourceDef,
+        custom: Option<&CustomVersion>,
         query: &Query,
         filter: &Filter,
         prefix: &str,
@@ -227,13 +246,13 @@ impl Rest {
         };
         let mut items = Vec::new();
         for kv in &kvs {
-            let obj = from_store(&kv.value, kv.mod_revision)?;
+            let obj = crd::resource::decode(custom, &kv.value, kv.mod_revision)?;
             if filter.matches(&obj) {
-                items.push(list_item(def, obj));
+                items.push(list_item(def, custom.is_some(), obj));
             }
         }
         Ok(Some(json!({
-            "kind": def.list_kind(),
+            "kind": custom.map_or_else(|| def.list_kind(), |c| c.list_kind.clone()),
             "apiVersion": def.api_version(),
             "metadata": {"resourceVersion": revision.to_string()},
             "items": items,
@@ -294,6 +313,10 @@ impl Rest {
     ) -> Result<Value, ApiError> {
         check_type(def, &mut obj)?;
         check_namespace(def, req, &mut obj)?;
+        let custom = self.custom(def);
+        if let Some(custom) = &custom {
+            crd::resource::admit_create(custom, &mut obj)?;
+        }
         let meta = metadata_mut(&mut obj);
         let has_name = meta
             .get("name")
@@ -328,7 +351,7 @@ impl Rest {
         meta.remove("resourceVersion");
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
-        if strategy::has_generation(def) {
+        if strategy::has_generation(def) || custom.is_some() {
             meta.insert("generation".into(), 1.into());
         } else {
             meta.remove("generation");
@@ -339,6 +362,9 @@ impl Rest {
         // resources LimitRanger filled in).
         admission::admit_create(&*self.store, def, &mut obj).await?;
         strategy::prepare_for_create(def, &mut obj);
+        if crd::is_definition(def) {
+            crd::definition::accept_names(&mut obj, self.crds.catalog().crds());
+        }
         validation::validate(def, &obj, None)?;
         ownership.record(None, &mut obj);
         let name = objects::name(&obj).unwrap_or_default().to_owned();
@@ -352,7 +378,7 @@ impl Rest {
             if dry_run {
                 return Ok(obj);
             }
-            let txn = claims.write_txn(&key, to_store(&obj), None);
+            let txn = claims.write_txn(&key, crd::resource::for_storage(custom.as_deref(), &obj), None);
             match WriteOutcome::from_txn(self.store.txn(txn).await.map_err(store_error)?) {
                 WriteOutcome::Written { revision, .. } => {
                     metadata_mut(&mut obj).insert("resourceVersion".into(), revision.to_string().into());
@@ -397,9 +423,10 @@ impl Rest {
         let expected = objects::resource_version(&obj)?;
         let dry_run = query.dry_run()?;
         let subresource = req.subresource.clone();
+        let split = def.has_subresource("status");
         let ownership = Ownership::track(def, req, query)?;
         self.guaranteed_update(def, req, expected, dry_run, &ownership, move |current| {
-            Ok(merge_update(current, obj.clone(), subresource.as_deref()))
+            Ok(merge_update(current, obj.clone(), subresource.as_deref(), split))
         })
         .await
     }
@@ -431,10 +458,16 @@ impl Rest {
         let dry_run = query.dry_run()?;
         let field_validation = crate::field_validation::Mode::from_query(query)?;
         let subresource = req.subresource.clone();
+        let split = def.has_subresource("status");
+        let custom = self.custom(def);
         let ownership = Ownership::track(def, req, query)?;
         self.guaranteed_update(def, req, expected, dry_run, &ownership, move |current| {
-            let patched = crate::patch::apply(def, kind, current, &patch, field_validation)?;
-            Ok(merge_update(current, patched, subresource.as_deref()))
+            let mut patched = crate::patch::apply(def, kind, current, &patch, field_validation)?;
+            // Custom resources drop (or, under Strict, refuse) fields their schema lacks.
+            if let Some(custom) = &custom {
+                crd::resource::check_unknown_fields(def, custom, field_validation, &mut patched)?;
+            }
+            Ok(merge_update(current, patched, subresource.as_deref(), split))
         })
         .await
     }
@@ -452,6 +485,7 @@ impl Rest {
     ) -> Result<Value, ApiError> {
         let name = req.name.as_deref().unwrap_or_default();
         let key = def.key(req.namespace.as_deref(), name);
+        let custom = self.custom(def);
         for _ in 0..UPDATE_RETRIES {
             let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
                 return Err(ApiError::not_found(def.group_resource(), name));
@@ -459,12 +493,18 @@ impl Rest {
             if expected.is_some_and(|rv| rv != kv.mod_revision) {
                 return Err(ApiError::stale(def.group_resource(), name));
             }
-            let current = from_store(&kv.value, kv.mod_revision)?;
+            let current = crd::resource::decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
             let mut updated = change(&current)?;
             defaults::apply(def, &mut updated);
-            preserve_system_fields(def, &current, &mut updated);
+            preserve_system_fields(def, custom.is_some(), &current, &mut updated);
             objects::drop_empty_metadata_collections(&mut updated);
+            if let Some(custom) = &custom {
+                crd::resource::admit(custom, &mut updated, Some(&current))?;
+            }
             strategy::prepare_for_update(def, &current, &mut updated);
+            if crd::is_definition(def) {
+                crd::definition::accept_names(&mut updated, self.crds.catalog().crds());
+            }
             let claims = self
                 .services
                 .allocate(&*self.store, def, &mut updated, Some(&current))
@@ -493,7 +533,11 @@ impl Rest {
                     WriteOutcome::Conflict { .. } => Err(ApiError::stale(def.group_resource(), name)),
                 };
             }
-            let txn = claims.write_txn(&key, to_store(&updated), Some(kv.mod_revision));
+            let txn = claims.write_txn(
+                &key,
+                crd::resource::for_storage(custom.as_deref(), &updated),
+                Some(kv.mod_revision),
+            );
             match WriteOutcome::from_txn(self.store.txn(txn).await.map_err(store_error)?) {
                 WriteOutcome::Written { revision, .. } => {
                     metadata_mut(&mut updated).insert("resourceVersion".into(), revision.to_string().into());
@@ -542,6 +586,9 @@ impl Rest {
             };
             let mut current = from_store(&kv.value, kv.mod_revision)?;
             check_preconditions(def, name, &options["preconditions"], &current)?;
+            if crd::is_definition(def) {
+                crd::cleanup::mark_for_deletion(&mut current);
+            }
             let has_finalizers = objects::metadata(&current)
                 .and_then(|m| m.get("finalizers"))
                 .and_then(Value::as_array)
@@ -645,7 +692,7 @@ impl Rest {
             one.name = objects::name(&item).map(str::to_owned);
             one.namespace = objects::namespace(&item).map(str::to_owned);
             match self.delete(def, &one, query, body).await {
-                Ok(obj) => deleted.push(list_item(def, obj)),
+                Ok(obj) => deleted.push(list_item(def, self.custom(def).is_some(), obj)),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
             }
@@ -698,9 +745,11 @@ pub(crate) fn strip_rv(obj: &Value) -> Value {
     obj
 }
 
-/// Built-in list items carry no `kind` / `apiVersion` (upstream's typed lists omit them).
-fn list_item(def: &ResourceDef, mut obj: Value) -> Value {
-    if !def.storage.is_empty()
+/// Built-in list items carry no `kind` / `apiVersion` (upstream's typed lists omit them);
+/// custom resources' do (upstream's unstructured lists keep them).
+fn list_item(def: &ResourceDef, custom: bool, mut obj: Value) -> Value {
+    if !custom
+        && !def.storage.is_empty()
         && let Some(map) = obj.as_object_mut()
     {
         map.remove("kind");
@@ -710,8 +759,8 @@ fn list_item(def: &ResourceDef, mut obj: Value) -> Value {
 }
 
 /// The new state of an update: a write to the main resource keeps the current status (for
-/// kinds with a status subresource); a write to `/status` changes nothing but the status.
-pub(crate) fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>) -> Value {
+/// kinds with a status subresource, `split`); a write to `/status` changes nothing but the status.
+pub(crate) fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>, split: bool) -> Value {
     match subresource {
         Some("status") => {
             let mut updated = current.clone();
@@ -721,9 +770,12 @@ pub(crate) fn merge_update(current: &Value, mut new: Value, subresource: Option<
             }
             updated
         }
+        _ if !split => new,
         _ => {
             if let Some(status) = current.get("status") {
                 new["status"] = status.clone();
+            } else if let Some(map) = new.as_object_mut() {
+                map.remove("status");
             }
             new
         }
@@ -732,7 +784,7 @@ pub(crate) fn merge_update(current: &Value, mut new: Value, subresource: Option<
 
 /// Fields clients cannot change: uid, creationTimestamp, deletion fields, generation (bumped
 /// here on spec changes), and the type.
-pub(crate) fn preserve_system_fields(def: &ResourceDef, current: &Value, updated: &mut Value) {
+pub(crate) fn preserve_system_fields(def: &ResourceDef, custom: bool, current: &Value, updated: &mut Value) {
     for field in ["kind", "apiVersion"] {
         if let Some(v) = current.get(field) {
             updated[field] = v.clone();
@@ -757,7 +809,15 @@ pub(crate) fn preserve_system_fields(def: &ResourceDef, current: &Value, updated
     match generation {
         Some(g) => {
             metadata_mut(updated).insert("generation".into(), g.into());
-            if strategy::bumps_generation(def, current, updated) {
+            // A custom resource counts every change but metadata (and status, when its status
+            // subresource owns it), as upstream's customresource strategy.
+            let bump = if custom {
+                objects::spec_changed(current, updated)
+                    || (!def.has_subresource("status") && current.get("status") != updated.get("status"))
+            } else {
+                strategy::bumps_generation(def, current, updated)
+            };
+            if bump {
                 metadata_mut(updated).insert("generation".into(), (g + 1).into());
             }
         }
@@ -907,11 +967,11 @@ mod tests {
         let current = json!({"spec": {"a": 1}, "status": {"s": 1}});
         let body = json!({"spec": {"a": 2}, "status": {"s": 2}});
         assert_eq!(
-            merge_update(&current, body.clone(), Some("status")),
+            merge_update(&current, body.clone(), Some("status"), true),
             json!({"spec": {"a": 1}, "status": {"s": 2}})
         );
         assert_eq!(
-            merge_update(&current, body, None),
+            merge_update(&current, body, None, true),
             json!({"spec": {"a": 2}, "status": {"s": 1}})
         );
     }

@@ -6,7 +6,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use apimachinery::resources;
 use apimachinery::status::ApiError;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -24,7 +23,7 @@ use crate::pki::{UserInfo, identity_from_cert};
 use crate::query::Query;
 use crate::request::{self, Target, Verb};
 use crate::rest::Rest;
-use crate::{discovery, subresources, table, watch};
+use crate::{crd, discovery, subresources, table, watch};
 
 /// Request bodies larger than this get 413, as upstream's limit for JSON bodies (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -116,12 +115,18 @@ async fn route(
         Query::parse(req.uri().query()).with_user_agent(header_str(&req, header::USER_AGENT).unwrap_or(""));
     if let Some(document) = path.strip_prefix("/openapi/") {
         let accept = header_str(&req, header::ACCEPT).unwrap_or("");
+        let catalog = state.rest.crds.catalog();
+        state
+            .openapi
+            .use_custom(catalog.revision(), || crd::openapi::schemas(&catalog));
         return openapi(&state.openapi, document, &query, accept);
     }
     let target = request::parse(req.method(), &path, query.flag("watch"))?;
     if !matches!(target, Target::Resource(_)) && req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiError::method_not_allowed());
     }
+    let catalog = state.rest.crds.catalog();
+    let defs = catalog.defs();
     match target {
         Target::CoreVersions | Target::Groups => {
             let core = target == Target::CoreVersions;
@@ -129,7 +134,7 @@ async fn route(
             // Aggregated discovery when asked for (kubectl 1.30+ does), the legacy lists otherwise.
             let mut response = match discovery::aggregated_version(accept) {
                 Some(version) => {
-                    let mut response = json(StatusCode::OK, &discovery::aggregated(core, version));
+                    let mut response = json(StatusCode::OK, &discovery::aggregated(defs, core, version));
                     let content_type = discovery::aggregated_content_type(version);
                     response.headers_mut().insert(
                         header::CONTENT_TYPE,
@@ -138,23 +143,25 @@ async fn route(
                     response
                 }
                 None if core => json(StatusCode::OK, &discovery::core_versions()),
-                None => json(StatusCode::OK, &discovery::groups()),
+                None => json(StatusCode::OK, &discovery::groups(defs)),
             };
             response
                 .headers_mut()
                 .insert(header::VARY, HeaderValue::from_static("Accept"));
             Ok(response)
         }
-        Target::Group(group) => discovery::group(&group)
+        Target::Group(group) => discovery::group(defs, &group)
             .map(|g| json(StatusCode::OK, &g))
             .ok_or_else(ApiError::path_not_found),
-        Target::Resources { group, version } => discovery::resource_list(&group, &version)
+        Target::Resources { group, version } => discovery::resource_list(defs, &group, &version)
             .map(|l| json(StatusCode::OK, &l))
             .ok_or_else(ApiError::path_not_found),
         Target::Other(_) => Err(ApiError::path_not_found()),
         Target::Resource(r) => {
-            let def =
-                resources::find(&r.group, &r.version, &r.resource).ok_or_else(ApiError::path_not_found)?;
+            let def = catalog
+                .find(&r.group, &r.version, &r.resource)
+                .ok_or_else(ApiError::path_not_found)?;
+            let custom = catalog.custom(def);
             if def.storage.is_empty() {
                 // Reviews are answered, not stored.
                 if r.verb != Verb::Create || r.subresource.is_some() {
@@ -167,8 +174,17 @@ async fn route(
                 let answer = crate::reviews::review(def, user, &state.tokens, body)?;
                 return Ok(json(StatusCode::CREATED, &answer));
             }
+            let scale = r.subresource.as_deref() == Some("scale") && custom.is_some();
+            if custom.is_some()
+                && let Some(sub) = r.subresource.as_deref()
+                && !def.has_subresource(sub)
+            {
+                // A custom resource serves only the subresources its CRD enables.
+                return Err(ApiError::path_not_found());
+            }
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")
+                && !scale
                 && !subresources::serves(def, Some(sub))
             {
                 return Err(if def.has_subresource(sub) {
@@ -195,6 +211,15 @@ async fn route(
                 .to_owned();
             let body = read_body(req.into_body()).await?;
             let rest = &state.rest;
+            if let Some(custom) = custom.as_deref()
+                && scale
+            {
+                if !matches!(r.verb, Verb::Get | Verb::Update | Verb::Patch) {
+                    return Err(ApiError::method_not_allowed());
+                }
+                let scale = crd::scale::handle(rest, def, custom, &r, &query, &content_type, &body).await?;
+                return Ok(json(StatusCode::OK, &scale));
+            }
             if subresources::serves(def, r.subresource.as_deref()) {
                 let parsed = match r.verb {
                     Verb::Create | Verb::Update => Some(decode(&content_type, &body)?),
@@ -210,7 +235,10 @@ async fn route(
             if as_table {
                 table::validate_options(&query)?;
             }
-            let mut warnings = Vec::new();
+            let mut warnings: Vec<String> = custom
+                .iter()
+                .filter_map(|c| c.deprecation_warning.clone())
+                .collect();
             if r.verb == Verb::List
                 && !as_table
                 && let Some(list) = rest.list_raw(def, &r, &query).await?
@@ -229,18 +257,26 @@ async fn route(
                 Verb::Watch => {
                     let mut events = watch::watch(rest, def, &r, &query).await?;
                     if as_table {
-                        events = table::watch_events(def, &query, events);
+                        events = match &custom {
+                            Some(c) => {
+                                let printer = Arc::new(crd::printer::Printer {
+                                    columns: c.columns.clone(),
+                                });
+                                table::watch_events_dynamic(def, printer, &query, events)
+                            }
+                            None => table::watch_events(def, &query, events),
+                        };
                     }
                     return Ok(watch_response(events));
                 }
                 Verb::Create => {
                     let mut obj = decode(&content_type, &body)?;
-                    warnings = field_validation::check(def, FieldValidation::from_query(&query)?, &mut obj)?;
+                    warnings.extend(check_fields(def, custom.as_deref(), &query, &mut obj)?);
                     (StatusCode::CREATED, rest.create(def, &r, &query, obj).await?)
                 }
                 Verb::Update => {
                     let mut obj = decode(&content_type, &body)?;
-                    warnings = field_validation::check(def, FieldValidation::from_query(&query)?, &mut obj)?;
+                    warnings.extend(check_fields(def, custom.as_deref(), &query, &mut obj)?);
                     (StatusCode::OK, rest.update(def, &r, &query, obj).await?)
                 }
                 Verb::Patch if content_type.starts_with("application/apply-patch+yaml") => {
@@ -253,14 +289,32 @@ async fn route(
                     StatusCode::OK,
                     rest.patch(def, &r, &query, &content_type, &body).await?,
                 ),
+                Verb::Delete if custom.is_some() => {
+                    crd::resource::delete_response(def, rest.delete(def, &r, &query, &body).await?)
+                }
                 Verb::Delete => (StatusCode::OK, rest.delete(def, &r, &query, &body).await?),
                 Verb::DeleteCollection => (
                     StatusCode::OK,
                     rest.delete_collection(def, &r, &query, &body).await?,
                 ),
             };
+            if crd::is_definition(def) && r.verb != Verb::Get && r.verb != Verb::List {
+                // Serve (or stop serving) at once rather than when the CRD watch catches up.
+                if let Err(err) = rest.crds.refresh(rest).await {
+                    tracing::warn!(%err, "cannot refresh the CRD registry");
+                }
+            }
             let mut response = if as_table {
-                json(code, &table::to_table(def, &obj, &query))
+                let table = match &custom {
+                    Some(c) => {
+                        let printer = crd::printer::Printer {
+                            columns: c.columns.clone(),
+                        };
+                        table::to_table_dynamic(def, &printer, &obj, &query)
+                    }
+                    None => table::to_table(def, &obj, &query),
+                };
+                json(code, &table)
             } else {
                 json(code, &obj)
             };
@@ -344,6 +398,21 @@ fn add_warning(response: &mut Response<Body>, text: &str) {
     let quoted = format!("299 - {}", serde_json::Value::from(text));
     if let Ok(value) = HeaderValue::from_str(&quoted) {
         response.headers_mut().append(header::WARNING, value);
+    }
+}
+
+/// Unknown fields under `fieldValidation`: by the kind's fields for built-ins, by the schema for
+/// custom resources.
+fn check_fields(
+    def: &apimachinery::resources::ResourceDef,
+    custom: Option<&crd::CustomVersion>,
+    query: &Query,
+    obj: &mut Value,
+) -> Result<Vec<String>, ApiError> {
+    let mode = FieldValidation::from_query(query)?;
+    match custom {
+        Some(custom) => crd::resource::check_unknown_fields(def, custom, mode, obj),
+        None => field_validation::check(def, mode, obj),
     }
 }
 

@@ -15,6 +15,9 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
     }
     match (def.group, def.plural) {
         ("", "namespaces") => namespace(obj),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            crate::crd::definition::prepare_for_create(obj)
+        }
         ("", "pods") => {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(&obj["spec"])});
             // A gated pod says why it is not scheduled (upstream's applySchedulingGatedCondition).
@@ -50,6 +53,10 @@ const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
 /// Adjusts an update of the main resource (upstream's `PrepareForUpdate`) beyond what every
 /// kind gets (status kept, generation): a DaemonSet's template generation.
 pub fn prepare_for_update(def: &ResourceDef, old: &Value, new: &mut Value) {
+    if crate::crd::is_definition(def) {
+        crate::crd::definition::prepare_for_update(new);
+        return;
+    }
     if (def.group, def.plural) != ("apps", "daemonsets") {
         return;
     }

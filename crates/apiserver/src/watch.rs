@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use store::{Event, EventKind, KeyRange, RangeRequest, Revision};
 
 use crate::cache::{Item, Start};
+use crate::crd::CustomVersion;
+use crate::crd::resource::decode;
 use crate::filter::Filter;
 use crate::objects::{self, from_store};
 use crate::query::Query;
@@ -32,7 +34,11 @@ pub async fn watch(
     req: &ResourceRequest,
     query: &Query,
 ) -> Result<EventStream, ApiError> {
-    let filter = Filter::from_query(def, query)?;
+    let custom = rest.custom(def);
+    let filter = match &custom {
+        Some(c) => Filter::from_query_with(def, query, &c.selectable_fields)?,
+        None => Filter::from_query(def, query)?,
+    };
     let prefix = def.key_prefix(req.namespace.as_deref());
     let range = match &req.name {
         // A watch of one object (e.g. `kubectl get pod x -w`) is a fieldSelector on its name.
@@ -61,20 +67,30 @@ pub async fn watch(
         };
         // The initial objects become lines as they are sent (a watch of 100,000 pods from
         // resourceVersion 0 must not hold them all as lines at once).
-        let initial_filter = filter.clone();
+        let (initial_filter, initial_custom) = (filter.clone(), custom.clone());
         let end = initial_end_bookmark.then(|| bookmark(def, watch.revision, true));
         let initial = stream::iter(watch.initial)
-            .filter_map(move |kv| futures::future::ready(added_line(&initial_filter, &kv)))
+            .filter_map(move |kv| {
+                futures::future::ready(match &initial_custom {
+                    // Custom resources are shown in the requested version, pruned and defaulted.
+                    Some(c) => decode(Some(c), &kv.value, kv.mod_revision)
+                        .ok()
+                        .filter(|obj| initial_filter.matches(obj))
+                        .map(|obj| event_line("ADDED", &obj)),
+                    None => added_line(&initial_filter, &kv),
+                })
+            })
             .chain(stream::iter(end));
         let (kind, version) = (def.kind, def.api_version());
+        let removed = custom.as_ref().map(|c| rest.crds.served_until_removed(c.def));
         let events = watch.events.filter_map(move |item| {
             futures::future::ready(match item {
-                Item::Event(event) => translate(&filter, &event),
+                Item::Event(event) => translate(&filter, custom.as_deref(), &event),
                 Item::Progress(revision) if bookmarks => Some(bookmark_of(kind, &version, revision, false)),
                 Item::Progress(_) => None,
             })
         });
-        return timed(initial.chain(events).boxed(), query);
+        return ended_with_resource(timed(initial.chain(events).boxed(), query)?, removed);
     }
     // The initial state (when asked for), then every change after it.
     let mut initial = Vec::new();
@@ -85,7 +101,7 @@ pub async fn watch(
             .await
             .map_err(store_error)?;
         for kv in &resp.kvs {
-            let obj = from_store(&kv.value, kv.mod_revision)?;
+            let obj = decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
             if filter.matches(&obj) {
                 initial.push(event_line("ADDED", &obj));
             }
@@ -97,6 +113,8 @@ pub async fn watch(
     } else {
         start_rv.unwrap_or(0)
     };
+    // A custom resource's watch ends when its CRD (or version) stops being served.
+    let removed = custom.as_ref().map(|c| rest.crds.served_until_removed(c.def));
     let changes = match rest.store.watch(range, after).await {
         Ok(changes) => changes,
         Err(err) => {
@@ -110,7 +128,7 @@ pub async fn watch(
                 return futures::future::ready(None);
             }
             let line = match item {
-                Ok(event) => translate(&filter, &event),
+                Ok(event) => translate(&filter, custom.as_deref(), &event),
                 Err(err) => {
                     *ended = true;
                     Some(event_line("ERROR", &store_error(err).to_status()))
@@ -119,7 +137,19 @@ pub async fn watch(
             futures::future::ready(Some(line))
         })
         .filter_map(futures::future::ready);
-    timed(stream::iter(initial).chain(events).boxed(), query)
+    let stream = stream::iter(initial).chain(events).boxed();
+    ended_with_resource(timed(stream, query)?, removed)
+}
+
+/// The stream, ended when a custom resource stops being served (when `removed` resolves).
+fn ended_with_resource(
+    stream: EventStream,
+    removed: Option<impl std::future::Future<Output = ()> + Send + 'static>,
+) -> Result<EventStream, ApiError> {
+    Ok(match removed {
+        Some(removed) => stream.take_until(removed).boxed(),
+        None => stream,
+    })
 }
 
 /// The stream, ended at `timeoutSeconds` when the client gave one.
@@ -165,11 +195,11 @@ fn added_line(filter: &Filter, kv: &store::KeyValue) -> Option<Bytes> {
 }
 
 /// One store event as a watch event, or None when the selectors hide it.
-fn translate(filter: &Filter, event: &Event) -> Option<Bytes> {
+fn translate(filter: &Filter, custom: Option<&CustomVersion>, event: &Event) -> Option<Bytes> {
     let old = event
         .prev_kv
         .as_ref()
-        .and_then(|kv| from_store(&kv.value, kv.mod_revision).ok());
+        .and_then(|kv| decode(custom, &kv.value, kv.mod_revision).ok());
     let old_matches = old.as_ref().is_some_and(|o| filter.matches(o));
     match event.kind {
         EventKind::Delete => {
@@ -180,7 +210,7 @@ fn translate(filter: &Filter, event: &Event) -> Option<Bytes> {
             old_matches.then(|| event_line("DELETED", &obj))
         }
         EventKind::Put => {
-            let obj = from_store(&event.kv.value, event.kv.mod_revision).ok()?;
+            let obj = decode(custom, &event.kv.value, event.kv.mod_revision).ok()?;
             match (old_matches, filter.matches(&obj)) {
                 (false, true) => Some(event_line("ADDED", &obj)),
                 (true, true) => Some(event_line("MODIFIED", &obj)),

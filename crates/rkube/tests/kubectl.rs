@@ -473,6 +473,223 @@ fn get_watch_prints_table_rows_for_each_change() {
     );
 }
 
+/// A namespaced CRD with status and scale subresources, printer columns (one for `-o wide`
+/// only), a short name, the `all` category, and a schema with defaults and constraints.
+const WIDGET_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd], categories: [all]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}
+    additionalPrinterColumns:
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Image, type: string, jsonPath: .spec.image}
+    - {name: Ready, type: string, jsonPath: .status.ready, priority: 1}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [image]
+            properties:
+              image: {type: string, minLength: 1}
+              replicas: {type: integer, minimum: 0, default: 1}
+              mode: {type: string, enum: [fast, slow], default: fast}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              ready: {type: string}
+              selector: {type: string}
+  - name: v1beta1
+    served: true
+    storage: false
+    deprecated: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+fn widget(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n{spec}"
+    )
+}
+
+#[test]
+fn kubectl_drives_a_crd_and_its_custom_resources() {
+    let server = Server::start();
+    // kubectl validates the CRD against the server's OpenAPI (strict server-side validation).
+    server.ok(&["apply", "-f", &server.manifest("crd.yaml", WIDGET_CRD)]);
+    let waited = server.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    assert!(waited.contains("condition met"), "{waited}");
+    let crd = server.ok(&["get", "crd", "widgets.example.com", "-o", "json"]);
+    let crd: serde_json::Value = serde_json::from_str(&crd).unwrap();
+    assert_eq!(crd["status"]["acceptedNames"]["kind"], "Widget");
+    assert_eq!(crd["status"]["storedVersions"], serde_json::json!(["v1"]));
+    assert_eq!(crd["spec"]["names"]["listKind"], "WidgetList");
+    let resources = server.ok(&["api-resources", "--api-group=example.com"]);
+    assert_eq!(
+        words(&resources)[1],
+        ["widgets", "wd", "example.com/v1", "true", "Widget"],
+        "{resources}"
+    );
+
+    // The schema is published in OpenAPI: kubectl explain reads it.
+    let explained = server.ok(&["explain", "widgets.spec"]);
+    assert!(explained.contains("KIND:       Widget"), "{explained}");
+    assert!(explained.contains("<string> -required-"), "{explained}");
+    assert!(explained.contains("enum: fast, slow"), "{explained}");
+
+    // kubectl validates strictly by default: the schema's unknown fields are refused...
+    let w1 = widget("w1", "  image: nginx\n  replicas: 2\n  unknown: 1\n") + "status:\n  ready: \"yes\"\n";
+    let both = server.manifest(
+        "w.yaml",
+        &format!("{w1}---\n{}", widget("w2", "  image: redis\n")),
+    );
+    let err = server.fails(&["create", "-f", &both]);
+    assert!(
+        err.contains(r#"Widget in version "v1" cannot be handled as a Widget: strict decoding error: unknown field "spec.unknown""#),
+        "{err}"
+    );
+    // ...and otherwise pruned; defaults are filled in, and status is the subresource's alone.
+    server.ok(&["delete", "--ignore-not-found", "-f", &both]);
+    server.ok(&["create", "--validate=false", "-f", &both]);
+    let w1: serde_json::Value = serde_json::from_str(&server.ok(&["get", "wd", "w1", "-o", "json"])).unwrap();
+    assert_eq!(
+        w1["spec"],
+        serde_json::json!({"image": "nginx", "replicas": 2, "mode": "fast"})
+    );
+    assert!(w1.get("status").is_none(), "{w1}");
+    assert_eq!(w1["metadata"]["generation"], 1);
+
+    // Printer columns, the wide one only with -o wide; `get all` includes the category.
+    let table = words(&server.ok(&["get", "widgets"]));
+    assert_eq!(table[0], ["NAME", "REPLICAS", "IMAGE", "AGE"]);
+    assert_eq!(table[1][..3], ["w1", "2", "nginx"]);
+    assert_eq!(table[2][..3], ["w2", "1", "redis"]);
+    assert!(is_age(&table[1][3]), "{table:?}");
+    let all = server.ok(&["get", "all"]);
+    assert!(all.contains("widget.example.com/w1"), "{all}");
+
+    // Schema violations read as upstream's.
+    let err = server.create_fails("bad.yaml", &widget("bad", "  replicas: three\n  mode: other\n"));
+    assert!(err.contains("The Widget \"bad\" is invalid"), "{err}");
+    for cause in [
+        r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#,
+        r#"spec.mode: Unsupported value: "other": supported values: "fast", "slow""#,
+        "spec.image: Required value",
+    ] {
+        assert!(err.contains(cause), "missing {cause:?} in {err}");
+    }
+
+    // Scale subresource: kubectl scale writes spec.replicas through /scale.
+    server.ok(&["scale", "widget", "w1", "--replicas=5"]);
+    let w1: serde_json::Value = serde_json::from_str(&server.ok(&["get", "wd", "w1", "-o", "json"])).unwrap();
+    assert_eq!(w1["spec"]["replicas"], 5);
+    assert_eq!(w1["metadata"]["generation"], 2, "a spec change bumps generation");
+
+    // Status subresource: only status changes there, and status changes bump no generation.
+    server.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":"True","replicas":5,"selector":"app=w1"},"spec":{"image":"ignored"}}"#,
+    ]);
+    let wide = words(&server.ok(&["get", "wd", "w1", "-o", "wide"]));
+    assert_eq!(wide[0], ["NAME", "REPLICAS", "IMAGE", "READY", "AGE"]);
+    assert_eq!(wide[1][..4], ["w1", "5", "nginx", "True"]);
+    let scale: serde_json::Value = serde_json::from_str(&server.ok(&[
+        "get",
+        "--raw",
+        "/apis/example.com/v1/namespaces/default/widgets/w1/scale",
+    ]))
+    .unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 5);
+    assert_eq!(
+        scale["status"],
+        serde_json::json!({"replicas": 5, "selector": "app=w1"})
+    );
+    // The main resource ignores status; custom resources refuse strategic merge patches.
+    server.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":"no"}}"#,
+    ]);
+    let err = server.fails(&["patch", "wd", "w1", "-p", r#"{"spec":{"image":"x"}}"#]);
+    assert!(
+        err.contains("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"),
+        "{err}"
+    );
+    let w1: serde_json::Value = serde_json::from_str(&server.ok(&["get", "wd", "w1", "-o", "json"])).unwrap();
+    assert_eq!(w1["status"]["ready"], "True");
+    assert_eq!(w1["metadata"]["generation"], 2);
+
+    // Another served version shows the same objects; a deprecated one says so.
+    let out = server.kubectl(&[
+        "get",
+        "widgets.v1beta1.example.com",
+        "w1",
+        "-o",
+        "jsonpath={.apiVersion}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "example.com/v1beta1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Warning: example.com/v1beta1 Widget is deprecated; use example.com/v1 Widget"),
+        "{stderr}"
+    );
+
+    // Deleting the CRD removes its custom resources and stops serving them.
+    server.ok(&["delete", "crd", "widgets.example.com"]);
+    let gone = server.fails(&["get", "--raw", "/apis/example.com/v1/namespaces/default/widgets"]);
+    assert!(gone.contains("NotFound") || gone.contains("not found"), "{gone}");
+    server.ok(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &server.manifest("crd.yaml", WIDGET_CRD),
+    ]);
+    server.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    let list = server.ok(&["get", "--raw", "/apis/example.com/v1/namespaces/default/widgets"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["kind"], "WidgetList");
+    assert_eq!(
+        list["items"],
+        serde_json::json!([]),
+        "instances of the deleted CRD are gone"
+    );
+}
+
 const DEPLOYMENT_WITH_UNKNOWN_FIELD: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata:

@@ -1097,7 +1097,6 @@ spec:
 ";
 
 #[test]
-#[ignore = "needs CustomResourceDefinitions (branch crd)"]
 fn custom_resources_with_printer_columns() {
     let server = Server::start();
     server.create("crd.yaml", CRD);

@@ -82,7 +82,7 @@ fn decode_message(name: &str, bytes: &[u8], depth: usize) -> Result<Value, Proto
             "messages nest deeper than {MAX_NESTING} levels"
         )));
     }
-    if let Some(special) = special(name, bytes)? {
+    if let Some(special) = special(name, bytes, depth)? {
         return Ok(special);
     }
     let fields = schema::fields(name).ok_or_else(|| malformed(&format!("no schema for message {name}")))?;
@@ -165,7 +165,7 @@ fn decode_value(
 }
 
 /// Upstream types whose JSON form is not the plain object of their fields.
-fn special(name: &str, bytes: &[u8]) -> Result<Option<Value>, ProtobufError> {
+fn special(name: &str, bytes: &[u8], depth: usize) -> Result<Option<Value>, ProtobufError> {
     Ok(Some(match name {
         "meta.v1.Time" | "meta.v1.MicroTime" => {
             let (mut seconds, mut nanos) = (0i64, 0i32);
@@ -221,6 +221,35 @@ fn special(name: &str, bytes: &[u8]) -> Result<Option<Value>, ProtobufError> {
                 Value::String(string)
             } else {
                 Value::from(int)
+            }
+        }
+        // CRD schemas: unions whose JSON form is one of their members (upstream's MarshalJSON).
+        _ if name.starts_with("apiextensions.") && name.contains(".JsonSchemaPropsOr") => {
+            let props = name.replace(name.rsplit('.').next().unwrap_or_default(), "JsonSchemaProps");
+            let (mut schema, mut list, mut allows) = (None, Vec::new(), false);
+            for item in Reader::new(bytes) {
+                match (name.ends_with("OrArray"), name.ends_with("OrBool"), item?) {
+                    // OrArray: 1 schema, 2 schemas; OrBool: 1 allows, 2 schema;
+                    // OrStringArray: 1 schema, 2 strings.
+                    (true, _, (1, WireValue::Bytes(b))) => {
+                        schema = Some(decode_message(&props, b, depth + 1)?)
+                    }
+                    (true, _, (2, WireValue::Bytes(b))) => list.push(decode_message(&props, b, depth + 1)?),
+                    (_, true, (1, WireValue::Varint(v))) => allows = v != 0,
+                    (_, true, (2, WireValue::Bytes(b))) => {
+                        schema = Some(decode_message(&props, b, depth + 1)?)
+                    }
+                    (false, false, (1, WireValue::Bytes(b))) => {
+                        schema = Some(decode_message(&props, b, depth + 1)?)
+                    }
+                    (false, false, (2, WireValue::Bytes(b))) => list.push(Value::String(utf8(b)?)),
+                    _ => {}
+                }
+            }
+            match (schema, name.ends_with("OrBool")) {
+                (Some(schema), _) if list.is_empty() => schema,
+                (None, true) => Value::Bool(allows),
+                _ => Value::Array(list),
             }
         }
         "resource.Quantity" => {

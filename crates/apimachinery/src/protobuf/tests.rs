@@ -229,12 +229,33 @@ fn refuses_what_it_cannot_read() {
 }
 
 #[test]
+fn crd_schema_unions_decode_to_their_json_form() {
+    // JSONSchemaProps{type: "string"}: field 5, length-delimited.
+    let props: &[u8] = &[0x2a, 6, b's', b't', b'r', b'i', b'n', b'g'];
+    let mut or_array = vec![0x0a, props.len() as u8];
+    or_array.extend_from_slice(props);
+    assert_eq!(
+        decode_message("apiextensions.v1.JsonSchemaPropsOrArray", &or_array, 0).unwrap(),
+        json!({"type": "string"})
+    );
+    assert_eq!(
+        decode_message("apiextensions.v1.JsonSchemaPropsOrBool", &[0x08, 0x01], 0).unwrap(),
+        json!(true)
+    );
+    let strings = [0x12, 1, b'a', 0x12, 1, b'b'];
+    assert_eq!(
+        decode_message("apiextensions.v1.JsonSchemaPropsOrStringArray", &strings, 0).unwrap(),
+        json!(["a", "b"])
+    );
+}
+
+#[test]
 fn an_empty_time_is_null() {
     // client-go marshals a zero metav1.Time as no bytes (pod templates' creationTimestamp).
-    assert_eq!(special("meta.v1.Time", &[]).unwrap(), Some(Value::Null));
+    assert_eq!(special("meta.v1.Time", &[], 0).unwrap(), Some(Value::Null));
     let epoch = Enc::new().varint(1, 1).0;
     assert_eq!(
-        special("meta.v1.Time", &epoch).unwrap(),
+        special("meta.v1.Time", &epoch, 0).unwrap(),
         Some(Value::String("1970-01-01T00:00:01Z".into()))
     );
 }

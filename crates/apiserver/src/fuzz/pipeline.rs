@@ -150,7 +150,7 @@ impl Run {
     /// The pure part of `Rest::guaranteed_update` once `change` computed the new state.
     fn update_to(&mut self, current: &Value, mut updated: Value, ownership: &Ownership) -> Result<Value> {
         defaults::apply(self.def, &mut updated);
-        rest::preserve_system_fields(self.def, current, &mut updated);
+        rest::preserve_system_fields(self.def, false, current, &mut updated);
         strategy::prepare_for_update(self.def, current, &mut updated);
         validation::validate(self.def, &updated, Some(current))?;
         self.stage();
@@ -198,7 +198,12 @@ impl Run {
         objects::resource_version(&obj)?;
         self.stage();
         let ownership = Ownership::track(self.def, &req, &self.query())?;
-        let updated = rest::merge_update(&current, obj, req.subresource.as_deref());
+        let updated = rest::merge_update(
+            &current,
+            obj,
+            req.subresource.as_deref(),
+            self.def.has_subresource("status"),
+        );
         self.update_to(&current, updated, &ownership)
     }
 
@@ -215,7 +220,12 @@ impl Run {
         self.stage();
         let patched = crate::patch::apply(self.def, kind, &current, &patch, self.mode)?;
         self.stage();
-        let updated = rest::merge_update(&current, patched, req.subresource.as_deref());
+        let updated = rest::merge_update(
+            &current,
+            patched,
+            req.subresource.as_deref(),
+            self.def.has_subresource("status"),
+        );
         let ownership = Ownership::track(self.def, &req, &self.query())?;
         self.update_to(&current, updated, &ownership)
     }
@@ -233,7 +243,12 @@ impl Run {
         {
             Some(new) => {
                 self.stage();
-                let updated = rest::merge_update(&current, new, req.subresource.as_deref());
+                let updated = rest::merge_update(
+                    &current,
+                    new,
+                    req.subresource.as_deref(),
+                    self.def.has_subresource("status"),
+                );
                 self.update_to(&current, updated, &Ownership::Computed)
             }
             None => Ok(current),

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 static GENERATED: &str = include_str!("definitions.json");
 
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
-const API_VERSION_DOC: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
-const KIND_DOC: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+pub(crate) const API_VERSION_DOC: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+pub(crate) const KIND_DOC: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
 const LIST_META_DOC: &str = "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
 
 /// `#/definitions/<name>`.
@@ -96,6 +96,23 @@ fn add_gvk(defs: &mut Map<String, Value>, name: &str, group: &str, version: &str
         && !list.contains(&gvk)
     {
         list.push(gvk);
+    }
+}
+
+/// A custom resource kind's definition (its CRD schema) with its GVK, list and the option and
+/// event types of its group-version.
+pub fn add_custom(defs: &mut Map<String, Value>, name: &str, schema: Value, def: &ResourceDef) {
+    defs.insert(name.to_owned(), schema);
+    add_gvk(defs, name, def.group, def.version, def.kind);
+    add_list(defs, name, def);
+    for kind in ["DeleteOptions", "WatchEvent"] {
+        add_gvk(
+            defs,
+            &format!("io.k8s.apimachinery.pkg.apis.meta.v1.{kind}"),
+            def.group,
+            def.version,
+            kind,
+        );
     }
 }
 

@@ -11,7 +11,7 @@
 //! The documents are built on first request (tens of milliseconds) and kept serialized: an idle
 //! server never pays their memory.
 
-mod definitions;
+pub(crate) mod definitions;
 mod paths;
 mod protobuf;
 mod v3;
@@ -38,21 +38,43 @@ pub struct Documents {
     pub v3: BTreeMap<String, V3Document>,
 }
 
+/// A custom resource version's published schema (built by `crd::openapi`).
+pub struct CustomSchema {
+    pub def: &'static ResourceDef,
+    /// Upstream's definition name, e.g. `com.example.v1.Widget`.
+    pub name: String,
+    pub schema: Value,
+}
+
 /// The lazily built documents, shared by all requests.
 #[derive(Default)]
 pub struct OpenApi {
     built: Mutex<Option<Arc<Documents>>>,
+    /// The custom resources published, and the generation of the served set they are of.
+    custom: Mutex<(u64, Arc<Vec<CustomSchema>>)>,
 }
 
 impl OpenApi {
     pub fn documents(&self) -> Arc<Documents> {
+        let custom = self.custom.lock().expect("openapi lock").1.clone();
         let mut built = self.built.lock().expect("openapi lock");
         built
             .get_or_insert_with(|| {
                 let served: Vec<&ResourceDef> = resources::BUILTIN.iter().collect();
-                Arc::new(build(&served))
+                Arc::new(build(&served, &custom))
             })
             .clone()
+    }
+
+    /// Publishes the custom resources of served-set `generation` (computed only when the
+    /// generation changed); the documents are rebuilt on the next request.
+    pub fn use_custom(&self, generation: u64, custom: impl FnOnce() -> Vec<CustomSchema>) {
+        let mut current = self.custom.lock().expect("openapi lock");
+        if current.0 != generation {
+            *current = (generation, Arc::new(custom()));
+            drop(current);
+            self.invalidate();
+        }
     }
 
     /// Drops the documents: the next request rebuilds them (after the served set changed).
@@ -75,8 +97,11 @@ impl OpenApi {
     }
 }
 
-fn build(served: &[&ResourceDef]) -> Documents {
-    let defs = definitions::build(served);
+fn build(served: &[&ResourceDef], custom: &[CustomSchema]) -> Documents {
+    let mut defs = definitions::build(served);
+    for c in custom {
+        definitions::add_custom(&mut defs, &c.name, c.schema.clone(), c.def);
+    }
     let by_message = defs
         .keys()
         .map(|name| (definitions::message_of(name).to_ascii_lowercase(), name.clone()))
@@ -87,12 +112,19 @@ fn build(served: &[&ResourceDef]) -> Documents {
         let Some(kind_def) = definitions::definition_of(def, &by_message) else {
             continue;
         };
-        paths::add(&mut all_paths, def, &kind_def);
+        paths::add(&mut all_paths, def, &kind_def, false);
         let prefix = if def.group.is_empty() {
             format!("api/{}", def.version)
         } else {
             format!("apis/{}/{}", def.group, def.version)
         };
+        if !prefixes.contains(&prefix) {
+            prefixes.push(prefix);
+        }
+    }
+    for c in custom {
+        paths::add(&mut all_paths, c.def, &c.name, true);
+        let prefix = format!("apis/{}/{}", c.def.group, c.def.version);
         if !prefixes.contains(&prefix) {
             prefixes.push(prefix);
         }

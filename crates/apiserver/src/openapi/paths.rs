@@ -27,6 +27,12 @@ const PATCH_CONSUMES: &[&str] = &[
     "application/strategic-merge-patch+json",
     "application/apply-patch+yaml",
 ];
+/// Custom resources take no strategic merge patch (kubectl reads this to choose its patch type).
+const CUSTOM_PATCH_CONSUMES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+];
 
 /// One resource (or subresource) and what its operations return.
 struct Target<'a> {
@@ -35,16 +41,19 @@ struct Target<'a> {
     id_prefix: String,
     tag: String,
     gvk: Value,
+    /// A custom resource (no strategic merge patch).
+    custom: bool,
 }
 
 /// Adds the paths of `def` (whose kind's definition is `kind_def`) to `paths`.
-pub fn add(paths: &mut Map<String, Value>, def: &ResourceDef, kind_def: &str) {
+pub fn add(paths: &mut Map<String, Value>, def: &ResourceDef, kind_def: &str, custom: bool) {
     let tag = tag(def.group, def.version);
     let target = Target {
         def,
         id_prefix: tag.split('_').map(upper_first).collect(),
         gvk: json!({"group": def.group, "version": def.version, "kind": def.kind}),
         tag,
+        custom,
     };
     let root = if def.group.is_empty() {
         format!("/api/{}", def.version)
@@ -299,7 +308,9 @@ impl Target<'_> {
         } else {
             PRODUCES
         };
-        let consumes: &[&str] = if method == "patch" {
+        let consumes: &[&str] = if method == "patch" && self.custom {
+            CUSTOM_PATCH_CONSUMES
+        } else if method == "patch" {
             PATCH_CONSUMES
         } else {
             &["*/*"]
@@ -501,7 +512,7 @@ mod tests {
         assert_eq!(tag("", "v1"), "core_v1");
         let def = apimachinery::resources::find("", "v1", "configmaps").unwrap();
         let mut paths = Map::new();
-        add(&mut paths, def, "io.k8s.api.core.v1.ConfigMap");
+        add(&mut paths, def, "io.k8s.api.core.v1.ConfigMap", false);
         let op = &paths["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"];
         assert_eq!(op["operationId"], "patchCoreV1NamespacedConfigMap");
         assert_eq!(op["x-kubernetes-action"], "patch");
@@ -522,7 +533,7 @@ mod tests {
             "watchCoreV1NamespacedConfigMapList"
         );
         let def = apimachinery::resources::find("apps", "v1", "deployments").unwrap();
-        add(&mut paths, def, "io.k8s.api.apps.v1.Deployment");
+        add(&mut paths, def, "io.k8s.api.apps.v1.Deployment", false);
         assert_eq!(
             paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["get"]["operationId"],
             "readAppsV1NamespacedDeploymentScale"

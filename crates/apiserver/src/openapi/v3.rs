@@ -72,10 +72,16 @@ pub fn schema(v2: &Value) -> Value {
         Value::Object(map) => {
             let mut out = Map::new();
             for (key, value) in map {
-                let value = if key == "$ref" {
-                    Value::String(value.as_str().unwrap_or_default().replace(V2_PREFIX, V3_PREFIX))
-                } else {
-                    schema(value)
+                let value = match (key.as_str(), value) {
+                    ("$ref", Value::String(reference)) => {
+                        Value::String(reference.replace(V2_PREFIX, V3_PREFIX))
+                    }
+                    // Maps of named schemas: their keys are names (JSONSchemaProps has properties
+                    // named `$ref` and `allOf`), not keywords.
+                    ("properties" | "patternProperties" | "definitions", Value::Object(named)) => {
+                        Value::Object(named.iter().map(|(name, s)| (name.clone(), schema(s))).collect())
+                    }
+                    _ => schema(value),
                 };
                 out.insert(key.clone(), value);
             }
@@ -230,5 +236,21 @@ mod tests {
         let mut other = json!({"type": "string"});
         one_of_types("io.k8s.apimachinery.pkg.apis.meta.v1.Time", &mut other);
         assert_eq!(other, json!({"type": "string"}));
+    }
+
+    #[test]
+    fn properties_named_like_keywords_stay_properties() {
+        // JSONSchemaProps (CRD schemas) has properties called `$ref` and `allOf`.
+        let v2 = json!({"properties": {
+            "$ref": {"type": "string"},
+            "allOf": {"type": "array", "items": {"$ref": "#/definitions/a.B"}},
+        }});
+        assert_eq!(
+            schema(&v2),
+            json!({"properties": {
+                "$ref": {"type": "string"},
+                "allOf": {"type": "array", "items": {"$ref": "#/components/schemas/a.B"}},
+            }})
+        );
     }
 }

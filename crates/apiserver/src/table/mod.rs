@@ -13,7 +13,7 @@
 
 mod cluster;
 mod core;
-mod format;
+pub(crate) mod format;
 mod networking;
 mod workloads;
 
@@ -91,6 +91,23 @@ fn include(query: &Query) -> Include {
 }
 
 fn build(def: &ResourceDef, obj: &Value, include: Include, headers: bool, ctx: &Ctx) -> Value {
+    let printer = printer(def.group, def.kind);
+    let columns = || printer.columns.iter().map(Column::to_json).collect();
+    build_with(def, obj, include, headers, ctx, columns, &|item, ctx| {
+        (printer.row)(item, ctx)
+    })
+}
+
+/// A Table from any columns and row function (built-in printers and custom resources' columns).
+fn build_with(
+    def: &ResourceDef,
+    obj: &Value,
+    include: Include,
+    headers: bool,
+    ctx: &Ctx,
+    columns: impl FnOnce() -> Vec<Value>,
+    row: &dyn Fn(&Value, &Ctx) -> Row,
+) -> Value {
     let (items, metadata) = match obj.get("items").and_then(Value::as_array) {
         Some(items) => (items.as_slice(), obj["metadata"].clone()),
         None => (
@@ -98,11 +115,10 @@ fn build(def: &ResourceDef, obj: &Value, include: Include, headers: bool, ctx: &
             json!({"resourceVersion": obj["metadata"]["resourceVersion"].clone()}),
         ),
     };
-    let printer = printer(def.group, def.kind);
     let rows: Vec<Value> = items
         .iter()
         .map(|item| {
-            let row = (printer.row)(item, ctx);
+            let row = row(item, ctx);
             let mut out = json!({"cells": row.cells, "object": row_object(def, item, include)});
             if !row.conditions.is_empty() {
                 out["conditions"] = Value::Array(row.conditions);
@@ -118,9 +134,69 @@ fn build(def: &ResourceDef, obj: &Value, include: Include, headers: bool, ctx: &
         "rows": rows,
     });
     if headers {
-        table["columnDefinitions"] = printer.columns.iter().map(Column::to_json).collect();
+        table["columnDefinitions"] = Value::Array(columns());
     }
     table
+}
+
+/// Columns computed at run time: a custom resource's `additionalPrinterColumns`.
+pub trait DynamicPrinter: Send + Sync {
+    /// The column definitions, as Table JSON.
+    fn columns(&self) -> Vec<Value>;
+    /// One object's cells, in column order.
+    fn cells(&self, obj: &Value, ctx: &Ctx) -> Vec<Value>;
+}
+
+/// A Table of one object or a list, with a dynamic printer.
+pub fn to_table_dynamic(
+    def: &ResourceDef,
+    printer: &dyn DynamicPrinter,
+    obj: &Value,
+    query: &Query,
+) -> Value {
+    build_with(
+        def,
+        obj,
+        include(query),
+        true,
+        &Ctx::now(),
+        || printer.columns(),
+        &|item, ctx| printer.cells(item, ctx).into(),
+    )
+}
+
+/// Watch events as one-row Tables, with a dynamic printer (see [`watch_events`]).
+pub fn watch_events_dynamic(
+    def: &'static ResourceDef,
+    printer: std::sync::Arc<dyn DynamicPrinter>,
+    query: &Query,
+    events: EventStream,
+) -> EventStream {
+    let include = include(query);
+    let mut headers = true;
+    events
+        .map(move |line| {
+            let Ok(mut event) = serde_json::from_slice::<Value>(&line) else {
+                return line;
+            };
+            let with_headers = std::mem::replace(&mut headers, false);
+            if event["object"]["kind"] == "Status" {
+                return line;
+            }
+            event["object"] = build_with(
+                def,
+                &event["object"],
+                include,
+                with_headers,
+                &Ctx::now(),
+                || printer.columns(),
+                &|item, ctx| printer.cells(item, ctx).into(),
+            );
+            let mut bytes = serde_json::to_vec(&event).expect("JSON value");
+            bytes.push(b'\n');
+            bytes.into()
+        })
+        .boxed()
 }
 
 fn row_object(def: &ResourceDef, item: &Value, include: Include) -> Value {
