@@ -89,8 +89,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "\n| stored pods | RSS after creating (MiB) | RSS with the watch cache loaded (MiB) | peak (MiB) |"
     );
     println!("|---|---|---|---|");
-    for row in rows {
-        println!("| {} | {:.1} | {:.1} | {:.1} |", row.0, row.1, row.2, row.3);
+    for (pods, written, cached, peak) in rows {
+        let cached = if cached.is_nan() { "—".to_owned() } else { format!("{cached:.1}") };
+        println!("| {pods} | {written:.1} | {cached} | {peak:.1} |");
     }
     Ok(())
 }
