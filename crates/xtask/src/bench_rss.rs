@@ -90,7 +90,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|");
     for (pods, written, cached, peak) in rows {
-        let cached = if cached.is_nan() { "—".to_owned() } else { format!("{cached:.1}") };
+        let cached = if cached.is_nan() {
+            "—".to_owned()
+        } else {
+            format!("{cached:.1}")
+        };
         println!("| {pods} | {written:.1} | {cached} | {peak:.1} |");
     }
     Ok(())

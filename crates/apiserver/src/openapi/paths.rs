@@ -65,202 +65,290 @@ pub fn add(paths: &mut Map<String, Value>, def: &ResourceDef, kind_def: &str, cu
     } else {
         ("", "")
     };
-    let kind = def.kind;
-    let plural = def.plural;
+    let (kind, plural) = (def.kind, def.plural);
     let item = kind_def.to_owned();
     let list = format!("{kind_def}List");
     let status = format!("{META}.Status");
+    let (patch, delete_options) = (format!("{META}.Patch"), format!("{META}.DeleteOptions"));
+    let event = format!("{META}.WatchEvent");
     let collection = format!("{root}{ns_path}/{plural}");
     let object = format!("{collection}/{{name}}");
+    let (watch_root, all) = (format!("{root}/watch"), format!("{root}/{plural}"));
     let has = |verb: &str| def.has_verb(verb);
 
+    // One row per operation: the path, whether it names an object, the path's scope, the HTTP
+    // method, upstream's action, the operation id's verb and noun, the request body's and the
+    // response's definitions, and further success codes.
+    let mut rows: Vec<Row> = Vec::new();
+    let mut row =
+        |path: &str, named, namespaced, method, action, id: String, body: &str, returns: &str, also| {
+            rows.push(Row {
+                path: path.to_owned(),
+                named,
+                namespaced,
+                method,
+                action,
+                id,
+                body: body.to_owned(),
+                returns: returns.to_owned(),
+                also,
+            });
+        };
+    let ns = def.namespaced;
     if def.storage.is_empty() {
         // A review: create only, answered rather than stored.
-        let op = target.op(
+        row(
+            &collection,
+            false,
+            ns,
             "post",
             "create",
-            &format!("create{ns_id}{kind}"),
+            format!("create{ns_id}{kind}"),
             &item,
             &item,
             &[201, 202],
         );
-        insert(paths, &collection, "post", op, def.namespaced, false);
-        return;
     }
-    if has("list") {
-        let op = target.op("get", "list", &format!("list{ns_id}{kind}"), "", &list, &[]);
-        insert(paths, &collection, "get", op, def.namespaced, false);
-        if def.namespaced {
-            let op = target.op(
+    if !def.storage.is_empty() && has("list") {
+        row(
+            &collection,
+            false,
+            ns,
+            "get",
+            "list",
+            format!("list{ns_id}{kind}"),
+            "",
+            &list,
+            &[],
+        );
+        if ns {
+            row(
+                &all,
+                false,
+                false,
                 "get",
                 "list",
-                &format!("list{kind}ForAllNamespaces"),
+                format!("list{kind}ForAllNamespaces"),
                 "",
                 &list,
                 &[],
             );
-            insert(paths, &format!("{root}/{plural}"), "get", op, false, false);
         }
     }
-    if has("create") {
-        let op = target.op(
+    if !def.storage.is_empty() && has("create") {
+        row(
+            &collection,
+            false,
+            ns,
             "post",
             "create",
-            &format!("create{ns_id}{kind}"),
+            format!("create{ns_id}{kind}"),
             &item,
             &item,
             &[201, 202],
         );
-        insert(paths, &collection, "post", op, def.namespaced, false);
     }
     if has("deletecollection") {
-        let op = target.op(
+        let id = format!("deleteCollection{ns_id}{kind}");
+        row(
+            &collection,
+            false,
+            ns,
             "delete",
             "deletecollection",
-            &format!("deleteCollection{ns_id}{kind}"),
-            &format!("{META}.DeleteOptions"),
+            id,
+            &delete_options,
             &status,
             &[],
         );
-        insert(paths, &collection, "delete", op, def.namespaced, false);
     }
     if has("get") {
-        let op = target.op("get", "get", &format!("read{ns_id}{kind}"), "", &item, &[]);
-        insert(paths, &object, "get", op, def.namespaced, true);
+        row(
+            &object,
+            true,
+            ns,
+            "get",
+            "get",
+            format!("read{ns_id}{kind}"),
+            "",
+            &item,
+            &[],
+        );
     }
     if has("update") {
-        let op = target.op(
+        row(
+            &object,
+            true,
+            ns,
             "put",
             "put",
-            &format!("replace{ns_id}{kind}"),
+            format!("replace{ns_id}{kind}"),
             &item,
             &item,
             &[201],
         );
-        insert(paths, &object, "put", op, def.namespaced, true);
     }
     if has("patch") {
-        let op = target.op(
+        row(
+            &object,
+            true,
+            ns,
             "patch",
             "patch",
-            &format!("patch{ns_id}{kind}"),
-            &format!("{META}.Patch"),
+            format!("patch{ns_id}{kind}"),
+            &patch,
             &item,
             &[201],
         );
-        insert(paths, &object, "patch", op, def.namespaced, true);
     }
     if has("delete") {
-        let op = target.op(
+        row(
+            &object,
+            true,
+            ns,
             "delete",
             "delete",
-            &format!("delete{ns_id}{kind}"),
-            &format!("{META}.DeleteOptions"),
+            format!("delete{ns_id}{kind}"),
+            &delete_options,
             &item,
             &[202],
         );
-        insert(paths, &object, "delete", op, def.namespaced, true);
     }
     if has("watch") {
-        let watch_root = format!("{root}/watch");
-        let event = format!("{META}.WatchEvent");
-        let op = target.op(
+        let path = format!("{watch_root}{ns_path}/{plural}");
+        row(
+            &path,
+            false,
+            ns,
             "get",
             "watchlist",
-            &format!("watch{ns_id}{kind}List"),
+            format!("watch{ns_id}{kind}List"),
             "",
             &event,
             &[],
         );
-        insert(
-            paths,
-            &format!("{watch_root}{ns_path}/{plural}"),
-            "get",
-            op,
-            def.namespaced,
-            false,
-        );
-        let op = target.op("get", "watch", &format!("watch{ns_id}{kind}"), "", &event, &[]);
-        insert(
-            paths,
-            &format!("{watch_root}{ns_path}/{plural}/{{name}}"),
-            "get",
-            op,
-            def.namespaced,
+        let path = format!("{watch_root}{ns_path}/{plural}/{{name}}");
+        row(
+            &path,
             true,
+            ns,
+            "get",
+            "watch",
+            format!("watch{ns_id}{kind}"),
+            "",
+            &event,
+            &[],
         );
-        if def.namespaced {
-            let op = target.op(
+        if ns {
+            let path = format!("{watch_root}/{plural}");
+            row(
+                &path,
+                false,
+                false,
                 "get",
                 "watchlist",
-                &format!("watch{kind}ListForAllNamespaces"),
+                format!("watch{kind}ListForAllNamespaces"),
                 "",
                 &event,
                 &[],
             );
-            insert(paths, &format!("{watch_root}/{plural}"), "get", op, false, false);
         }
     }
     for sub in def.subresources {
         let path = format!("{object}/{sub}");
-        let suffix = upper_first(sub);
-        let read_write = |paths: &mut Map<String, Value>, body: &str| {
-            let op = target.op("get", "get", &format!("read{ns_id}{kind}{suffix}"), "", body, &[]);
-            insert(paths, &path, "get", op, def.namespaced, true);
-            let op = target.op(
-                "put",
-                "put",
-                &format!("replace{ns_id}{kind}{suffix}"),
-                body,
-                body,
-                &[201],
-            );
-            insert(paths, &path, "put", op, def.namespaced, true);
-            let op = target.op(
-                "patch",
-                "patch",
-                &format!("patch{ns_id}{kind}{suffix}"),
-                &format!("{META}.Patch"),
-                body,
-                &[201],
-            );
-            insert(paths, &path, "patch", op, def.namespaced, true);
+        let noun = format!("{ns_id}{kind}{}", upper_first(sub));
+        let read_write = match *sub {
+            "status" | "ephemeralcontainers" | "resize" => Some(item.as_str()),
+            "scale" => Some("io.k8s.api.autoscaling.v1.Scale"),
+            _ => None,
         };
-        match *sub {
-            "status" | "ephemeralcontainers" | "resize" => read_write(paths, &item),
-            "scale" => read_write(paths, "io.k8s.api.autoscaling.v1.Scale"),
-            "finalize" => {
-                let op = target.op(
-                    "put",
-                    "put",
-                    &format!("replace{ns_id}{kind}{suffix}"),
-                    &item,
-                    &item,
-                    &[201],
-                );
-                insert(paths, &path, "put", op, def.namespaced, true);
-            }
-            "binding" | "eviction" | "token" => {
-                let body = match *sub {
-                    "binding" => "io.k8s.api.core.v1.Binding",
-                    "eviction" => "io.k8s.api.policy.v1.Eviction",
-                    _ => "io.k8s.api.authentication.v1.TokenRequest",
-                };
-                let op = target.op(
-                    "post",
-                    "create",
-                    &format!("create{ns_id}{kind}{suffix}"),
-                    body,
-                    body,
-                    &[201, 202],
-                );
-                insert(paths, &path, "post", op, def.namespaced, true);
-            }
-            // Streaming and proxy subresources (log, exec, attach, portforward, proxy) are
-            // not described: their bodies are not API objects.
-            _ => {}
+        if let Some(body) = read_write {
+            row(
+                &path,
+                true,
+                ns,
+                "get",
+                "get",
+                format!("read{noun}"),
+                "",
+                body,
+                &[],
+            );
+            row(
+                &path,
+                true,
+                ns,
+                "put",
+                "put",
+                format!("replace{noun}"),
+                body,
+                body,
+                &[201],
+            );
+            row(
+                &path,
+                true,
+                ns,
+                "patch",
+                "patch",
+                format!("patch{noun}"),
+                &patch,
+                body,
+                &[201],
+            );
         }
+        let created = match *sub {
+            "binding" => Some("io.k8s.api.core.v1.Binding"),
+            "eviction" => Some("io.k8s.api.policy.v1.Eviction"),
+            "token" => Some("io.k8s.api.authentication.v1.TokenRequest"),
+            _ => None,
+        };
+        if let Some(body) = created {
+            row(
+                &path,
+                true,
+                ns,
+                "post",
+                "create",
+                format!("create{noun}"),
+                body,
+                body,
+                &[201, 202],
+            );
+        }
+        if *sub == "finalize" {
+            row(
+                &path,
+                true,
+                ns,
+                "put",
+                "put",
+                format!("replace{noun}"),
+                &item,
+                &item,
+                &[201],
+            );
+        }
+        // Streaming and proxy subresources (log, exec, attach, portforward, proxy) are not
+        // described: their bodies are not API objects.
     }
+    for r in rows {
+        let op = target.op(r.method, r.action, &r.id, &r.body, &r.returns, r.also);
+        insert(paths, &r.path, r.method, op, r.namespaced, r.named);
+    }
+}
+
+/// One operation to describe (see `add`).
+struct Row {
+    path: String,
+    named: bool,
+    namespaced: bool,
+    method: &'static str,
+    action: &'static str,
+    id: String,
+    body: String,
+    returns: String,
+    also: &'static [u16],
 }
 
 impl Target<'_> {
