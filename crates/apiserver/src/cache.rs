@@ -1,4 +1,4 @@
-//! The watch cache: one store watch over everything under `/registry/` keeps an in-memory copy
+//! The watch cache: one store watch over the whole key space keeps an in-memory copy
 //! of every object and a window of recent events, and serves API watches and most lists, so a
 //! thousand watchers cost one store watch (upstream's cacher, with one feeder for all
 //! resources: its revision is then the store's, which makes "is the cache fresh enough for
@@ -18,7 +18,8 @@ use futures::stream::{self, BoxStream};
 use store::{Event, EventKind, KeyRange, KeyValue, RangeRequest, Revision, Store, StoreError};
 use tokio::sync::{broadcast, watch};
 
-const PREFIX: &str = "/registry/";
+/// Everything: the cache's revision must follow every write for freshness checks to hold.
+const PREFIX: &str = "";
 /// Events kept at most, and kept for at least this long when there are fewer (upstream sizes
 /// its window to about 75 s of events).
 const MAX_EVENTS: usize = 50_000;

@@ -40,6 +40,11 @@ impl Filter {
         Ok(Filter { labels, fields })
     }
 
+    /// Whether every object matches (no selector given).
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none()
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         let labels_match = self
             .labels

@@ -5,13 +5,21 @@
 //! - `discovery`: `/version`, `/api`, `/apis` and resource lists.
 //! - `rest`: the generic handlers over the store; `watch`: watch streams; `filter`: selectors;
 //!   `table`: server-side printing; `validation`: shared validation; `objects`: metadata helpers.
-//! - `openapi`: `/openapi/v2` and `/openapi/v3` documents.
-//! - `fuzz`: the fuzz entry point (`fuzz::one_input`) and the mutation fuzzer behind
-//!   `cargo xtask fuzz`.
+//! - `openapi`: `/openapi/v2` and `/openapi/v3` documents; `apply`: server-side apply and
+//!   managed fields; `cache`: the watch cache; `field_validation`: unknown fields.
+//! - `defaults`, `strategy`, `admission`: what upstream fills in and resets on writes;
+//!   `allocator`: Service ClusterIPs and NodePorts; `bootstrap`: what exists from the start.
+//! - `patch`: PATCH bodies applied; `fuzz`: the fuzz entry point (`fuzz::one_input`) and the
+//!   mutation fuzzer behind `cargo xtask fuzz`.
 
+mod admission;
+mod allocator;
 mod apply;
 pub mod authn;
+mod bootstrap;
+pub use bootstrap::SYSTEM_NAMESPACES;
 mod cache;
+mod defaults;
 pub mod discovery;
 mod field_validation;
 mod filter;
@@ -20,12 +28,14 @@ mod objects;
 mod openapi;
 mod patch;
 pub mod pki;
+mod quantity;
 mod query;
 pub mod request;
 mod rest;
 mod reviews;
 pub mod server;
 mod strategy;
+mod subresources;
 mod table;
 mod validation;
 mod watch;
@@ -48,7 +58,14 @@ pub struct Config {
     pub extra_kubeconfig: Option<PathBuf>,
     /// Static bearer tokens (upstream's `--token-auth-file` format).
     pub token_auth_file: Option<PathBuf>,
+    /// Services' ClusterIPs come from this range (`--service-cidr`).
+    pub service_cidr: String,
+    /// Services' NodePorts come from this range (inclusive).
+    pub node_port_range: (u16, u16),
 }
+
+/// kube-apiserver's default NodePort range.
+pub const DEFAULT_NODE_PORT_RANGE: (u16, u16) = (30000, 32767);
 
 /// A running API server.
 pub struct Running {
@@ -104,8 +121,12 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     if let Some(extra) = &config.extra_kubeconfig {
         pki::write_kubeconfig(extra, &url, &pki, pki::ADMIN_USER)?;
     }
-    let rest = rest::Rest::new(store);
-    bootstrap(&rest).await?;
+    let services = Arc::new(allocator::ServiceRanges::new(
+        &config.service_cidr,
+        config.node_port_range,
+    )?);
+    let rest = rest::Rest::new(store, services);
+    bootstrap::run(&rest, advertise_address(addr), addr.port()).await?;
     let state = Arc::new(server::State {
         rest,
         tokens,
@@ -121,36 +142,18 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     })
 }
 
-/// The namespaces every cluster has from the start (as kube-apiserver's system namespaces
-/// controller creates them).
-pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
-
-async fn bootstrap(rest: &rest::Rest) -> anyhow::Result<()> {
-    let def = apimachinery::resources::find("", "v1", "namespaces").expect("namespaces are built in");
-    for name in SYSTEM_NAMESPACES {
-        let req = request::ResourceRequest {
-            group: String::new(),
-            version: "v1".into(),
-            resource: "namespaces".into(),
-            namespace: None,
-            name: None,
-            subresource: None,
-            verb: request::Verb::Create,
-        };
-        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match rest
-            .create(
-                def,
-                &req,
-                &query::Query::parse(Some("fieldManager=kube-apiserver")),
-                ns,
-            )
-            .await
-        {
-            Ok(_) => tracing::info!(namespace = name, "created"),
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => anyhow::bail!("cannot create namespace {name}: {e}"),
-        }
+/// The address other components reach this server at: the bound address, or for a wildcard
+/// bind the host's primary address (the one its default route uses; nothing is sent).
+fn advertise_address(addr: SocketAddr) -> std::net::IpAddr {
+    if !addr.ip().is_unspecified() {
+        return addr.ip();
     }
-    Ok(())
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+        s.connect("192.0.2.1:9")?;
+        s.local_addr()
+    });
+    match probe {
+        Ok(local) if !local.ip().is_unspecified() => local.ip(),
+        _ => std::net::IpAddr::from([127, 0, 0, 1]),
+    }
 }

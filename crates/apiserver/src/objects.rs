@@ -136,3 +136,169 @@ mod tests {
         assert!(serde_json::from_str::<Value>(&nested(MAX_DEPTH + 1)).is_err());
     }
 }
+
+/// A stored object as a list item, without materializing it: the top-level `kind` and
+/// `apiVersion` dropped (list items of built-in kinds carry none) and `resourceVersion` put
+/// first in `metadata`. None when the bytes are not a JSON object (the caller then parses).
+pub fn raw_list_item(stored: &[u8], mod_revision: Revision) -> Option<Vec<u8>> {
+    raw_with_revision(stored, mod_revision, true)
+}
+
+/// A stored object stamped with its revision without materializing it (as [`from_store`]
+/// does by parsing), optionally without its `kind` and `apiVersion`.
+pub fn raw_with_revision(stored: &[u8], mod_revision: Revision, strip_type: bool) -> Option<Vec<u8>> {
+    let members = top_level_members(stored)?;
+    let mut out = Vec::with_capacity(stored.len() + 32);
+    out.push(b'{');
+    let mut has_metadata = false;
+    for (key, value) in members {
+        if strip_type && (key == b"kind" || key == b"apiVersion") {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(key);
+        out.extend_from_slice(b"\":");
+        if key == b"metadata" && stored.get(value.start) == Some(&b'{') {
+            has_metadata = true;
+            out.extend_from_slice(format!("{{\"resourceVersion\":\"{mod_revision}\"").as_bytes());
+            let inner = &stored[value.start + 1..value.end - 1];
+            if inner.iter().any(|b| !b.is_ascii_whitespace()) {
+                out.push(b',');
+            }
+            out.extend_from_slice(inner);
+            out.push(b'}');
+        } else {
+            out.extend_from_slice(&stored[value]);
+        }
+    }
+    if !has_metadata {
+        return None;
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// The keys (raw, unescaped-free) and value byte ranges of a JSON object's top level; None for
+/// anything else, or keys with escapes (never ours).
+fn top_level_members(json: &[u8]) -> Option<Vec<(&[u8], std::ops::Range<usize>)>> {
+    let mut i = skip_ws(json, 0);
+    if json.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(json, i + 1);
+    let mut members = Vec::new();
+    if json.get(i) == Some(&b'}') {
+        return Some(members);
+    }
+    loop {
+        if json.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(json, i)?;
+        let key = &json[i + 1..key_end - 1];
+        if key.contains(&b'\\') {
+            return None;
+        }
+        i = skip_ws(json, key_end);
+        if json.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(json, i + 1);
+        let end = value_end(json, start)?;
+        members.push((key, start..end));
+        i = skip_ws(json, end);
+        match json.get(i) {
+            Some(b',') => i = skip_ws(json, i + 1),
+            Some(b'}') => return Some(members),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(json: &[u8], mut i: usize) -> usize {
+    while json.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the closing quote of the string starting at `start`.
+fn string_end(json: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        match json.get(i)? {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+}
+
+/// The index after the JSON value starting at `start`.
+fn value_end(json: &[u8], start: usize) -> Option<usize> {
+    match json.get(start)? {
+        b'"' => string_end(json, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = start;
+            loop {
+                match json.get(i)? {
+                    b'"' => {
+                        i = string_end(json, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let mut i = start;
+            while json
+                .get(i)
+                .is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace())
+            {
+                i += 1;
+            }
+            (i > start).then_some(i)
+        }
+    }
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::*;
+
+    #[test]
+    fn raw_list_items_match_the_parsed_path() {
+        for stored in [
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","labels":{"x":"}{\"]"}},"spec":{"containers":[{"name":"c"}]},"status":{}}"#,
+            r#"{"kind":"ConfigMap","data":{"k":"v"},"metadata":{}}"#,
+            r#" { "metadata" : { "name" : "b" } , "n" : -1.5e3 , "t" : true , "z" : null } "#,
+        ] {
+            let raw = raw_list_item(stored.as_bytes(), 42).unwrap();
+            let raw: Value = serde_json::from_slice(&raw).unwrap();
+            let mut parsed = from_store(stored.as_bytes(), 42).unwrap();
+            let map = parsed.as_object_mut().unwrap();
+            map.remove("kind");
+            map.remove("apiVersion");
+            assert_eq!(raw, parsed, "{stored}");
+        }
+        assert!(raw_list_item(b"[1]", 1).is_none());
+        assert!(raw_list_item(br#"{"a":1"#, 1).is_none());
+        assert!(
+            raw_list_item(br#"{"spec":{}}"#, 1).is_none(),
+            "no metadata: parse instead"
+        );
+    }
+}

@@ -13,13 +13,14 @@ use base64::Engine;
 use serde_json::{Value, json};
 use store::{KeyRange, RangeRequest, Revision, Store, StoreError, WriteOutcome};
 
+use crate::allocator::{Claims, ServiceRanges};
 use crate::apply::Ownership;
 use crate::filter::Filter;
 use crate::objects::{self, from_store, meta_str, metadata_mut, now_rfc3339, to_store};
 use crate::patch::PatchKind;
 use crate::query::Query;
 use crate::request::ResourceRequest;
-use crate::{strategy, validation};
+use crate::{admission, allocator, defaults, strategy, validation};
 
 /// How often an update retries against a concurrent writer when the client did not ask for a
 /// specific resourceVersion (upstream's GuaranteedUpdate loops the same way).
@@ -30,12 +31,53 @@ const UPDATE_RETRIES: usize = 16;
 pub struct Rest {
     pub store: Arc<dyn Store>,
     pub cache: Arc<crate::cache::Cache>,
+    /// Where Services' ClusterIPs and NodePorts come from.
+    pub services: Arc<ServiceRanges>,
 }
 
 impl Rest {
-    pub fn new(store: Arc<dyn Store>) -> Rest {
+    pub fn new(store: Arc<dyn Store>, services: Arc<ServiceRanges>) -> Rest {
         let cache = crate::cache::Cache::new(store.clone());
-        Rest { store, cache }
+        Rest {
+            store,
+            cache,
+            services,
+        }
+    }
+}
+
+/// A list as ready-to-send JSON items.
+pub struct RawList {
+    pub kind: String,
+    pub api_version: String,
+    pub revision: Revision,
+    /// The stored objects (shared with the cache), turned into items as they are sent.
+    pub items: Vec<store::KeyValue>,
+}
+
+impl RawList {
+    /// The list's JSON, as chunks to stream.
+    pub fn into_chunks(self) -> impl Iterator<Item = bytes::Bytes> {
+        let head = format!(
+            "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{}\"}},\"items\":[",
+            self.kind, self.api_version, self.revision
+        );
+        let separated = self.items.into_iter().enumerate().flat_map(|(i, kv)| {
+            let item = objects::raw_list_item(&kv.value, kv.mod_revision).unwrap_or_else(|| {
+                // Not a plain object (never written by this server): parse it instead.
+                let mut obj = from_store(&kv.value, kv.mod_revision).unwrap_or_default();
+                if let Some(map) = obj.as_object_mut() {
+                    map.remove("kind");
+                    map.remove("apiVersion");
+                }
+                serde_json::to_vec(&obj).expect("JSON value")
+            });
+            let comma = (i > 0).then(|| bytes::Bytes::from_static(b","));
+            comma.into_iter().chain([bytes::Bytes::from(item)])
+        });
+        std::iter::once(bytes::Bytes::from(head))
+            .chain(separated)
+            .chain([bytes::Bytes::from_static(b"]}")])
     }
 }
 
@@ -141,17 +183,16 @@ impl Rest {
         )
     }
 
-    /// A list served by the watch cache, as upstream's cacher serves them: `resourceVersion=0`
-    /// (any state; `limit` ignored) and unpaginated lists at the latest or a minimum revision
-    /// (once the cache has caught up with it). Pages and exact revisions come from the store.
-    async fn list_from_cache(
+    /// The objects of a list the watch cache can serve, as upstream's cacher serves them:
+    /// `resourceVersion=0` (any state; `limit` ignored) and unpaginated lists at the latest or
+    /// a minimum revision (once the cache has caught up with it). None for pages and exact
+    /// revisions, which come from the store.
+    async fn cached_kvs(
         &self,
-        def: &ResourceDef,
         query: &Query,
-        filter: &Filter,
         prefix: &str,
         limit: Option<usize>,
-    ) -> Result<Option<Value>, ApiError> {
+    ) -> Result<Option<(Revision, Vec<store::KeyValue>)>, ApiError> {
         if query.get("continue").is_some_and(|c| !c.is_empty())
             || query.get("resourceVersionMatch") == Some("Exact")
         {
@@ -163,7 +204,18 @@ impl Rest {
             "" => Some(self.store.current_revision().await.map_err(store_error)?),
             rv => Some(objects::parse_resource_version(rv)?),
         };
-        let Some((revision, kvs)) = self.cache.list(&KeyRange::prefix(prefix), min_revision).await else {
+        Ok(self.cache.list(&KeyRange::prefix(prefix), min_revision).await)
+    }
+
+    async fn list_from_cache(
+        &self,
+        def: &ResourceDef,
+        query: &Query,
+        filter: &Filter,
+        prefix: &str,
+        limit: Option<usize>,
+    ) -> Result<Option<Value>, ApiError> {
+        let Some((revision, kvs)) = self.cached_kvs(query, prefix, limit).await? else {
             return Ok(None);
         };
         let mut items = Vec::new();
@@ -179,6 +231,38 @@ impl Rest {
             "metadata": {"resourceVersion": revision.to_string()},
             "items": items,
         })))
+    }
+
+    /// A list of a built-in kind served by the watch cache as ready JSON items, never
+    /// materialized as a whole (lists of 100,000 pods stream in constant memory); None when
+    /// [`Rest::list`] must answer.
+    pub async fn list_raw(
+        &self,
+        def: &ResourceDef,
+        req: &ResourceRequest,
+        query: &Query,
+    ) -> Result<Option<RawList>, ApiError> {
+        if def.storage.is_empty() || !apimachinery::resources::BUILTIN.contains(def) {
+            return Ok(None);
+        }
+        let filter = Filter::from_query(def, query)?;
+        let prefix = def.key_prefix(req.namespace.as_deref());
+        let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+        let Some((revision, kvs)) = self.cached_kvs(query, &prefix, limit).await? else {
+            return Ok(None);
+        };
+        let mut items = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            if filter.is_everything() || filter.matches(&from_store(&kv.value, kv.mod_revision)?) {
+                items.push(kv);
+            }
+        }
+        Ok(Some(RawList {
+            kind: def.list_kind(),
+            api_version: def.api_version(),
+            revision,
+            items,
+        }))
     }
 
     pub async fn create(
@@ -237,31 +321,44 @@ impl Rest {
         meta.remove("resourceVersion");
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
-        if validation::has_generation(def) {
+        if strategy::has_generation(def) {
             meta.insert("generation".into(), 1.into());
         } else {
             meta.remove("generation");
         }
+        defaults::apply(def, &mut obj);
         strategy::prepare_for_create(def, &mut obj);
+        admission::admit_create(&*self.store, def, &mut obj).await?;
         validation::validate(def, &obj, None)?;
         ownership.record(None, &mut obj);
         let name = objects::name(&obj).unwrap_or_default().to_owned();
-        if query.dry_run()? {
-            return Ok(obj);
-        }
         let key = def.key(objects::namespace(&obj), &name);
-        match self
-            .store
-            .create(&key, to_store(&obj), None)
-            .await
-            .map_err(store_error)?
-        {
-            WriteOutcome::Written { revision, .. } => {
-                metadata_mut(&mut obj).insert("resourceVersion".into(), revision.to_string().into());
-                Ok(obj)
+        let dry_run = query.dry_run()?;
+        let unallocated = obj;
+        // A lost race for an allocated address or port is retried with a fresh one.
+        for _ in 0..UPDATE_RETRIES {
+            let mut obj = unallocated.clone();
+            let claims = self.services.allocate(&*self.store, def, &mut obj, None).await?;
+            if dry_run {
+                return Ok(obj);
             }
-            WriteOutcome::Conflict { .. } => Err(ApiError::already_exists(def.group_resource(), &name)),
+            let txn = claims.write_txn(&key, to_store(&obj), None);
+            match WriteOutcome::from_txn(self.store.txn(txn).await.map_err(store_error)?) {
+                WriteOutcome::Written { revision, .. } => {
+                    metadata_mut(&mut obj).insert("resourceVersion".into(), revision.to_string().into());
+                    return Ok(obj);
+                }
+                WriteOutcome::Conflict { current: Some(_) } => {
+                    return Err(ApiError::already_exists(def.group_resource(), &name));
+                }
+                WriteOutcome::Conflict { current: None } => continue,
+            }
         }
+        Err(ApiError::conflict(
+            def.group_resource(),
+            &name,
+            "too many concurrent allocations; try again",
+        ))
     }
 
     /// PUT: replaces the object (or its status), with the client's resourceVersion as a
@@ -354,7 +451,13 @@ impl Rest {
             }
             let current = from_store(&kv.value, kv.mod_revision)?;
             let mut updated = change(&current)?;
+            defaults::apply(def, &mut updated);
             preserve_system_fields(def, &current, &mut updated);
+            strategy::prepare_for_update(def, &current, &mut updated);
+            let claims = self
+                .services
+                .allocate(&*self.store, def, &mut updated, Some(&current))
+                .await?;
             validation::validate(def, &updated, Some(&current))?;
             ownership.record(Some(&current), &mut updated);
             if strip_rv(&updated) == strip_rv(&current) {
@@ -372,26 +475,22 @@ impl Rest {
             });
             if remove_now {
                 // The last finalizer of a deleted object went: the object goes.
-                return match self
-                    .store
-                    .delete(&key, Some(kv.mod_revision))
-                    .await
-                    .map_err(store_error)?
-                {
+                let release = allocator::release_on_delete(def, &current);
+                return match self.remove(&key, kv.mod_revision, &release).await? {
                     WriteOutcome::Written { .. } => Ok(updated),
                     WriteOutcome::Conflict { .. } if expected.is_none() => continue,
                     WriteOutcome::Conflict { .. } => Err(ApiError::stale(def.group_resource(), name)),
                 };
             }
-            match self
-                .store
-                .update(&key, to_store(&updated), kv.mod_revision, None)
-                .await
-                .map_err(store_error)?
-            {
+            let txn = claims.write_txn(&key, to_store(&updated), Some(kv.mod_revision));
+            match WriteOutcome::from_txn(self.store.txn(txn).await.map_err(store_error)?) {
                 WriteOutcome::Written { revision, .. } => {
                     metadata_mut(&mut updated).insert("resourceVersion".into(), revision.to_string().into());
                     return Ok(updated);
+                }
+                // The object is unchanged: another write took an address or port first.
+                WriteOutcome::Conflict { current: Some(now) } if now.mod_revision == kv.mod_revision => {
+                    continue;
                 }
                 WriteOutcome::Conflict { .. } if expected.is_none() => continue,
                 WriteOutcome::Conflict { .. } => return Err(ApiError::stale(def.group_resource(), name)),
@@ -423,6 +522,7 @@ impl Rest {
                 .as_array()
                 .is_some_and(|a| a.iter().any(|v| v == "All"));
         let name = req.name.as_deref().unwrap_or_default();
+        admission::admit_delete(def, name)?;
         let key = def.key(req.namespace.as_deref(), name);
         for _ in 0..UPDATE_RETRIES {
             let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
@@ -458,12 +558,8 @@ impl Rest {
             if dry_run {
                 return Ok(current);
             }
-            match self
-                .store
-                .delete(&key, Some(kv.mod_revision))
-                .await
-                .map_err(store_error)?
-            {
+            let release = allocator::release_on_delete(def, &current);
+            match self.remove(&key, kv.mod_revision, &release).await? {
                 WriteOutcome::Written { .. } => return Ok(current),
                 WriteOutcome::Conflict { .. } => continue,
             }
@@ -472,6 +568,19 @@ impl Rest {
             def.group_resource(),
             name,
             "too many concurrent updates; try again",
+        ))
+    }
+
+    /// Deletes the object at `key` (still at revision `expected`) with what it held.
+    async fn remove(
+        &self,
+        key: &str,
+        expected: Revision,
+        release: &Claims,
+    ) -> Result<WriteOutcome, ApiError> {
+        let txn = release.delete_txn(key, expected);
+        Ok(WriteOutcome::from_txn(
+            self.store.txn(txn).await.map_err(store_error)?,
         ))
     }
 
@@ -566,7 +675,7 @@ pub(crate) fn preserve_system_fields(def: &ResourceDef, current: &Value, updated
     match generation {
         Some(g) => {
             metadata_mut(updated).insert("generation".into(), g.into());
-            if validation::has_generation(def) && objects::spec_changed(current, updated) {
+            if strategy::bumps_generation(def, current, updated) {
                 metadata_mut(updated).insert("generation".into(), (g + 1).into());
             }
         }

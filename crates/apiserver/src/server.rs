@@ -24,7 +24,7 @@ use crate::pki::{UserInfo, identity_from_cert};
 use crate::query::Query;
 use crate::request::{self, Target, Verb};
 use crate::rest::Rest;
-use crate::{discovery, table, watch};
+use crate::{discovery, subresources, table, watch};
 
 /// Request bodies larger than this get 413, as upstream's limit for JSON bodies (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -169,6 +169,7 @@ async fn route(
             }
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")
+                && !subresources::serves(def, Some(sub))
             {
                 return Err(if def.has_subresource(sub) {
                     ApiError::method_not_allowed()
@@ -194,6 +195,15 @@ async fn route(
                 .to_owned();
             let body = read_body(req.into_body()).await?;
             let rest = &state.rest;
+            if subresources::serves(def, r.subresource.as_deref()) {
+                let parsed = match r.verb {
+                    Verb::Create | Verb::Update => Some(decode(&content_type, &body)?),
+                    _ => None,
+                };
+                let (code, obj) =
+                    subresources::serve(rest, def, &r, &query, &content_type, parsed, &body).await?;
+                return Ok(json(code, &obj));
+            }
             // Tables are for reads: gets, lists and watches.
             let as_table =
                 table::wants_table(&accept) && matches!(r.verb, Verb::Get | Verb::List | Verb::Watch);
@@ -201,6 +211,18 @@ async fn route(
                 table::validate_options(&query)?;
             }
             let mut warnings = Vec::new();
+            if r.verb == Verb::List
+                && !as_table
+                && let Some(list) = rest.list_raw(def, &r, &query).await?
+            {
+                let chunks =
+                    futures::stream::iter(list.into_chunks().map(|c| Ok::<_, Infallible>(Frame::data(c))));
+                let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(chunks)));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                return Ok(response);
+            }
             let (code, obj) = match r.verb {
                 Verb::Get => (StatusCode::OK, rest.get(def, &r).await?),
                 Verb::List => (StatusCode::OK, rest.list(def, &r, &query).await?),
@@ -250,25 +272,39 @@ async fn route(
     }
 }
 
-/// `/openapi/v2`, `/openapi/v3` and `/openapi/v3/<group-version path>` (JSON only: clients
-/// that accept nothing but protobuf get 406 and fall back, as they do with older servers).
+/// `/openapi/v2` (JSON, or protobuf for client-go), `/openapi/v3` and
+/// `/openapi/v3/<group-version path>` (JSON).
 fn openapi(
     api: &crate::openapi::OpenApi,
     document: &str,
     query: &Query,
     accept: &str,
 ) -> Result<Response<Body>, ApiError> {
+    let media: Vec<&str> = accept
+        .split(',')
+        .map(|a| a.split(';').next().unwrap_or("").trim())
+        .collect();
     let accepts_json = accept.is_empty()
-        || accept
-            .split(',')
-            .map(|a| a.split(';').next().unwrap_or("").trim())
-            .any(|a| matches!(a, "application/json" | "application/*" | "*/*"));
-    if !accepts_json {
+        || media
+            .iter()
+            .any(|a| matches!(*a, "application/json" | "application/*" | "*/*"));
+    // client-go asks for v2 in protobuf only (gnostic's openapi_v2.Document).
+    let v2_protobuf =
+        document == "v2" && !accepts_json && media.iter().any(|a| a.contains("proto-openapi.spec.v2"));
+    if !accepts_json && !v2_protobuf {
         return Err(ApiError::not_acceptable(
-            "only the following media types are accepted: application/json",
+            "only the following media types are accepted: application/json, application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
         ));
     }
     let (body, cache_control) = match document {
+        "v2" if v2_protobuf => {
+            let mut response = Response::new(full(api.documents().v2_protobuf.clone()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+            );
+            return Ok(response);
+        }
         "v2" => (api.documents().v2.clone(), "no-cache, private"),
         "v3" => (
             Bytes::from(serde_json::to_vec(&api.v3_root()).expect("JSON")),

@@ -59,16 +59,13 @@ pub async fn watch(
                 return Ok(stream::iter([error]).boxed());
             }
         };
-        let mut initial = Vec::new();
-        for kv in &watch.initial {
-            let obj = from_store(&kv.value, kv.mod_revision)?;
-            if filter.matches(&obj) {
-                initial.push(event_line("ADDED", &obj));
-            }
-        }
-        if initial_end_bookmark {
-            initial.push(bookmark(def, watch.revision, true));
-        }
+        // The initial objects become lines as they are sent (a watch of 100,000 pods from
+        // resourceVersion 0 must not hold them all as lines at once).
+        let initial_filter = filter.clone();
+        let end = initial_end_bookmark.then(|| bookmark(def, watch.revision, true));
+        let initial = stream::iter(watch.initial)
+            .filter_map(move |kv| futures::future::ready(added_line(&initial_filter, &kv)))
+            .chain(stream::iter(end));
         let (kind, version) = (def.kind, def.api_version());
         let events = watch.events.filter_map(move |item| {
             futures::future::ready(match item {
@@ -77,7 +74,7 @@ pub async fn watch(
                 Item::Progress(_) => None,
             })
         });
-        return timed(stream::iter(initial).chain(events).boxed(), query);
+        return timed(initial.chain(events).boxed(), query);
     }
     // The initial state (when asked for), then every change after it.
     let mut initial = Vec::new();
@@ -148,6 +145,23 @@ async fn from_cache(
         (false, None) => Start::After(rest.store.current_revision().await.ok()?),
     };
     rest.cache.watch(range.clone(), start).await
+}
+
+/// An ADDED line for a stored object the filter selects.
+fn added_line(filter: &Filter, kv: &store::KeyValue) -> Option<Bytes> {
+    if !filter.is_everything() && !filter.matches(&from_store(&kv.value, kv.mod_revision).ok()?) {
+        return None;
+    }
+    match objects::raw_with_revision(&kv.value, kv.mod_revision, false) {
+        Some(object) => {
+            let mut line = Vec::with_capacity(object.len() + 32);
+            line.extend_from_slice(b"{\"type\":\"ADDED\",\"object\":");
+            line.extend_from_slice(&object);
+            line.extend_from_slice(b"}\n");
+            Some(Bytes::from(line))
+        }
+        None => Some(event_line("ADDED", &from_store(&kv.value, kv.mod_revision).ok()?)),
+    }
 }
 
 /// One store event as a watch event, or None when the selectors hide it.

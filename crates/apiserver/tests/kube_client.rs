@@ -26,6 +26,8 @@ async fn start() -> Cluster {
         serving_names: Default::default(),
         extra_kubeconfig: None,
         token_auth_file: None,
+        service_cidr: "10.43.0.0/16".into(),
+        node_port_range: apiserver::DEFAULT_NODE_PORT_RANGE,
     };
     let server = apiserver::start(config, Arc::new(store)).await.unwrap();
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
@@ -313,26 +315,28 @@ async fn server_side_apply_through_kube_rs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strategic_merge_patch_merges_lists_by_key() {
-    use k8s_openapi::api::core::v1::Pod;
+    // A PodTemplate: a pod's containers cannot change after creation (upstream's pod update
+    // rule), a template's can.
+    use k8s_openapi::api::core::v1::PodTemplate;
     let cluster = start().await;
     namespace(&cluster.client, "smp").await;
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "smp");
-    let pod: Pod = serde_json::from_value(serde_json::json!({
+    let pods: Api<PodTemplate> = Api::namespaced(cluster.client.clone(), "smp");
+    let pod: PodTemplate = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "p", "finalizers": ["example.com/a"]},
-        "spec": {"containers": [
+        "template": {"spec": {"containers": [
             {"name": "a", "image": "nginx", "env": [{"name": "X", "value": "1"}]},
             {"name": "b", "image": "busybox"},
-        ]},
+        ]}},
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
 
     let patch = serde_json::json!({
         "metadata": {"finalizers": ["example.com/b"]},
-        "spec": {"containers": [
+        "template": {"spec": {"containers": [
             {"name": "a", "env": [{"name": "Y", "value": "2"}]},
             {"name": "b", "$patch": "delete"},
-        ]},
+        ]}},
     });
     let patched = pods
         .patch("p", &PatchParams::default(), &Patch::Strategic(patch))
@@ -340,7 +344,7 @@ async fn strategic_merge_patch_merges_lists_by_key() {
         .unwrap();
     let finalizers = patched.metadata.finalizers.unwrap();
     assert_eq!(finalizers, ["example.com/b", "example.com/a"]);
-    let containers = patched.spec.unwrap().containers;
+    let containers = patched.template.unwrap().spec.unwrap().containers;
     assert_eq!(containers.len(), 1);
     assert_eq!(containers[0].image.as_deref(), Some("nginx"));
     let env: Vec<&str> = containers[0]
@@ -351,7 +355,7 @@ async fn strategic_merge_patch_merges_lists_by_key() {
         .collect();
     assert_eq!(env, ["Y", "X"]);
 
-    let no_key = serde_json::json!({"spec": {"containers": [{"image": "x"}]}});
+    let no_key = serde_json::json!({"template": {"spec": {"containers": [{"image": "x"}]}}});
     let err = pods
         .patch("p", &PatchParams::default(), &Patch::Strategic(no_key))
         .await
@@ -364,4 +368,68 @@ async fn strategic_merge_patch_merges_lists_by_key() {
         status.message,
         "map: map[image:x] does not contain declared merge key: name"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_and_watches_from_the_watch_cache_match_the_store() {
+    let cluster = start().await;
+    namespace(&cluster.client, "cached").await;
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), "cached");
+    for (i, tier) in ["a", "b", "a"].iter().enumerate() {
+        api.create(
+            &PostParams::default(),
+            &configmap(&format!("cm-{i}"), &[("tier", tier)], "v"),
+        )
+        .await
+        .unwrap();
+    }
+    let names = |list: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+        list.items.into_iter().map(|c| c.metadata.name.unwrap()).collect()
+    };
+    // Paginated lists read the store; resourceVersion=0 and unpaginated lists the cache (once
+    // it has loaded: the first such request starts it).
+    let from_store = names(
+        api.list(&ListParams::default().limit(10).labels("tier=a"))
+            .await
+            .unwrap(),
+    );
+    for _ in 0..50 {
+        api.list(&ListParams::default().match_any()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let any = api
+        .list(&ListParams::default().match_any().labels("tier=a"))
+        .await
+        .unwrap();
+    assert!(any.metadata.resource_version.is_some());
+    assert_eq!(names(any), from_store);
+    let latest = api.list(&ListParams::default().labels("tier=a")).await.unwrap();
+    assert_eq!(names(latest), ["cm-0", "cm-2"]);
+    let all = api.list(&ListParams::default()).await.unwrap();
+    assert!(
+        all.items
+            .iter()
+            .all(|c| c.metadata.resource_version.is_some() && c.data.is_some())
+    );
+
+    // A watch from resourceVersion 0 starts with every object, then follows changes.
+    let mut events = api
+        .watch(&kube::api::WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let mut added = Vec::new();
+    while added.len() < 3 {
+        match events.try_next().await.unwrap().unwrap() {
+            kube::api::WatchEvent::Added(cm) => added.push(cm.metadata.name.unwrap()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    added.sort();
+    assert_eq!(added, ["cm-0", "cm-1", "cm-2"]);
+    api.delete("cm-1", &DeleteParams::default()).await.unwrap();
+    match events.try_next().await.unwrap().unwrap() {
+        kube::api::WatchEvent::Deleted(cm) => assert_eq!(cm.metadata.name.as_deref(), Some("cm-1")),
+        other => panic!("unexpected {other:?}"),
+    }
 }

@@ -25,6 +25,9 @@ pub struct Args {
     /// Service addresses (ClusterIPs) come from this range.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
+    /// Services of type NodePort and LoadBalancer get ports from this range (`first-last`).
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    service_node_port_range: (u16, u16),
     /// Pod addresses come from this range (one block per node).
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
@@ -69,6 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             serving_names: names,
             extra_kubeconfig: args.write_kubeconfig.clone(),
             token_auth_file: args.token_auth_file.clone(),
+            service_cidr: args.service_cidr.clone(),
+            node_port_range: args.service_node_port_range,
         };
         let running = apiserver::start(config, store).await?;
         let _ = (&args.cluster_cidr, args.disable_agent);
@@ -96,6 +101,18 @@ fn first_service_ip(cidr: &str) -> anyhow::Result<IpAddr> {
         IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) + 1).into()),
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) + 1).into()),
     })
+}
+
+/// `30000-32767` (as kube-apiserver's `--service-node-port-range`).
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?} is not a port range such as 30000-32767");
+    let (first, last) = s.split_once('-').ok_or_else(bad)?;
+    let first: u16 = first.trim().parse().map_err(|_| bad())?;
+    let last: u16 = last.trim().parse().map_err(|_| bad())?;
+    if first == 0 || first > last {
+        return Err(bad());
+    }
+    Ok((first, last))
 }
 
 async fn shutdown_signal() {

@@ -882,3 +882,506 @@ fn server_side_apply_tracks_owners_conflicts_and_removals() {
     let data = server.ok(&["get", "cm", "shared", "-o", "jsonpath={.data}"]);
     assert_eq!(data, r#"{"a":"1","b":"1"}"#);
 }
+
+/// A JSON document kubectl printed.
+fn json_of(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn created_objects_carry_upstream_defaults() {
+    let server = Server::start();
+    server.ok(&["run", "web", "--image=nginx"]);
+    let pod = json_of(&server.ok(&["get", "pod", "web", "-o", "json"]));
+    let spec = &pod["spec"];
+    for (key, value) in [
+        ("dnsPolicy", serde_json::json!("ClusterFirst")),
+        ("restartPolicy", serde_json::json!("Always")),
+        ("schedulerName", serde_json::json!("default-scheduler")),
+        ("securityContext", serde_json::json!({})),
+        ("terminationGracePeriodSeconds", serde_json::json!(30)),
+        ("enableServiceLinks", serde_json::json!(true)),
+        ("serviceAccountName", serde_json::json!("default")),
+        ("serviceAccount", serde_json::json!("default")),
+        ("priority", serde_json::json!(0)),
+        ("preemptionPolicy", serde_json::json!("PreemptLowerPriority")),
+    ] {
+        assert_eq!(spec[key], value, "spec.{key}");
+    }
+    assert_eq!(
+        spec["tolerations"],
+        serde_json::json!([
+            {"effect": "NoExecute", "key": "node.kubernetes.io/not-ready", "operator": "Exists", "tolerationSeconds": 300},
+            {"effect": "NoExecute", "key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 300},
+        ])
+    );
+    let container = &spec["containers"][0];
+    assert_eq!(container["imagePullPolicy"], "Always");
+    assert_eq!(container["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(container["terminationMessagePolicy"], "File");
+    assert_eq!(container["resources"], serde_json::json!({}));
+    assert_eq!(
+        pod["status"],
+        serde_json::json!({"phase": "Pending", "qosClass": "BestEffort"})
+    );
+    assert_eq!(pod["metadata"]["generation"], 1);
+
+    server.ok(&["create", "deployment", "app", "--image=nginx:1.27", "--port=80"]);
+    let deploy = json_of(&server.ok(&["get", "deploy", "app", "-o", "json"]));
+    let spec = &deploy["spec"];
+    assert_eq!(spec["replicas"], 1);
+    assert_eq!(
+        spec["strategy"],
+        serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+    );
+    assert_eq!(spec["revisionHistoryLimit"], 10);
+    assert_eq!(spec["progressDeadlineSeconds"], 600);
+    let template = &spec["template"]["spec"];
+    assert_eq!(template["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(template["containers"][0]["ports"][0]["protocol"], "TCP");
+    assert_eq!(template["dnsPolicy"], "ClusterFirst");
+    assert!(
+        template.get("tolerations").is_none(),
+        "admission is for pods only"
+    );
+    assert_eq!(deploy["status"], serde_json::json!({}));
+    // kubectl sends the template's unset creationTimestamp as an empty protobuf Time.
+    assert!(
+        spec["template"]["metadata"]["creationTimestamp"].is_null(),
+        "{deploy}"
+    );
+
+    // Re-applying a manifest whose defaults the server filled in changes nothing.
+    let applied = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: applied\nspec:\n  selector:\n    matchLabels: {app: applied}\n  template:\n    metadata:\n      labels: {app: applied}\n    spec:\n      containers:\n      - name: c\n        image: busybox:1.36\n";
+    let path = manifest(&server, "applied.yaml", applied);
+    server.ok(&["apply", "--validate=false", "-f", &path]);
+    let rv = server.ok(&[
+        "get",
+        "deploy",
+        "applied",
+        "-o",
+        "jsonpath={.metadata.resourceVersion} {.metadata.generation}",
+    ]);
+    assert!(
+        server
+            .ok(&["apply", "--validate=false", "-f", &path])
+            .contains("unchanged")
+    );
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "deploy",
+            "applied",
+            "-o",
+            "jsonpath={.metadata.resourceVersion} {.metadata.generation}"
+        ]),
+        rv
+    );
+
+    server.ok(&["create", "job", "pi", "--image=perl:5.34"]);
+    let job = json_of(&server.ok(&["get", "job", "pi", "-o", "json"]));
+    let uid = job["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        uid
+    );
+    assert_eq!(job["spec"]["template"]["metadata"]["labels"]["job-name"], "pi");
+    assert_eq!(job["metadata"]["labels"]["batch.kubernetes.io/job-name"], "pi");
+    assert_eq!(job["spec"]["backoffLimit"], 6);
+    assert_eq!(job["spec"]["completionMode"], "NonIndexed");
+
+    server.ok(&["create", "secret", "generic", "s", "--from-literal=a=b"]);
+    assert_eq!(
+        server.ok(&["get", "secret", "s", "-o", "jsonpath={.type}"]),
+        "Opaque"
+    );
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "ns",
+            "default",
+            "-o",
+            "jsonpath={.metadata.labels.kubernetes\\.io/metadata\\.name}"
+        ]),
+        "default"
+    );
+    assert!(
+        server
+            .ok(&["get", "priorityclass"])
+            .contains("system-node-critical")
+    );
+}
+
+#[test]
+fn services_get_cluster_ips_and_node_ports_without_collisions() {
+    let server = Server::start();
+    let kubernetes = json_of(&server.ok(&["get", "svc", "kubernetes", "-o", "json"]));
+    assert_eq!(kubernetes["spec"]["clusterIP"], "10.43.0.1");
+    assert_eq!(kubernetes["spec"]["clusterIPs"], serde_json::json!(["10.43.0.1"]));
+    assert_eq!(kubernetes["spec"]["ports"][0]["port"], 443);
+    assert_eq!(kubernetes["spec"]["ports"][0]["name"], "https");
+    assert_eq!(kubernetes["metadata"]["labels"]["provider"], "kubernetes");
+    let endpoints = server.ok(&[
+        "get",
+        "endpoints",
+        "kubernetes",
+        "-o",
+        "jsonpath={.subsets[0].addresses[0].ip}",
+    ]);
+    assert_eq!(endpoints, "127.0.0.1");
+    assert!(
+        server
+            .ok(&["get", "endpointslices", "kubernetes"])
+            .contains("127.0.0.1")
+    );
+
+    server.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let web = json_of(&server.ok(&["get", "svc", "web", "-o", "json"]));
+    let ip = web["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    assert!(ip.starts_with("10.43.") && ip != "10.43.0.1", "{ip}");
+    assert_eq!(web["spec"]["ipFamilies"], serde_json::json!(["IPv4"]));
+    assert_eq!(web["spec"]["ipFamilyPolicy"], "SingleStack");
+    assert_eq!(web["spec"]["sessionAffinity"], "None");
+    assert_eq!(web["spec"]["internalTrafficPolicy"], "Cluster");
+    assert_eq!(web["spec"]["ports"][0]["protocol"], "TCP");
+    assert_eq!(web["status"], serde_json::json!({"loadBalancer": {}}));
+    assert!(web["metadata"].get("generation").is_none());
+
+    // A requested address is honoured once, and must be in the range.
+    let with_ip = |name: &str, ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n"
+        )
+    };
+    server.create("fixed.yaml", &with_ip("fixed", "10.43.100.100"));
+    let err = server.create_fails("taken.yaml", &with_ip("taken", "10.43.100.100"));
+    assert!(
+        err.contains("The Service \"taken\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.43.100.100\"}: failed to allocate IP 10.43.100.100: provided IP is already allocated"),
+        "{err}"
+    );
+    let err = server.create_fails("outside.yaml", &with_ip("outside", "192.168.0.1"));
+    assert!(
+        err.contains("is not in the valid range. The range of valid IPs is 10.43.0.0/16"),
+        "{err}"
+    );
+    // Deleting a Service releases its address.
+    server.ok(&["delete", "svc", "fixed"]);
+    server.create("again.yaml", &with_ip("again", "10.43.100.100"));
+
+    server.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
+    let np = json_of(&server.ok(&["get", "svc", "np", "-o", "json"]));
+    assert_eq!(np["spec"]["ports"][0]["nodePort"], 30080);
+    assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
+    let err = server.fails(&[
+        "create",
+        "service",
+        "nodeport",
+        "np2",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
+    assert!(
+        err.contains("spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"),
+        "{err}"
+    );
+    let err = server.fails(&[
+        "create",
+        "service",
+        "nodeport",
+        "np3",
+        "--tcp=80:8080",
+        "--node-port=80",
+    ]);
+    assert!(
+        err.contains("provided port is not in the valid range. The range of valid ports is 30000-32767"),
+        "{err}"
+    );
+    server.ok(&["create", "service", "nodeport", "auto", "--tcp=80:8080"]);
+    let port = server.ok(&["get", "svc", "auto", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    let port: u16 = port.parse().unwrap();
+    assert!((30000..=32767).contains(&port) && port != 30080, "{port}");
+    // Updates keep what was allocated, even when the client leaves it out.
+    server.ok(&["label", "svc", "auto", "tier=front"]);
+    assert_eq!(
+        server.ok(&["get", "svc", "auto", "-o", "jsonpath={.spec.ports[0].nodePort}"]),
+        port.to_string()
+    );
+    server.ok(&["delete", "svc", "np"]);
+    server.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np2",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
+    // Headless and ExternalName services get no address.
+    server.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "headless",
+        "--clusterip=None",
+        "--tcp=80:80",
+    ]);
+    assert_eq!(
+        server.ok(&["get", "svc", "headless", "-o", "jsonpath={.spec.clusterIPs}"]),
+        "[\"None\"]"
+    );
+    server.ok(&[
+        "create",
+        "service",
+        "externalname",
+        "ext",
+        "--external-name=example.com",
+    ]);
+    assert_eq!(
+        server.ok(&["get", "svc", "ext", "-o", "jsonpath={.spec.clusterIP}"]),
+        ""
+    );
+}
+
+#[test]
+fn scale_binding_and_eviction_subresources() {
+    let server = Server::start();
+    server.ok(&["create", "deployment", "web", "--image=nginx:1.27"]);
+    server.ok(&["scale", "deployment", "web", "--replicas=4"]);
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}"
+        ]),
+        "4 2"
+    );
+    let scale = json_of(&server.ok(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+    ]));
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale["spec"]["replicas"], 4);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let err = server.fails(&[
+        "patch",
+        "deploy",
+        "web",
+        "--subresource=scale",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"replicas\":-1}}",
+    ]);
+    assert!(
+        err.contains("The Scale \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
+        "{err}"
+    );
+    server.ok(&[
+        "scale",
+        "deployment",
+        "web",
+        "--current-replicas=4",
+        "--replicas=2",
+    ]);
+    assert_eq!(
+        server.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "2"
+    );
+    server.create(
+        "rc.yaml",
+        "apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: rc\nspec:\n  template:\n    metadata:\n      labels: {app: rc}\n    spec:\n      containers:\n      - {name: c, image: nginx}\n",
+    );
+    server.ok(&["scale", "rc", "rc", "--replicas=3"]);
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "rc",
+            "rc",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.selector.app}"
+        ]),
+        "3 rc"
+    );
+
+    // Binding assigns a node once.
+    server.ok(&["run", "p", "--image=nginx", "--labels=app=p"]);
+    let binding = "apiVersion: v1\nkind: Binding\nmetadata:\n  name: p\ntarget:\n  apiVersion: v1\n  kind: Node\n  name: node-1\n";
+    server.create("binding.yaml", binding);
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.spec.nodeName} {.status.conditions[0].type}={.status.conditions[0].status}"
+        ]),
+        "node-1 PodScheduled=True"
+    );
+    let err = server.create_fails("binding.yaml", binding);
+    assert!(
+        err.contains("Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"node-1\""),
+        "{err}"
+    );
+
+    // Eviction honours a PodDisruptionBudget that allows no disruption.
+    server.ok(&[
+        "patch",
+        "pod",
+        "p",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        "{\"status\":{\"phase\":\"Running\"}}",
+    ]);
+    server.ok(&["create", "pdb", "p", "--selector=app=p", "--min-available=1"]);
+    let eviction = manifest(
+        &server,
+        "eviction.json",
+        "{\"apiVersion\":\"policy/v1\",\"kind\":\"Eviction\",\"metadata\":{\"name\":\"p\",\"namespace\":\"default\"}}",
+    );
+    let path = "/api/v1/namespaces/default/pods/p/eviction";
+    let err = server.fails(&["create", "--raw", path, "-f", &eviction]);
+    assert!(
+        err.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{err}"
+    );
+    server.ok(&["patch", "pdb", "p", "--subresource=status", "--type=merge", "-p",
+        "{\"status\":{\"observedGeneration\":1,\"disruptionsAllowed\":1,\"currentHealthy\":1,\"desiredHealthy\":1,\"expectedPods\":1}}"]);
+    let out = server.ok(&["create", "--raw", path, "-f", &eviction]);
+    assert!(out.contains("\"status\":\"Success\""), "{out}");
+    assert!(server.fails(&["get", "pod", "p"]).contains("NotFound"));
+    assert_eq!(
+        server.ok(&["get", "pdb", "p", "-o", "jsonpath={.status.disruptionsAllowed}"]),
+        "0"
+    );
+}
+
+#[test]
+fn invalid_objects_are_refused_with_upstream_messages() {
+    let server = Server::start();
+    let err = server.create_fails(
+        "bad-name.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n",
+    );
+    assert!(
+        err.contains("The ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters"),
+        "{err}"
+    );
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: other}\n    spec:\n      containers:\n      - name: c\n";
+    let err = server.create_fails("mismatch.yaml", deployment);
+    assert!(
+        err.contains("The Deployment \"web\" is invalid: \n* spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`\n* spec.template.spec.containers[0].image: Required value"),
+        "{err}"
+    );
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: nginx\n    ports:\n    - containerPort: 70000\n";
+    let err = server.create_fails("port.yaml", pod);
+    assert!(
+        err.contains("spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive"),
+        "{err}"
+    );
+    // Selectors are immutable; pods' specs too, but for images.
+    server.ok(&["create", "deployment", "app", "--image=nginx:1.27"]);
+    let err = server.fails(&[
+        "patch",
+        "deploy",
+        "app",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"selector\":{\"matchLabels\":{\"app\":\"x\"}},\"template\":{\"metadata\":{\"labels\":{\"app\":\"x\"}}}}}",
+    ]);
+    assert!(
+        err.contains("spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"x\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"),
+        "{err}"
+    );
+    server.ok(&["run", "p", "--image=nginx:1.26"]);
+    // (JSON patches: kubectl's strategic merge patches need the server's strategic merge.)
+    let image = "[{\"op\":\"replace\",\"path\":\"/spec/containers/0/image\",\"value\":\"nginx:1.27\"}]";
+    server.ok(&["patch", "pod", "p", "--type=json", "-p", image]);
+    let env =
+        "[{\"op\":\"add\",\"path\":\"/spec/containers/0/env\",\"value\":[{\"name\":\"A\",\"value\":\"1\"}]}]";
+    let err = server.fails(&["patch", "pod", "p", "--type=json", "-p", env]);
+    assert!(
+        err.contains(
+            "spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"
+        ),
+        "{err}"
+    );
+    let err = server.create_fails(
+        "svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - {port: 80}\n  - {port: 70000, name: b}\n",
+    );
+    assert!(
+        err.contains("The Service \"s\" is invalid: \n* spec.ports[0].name: Required value\n* spec.ports[1].port: Invalid value: 70000: must be between 1 and 65535, inclusive"),
+        "{err}"
+    );
+    // Namespaces must exist, and the system ones stay.
+    let err = server.fails(&["create", "configmap", "c", "-n", "missing"]);
+    assert!(err.contains("namespaces \"missing\" not found"), "{err}");
+    let err = server.fails(&["delete", "namespace", "kube-system"]);
+    assert!(
+        err.contains("namespaces \"kube-system\" is forbidden: this namespace may not be deleted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn default_classes_and_daemonset_template_generation() {
+    let server = Server::start();
+    server.create(
+        "classes.yaml",
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: rancher.io/local-path\n---\napiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: nginx\n  annotations:\n    ingressclass.kubernetes.io/is-default-class: \"true\"\nspec:\n  controller: k8s.io/ingress-nginx\n",
+    );
+    let claim = |name: &str, class: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\nspec:\n{class}  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n"
+        )
+    };
+    server.create(
+        "claims.yaml",
+        &(claim("a", "") + "---\n" + &claim("b", "  storageClassName: \"\"\n")),
+    );
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "pvc",
+            "a",
+            "b",
+            "-o",
+            "jsonpath={.items[*].spec.storageClassName}|{.items[*].status.phase}"
+        ]),
+        "local |Pending Pending"
+    );
+    server.ok(&["create", "ingress", "web", "--rule=example.com/=web:80"]);
+    assert_eq!(
+        server.ok(&["get", "ingress", "web", "-o", "jsonpath={.spec.ingressClassName}"]),
+        "nginx"
+    );
+    server.create(
+        "ds.yaml",
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels: {app: agent}\n  template:\n    metadata:\n      labels: {app: agent}\n    spec:\n      containers:\n      - {name: c, image: busybox:1.36}\n",
+    );
+    let generations = "jsonpath={.metadata.generation} {.metadata.annotations.deprecated\\.daemonset\\.template\\.generation}";
+    assert_eq!(server.ok(&["get", "ds", "agent", "-o", generations]), "1 1");
+    let image = "[{\"op\":\"replace\",\"path\":\"/spec/template/spec/containers/0/image\",\"value\":\"busybox:1.37\"}]";
+    server.ok(&["patch", "ds", "agent", "--type=json", "-p", image]);
+    assert_eq!(server.ok(&["get", "ds", "agent", "-o", generations]), "2 2");
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "ds",
+            "agent",
+            "-o",
+            "jsonpath={.status.numberReady} {.spec.updateStrategy.rollingUpdate.maxUnavailable}"
+        ]),
+        "0 1"
+    );
+}

@@ -152,8 +152,30 @@ spec:
         ports: [{containerPort: 8080, name: http}]
 "#;
 
+/// The containers of a deployment without the fields the server defaults (imagePullPolicy,
+/// resources, termination message settings, port protocols), which the patches never touch.
 fn containers(deployment: &Value) -> Value {
-    deployment["spec"]["template"]["spec"]["containers"].clone()
+    let mut containers = deployment["spec"]["template"]["spec"]["containers"].clone();
+    for c in containers.as_array_mut().into_iter().flatten() {
+        let c = c.as_object_mut().unwrap();
+        for defaulted in [
+            "imagePullPolicy",
+            "resources",
+            "terminationMessagePath",
+            "terminationMessagePolicy",
+        ] {
+            c.remove(defaulted);
+        }
+        for port in c
+            .get_mut("ports")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            port.as_object_mut().unwrap().remove("protocol");
+        }
+    }
+    containers
 }
 
 #[test]

@@ -72,6 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 serving_names: Default::default(),
                 extra_kubeconfig: None,
                 token_auth_file: None,
+                service_cidr: "10.43.0.0/16".into(),
+                node_port_range: apiserver::DEFAULT_NODE_PORT_RANGE,
             };
             let server = apiserver::start(config, store).await?;
             let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig)?;

@@ -1,7 +1,8 @@
-//! Project tasks that are commands, not tests: `cargo xtask bench-store`, `cargo xtask bench-api`,
-//! `cargo xtask fuzz`.
+//! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`,
+//! `fuzz`.
 
 mod bench_api;
+mod bench_rss;
 mod bench_store;
 mod fuzz;
 mod machine;
@@ -23,6 +24,8 @@ enum Task {
     /// The API server over each backend, driven by kube-rs: create/get/list throughput and
     /// latency at 1, 16 and 256 clients, paced creates, and watch delivery to many watchers.
     BenchApi(bench_api::Args),
+    /// Memory of a real `rkube server` process: idle, and with 10,000 / 100,000 pods stored.
+    BenchRss(bench_rss::Args),
     /// Mutation fuzzing of request decoding, patching and validation (`apiserver::fuzz`):
     /// any panic is a bug; the input is written to target/fuzz-crashes/.
     Fuzz(fuzz::Args),
@@ -32,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::BenchStore(args) => bench_store::run(args),
         Task::BenchApi(args) => bench_api::run(args),
+        Task::BenchRss(args) => bench_rss::run(args),
         Task::Fuzz(args) => fuzz::run(args),
     }
 }

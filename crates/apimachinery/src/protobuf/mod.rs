@@ -176,8 +176,9 @@ fn special(name: &str, bytes: &[u8]) -> Result<Option<Value>, ProtobufError> {
                     _ => {}
                 }
             }
-            // Go encodes an unset time as its zero time, 0001-01-01; its JSON form is null.
-            if seconds == GO_ZERO_TIME_SECONDS && nanos == 0 {
+            // Go encodes an unset time as no bytes at all (metav1.Time.Marshal), or else as its
+            // zero time, 0001-01-01; its JSON form is null.
+            if bytes.is_empty() || (seconds == GO_ZERO_TIME_SECONDS && nanos == 0) {
                 Value::Null
             } else {
                 Value::String(rfc3339(seconds, nanos, name == "meta.v1.MicroTime")?)

@@ -256,3 +256,14 @@ fn refuses_messages_nested_deeper_than_any_json_body() {
         ))
     );
 }
+
+#[test]
+fn an_empty_time_is_null() {
+    // client-go marshals a zero metav1.Time as no bytes (pod templates' creationTimestamp).
+    assert_eq!(special("meta.v1.Time", &[]).unwrap(), Some(Value::Null));
+    let epoch = Enc::new().varint(1, 1).0;
+    assert_eq!(
+        special("meta.v1.Time", &epoch).unwrap(),
+        Some(Value::String("1970-01-01T00:00:01Z".into()))
+    );
+}

@@ -1,6 +1,7 @@
 //! The request pipelines the fuzz targets run: the same functions the handlers call, in the
-//! same order, with the store calls left out (a create's result is what would be stored; an
-//! update starts from an object that went through the create pipeline, as stored ones did).
+//! same order, with what needs the store left out (admission, Service allocation, the write):
+//! a create's result is what would be stored; an update starts from an object that went
+//! through the create pipeline, as stored ones did.
 
 use apimachinery::fields::FieldSelector;
 use apimachinery::managed_fields;
@@ -15,7 +16,7 @@ use crate::objects::{self, metadata_mut};
 use crate::patch::PatchKind;
 use crate::query::Query;
 use crate::request::{ResourceRequest, Verb};
-use crate::{filter, rest, strategy, table, validation};
+use crate::{defaults, filter, rest, strategy, table, validation};
 
 /// One input's run: the kind, the request options and how far it got.
 pub struct Run {
@@ -133,12 +134,14 @@ impl Run {
         meta.remove("resourceVersion");
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
-        if validation::has_generation(def) {
+        if strategy::has_generation(def) {
             meta.insert("generation".into(), 1.into());
         } else {
             meta.remove("generation");
         }
+        defaults::apply(def, &mut obj);
         strategy::prepare_for_create(def, &mut obj);
+        // (Admission and Service allocation read the store: not here.)
         validation::validate(def, &obj, None)?;
         self.stage();
         ownership.record(None, &mut obj);
@@ -148,7 +151,9 @@ impl Run {
 
     /// The pure part of `Rest::guaranteed_update` once `change` computed the new state.
     fn update_to(&mut self, current: &Value, mut updated: Value, ownership: &Ownership) -> Result<Value> {
+        defaults::apply(self.def, &mut updated);
         rest::preserve_system_fields(self.def, current, &mut updated);
+        strategy::prepare_for_update(self.def, current, &mut updated);
         validation::validate(self.def, &updated, Some(current))?;
         self.stage();
         ownership.record(Some(current), &mut updated);

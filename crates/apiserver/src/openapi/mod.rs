@@ -13,6 +13,7 @@
 
 mod definitions;
 mod paths;
+mod protobuf;
 mod v3;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ pub struct V3Document {
 /// The documents, built once from the served resources.
 pub struct Documents {
     pub v2: Bytes,
+    /// The v2 document as gnostic's protobuf (what client-go asks for).
+    pub v2_protobuf: Bytes,
     /// Keyed by path below `/openapi/v3/`: `api/v1`, `apis/apps/v1`.
     pub v3: BTreeMap<String, V3Document>,
 }
@@ -119,6 +122,7 @@ fn build(served: &[&ResourceDef]) -> Documents {
         "security": [{"BearerToken": []}],
     });
     Documents {
+        v2_protobuf: Bytes::from(protobuf::encode(&v2)),
         v2: Bytes::from(serde_json::to_vec(&v2).expect("JSON")),
         v3,
     }
