@@ -238,6 +238,9 @@ impl ServiceRanges {
             let mut mine: BTreeSet<u64> = BTreeSet::new();
             for i in 0..count {
                 let port = &mut svc["spec"]["ports"][i];
+                if !port.is_object() {
+                    continue; // validation reports it
+                }
                 match port["nodePort"].as_u64().filter(|p| *p != 0) {
                     Some(p) => {
                         let key = format!("{PORT_PREFIX}{p}");
@@ -470,6 +473,9 @@ fn random() -> u128 {
 /// `patchAllocatedValues`); a type change that no longer needs them drops them when the client
 /// left them as they were (`dropTypeDependentFields`).
 fn keep_allocated(old: &Value, new: &mut Value) {
+    if !new["spec"].is_object() {
+        return;
+    }
     if needs_cluster_ip(old) && needs_cluster_ip(new) {
         for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
             if new["spec"][key].is_null() || new["spec"][key] == "" {
@@ -500,7 +506,8 @@ fn keep_allocated(old: &Value, new: &mut Value) {
             .filter_map(|p| p["nodePort"].as_u64())
             .collect();
         for p in new["spec"]["ports"].as_array_mut().into_iter().flatten() {
-            if p["nodePort"].as_u64().is_none_or(|n| n == 0)
+            if p.is_object()
+                && p["nodePort"].as_u64().is_none_or(|n| n == 0)
                 && let Some((_, port)) = old_ports.iter().find(|(n, _)| *n == p["name"])
                 && port.as_u64().is_some_and(|n| !in_use.contains(&n))
             {
@@ -561,6 +568,15 @@ mod tests {
         assert_eq!(r.free_ip(&used), None);
         used.insert(format!("{PORT_PREFIX}30000"));
         assert_eq!(r.free_port(&used), Some(30001));
+    }
+
+    #[test]
+    fn odd_shapes_do_not_panic() {
+        let old = json!({"spec": {"type": "NodePort", "ports": [{"name": "a", "nodePort": 30001}]}});
+        let mut new = json!({"spec": {"type": "NodePort", "ports": [1, "x", null]}});
+        keep_allocated(&old, &mut new);
+        let mut new = json!({"spec": "x"});
+        keep_allocated(&old, &mut new);
     }
 
     #[test]

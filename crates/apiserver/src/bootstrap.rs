@@ -57,8 +57,11 @@ pub async fn run(rest: &Rest, address: IpAddr, port: u16) -> anyhow::Result<()> 
 
 /// Creates `obj` unless it exists; with `replace`, an existing one is overwritten.
 async fn ensure(rest: &Rest, group: &str, resource: &str, obj: Value, replace: bool) -> anyhow::Result<()> {
+    // Every object created here is of a v1 resource.
     let version = "v1";
     let def = resources::find(group, version, resource).expect("built-in resource");
+    // Written as kube-apiserver itself writes them (their managedFields name it).
+    let query = Query::parse(Some("fieldManager=kube-apiserver"));
     let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
     let namespace = obj["metadata"]["namespace"].as_str().map(str::to_owned);
     let mut req = ResourceRequest {
@@ -78,15 +81,12 @@ async fn ensure(rest: &Rest, group: &str, resource: &str, obj: Value, replace: b
         Ok(_) if replace => {
             req.name = Some(name.clone());
             req.verb = Verb::Update;
-            rest.update(def, &req, &Query::parse(Some("fieldManager=kube-apiserver")), obj)
+            rest.update(def, &req, &query, obj)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot update {resource} {name}: {}", e.message))?;
         }
         Ok(_) => {}
-        Err(e) if e.code == 404 => match rest
-            .create(def, &req, &Query::parse(Some("fieldManager=kube-apiserver")), obj)
-            .await
-        {
+        Err(e) if e.code == 404 => match rest.create(def, &req, &query, obj).await {
             Ok(_) => tracing::info!(resource, name, "created"),
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => anyhow::bail!("cannot create {resource} {name}: {}", e.message),

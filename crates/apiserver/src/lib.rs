@@ -9,8 +9,8 @@
 //!   managed fields; `cache`: the watch cache; `field_validation`: unknown fields.
 //! - `defaults`, `strategy`, `admission`: what upstream fills in and resets on writes;
 //!   `allocator`: Service ClusterIPs and NodePorts; `bootstrap`: what exists from the start.
-//! - `patch`: PATCH bodies applied; `fuzz`: the fuzz entry point (`fuzz::one_input`) and the
-//!   mutation fuzzer behind `cargo xtask fuzz`.
+//! - `fuzz`: the fuzz entry point (`fuzz::one_input`) and the mutation fuzzer behind
+//!   `cargo xtask fuzz`.
 
 mod admission;
 mod allocator;

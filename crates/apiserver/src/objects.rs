@@ -29,6 +29,26 @@ pub fn namespace(obj: &Value) -> Option<&str> {
     meta_str(obj, "namespace").filter(|n| !n.is_empty())
 }
 
+/// Drops empty (or null) labels, annotations, finalizers and ownerReferences: upstream decodes
+/// every object's metadata into a typed ObjectMeta, whose `omitempty` leaves them out (so
+/// `kubectl label x l-` of the last label leaves no `labels: {}` behind).
+pub fn drop_empty_metadata_collections(obj: &mut Value) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["labels", "annotations", "finalizers", "ownerReferences"] {
+        let empty = match meta.get(field) {
+            Some(Value::Null) => true,
+            Some(Value::Object(m)) => m.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            _ => false,
+        };
+        if empty {
+            meta.remove(field);
+        }
+    }
+}
+
 /// The revision a client put in `metadata.resourceVersion` (None when absent or empty).
 pub fn resource_version(obj: &Value) -> Result<Option<Revision>, ApiError> {
     match meta_str(obj, "resourceVersion") {
@@ -103,6 +123,20 @@ pub fn spec_changed(old: &Value, new: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_metadata_collections_are_dropped() {
+        let mut obj = serde_json::json!({"metadata": {
+            "name": "x", "labels": {}, "annotations": null, "finalizers": [],
+            "ownerReferences": [], "uid": ""
+        }});
+        drop_empty_metadata_collections(&mut obj);
+        assert_eq!(obj, serde_json::json!({"metadata": {"name": "x", "uid": ""}}));
+        let mut kept = serde_json::json!({"metadata": {"labels": {"a": "b"}, "finalizers": ["f"]}});
+        let before = kept.clone();
+        drop_empty_metadata_collections(&mut kept);
+        assert_eq!(kept, before);
+    }
     use serde_json::json;
 
     #[test]

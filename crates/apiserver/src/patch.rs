@@ -122,10 +122,9 @@ fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
             )));
         }
         // One operation at a time (the document is dropped on error, so no undo is needed).
-        json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|mut e| {
-            e.operation = index;
-            json_patch_error(e.to_string())
-        })?;
+        // Upstream answers a patch that does not apply with NewGenericServerResponse (422 in its
+        // own wording; the json-patch error itself is dropped).
+        json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|_| ApiError::unprocessable())?;
     }
     Ok(())
 }
@@ -231,13 +230,15 @@ mod tests {
             "{}",
             err.message
         );
-        // Operation indexes in errors count from the start of the patch.
         let ops = json!([{"op": "test", "path": "/data/k", "value": "v"}, {"op": "remove", "path": "/nope"}]);
+        // A patch that does not apply: upstream's generic 422.
         let err = refused(apply(def, PatchKind::Json, &cm, &ops, Mode::Warn));
-        assert!(
-            err.message.contains("operation '/1' failed at path '/nope'"),
-            "{}",
-            err.message
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (
+                422,
+                "the server rejected our request due to an error in our request"
+            )
         );
     }
 }

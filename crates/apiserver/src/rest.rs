@@ -150,12 +150,14 @@ impl Rest {
         let mut items = Vec::new();
         let mut next_start: Option<String> = None;
         let mut revision;
+        let mut keys_left;
         // Filtering happens after reading, so read pages until the limit is met.
         loop {
             let mut request = RangeRequest::new(range.clone());
             request.revision = at;
             request.limit = limit.map(|l| l - items.len());
             let resp = self.store.range(request).await.map_err(store_error)?;
+            keys_left = resp.count - resp.kvs.len() as i64;
             revision = at.unwrap_or(resp.revision);
             at = Some(revision);
             let last_key = resp.kvs.last().map(|kv| kv.key.clone());
@@ -177,6 +179,11 @@ impl Rest {
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if let Some(start) = next_start {
             metadata["continue"] = encode_continue(revision, &start).into();
+            // Upstream counts what is left only without selectors (with them the count would
+            // include objects that do not match).
+            if filter.is_everything() {
+                metadata["remainingItemCount"] = keys_left.into();
+            }
         }
         Ok(
             json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": items}),
@@ -326,9 +333,12 @@ impl Rest {
         } else {
             meta.remove("generation");
         }
+        objects::drop_empty_metadata_collections(&mut obj);
         defaults::apply(def, &mut obj);
-        strategy::prepare_for_create(def, &mut obj);
+        // Mutating admission runs before the strategy, as upstream's (the QoS class sees the
+        // resources LimitRanger filled in).
         admission::admit_create(&*self.store, def, &mut obj).await?;
+        strategy::prepare_for_create(def, &mut obj);
         validation::validate(def, &obj, None)?;
         ownership.record(None, &mut obj);
         let name = objects::name(&obj).unwrap_or_default().to_owned();
@@ -453,6 +463,7 @@ impl Rest {
             let mut updated = change(&current)?;
             defaults::apply(def, &mut updated);
             preserve_system_fields(def, &current, &mut updated);
+            objects::drop_empty_metadata_collections(&mut updated);
             strategy::prepare_for_update(def, &current, &mut updated);
             let claims = self
                 .services
@@ -517,6 +528,7 @@ impl Rest {
             serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         };
+        validate_delete_options(&options, query)?;
         let dry_run = query.dry_run()?
             || options["dryRun"]
                 .as_array()
@@ -535,12 +547,16 @@ impl Rest {
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
             if has_finalizers {
-                if meta_str(&current, "deletionTimestamp").is_some() || dry_run {
+                if meta_str(&current, "deletionTimestamp").is_some() {
                     return Ok(current);
                 }
                 let meta = metadata_mut(&mut current);
                 meta.insert("deletionTimestamp".into(), now_rfc3339().into());
                 meta.insert("deletionGracePeriodSeconds".into(), 0.into());
+                if dry_run {
+                    // What the object would become, as upstream answers a dry run.
+                    return Ok(current);
+                }
                 match self
                     .store
                     .update(&key, to_store(&current), kv.mod_revision, None)
@@ -560,7 +576,12 @@ impl Rest {
             }
             let release = allocator::release_on_delete(def, &current);
             match self.remove(&key, kv.mod_revision, &release).await? {
-                WriteOutcome::Written { .. } => return Ok(current),
+                WriteOutcome::Written { .. } => {
+                    if (def.group, def.plural) == ("", "namespaces") {
+                        Box::pin(self.delete_namespace_content(name)).await?;
+                    }
+                    return Ok(current);
+                }
                 WriteOutcome::Conflict { .. } => continue,
             }
         }
@@ -569,6 +590,30 @@ impl Rest {
             name,
             "too many concurrent updates; try again",
         ))
+    }
+
+    /// What upstream's namespace controller does after a namespace is deleted: every namespaced
+    /// object in it is deleted (through the normal delete, so Services release their addresses
+    /// and finalizers hold their objects). No controller runs yet, and without this a namespace
+    /// re-created under the same name would show the old content.
+    async fn delete_namespace_content(&self, namespace: &str) -> Result<(), ApiError> {
+        let everything = Query::parse(None);
+        for def in apimachinery::resources::BUILTIN
+            .iter()
+            .filter(|d| d.namespaced && d.verbs.contains(&"deletecollection"))
+        {
+            let req = ResourceRequest {
+                group: def.group.to_owned(),
+                version: def.version.to_owned(),
+                resource: def.plural.to_owned(),
+                namespace: Some(namespace.to_owned()),
+                name: None,
+                subresource: None,
+                verb: crate::request::Verb::DeleteCollection,
+            };
+            self.delete_collection(def, &req, &everything, b"").await?;
+        }
+        Ok(())
     }
 
     /// Deletes the object at `key` (still at revision `expected`) with what it held.
@@ -607,6 +652,43 @@ impl Rest {
         }
         list["items"] = Value::Array(deleted);
         Ok(list)
+    }
+}
+
+/// Upstream's ValidateDeleteOptions. Every valid propagation policy deletes at once for now:
+/// no garbage collector runs yet, and upstream's API server with the collector disabled
+/// (`--enable-garbage-collector=false`) ignores the policy the same way (recording
+/// `foregroundDeletion` / `orphan` finalizers with nothing to remove them would leave the
+/// object, and `kubectl delete --cascade=foreground`, waiting forever).
+fn validate_delete_options(options: &Value, query: &Query) -> Result<(), ApiError> {
+    let policy = match options.get("propagationPolicy") {
+        Some(Value::String(p)) => Some(p.clone()),
+        _ => query.get("propagationPolicy").map(str::to_owned),
+    };
+    let orphan = options.get("orphanDependents").is_some_and(|o| !o.is_null())
+        || query.get("orphanDependents").is_some();
+    let mut causes = Vec::new();
+    if let Some(policy) = &policy {
+        let value = Value::String(policy.clone());
+        if orphan {
+            causes.push(Cause::invalid(
+                "propagationPolicy",
+                &value,
+                "orphanDependents and deletionPropagation cannot be both set",
+            ));
+        }
+        if !matches!(policy.as_str(), "Foreground" | "Background" | "Orphan") {
+            causes.push(Cause::not_supported(
+                "propagationPolicy",
+                &value,
+                &["Foreground", "Background", "Orphan", "nil"],
+            ));
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("meta.k8s.io", "DeleteOptions", "", causes))
     }
 }
 
@@ -785,6 +867,33 @@ fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delete_options_are_validated_as_upstream() {
+        let none = Query::parse(None);
+        for ok in ["Foreground", "Background", "Orphan"] {
+            assert!(validate_delete_options(&json!({"propagationPolicy": ok}), &none).is_ok());
+        }
+        assert!(validate_delete_options(&json!({"orphanDependents": true}), &none).is_ok());
+        let err = validate_delete_options(&json!({"propagationPolicy": "Bogus"}), &none).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert_eq!(
+            err.message,
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"Bogus\": \
+             supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        );
+        let both = json!({"propagationPolicy": "Orphan", "orphanDependents": false});
+        let err = validate_delete_options(&both, &none).unwrap_err();
+        assert!(
+            err.message.ends_with(
+                "propagationPolicy: Invalid value: \"Orphan\": orphanDependents and deletionPropagation cannot be both set"
+            ),
+            "{}",
+            err.message
+        );
+        let query = Query::parse(Some("propagationPolicy=Sideways"));
+        assert!(validate_delete_options(&json!({}), &query).is_err());
+    }
 
     #[test]
     fn continue_tokens_round_trip() {

@@ -77,16 +77,17 @@ pub fn prepare_for_update(def: &ResourceDef, old: &Value, new: &mut Value) {
 /// the status struct as upstream serializes it (fields without `omitempty` appear as 0).
 fn initial_status(def: &ResourceDef) -> Option<Value> {
     Some(match (def.group, def.plural) {
-        ("apps", "deployments") | ("batch", "jobs") | ("batch", "cronjobs") => json!({}),
+        ("apps", "deployments") | ("batch", "jobs") | ("batch", "cronjobs") | ("", "resourcequotas") => {
+            json!({})
+        }
         ("apps", "replicasets") | ("", "replicationcontrollers") => json!({"replicas": 0}),
         ("apps", "statefulsets") => json!({"replicas": 0, "availableReplicas": 0}),
         ("apps", "daemonsets") => json!({
             "currentNumberScheduled": 0, "numberMisscheduled": 0,
             "desiredNumberScheduled": 0, "numberReady": 0}),
-        ("autoscaling", "horizontalpodautoscalers") if def.version == "v1" => {
-            json!({"currentReplicas": 0, "desiredReplicas": 0})
-        }
-        ("autoscaling", "horizontalpodautoscalers") => json!({"desiredReplicas": 0}),
+        // v1 requires currentReplicas; v1 and v2 share storage without conversion yet, so both
+        // versions start with it.
+        ("autoscaling", "horizontalpodautoscalers") => json!({"currentReplicas": 0, "desiredReplicas": 0}),
         ("policy", "poddisruptionbudgets") => json!({
             "disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}),
         ("", "services") | ("networking.k8s.io", "ingresses") => json!({"loadBalancer": {}}),
@@ -113,6 +114,8 @@ pub fn has_generation(def: &ResourceDef) -> bool {
             | "ingressclasses"
             | "customresourcedefinitions"
             | "pods"
+            | "podtemplates"
+            | "endpointslices"
     )
 }
 
@@ -121,6 +124,17 @@ pub fn has_generation(def: &ResourceDef) -> bool {
 pub fn bumps_generation(def: &ResourceDef, old: &Value, new: &Value) -> bool {
     if !has_generation(def) {
         return false;
+    }
+    if def.plural == "pods" {
+        // Binding a pod to a node is not a spec change upstream (it bypasses the strategy).
+        let without_node = |pod: &Value| {
+            let mut pod = pod.clone();
+            if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("nodeName");
+            }
+            pod
+        };
+        return objects::spec_changed(&without_node(old), &without_node(new));
     }
     if objects::spec_changed(old, new) {
         return true;

@@ -156,6 +156,9 @@ async fn set_replicas(
                     return Err(invalid("must be less than or equal to 2147483647"));
                 }
                 let mut obj = current.clone();
+                if !obj["spec"].is_object() {
+                    obj["spec"] = json!({});
+                }
                 obj["spec"]["replicas"] = n.into();
                 Ok(obj)
             },
@@ -232,6 +235,9 @@ async fn bind(rest: &Rest, req: &ResourceRequest, binding: Value) -> Result<(Sta
             ));
         }
         let mut pod = current.clone();
+        if !pod["spec"].is_object() {
+            pod["spec"] = json!({});
+        }
         pod["spec"]["nodeName"] = node.clone().into();
         if let Some(annotations) = &annotations {
             let meta = objects::metadata_mut(&mut pod);
@@ -365,6 +371,9 @@ async fn take_disruption(rest: &Rest, pdb: &Value, pod: &str) -> Result<(), ApiE
     let expected = objects::resource_version(pdb)?;
     rest.guaranteed_update(def, &req, expected, false, &Ownership::Computed, |current| {
         let mut updated = current.clone();
+        if !updated["status"].is_object() {
+            updated["status"] = json!({});
+        }
         let allowed = current["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
         updated["status"]["disruptionsAllowed"] = (allowed - 1).max(0).into();
         if !updated["status"]["disruptedPods"].is_object() {

@@ -1,164 +1,12 @@
 //! Real kubectl against a real `rkube server` (child process, free loopback port, SQLite in a
 //! temporary data dir): the API server's first slice, end to end.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-/// The bearer token every test server accepts (from its `--token-auth-file`).
-const TOKEN: &str = "e2e-token-0123456789";
+use std::process::Stdio;
+use std::time::Duration;
 
-struct Server {
-    child: Child,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = testkit::free_port();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let tokens = dir.path().join("tokens.csv");
-        std::fs::write(&tokens, format!("{TOKEN},token-user,1000,\"e2e\"\n")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .args([
-                "server",
-                "--disable-agent",
-                "--bind-address",
-                "127.0.0.1",
-                "--https-port",
-                &port.to_string(),
-            ])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--token-auth-file")
-            .arg(&tokens)
-            .env_remove("RKUBE_DATASTORE_ENDPOINT")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let kubeconfig = dir.path().join("data/kubeconfig.yaml");
-        let mut server = Server {
-            child,
-            dir,
-            kubeconfig,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if server.kubeconfig.exists() && server.kubectl(&["get", "--raw", "/readyz"]).status.success() {
-                break;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("rkube server exited with {status}: {}", server.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rkube server not ready: {}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl_at(&self.kubeconfig, &self.dir.path().join("cache"), args)
-    }
-
-    /// Runs kubectl and returns stdout, failing the test with stderr if it fails.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `kubectl create -f` of a manifest written to `file` (validated by the server, strictly, as
-    /// kubectl asks by default); returns stdout.
-    fn create(&self, file: &str, yaml: &str) -> String {
-        self.ok(&["create", "-f", &manifest(self, file, yaml)])
-    }
-
-    /// Like [`Server::create`], expecting failure; returns stderr.
-    fn create_fails(&self, file: &str, yaml: &str) -> String {
-        self.fails(&["create", "-f", &manifest(self, file, yaml)])
-    }
-
-    /// Runs kubectl expecting failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            !out.status.success(),
-            "kubectl {args:?} should fail, printed {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill(); // our own child, by PID
-        let _ = self.child.wait();
-    }
-}
-
-fn kubectl_at(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
-    Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(["--request-timeout", "10s"])
-        .args(args)
-        .output()
-        .expect("kubectl is installed")
-}
-
-/// Writes a manifest into the test's directory and returns its path.
-fn manifest(server: &Server, name: &str, yaml: &str) -> String {
-    let path = server.dir.path().join(name);
-    std::fs::write(&path, yaml).unwrap();
-    path.to_str().unwrap().to_owned()
-}
-
-fn configmap(namespace: &str, name: &str, data: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {namespace}\ndata:\n  {data}\n---\n"
-    )
-}
-
-/// A namespace and one ConfigMap in it, as one manifest.
-fn namespace_with_configmap(namespace: &str, name: &str, data: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n---\n{}",
-        configmap(namespace, name, data)
-    )
-}
-
-/// A table kubectl printed, as the whitespace-separated words of each line.
-fn words(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .map(|l| l.split_whitespace().map(str::to_owned).collect())
-        .collect()
-}
-
-/// Whether a cell is an AGE as upstream prints them (`0s`, `5s`, `3m12s`, …).
-fn is_age(cell: &str) -> bool {
-    cell.len() >= 2
-        && cell.starts_with(|c: char| c.is_ascii_digit())
-        && cell.chars().all(|c| c.is_ascii_digit() || "smhdy".contains(c))
-}
+use common::*;
 
 // kubectl ≥ 1.32 sends its generators' objects (`kubectl create namespace …`) as protobuf; files
 // (`create -f`) go as JSON, with `fieldValidation=Strict` once kubectl found the parameter in
@@ -258,20 +106,9 @@ fn kubectl_generators_send_protobuf() {
             .trim(),
         "yes"
     );
-    let old_kubectl = "/usr/lib/google-cloud-sdk/bin/kubectl.1.29";
-    if std::path::Path::new(old_kubectl).exists() {
-        // kubectl 1.29 sends JSON: the same answer.
-        let out = Command::new(old_kubectl)
-            .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
-            .args(["auth", "whoami"])
-            .output()
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("system:admin"),
-            "{out:?}"
-        );
-    }
+    // kubectl 1.29 sends JSON: the same answer.
+    let old = server.with(KUBECTL_1_29).ok(&["auth", "whoami"]);
+    assert!(old.contains("system:admin"), "{old}");
     // Generators of kinds with nested structs, int-or-strings and embedded Go structs.
     server.ok(&[
         "create",
@@ -467,11 +304,9 @@ fn watch_streams_changes() {
     let server = Server::start();
     let setup = namespace_with_configmap("w", "a", "v: '1'");
     server.create("setup.yaml", &setup);
-    let mut watch = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&server.kubeconfig)
-        .arg("--cache-dir")
-        .arg(server.dir.path().join("cache-w"))
+    let mut watch = server
+        .client()
+        .command()
         .args([
             "get",
             "configmaps",
@@ -530,11 +365,7 @@ fn stale_updates_conflict_and_unauthenticated_requests_are_refused() {
         "-p",
         "{\"data\":{\"v\":\"2\"}}",
     ]);
-    let stale = manifest(
-        &server,
-        "stale.json",
-        &old.replace("\"v\": \"1\"", "\"v\": \"3\""),
-    );
+    let stale = server.manifest("stale.json", &old.replace("\"v\": \"1\"", "\"v\": \"3\""));
     let conflict = server.fails(&["replace", "-f", &stale]);
     assert!(conflict.contains("the object has been modified"), "{conflict}");
     assert_eq!(
@@ -567,11 +398,10 @@ fn stale_updates_conflict_and_unauthenticated_requests_are_refused() {
         .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
         .collect();
     std::fs::write(&anonymous, kept.join("\n")).unwrap();
-    let out = kubectl_at(
-        &anonymous,
-        &server.dir.path().join("cache2"),
-        &["--token", "bogus", "get", "configmaps", "-n", "c"],
-    );
+    let out = kubectl_command(KUBECTL_1_33, &anonymous, &server.dir.path().join("cache2"))
+        .args(["--token", "bogus", "get", "configmaps", "-n", "c"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -579,73 +409,12 @@ fn stale_updates_conflict_and_unauthenticated_requests_are_refused() {
         "{stderr}"
     );
     // The token from the server's token file lets the same client in.
-    let out = kubectl_at(
-        &anonymous,
-        &server.dir.path().join("cache3"),
-        &["--token", TOKEN, "get", "configmaps", "-n", "c", "-o", "name"],
-    );
+    let out = kubectl_command(KUBECTL_1_33, &anonymous, &server.dir.path().join("cache3"))
+        .args(["--token", TOKEN, "get", "configmaps", "-n", "c", "-o", "name"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "configmap/x");
-}
-
-/// A kubectl child whose stdout lines are collected as they come.
-struct Streaming {
-    child: Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Streaming {
-    fn start(server: &Server, cache: &str, args: &[&str]) -> Streaming {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
-            .arg("--cache-dir")
-            .arg(server.dir.path().join(cache))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let reader = std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Streaming {
-            child,
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    /// The lines so far, as words.
-    fn rows(&self) -> Vec<Vec<String>> {
-        words(&self.lines.lock().unwrap().join("\n"))
-    }
-
-    /// Waits until `count` lines arrived (10 s at most) and returns them.
-    fn wait_for(&self, count: usize) -> Vec<Vec<String>> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.lines.lock().unwrap().len() < count && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.rows()
-    }
-}
-
-impl Drop for Streaming {
-    fn drop(&mut self) {
-        let _ = self.child.kill(); // our own child, by PID
-        let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-    }
 }
 
 #[test]
@@ -653,12 +422,8 @@ fn get_watch_prints_table_rows_for_each_change() {
     let server = Server::start();
     let setup = namespace_with_configmap("tw", "a", "k1: v");
     server.create("setup.yaml", &setup);
-    let plain = Streaming::start(&server, "cache-plain", &["get", "cm", "-n", "tw", "-w"]);
-    let events = Streaming::start(
-        &server,
-        "cache-events",
-        &["get", "cm", "-n", "tw", "-w", "--output-watch-events"],
-    );
+    let plain = server.stream(&["get", "cm", "-n", "tw", "-w"]);
+    let events = server.stream(&["get", "cm", "-n", "tw", "-w", "--output-watch-events"]);
     // The initial list (header and one row) shows the watches are set up: every later change
     // is seen, as each watch starts at the list's resourceVersion.
     assert_eq!(plain.wait_for(2)[0], ["NAME", "DATA", "AGE"]);
@@ -745,7 +510,7 @@ fn openapi_drives_explain_and_server_side_field_validation() {
     );
 
     // kubectl validates strictly by default, and the server names the unknown field as upstream.
-    let file = manifest(&server, "deploy.yaml", DEPLOYMENT_WITH_UNKNOWN_FIELD);
+    let file = server.manifest("deploy.yaml", DEPLOYMENT_WITH_UNKNOWN_FIELD);
     let err = server.fails(&["create", "-f", &file]);
     assert!(
         err.contains(
@@ -805,7 +570,7 @@ spec:
 #[test]
 fn server_side_apply_tracks_owners_conflicts_and_removals() {
     let server = Server::start();
-    let file = manifest(&server, "web.yaml", APPLIED_DEPLOYMENT);
+    let file = server.manifest("web.yaml", APPLIED_DEPLOYMENT);
     let out = server.ok(&["apply", "--server-side", "-f", &file]);
     assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
     let rv = server.ok(&[
@@ -850,7 +615,7 @@ fn server_side_apply_tracks_owners_conflicts_and_removals() {
     // Another manager changes the replicas: applying a different value conflicts, as upstream says.
     server.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":4}}"#]);
     let three = APPLIED_DEPLOYMENT.replace("replicas: 2", "replicas: 3");
-    let file = manifest(&server, "web.yaml", &three);
+    let file = server.manifest("web.yaml", &three);
     let err = server.fails(&["apply", "--server-side", "-f", &file]);
     assert!(
         err.contains(
@@ -866,7 +631,7 @@ fn server_side_apply_tracks_owners_conflicts_and_removals() {
 
     // Dropping a field from the configuration removes it.
     let fewer = three.replace("labels: {team: a, tier: web}", "labels: {team: a}");
-    let file = manifest(&server, "web.yaml", &fewer);
+    let file = server.manifest("web.yaml", &fewer);
     server.ok(&["apply", "--server-side", "-f", &file]);
     let labels = server.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.labels}"]);
     assert_eq!(labels, r#"{"team":"a"}"#);
@@ -875,9 +640,9 @@ fn server_side_apply_tracks_owners_conflicts_and_removals() {
     let cm = |key: &str| {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  {key}: \"1\"\n")
     };
-    let file = manifest(&server, "a.yaml", &cm("a"));
+    let file = server.manifest("a.yaml", &cm("a"));
     server.ok(&["apply", "--server-side", "--field-manager=first", "-f", &file]);
-    let file = manifest(&server, "b.yaml", &cm("b"));
+    let file = server.manifest("b.yaml", &cm("b"));
     server.ok(&["apply", "--server-side", "--field-manager=second", "-f", &file]);
     let data = server.ok(&["get", "cm", "shared", "-o", "jsonpath={.data}"]);
     assert_eq!(data, r#"{"a":"1","b":"1"}"#);
@@ -953,7 +718,7 @@ fn created_objects_carry_upstream_defaults() {
 
     // Re-applying a manifest whose defaults the server filled in changes nothing.
     let applied = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: applied\nspec:\n  selector:\n    matchLabels: {app: applied}\n  template:\n    metadata:\n      labels: {app: applied}\n    spec:\n      containers:\n      - name: c\n        image: busybox:1.36\n";
-    let path = manifest(&server, "applied.yaml", applied);
+    let path = server.manifest("applied.yaml", applied);
     server.ok(&["apply", "--validate=false", "-f", &path]);
     let rv = server.ok(&[
         "get",
@@ -1226,6 +991,10 @@ fn scale_binding_and_eviction_subresources() {
         ]),
         "node-1 PodScheduled=True"
     );
+    assert_eq!(
+        server.ok(&["get", "pod", "p", "-o", "jsonpath={.metadata.generation}"]),
+        "1"
+    );
     let err = server.create_fails("binding.yaml", binding);
     assert!(
         err.contains("Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"node-1\""),
@@ -1243,8 +1012,7 @@ fn scale_binding_and_eviction_subresources() {
         "{\"status\":{\"phase\":\"Running\"}}",
     ]);
     server.ok(&["create", "pdb", "p", "--selector=app=p", "--min-available=1"]);
-    let eviction = manifest(
-        &server,
+    let eviction = server.manifest(
         "eviction.json",
         "{\"apiVersion\":\"policy/v1\",\"kind\":\"Eviction\",\"metadata\":{\"name\":\"p\",\"namespace\":\"default\"}}",
     );
@@ -1383,5 +1151,80 @@ fn default_classes_and_daemonset_template_generation() {
             "jsonpath={.status.numberReady} {.spec.updateStrategy.rollingUpdate.maxUnavailable}"
         ]),
         "0 1"
+    );
+}
+
+#[test]
+fn limit_ranges_fill_in_and_bound_container_resources() {
+    let server = Server::start();
+    server.create(
+        "limits.yaml",
+        "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: limits\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 500m, memory: 256Mi}\n    defaultRequest: {cpu: 0.1}\n    max: {memory: 1Gi}\n",
+    );
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "limits",
+            "limits",
+            "-o",
+            "jsonpath={.spec.limits[0].defaultRequest}"
+        ]),
+        r#"{"cpu":"100m","memory":"256Mi"}"#
+    );
+    server.ok(&["run", "p", "--image=nginx:1.27"]);
+    let pod = json_of(&server.ok(&["get", "pod", "p", "-o", "json"]));
+    assert_eq!(
+        pod["spec"]["containers"][0]["resources"],
+        serde_json::json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "256Mi"}})
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container p; cpu, memory limit for container p"
+    );
+    assert_eq!(pod["status"]["qosClass"], "Burstable");
+    let err = server.create_fails(
+        "big.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\nspec:\n  containers:\n  - name: c\n    image: nginx:1.27\n    resources:\n      limits: {memory: 2Gi}\n",
+    );
+    assert!(
+        err.contains(
+            "pods \"big\" is forbidden: maximum memory usage per Container is 1Gi, but limit is 2Gi"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn pods_of_existing_service_accounts_mount_their_token() {
+    let server = Server::start();
+    server.ok(&["create", "serviceaccount", "default"]);
+    server.ok(&["run", "p", "--image=nginx:1.27"]);
+    let pod = json_of(&server.ok(&["get", "pod", "p", "-o", "json"]));
+    let volume = &pod["spec"]["volumes"][0];
+    let name = volume["name"].as_str().unwrap();
+    assert!(name.starts_with("kube-api-access-") && name.len() == 21, "{name}");
+    assert_eq!(volume["projected"]["defaultMode"], 420);
+    assert_eq!(
+        volume["projected"]["sources"][0],
+        serde_json::json!({"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}})
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        serde_json::json!([{"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}])
+    );
+    // An account that opts out gets no token.
+    server.create(
+        "quiet.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: quiet\nautomountServiceAccountToken: false\n",
+    );
+    server.ok(&[
+        "run",
+        "q",
+        "--image=nginx:1.27",
+        "--overrides={\"spec\":{\"serviceAccountName\":\"quiet\"}}",
+    ]);
+    assert_eq!(
+        server.ok(&["get", "pod", "q", "-o", "jsonpath={.spec.volumes}"]),
+        ""
     );
 }

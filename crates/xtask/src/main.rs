@@ -18,6 +18,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::enum_variant_names)] // the commands are bench-store, bench-api, bench-rss
 enum Task {
     /// Store backends side by side: SQLite vs a Debian etcd started here, equal durability.
     BenchStore(bench_store::Args),

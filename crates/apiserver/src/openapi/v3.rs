@@ -32,7 +32,8 @@ pub fn document(
             continue;
         }
         if let Some(def) = defs.get(&name) {
-            let converted = schema(def);
+            let mut converted = schema(def);
+            one_of_types(&name, &mut converted);
             collect_refs(&converted, &mut pending);
             schemas.insert(name, converted);
         }
@@ -46,6 +47,23 @@ pub fn document(
             "securitySchemes": {"BearerToken": {"type": "apiKey", "description": "Bearer Token authentication", "name": "authorization", "in": "header"}},
         },
     })
+}
+
+/// kube-openapi gives IntOrString and Quantity their alternatives as `oneOf` in v3 (v2 says
+/// `type: string`); kubectl explain then names the type (`targetPort <IntOrString>`).
+fn one_of_types(name: &str, schema: &mut Value) {
+    let types = match name {
+        "io.k8s.apimachinery.pkg.util.intstr.IntOrString" => ["integer", "string"],
+        "io.k8s.apimachinery.pkg.api.resource.Quantity" => ["string", "number"],
+        _ => return,
+    };
+    if let Some(map) = schema.as_object_mut() {
+        map.remove("type");
+        map.insert(
+            "oneOf".into(),
+            Value::Array(types.iter().map(|t| json!({"type": t})).collect()),
+        );
+    }
 }
 
 /// A v2 schema as v3.
@@ -190,5 +208,27 @@ mod tests {
         );
         let bare = json!({"$ref": "#/definitions/a.B"});
         assert_eq!(schema(&bare), json!({"$ref": "#/components/schemas/a.B"}));
+    }
+
+    #[test]
+    fn int_or_string_and_quantity_are_one_of_two_types() {
+        let mut int_or_string = json!({"type": "string", "format": "int-or-string"});
+        one_of_types(
+            "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+            &mut int_or_string,
+        );
+        assert_eq!(
+            int_or_string,
+            json!({"format": "int-or-string", "oneOf": [{"type": "integer"}, {"type": "string"}]})
+        );
+        let mut quantity = json!({"type": "string"});
+        one_of_types("io.k8s.apimachinery.pkg.api.resource.Quantity", &mut quantity);
+        assert_eq!(
+            quantity,
+            json!({"oneOf": [{"type": "string"}, {"type": "number"}]})
+        );
+        let mut other = json!({"type": "string"});
+        one_of_types("io.k8s.apimachinery.pkg.apis.meta.v1.Time", &mut other);
+        assert_eq!(other, json!({"type": "string"}));
     }
 }

@@ -24,6 +24,8 @@ pub fn object_meta(def: &ResourceDef, obj: &Value, old: Option<&Value>, errs: &m
         Some(Value::Object(labels)) => labels_of(labels, "metadata.labels", errs),
         Some(other) => errs.invalid("metadata.labels", other, "must be a map of strings"),
     }
+    finalizers(meta.and_then(|m| m.get("finalizers")), errs);
+    owner_references(meta.and_then(|m| m.get("ownerReferences")), errs);
     match meta.and_then(|m| m.get("annotations")) {
         None | Some(Value::Null) => {}
         Some(Value::Object(annotations)) => {
@@ -39,6 +41,74 @@ pub fn object_meta(def: &ResourceDef, obj: &Value, old: Option<&Value>, errs: &m
             }
         }
         Some(other) => errs.invalid("metadata.annotations", other, "must be a map of strings"),
+    }
+}
+
+/// Finalizers: qualified names, with a domain unless one of the standard ones.
+fn finalizers(list: Option<&Value>, errs: &mut Errs) {
+    const STANDARD: [&str; 3] = ["kubernetes", "orphan", "foregroundDeletion"];
+    for f in list.and_then(Value::as_array).into_iter().flatten() {
+        let name = f.as_str().unwrap_or_default();
+        let msgs = is_qualified_name(name);
+        for msg in &msgs {
+            errs.invalid("metadata.finalizers", f, msg);
+        }
+        if msgs.is_empty() && !STANDARD.contains(&name) && !name.contains('/') {
+            errs.invalid(
+                "metadata.finalizers",
+                f,
+                "name is neither a standard finalizer name nor is it fully qualified",
+            );
+        }
+    }
+}
+
+/// Owner references name their owner fully, and at most one is the controller.
+fn owner_references(list: Option<&Value>, errs: &mut Errs) {
+    let mut controllers = Vec::new();
+    for r in list.and_then(Value::as_array).into_iter().flatten() {
+        let api_version = r["apiVersion"].as_str().unwrap_or_default();
+        let version = api_version.rsplit('/').next().unwrap_or_default();
+        let checks = [
+            ("apiVersion", version, "version must not be empty"),
+            (
+                "kind",
+                r["kind"].as_str().unwrap_or_default(),
+                "kind must not be empty",
+            ),
+            (
+                "name",
+                r["name"].as_str().unwrap_or_default(),
+                "name must not be empty",
+            ),
+            (
+                "uid",
+                r["uid"].as_str().unwrap_or_default(),
+                "uid must not be empty",
+            ),
+        ];
+        for (field, value, detail) in checks {
+            if value.is_empty() {
+                let shown = if field == "apiVersion" { api_version } else { value };
+                errs.invalid(
+                    &format!("metadata.ownerReferences.{field}"),
+                    &Value::String(shown.to_owned()),
+                    detail,
+                );
+            }
+        }
+        if r["controller"].as_bool() == Some(true) {
+            controllers.push(r["name"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    if let [first, second, ..] = controllers.as_slice() {
+        errs.invalid_repr(
+            "metadata.ownerReferences",
+            "[]v1.OwnerReference{…}",
+            &format!(
+                "Only one reference can have Controller set to true. Found \"true\" in references for {first} and {second}"
+            ),
+        );
     }
 }
 
@@ -66,11 +136,29 @@ type NameRule = fn(&str) -> Vec<String>;
 /// Upstream's name rule per kind: DNS labels for namespaces, RFC 1035 labels for services,
 /// DNS subdomains for the rest.
 fn name_rule(def: &ResourceDef) -> NameRule {
-    match def.plural {
-        "namespaces" => dns1123_label,
-        "services" => dns1035_label,
+    match (def.group, def.plural) {
+        ("", "namespaces") => dns1123_label,
+        ("", "services") => dns1035_label,
+        // RBAC names are path segments: `system:controller:…` is a valid role name.
+        ("rbac.authorization.k8s.io", _) => path_segment,
         _ => dns1123_subdomain,
     }
+}
+
+/// Upstream's `IsValidPathSegmentName`.
+pub fn path_segment(s: &str) -> Vec<String> {
+    match s {
+        "." => return vec!["may not be '.'".to_owned()],
+        ".." => return vec!["may not be '..'".to_owned()],
+        _ => {}
+    }
+    let mut errs = Vec::new();
+    for illegal in ["/", "%"] {
+        if s.contains(illegal) {
+            errs.push(format!("may not contain '{illegal}'"));
+        }
+    }
+    errs
 }
 
 const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";

@@ -3,7 +3,7 @@
 //! (`Deployment.apps "web" is invalid: spec.template.metadata.labels: Invalid value: …`).
 //! Object metadata for every kind (`meta`), then per kind: pods and pod templates (`pod`),
 //! workloads (`workloads`), services (`service`), config maps and secrets (`config`), RBAC,
-//! claims, autoscalers, priority and storage classes (`other`).
+//! claims, autoscalers, priority and storage classes, ingresses, disruption budgets (`other`).
 
 mod config;
 mod gorepr;
@@ -49,6 +49,8 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(
         }
         ("scheduling.k8s.io", "priorityclasses") => other::priority_class(obj, old, &mut errs),
         ("storage.k8s.io", "storageclasses") => other::storage_class(obj, old, &mut errs),
+        ("networking.k8s.io", "ingresses") => other::ingress(obj, &mut errs),
+        ("policy", "poddisruptionbudgets") => other::pod_disruption_budget(obj, &mut errs),
         _ => {}
     }
     if errs.0.is_empty() {

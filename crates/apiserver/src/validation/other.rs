@@ -234,3 +234,104 @@ pub fn storage_class(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
         );
     }
 }
+
+const PATH_TYPES: &[&str] = &["Exact", "ImplementationSpecific", "Prefix"];
+
+/// Ingresses: hosts, paths and their types, and backends.
+pub fn ingress(obj: &Value, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    for (i, rule) in spec["rules"].as_array().into_iter().flatten().enumerate() {
+        let path = format!("spec.rules[{i}]");
+        if let Some(host) = rule["host"].as_str().filter(|h| !h.is_empty()) {
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            for msg in super::meta::dns1123_subdomain(bare) {
+                errs.invalid(&format!("{path}.host"), &rule["host"], &msg);
+            }
+        }
+        if rule["http"].is_null() {
+            continue;
+        }
+        let paths = rule["http"]["paths"].as_array().map_or(&[][..], Vec::as_slice);
+        if paths.is_empty() {
+            errs.required(&format!("{path}.http.paths"));
+        }
+        for (j, p) in paths.iter().enumerate() {
+            let ppath = format!("{path}.http.paths[{j}]");
+            match p["pathType"].as_str() {
+                None | Some("") => {
+                    errs.required_because(&format!("{ppath}.pathType"), "pathType must be specified")
+                }
+                Some(t) if PATH_TYPES.contains(&t) => {
+                    let value = p["path"].as_str().unwrap_or_default();
+                    if t != "ImplementationSpecific" && !value.starts_with('/') {
+                        errs.invalid(&format!("{ppath}.path"), &p["path"], "must be an absolute path");
+                    }
+                }
+                Some(_) => errs.not_supported(&format!("{ppath}.pathType"), &p["pathType"], PATH_TYPES),
+            }
+            backend(&p["backend"], &format!("{ppath}.backend"), errs);
+        }
+    }
+    if !spec["defaultBackend"].is_null() {
+        backend(&spec["defaultBackend"], "spec.defaultBackend", errs);
+    }
+}
+
+fn backend(backend: &Value, path: &str, errs: &mut Errs) {
+    let service = &backend["service"];
+    match (service.is_null(), backend["resource"].is_null()) {
+        (true, true) => errs.required_because(path, "one backend must be specified"),
+        (false, false) => errs.forbidden(path, "cannot set both resource and service backends"),
+        _ => {}
+    }
+    if service.is_null() {
+        return;
+    }
+    if service["name"].as_str().is_none_or(str::is_empty) {
+        errs.required(&format!("{path}.service.name"));
+    }
+    let port = &service["port"];
+    let name = port["name"].as_str().unwrap_or_default();
+    let number = port["number"].as_i64().unwrap_or(0);
+    let repr = format!(
+        "networking.ServiceBackendPort{{Name:{}, Number:{number}}}",
+        quote(name)
+    );
+    let port_path = format!("{path}.service.port");
+    match (!name.is_empty(), number != 0) {
+        (true, true) => errs.invalid_repr(&port_path, &repr, "cannot set both port name & port number"),
+        (false, false) => errs.invalid_repr(&port_path, &repr, "port name or number is required"),
+        (false, true) => super::pod::port_number(number, &format!("{path}.service.port.number"), errs),
+        (true, false) => {}
+    }
+}
+
+/// PodDisruptionBudgets: one of minAvailable and maxUnavailable, each a count or a percent.
+pub fn pod_disruption_budget(obj: &Value, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    if !spec["minAvailable"].is_null() && !spec["maxUnavailable"].is_null() {
+        errs.invalid_repr(
+            "spec",
+            "policy.PodDisruptionBudgetSpec{…}",
+            "minAvailable and maxUnavailable cannot be both set",
+        );
+    }
+    for key in ["minAvailable", "maxUnavailable"] {
+        let path = format!("spec.{key}");
+        match &spec[key] {
+            Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => {
+                errs.invalid(&path, &spec[key], "must be greater than or equal to 0");
+            }
+            Value::String(s) => match s.strip_suffix('%').map(str::parse::<u32>) {
+                Some(Ok(p)) if p > 100 => errs.invalid(&path, &spec[key], "must not be greater than 100%"),
+                Some(Ok(_)) => {}
+                _ => errs.invalid(
+                    &path,
+                    &spec[key],
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                ),
+            },
+            _ => {}
+        }
+    }
+}

@@ -92,6 +92,17 @@ pub fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
             }
         }
     }
+    // The same (nodePort, protocol) twice.
+    let mut node_ports = BTreeSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let Some(node_port) = port["nodePort"].as_i64().filter(|n| *n != 0) else {
+            continue;
+        };
+        let protocol = port["protocol"].as_str().unwrap_or_default().to_owned();
+        if !node_ports.insert((node_port, protocol)) {
+            errs.duplicate(&format!("spec.ports[{i}].nodePort"), &node_port.to_string());
+        }
+    }
     // The same (port, protocol) twice.
     let mut seen = BTreeSet::new();
     for (i, port) in ports.iter().enumerate() {

@@ -43,6 +43,19 @@ fn names_follow_the_kind_rule() {
         message("", "namespaces", json!({"metadata": {"name": "a.b"}})),
         ""
     );
+    let role = |name: &str| json!({"metadata": {"name": name}, "rules": []});
+    assert_eq!(
+        message(
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            role("system:controller:x")
+        ),
+        ""
+    );
+    assert_eq!(
+        message("rbac.authorization.k8s.io", "clusterroles", role("a/b")),
+        "ClusterRole.rbac.authorization.k8s.io \"a/b\" is invalid: metadata.name: Invalid value: \"a/b\": may not contain '/'"
+    );
     let svc = json!({"metadata": {"name": "1abc"}, "spec": {"ports": [{"port": 80}]}});
     assert!(message("", "services", svc).contains("a DNS-1035 label"));
 }
@@ -207,6 +220,13 @@ fn services_need_ports_named_when_several() {
         err,
         "Service \"s\" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"
     );
+    let twice = json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "ports": [
+        {"name": "a", "port": 80, "nodePort": 30080}, {"name": "b", "port": 81, "nodePort": 30080},
+        {"name": "c", "port": 80, "protocol": "UDP", "nodePort": 30080}]}});
+    assert_eq!(
+        message("", "services", twice),
+        "Service \"s\" is invalid: spec.ports[1].nodePort: Duplicate value: 30080"
+    );
     let external = json!({"metadata": {"name": "s"}, "spec": {"type": "ExternalName"}});
     assert_eq!(
         message("", "services", external),
@@ -294,5 +314,94 @@ fn rbac_claims_autoscalers_and_classes() {
             json!({"metadata": {"name": "s"}})
         ),
         "StorageClass.storage.k8s.io \"s\" is invalid: provisioner: Required value"
+    );
+}
+
+/// Every kind's defaults, strategy and validation take any JSON shape without panicking.
+#[test]
+fn odd_shapes_never_panic() {
+    let weird = [
+        json!({"metadata": {"name": "x", "labels": 1, "annotations": [1]}, "spec": "x", "status": 3}),
+        json!({"metadata": {"name": "x"}, "spec": {"template": "t", "selector": 1, "ports": [1, "a", null],
+            "containers": {"a": 1}, "volumes": [null], "jobTemplate": 1, "strategy": "s", "updateStrategy": [],
+            "volumeClaimTemplates": [1], "type": 5, "clusterIP": 7, "resources": "r"}}),
+        json!({"metadata": {"name": "x"}, "spec": {"template": {"metadata": 1, "spec": {"containers": [1, {"name": 2,
+            "ports": [{"containerPort": "x"}], "resources": {"limits": 1, "requests": {"cpu": []}},
+            "env": [{"valueFrom": 1}], "livenessProbe": 1}], "volumes": [{"name": "v", "secret": 1}]}}}}),
+        json!({"metadata": {"name": "x"}, "data": 1, "stringData": {"a": 1}, "rules": [1], "subjects": 1,
+            "roleRef": "r", "template": [], "subsets": [{"ports": 1}], "ports": [1], "value": "v"}),
+        json!([]),
+        json!({}),
+    ];
+    for def in apimachinery::resources::BUILTIN
+        .iter()
+        .filter(|d| !d.storage.is_empty())
+    {
+        for obj in &weird {
+            let mut obj = obj.clone();
+            crate::defaults::apply(def, &mut obj);
+            if !obj.is_object() {
+                continue;
+            }
+            crate::strategy::prepare_for_create(def, &mut obj);
+            let _ = validate(def, &obj, None);
+            let old = obj.clone();
+            crate::strategy::prepare_for_update(def, &old, &mut obj);
+            let _ = validate(def, &obj, Some(&old));
+        }
+    }
+}
+
+#[test]
+fn ingresses_and_disruption_budgets() {
+    let ingress = |path: Value| {
+        json!({"metadata": {"name": "i"}, "spec": {"rules": [{"host": "example.com",
+        "http": {"paths": [path]}}]}})
+    };
+    let ok = json!({"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}});
+    assert_eq!(message("networking.k8s.io", "ingresses", ingress(ok)), "");
+    let bad = json!({"path": "api", "backend": {"service": {"name": "web", "port": {}}}});
+    assert_eq!(
+        message("networking.k8s.io", "ingresses", ingress(bad)),
+        "Ingress.networking.k8s.io \"i\" is invalid: [spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified, spec.rules[0].http.paths[0].backend.service.port: Invalid value: networking.ServiceBackendPort{Name:\"\", Number:0}: port name or number is required]"
+    );
+    let pdb = |spec: Value| json!({"metadata": {"name": "b"}, "spec": spec});
+    assert_eq!(
+        message(
+            "policy",
+            "poddisruptionbudgets",
+            pdb(json!({"minAvailable": "50%"}))
+        ),
+        ""
+    );
+    assert_eq!(
+        message(
+            "policy",
+            "poddisruptionbudgets",
+            pdb(json!({"maxUnavailable": "150%"}))
+        ),
+        "PodDisruptionBudget.policy \"b\" is invalid: spec.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%"
+    );
+}
+
+#[test]
+fn finalizers_and_owner_references() {
+    let cm = |meta: Value| json!({"metadata": meta});
+    assert_eq!(
+        message(
+            "",
+            "configmaps",
+            cm(json!({"name": "c", "finalizers": ["kubernetes", "example.com/x", "mine"]}))
+        ),
+        "ConfigMap \"c\" is invalid: metadata.finalizers: Invalid value: \"mine\": name is neither a standard finalizer name nor is it fully qualified"
+    );
+    let owner = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": ""});
+    assert_eq!(
+        message(
+            "",
+            "configmaps",
+            cm(json!({"name": "c", "ownerReferences": [owner]}))
+        ),
+        "ConfigMap \"c\" is invalid: metadata.ownerReferences.uid: Invalid value: \"\": uid must not be empty"
     );
 }

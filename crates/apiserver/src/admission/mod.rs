@@ -1,10 +1,13 @@
 //! The admission plugins upstream enables by default that change or refuse new objects:
 //! NamespaceLifecycle (no content in missing or terminating namespaces, system namespaces stay),
-//! for pods ServiceAccount (the `default` service account), Priority (priority and preemption
+//! for pods ServiceAccount (the `default` service account and its token volume), Priority (priority and preemption
 //! policy from the pod's PriorityClass, or the global default) and DefaultTolerationSeconds
-//! (tolerate not-ready and unreachable nodes for 300 s), DefaultStorageClass for claims and
+//! (tolerate not-ready and unreachable nodes for 300 s) and LimitRanger (`limit_ranger`),
+//! DefaultStorageClass for claims and
 //! DefaultIngressClass for ingresses. Pod templates inside workloads do not get the pod plugins'
 //! changes; their pods do when the controllers create them.
+
+mod limit_ranger;
 
 use apimachinery::resources::{self, ResourceDef};
 use apimachinery::status::ApiError;
@@ -57,7 +60,99 @@ pub async fn admit_create(store: &dyn Store, def: &ResourceDef, obj: &mut Value)
         spec.insert("serviceAccount".into(), "default".into());
     }
     default_tolerations(spec);
-    priority(store, obj).await
+    service_account_token(store, obj).await?;
+    priority(store, obj).await?;
+    limit_ranges(store, obj).await
+}
+
+/// Where containers find their service account's token, CA and namespace.
+const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// ServiceAccount's token volume: when the pod's service account exists and neither it nor the
+/// pod opts out, a projected `kube-api-access-…` volume (bound token, the cluster CA from
+/// `kube-root-ca.crt`, the namespace) mounted read-only in every container. Upstream refuses a
+/// pod whose service account does not exist yet; until a controller creates the `default`
+/// accounts, such pods are admitted without the volume.
+async fn service_account_token(store: &dyn Store, pod: &mut Value) -> Result<(), ApiError> {
+    let def = resources::find("", "v1", "serviceaccounts").expect("built in");
+    let name = pod["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let key = def.key(objects::namespace(pod), &name);
+    let Some(kv) = store.get(&key).await.map_err(store_error)? else {
+        return Ok(());
+    };
+    let account = from_store(&kv.value, kv.mod_revision)?;
+    let automount = pod["spec"]["automountServiceAccountToken"]
+        .as_bool()
+        .or_else(|| account["automountServiceAccountToken"].as_bool())
+        .unwrap_or(true);
+    if !automount {
+        return Ok(());
+    }
+    let volume = format!("kube-api-access-{}", random_suffix());
+    let mut mounted = false;
+    for key in ["initContainers", "containers"] {
+        for c in pod["spec"][key].as_array_mut().into_iter().flatten() {
+            if !c.is_object() {
+                continue;
+            }
+            let mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
+            if mounts.iter().any(|m| m["mountPath"] == TOKEN_MOUNT_PATH) {
+                continue;
+            }
+            let mut mounts = mounts;
+            mounts.push(json!({"name": volume, "readOnly": true, "mountPath": TOKEN_MOUNT_PATH}));
+            c["volumeMounts"] = Value::Array(mounts);
+            mounted = true;
+        }
+    }
+    if mounted {
+        let projected = json!({"name": volume, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace",
+                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ]}});
+        match pod["spec"]["volumes"].as_array_mut() {
+            Some(volumes) => volumes.push(projected),
+            None => pod["spec"]["volumes"] = json!([projected]),
+        }
+    }
+    Ok(())
+}
+
+/// Five characters of upstream's generateName alphabet.
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().into_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// LimitRanger, with the LimitRanges of the pod's namespace.
+async fn limit_ranges(store: &dyn Store, pod: &mut Value) -> Result<(), ApiError> {
+    let def = resources::find("", "v1", "limitranges").expect("built in");
+    let prefix = def.key_prefix(objects::namespace(pod));
+    let resp = store
+        .range(RangeRequest::new(KeyRange::prefix(&prefix)))
+        .await
+        .map_err(store_error)?;
+    if resp.kvs.is_empty() {
+        return Ok(());
+    }
+    let ranges = resp
+        .kvs
+        .iter()
+        .map(|kv| from_store(&kv.value, kv.mod_revision))
+        .collect::<Result<Vec<_>, _>>()?;
+    match limit_ranger::admit(pod, &ranges).as_slice() {
+        [] => Ok(()),
+        [one] => Err(forbidden(pod, one)),
+        many => Err(forbidden(pod, &format!("[{}]", many.join(", ")))),
+    }
 }
 
 async fn namespace_lifecycle(
