@@ -51,12 +51,18 @@ pub fn one_input(data: &[u8]) {
 /// Runs one input and tells how far it got (the number of pipeline stages it passed), which the
 /// mutation fuzzer uses as its only feedback.
 pub fn run(data: &[u8]) -> usize {
+    outcome(data).0
+}
+
+/// Runs one input: how far it got, and the error that stopped it (to see why a seed does not
+/// go all the way through).
+pub fn outcome(data: &[u8]) -> (usize, Result<(), String>) {
     let [target, kind, flags, body @ ..] = data else {
-        return 0;
+        return (0, Err("no header".into()));
     };
     let def = &BUILTIN[usize::from(*kind) % BUILTIN.len()];
     let mut run = pipeline::Run::new(def, *flags);
-    let _ = match usize::from(*target) % TARGETS.len() {
+    let result = match usize::from(*target) % TARGETS.len() {
         0 => run.create_json(body),
         1 => run.apply_create(body),
         2 => run.create_protobuf(body),
@@ -68,7 +74,7 @@ pub fn run(data: &[u8]) -> usize {
         8 => run.selectors(body),
         _ => run.table(body),
     };
-    run.stages
+    (run.stages, result.map(|_| ()).map_err(|e| e.message))
 }
 
 /// An input for `target` on `def`'s kind with option bits `flags`, made of printable header

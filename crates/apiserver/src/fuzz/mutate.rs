@@ -197,7 +197,8 @@ pub fn mutate(rng: &mut Rng, input: &[u8], pool: &[Vec<u8>]) -> Vec<u8> {
                 let other = &pool[rng.below(pool.len())];
                 splice(rng, &out, other)
             }
-            9 => header_edit(rng, &out),
+            9 if rng.chance(2) => header_edit(rng, &out),
+            9 => json_patch_op(rng, &out).unwrap_or_else(|| bytes_edit(rng, &out)),
             10 => token_insert(rng, &out),
             _ => {
                 // The other half of a two-part input from another entry.
@@ -319,6 +320,74 @@ fn json_edit(rng: &mut Rng, data: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(&text);
     }
     Some(out)
+}
+
+/// Adds a JSON patch operation on paths that exist in the stored object (or just past them),
+/// when the request part is a JSON patch.
+fn json_patch_op(rng: &mut Rng, data: &[u8]) -> Option<Vec<u8>> {
+    let (header, first, second) = parts(data);
+    let stored: Value = serde_json::from_slice(first).ok()?;
+    let Value::Array(mut ops) = serde_json::from_slice(second).ok()? else {
+        return None;
+    };
+    let mut pointers = Vec::new();
+    collect_pointers(&stored, String::new(), &mut pointers);
+    let pointer = |rng: &mut Rng| {
+        let mut p = rng.pick(&pointers).clone();
+        match rng.below(6) {
+            0 => p.push_str("/-"),
+            1 => p.push_str("/0"),
+            2 => p.push_str("/x~1y"),
+            3 => p.push_str("/18446744073709551616"),
+            _ => {}
+        }
+        p
+    };
+    let op = *rng.pick(&["add", "remove", "replace", "move", "copy", "test"]);
+    let mut new = Map::new();
+    new.insert("op".into(), op.into());
+    new.insert("path".into(), pointer(rng).into());
+    if matches!(op, "move" | "copy") {
+        new.insert("from".into(), pointer(rng).into());
+    }
+    if matches!(op, "add" | "replace" | "test") {
+        let value = if rng.chance(2) {
+            let from: &String = rng.pick(&pointers);
+            stored.pointer(from).cloned().unwrap_or(Value::Null)
+        } else {
+            odd_value(rng)
+        };
+        new.insert("value".into(), value);
+    }
+    let at = rng.below(ops.len() + 1);
+    ops.insert(at, Value::Object(new));
+    let mut out = header.to_vec();
+    out.extend_from_slice(first);
+    out.extend_from_slice(SEPARATOR);
+    out.extend_from_slice(&serde_json::to_vec(&ops).ok()?);
+    Some(out)
+}
+
+/// JSON pointers to the nodes of `value` (at most a few hundred).
+fn collect_pointers(value: &Value, here: String, out: &mut Vec<String>) {
+    if out.len() >= 300 {
+        return;
+    }
+    out.push(here.clone());
+    match value {
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect_pointers(item, format!("{here}/{i}"), out);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let escaped = key.replace('~', "~0").replace('/', "~1");
+                collect_pointers(item, format!("{here}/{escaped}"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn count(value: &Value, n: &mut usize) {

@@ -1,6 +1,7 @@
 //! The request pipelines the fuzz targets run: the same functions the handlers call, in the
-//! same order, with the store calls left out (a create's result is what would be stored; an
-//! update starts from an object that went through the create pipeline, as stored ones did).
+//! same order, with what needs the store left out (admission, Service allocation, the write):
+//! a create's result is what would be stored; an update starts from an object that went
+//! through the create pipeline, as stored ones did.
 
 use apimachinery::fields::FieldSelector;
 use apimachinery::managed_fields;
@@ -140,6 +141,7 @@ impl Run {
         }
         defaults::apply(def, &mut obj);
         strategy::prepare_for_create(def, &mut obj);
+        // (Admission and Service allocation read the store: not here.)
         validation::validate(def, &obj, None)?;
         self.stage();
         ownership.record(None, &mut obj);
