@@ -2,105 +2,10 @@
 //! Bodies over 3 MiB get upstream's 413; malformed, mistyped or too deeply nested bodies and
 //! patches get a 4xx Status; and the server keeps serving after every one of them.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use common::Server;
 use serde_json::{Value, json};
-
-struct Server {
-    child: Child,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
-            .args(["--https-port", &testkit::free_port().to_string()])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env_remove("RKUBE_DATASTORE_ENDPOINT")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let kubeconfig = dir.path().join("data/kubeconfig.yaml");
-        let mut server = Server {
-            child,
-            dir,
-            kubeconfig,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !(server.kubeconfig.exists() && server.kubectl(&["get", "--raw", "/readyz"]).status.success()) {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("rkube server exited with {status}: {}", server.log());
-            }
-            assert!(Instant::now() < deadline, "not ready: {}", server.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(["--request-timeout", "20s"])
-            .args(args)
-            .output()
-            .expect("kubectl is installed")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "kubectl {args:?} failed: {stderr}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs kubectl expecting failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            !out.status.success(),
-            "kubectl {args:?} should fail, printed {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    /// Writes `body` into the test's directory and returns its path.
-    fn file(&self, name: &str, body: &[u8]) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, body).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
-
-    /// The server still answers (nothing above killed it or its connections for good).
-    fn assert_serving(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("rkube server exited with {status}: {}", self.log());
-        }
-        self.ok(&["get", "configmaps", "-n", "default"]);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill(); // our own child, by PID
-        let _ = self.child.wait();
-    }
-}
 
 fn configmap(name: &str, data: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},

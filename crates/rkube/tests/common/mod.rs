@@ -131,6 +131,21 @@ impl Server {
         path.to_str().unwrap().to_owned()
     }
 
+    /// Writes any bytes into the test's directory and returns the path.
+    pub fn file(&self, name: &str, body: &[u8]) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// The server still runs and answers (nothing a test sent killed it).
+    pub fn assert_serving(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("rkube server exited with {status}: {}", self.log());
+        }
+        self.ok(&["get", "configmaps", "-n", "default"]);
+    }
+
     /// Starts a kubectl whose output keeps coming (`get -w`), with the default binary.
     pub fn stream(&self, args: &[&str]) -> Streaming {
         self.client().stream(args)
