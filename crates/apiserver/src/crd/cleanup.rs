@@ -61,14 +61,21 @@ pub async fn finalize(rest: &Rest, crd: &Value) -> Result<(), apimachinery::stat
     }
     let prefix = format!("/registry/{group}/{plural}/");
     let key = format!("{}{}", super::CRD_PREFIX, objects::name(crd).unwrap_or_default());
+    let uid = objects::meta_str(crd, "uid").unwrap_or_default().to_owned();
     set_terminating(
         rest,
         &key,
+        &uid,
         "InstanceDeletionInProgress",
         "CustomResource deletion is in progress",
     )
     .await?;
     loop {
+        // A CRD of the same name created since is not ours to empty (a repeated or late
+        // finalization must leave it and its instances alone).
+        if !still_deleting(rest, &key, &uid).await? {
+            return Ok(());
+        }
         let resp = rest
             .store
             .range(RangeRequest::new(KeyRange::prefix(&prefix)))
@@ -102,6 +109,9 @@ pub async fn finalize(rest: &Rest, crd: &Value) -> Result<(), apimachinery::stat
             return Ok(());
         };
         let mut current = from_store(&kv.value, kv.mod_revision)?;
+        if objects::meta_str(&current, "uid") != Some(uid.as_str()) {
+            return Ok(());
+        }
         let remaining: Vec<String> = finalizers(&current)
             .into_iter()
             .filter(|f| f != CLEANUP_FINALIZER)
@@ -128,10 +138,20 @@ pub async fn finalize(rest: &Rest, crd: &Value) -> Result<(), apimachinery::stat
     Ok(())
 }
 
+/// Whether the CRD at `key` is still the deleted one (`uid`) waiting for its instances.
+async fn still_deleting(rest: &Rest, key: &str, uid: &str) -> Result<bool, apimachinery::status::ApiError> {
+    let Some(kv) = rest.store.get(key).await.map_err(store_error)? else {
+        return Ok(false);
+    };
+    let current = from_store(&kv.value, kv.mod_revision)?;
+    Ok(objects::meta_str(&current, "uid") == Some(uid) && pending(&current))
+}
+
 /// Sets the Terminating condition of a deleted CRD (the progress upstream's finalizer reports).
 async fn set_terminating(
     rest: &Rest,
     key: &str,
+    uid: &str,
     reason: &str,
     message: &str,
 ) -> Result<(), apimachinery::status::ApiError> {
@@ -140,6 +160,9 @@ async fn set_terminating(
             return Ok(());
         };
         let mut current = from_store(&kv.value, kv.mod_revision)?;
+        if objects::meta_str(&current, "uid") != Some(uid) {
+            return Ok(());
+        }
         if current["status"]["conditions"].as_array().is_some_and(|cs| {
             cs.iter()
                 .any(|c| c["type"] == "Terminating" && c["reason"] == reason)
