@@ -29,7 +29,7 @@ pub fn apply(
     current: &Value,
     patch: &Value,
     field_validation: Mode,
-) -> Result<Value, ApiError> {
+) -> Result<(Value, Vec<String>), ApiError> {
     let mut patched = current.clone();
     match kind {
         PatchKind::Merge => {
@@ -47,10 +47,9 @@ pub fn apply(
     if !patched.is_object() {
         return Err(not_an_object(&patched));
     }
-    // Unknown fields a patch brings in are dropped, or rejected under Strict (warnings for
-    // patches are not reported yet).
-    field_validation::check(def, field_validation, &mut patched)?;
-    Ok(patched)
+    // Unknown fields a patch brings in are dropped, warned about, or rejected under Strict.
+    let warnings = field_validation::check(def, field_validation, &mut patched)?;
+    Ok((patched, warnings))
 }
 
 /// Upstream decodes the patched JSON into the kind's type; anything but an object fails there
@@ -138,7 +137,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn refused(result: Result<Value, ApiError>) -> ApiError {
+    fn refused(result: Result<(Value, Vec<String>), ApiError>) -> ApiError {
         match result {
             Ok(_) => panic!("the patch was accepted"),
             Err(e) => e,
@@ -240,5 +239,21 @@ mod tests {
                 "the server rejected our request due to an error in our request"
             )
         );
+    }
+
+    #[test]
+    fn warn_mode_reports_the_unknown_fields_a_patch_brings() {
+        let (def, cm) = configmap();
+        let (patched, warnings) = apply(
+            def,
+            PatchKind::Merge,
+            &cm,
+            &json!({"bogus": 1, "data": {"k": "w"}}),
+            Mode::Warn,
+        )
+        .unwrap();
+        assert_eq!(warnings, ["unknown field \"bogus\""]);
+        assert_eq!(patched["data"]["k"], "w");
+        assert!(patched.get("bogus").is_none());
     }
 }

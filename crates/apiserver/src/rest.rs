@@ -439,7 +439,7 @@ impl Rest {
         query: &Query,
         content_type: &str,
         body: &[u8],
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, Vec<String>), ApiError> {
         let api_version = def.api_version();
         let kind = match content_type.split(';').next().unwrap_or("").trim() {
             "application/json-patch+json" => PatchKind::Json,
@@ -461,15 +461,26 @@ impl Rest {
         let split = def.has_subresource("status");
         let custom = self.custom(def);
         let ownership = Ownership::track(def, req, query)?;
-        self.guaranteed_update(def, req, expected, dry_run, &ownership, move |current| {
-            let mut patched = crate::patch::apply(def, kind, current, &patch, field_validation)?;
-            // Custom resources drop (or, under Strict, refuse) fields their schema lacks.
-            if let Some(custom) = &custom {
-                crd::resource::check_unknown_fields(def, custom, field_validation, &mut patched)?;
-            }
-            Ok(merge_update(current, patched, subresource.as_deref(), split))
-        })
-        .await
+        // The warnings of the attempt that was written (a retry computes them again).
+        let warnings = std::sync::Mutex::new(Vec::new());
+        let patched = self
+            .guaranteed_update(def, req, expected, dry_run, &ownership, |current| {
+                let (mut patched, mut found) =
+                    crate::patch::apply(def, kind, current, &patch, field_validation)?;
+                // Custom resources drop (or, under Strict, refuse) fields their schema lacks.
+                if let Some(custom) = &custom {
+                    found.extend(crd::resource::check_unknown_fields(
+                        def,
+                        custom,
+                        field_validation,
+                        &mut patched,
+                    )?);
+                }
+                *warnings.lock().expect("warnings lock") = found;
+                Ok(merge_update(current, patched, subresource.as_deref(), split))
+            })
+            .await?;
+        Ok((patched, warnings.into_inner().expect("warnings lock")))
     }
 
     /// Reads the object, computes its new state with `change`, and writes it back with

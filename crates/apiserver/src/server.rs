@@ -285,10 +285,11 @@ async fn route(
                         (false, updated) => (StatusCode::OK, updated),
                     }
                 }
-                Verb::Patch => (
-                    StatusCode::OK,
-                    rest.patch(def, &r, &query, &content_type, &body).await?,
-                ),
+                Verb::Patch => {
+                    let (patched, found) = rest.patch(def, &r, &query, &content_type, &body).await?;
+                    warnings = found;
+                    (StatusCode::OK, patched)
+                }
                 Verb::Delete if custom.is_some() => {
                     crd::resource::delete_response(def, rest.delete(def, &r, &query, &body).await?)
                 }

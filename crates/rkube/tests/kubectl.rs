@@ -752,6 +752,16 @@ fn openapi_drives_explain_and_server_side_field_validation() {
         "jsonpath={.spec.template.spec.containers[0]}",
     ]);
     assert!(!containers.contains("bogus"), "{containers}");
+    // Patches too: kubectl patch names no fieldValidation, so the server's default (Warn)
+    // applies: the field is dropped, with a warning.
+    let patch = r#"{"spec":{"paused":true,"bogus":1}}"#;
+    let out = server.kubectl(&["patch", "deploy", "web", "--type", "merge", "-p", patch]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains(r#"Warning: unknown field "spec.bogus""#),
+        "{warned}"
+    );
 
     // The documents themselves: v3 lists each group-version with a hash; v2 has every kind.
     let root = server.ok(&["get", "--raw", "/openapi/v3"]);

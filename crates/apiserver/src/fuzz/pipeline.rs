@@ -220,7 +220,7 @@ impl Run {
             objects::resource_version(&patch)?;
         }
         self.stage();
-        let patched = crate::patch::apply(self.def, kind, &current, &patch, self.mode)?;
+        let (patched, _) = crate::patch::apply(self.def, kind, &current, &patch, self.mode)?;
         self.stage();
         let updated = rest::merge_update(
             &current,
