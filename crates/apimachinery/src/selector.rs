@@ -524,8 +524,8 @@ fn type_error(value: &Value, field: &str, go_type: &str) -> SelectorError {
     ))
 }
 
-/// The JSON type names Go's decoder uses in its errors.
-fn json_kind(value: &Value) -> &'static str {
+/// The JSON type names Go's decoder uses in its errors (`cannot unmarshal <type> into …`).
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "bool",

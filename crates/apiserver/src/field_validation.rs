@@ -43,6 +43,12 @@ pub fn check(def: &ResourceDef, mode: Mode, obj: &mut Value) -> Result<Vec<Strin
         let type_meta = ["apiVersion", "kind"];
         prune(message, map, "", &type_meta, &mut unknown);
     }
+    outcome(def, mode, &unknown)
+}
+
+/// What `mode` makes of the unknown fields found (paths such as `spec.foo`): upstream's strict
+/// decoding error, the warnings to send, or nothing. Built-in and custom kinds share it.
+pub fn outcome(def: &ResourceDef, mode: Mode, unknown: &[String]) -> Result<Vec<String>, ApiError> {
     let described: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
     match mode {
         Mode::Strict if !described.is_empty() => Err(ApiError::bad_request(format!(

@@ -55,14 +55,7 @@ pub fn apply(
 /// Upstream decodes the patched JSON into the kind's type; anything but an object fails there
 /// (422 on the field `patch`, with the JSON decoder's complaint).
 fn not_an_object(patched: &Value) -> ApiError {
-    let go_type = match patched {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    };
+    let go_type = apimachinery::selector::json_kind(patched);
     let detail = format!(
         "couldn't get version/kind; json parse error: json: cannot unmarshal {go_type} into Go value of type struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }}"
     );

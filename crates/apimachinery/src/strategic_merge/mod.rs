@@ -75,7 +75,7 @@ fn apply_with_schema(
         other => {
             return Err(ApiError::bad_request(format!(
                 "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                json_type_name(other)
+                crate::selector::json_kind(other)
             )));
         }
     };
@@ -312,15 +312,4 @@ fn is_directive(key: &str) -> bool {
         || key == RETAIN_KEYS
         || key.starts_with("$setElementOrder/")
         || key.starts_with("$deleteFromPrimitiveList/")
-}
-
-fn json_type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }

@@ -108,22 +108,11 @@ pub fn check_unknown_fields(
     mode: crate::field_validation::Mode,
     obj: &mut Value,
 ) -> Result<Vec<String>, ApiError> {
-    use crate::field_validation::Mode;
     let Some(schema) = &custom.schema else {
         return Ok(Vec::new());
     };
     let unknown = schema::prune(obj, schema);
-    let described: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-    match mode {
-        Mode::Strict if !described.is_empty() => Err(ApiError::bad_request(format!(
-            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
-            described.join(", "),
-            kind = def.kind,
-            version = def.version,
-        ))),
-        Mode::Warn => Ok(described),
-        _ => Ok(Vec::new()),
-    }
+    crate::field_validation::outcome(def, mode, &unknown)
 }
 
 /// An apply configuration's fields the schema does not declare: under `Strict`, refused with
