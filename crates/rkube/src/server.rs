@@ -1,8 +1,11 @@
-//! `rkube server`: the control plane in one process: datastore, compaction, API server.
-//! (Controllers, scheduler and the node agent join in later issues.)
+//! `rkube server`: the control plane in one process: datastore, compaction, API server, and the
+//! controllers (under leader election), each a client of the API server over HTTPS.
+//! (The scheduler and the node agent join in later.)
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -43,6 +46,33 @@ pub struct Args {
     /// Static bearer tokens, one `token,user,uid,"group1,group2"` per line (as kube-apiserver's).
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// Do not run the controllers (kube-controller-manager's role) in this process.
+    #[arg(long)]
+    disable_controller_manager: bool,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// Controllers to run, as kube-controller-manager's flag: `*` (all), `name`, `-name`.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
+    /// Prefix length of each node's IPv4 pod range.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size_ipv4: u8,
+    /// Prefix length of each node's IPv6 pod range.
+    #[arg(long, default_value_t = 64)]
+    node_cidr_mask_size_ipv6: u8,
+    /// How often the node lifecycle controller checks node health.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: Duration,
+    /// How long a node may miss heartbeats before it is marked NotReady/Unknown.
+    #[arg(long, default_value = "50s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// The same allowance for a node that has not reported since it registered.
+    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    node_startup_grace_period: Duration,
+    /// Terminated pods beyond this number are deleted, oldest first (0 disables).
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -76,17 +106,91 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             node_port_range: args.service_node_port_range,
         };
         let running = apiserver::start(config, store).await?;
-        let _ = (&args.cluster_cidr, args.disable_agent);
+        let _ = args.disable_agent;
+        let identity = leader_identity();
+        let client = clientkit::from_kubeconfig(&running.kubeconfig).await?;
+        let mut components = tokio::task::JoinSet::new();
+        if !args.disable_controller_manager {
+            let ctx = controllers::Context {
+                client: client.clone(),
+                config: Arc::new(controllers_config(&args)),
+            };
+            let election = clientkit::LeaderElection::new(
+                client.clone(),
+                clientkit::LeaseConfig::new("kube-controller-manager", &identity),
+            );
+            components.spawn(election.run(move || controllers::run(ctx.clone())));
+        }
+        let _ = args.disable_scheduler;
         eprintln!(
             "rkube server ready in {:?}: https://{} (kubeconfig {})",
             started.elapsed(),
             running.addr,
             running.kubeconfig.display()
         );
-        shutdown_signal().await;
+        tokio::select! {
+            () = shutdown_signal() => {}
+            Some(ended) = components.join_next() => match ended {
+                Ok(Err(err)) => return Err(err.context("a control-plane component failed")),
+                Ok(Ok(())) => anyhow::bail!("a control-plane component stopped"),
+                Err(err) => anyhow::bail!("a control-plane component panicked: {err}"),
+            },
+        }
         eprintln!("rkube server: shutting down");
         anyhow::Ok(())
     })
+}
+
+fn controllers_config(args: &Args) -> controllers::Config {
+    controllers::Config {
+        controllers: args.controllers.clone(),
+        cluster_cidr: args.cluster_cidr.clone(),
+        node_cidr_mask_size_ipv4: args.node_cidr_mask_size_ipv4,
+        node_cidr_mask_size_ipv6: args.node_cidr_mask_size_ipv6,
+        node_monitor_period: args.node_monitor_period,
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        node_startup_grace_period: args.node_startup_grace_period,
+        terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+    }
+}
+
+/// This process's identity in leader-election Leases: `<hostname>_<uuid>`, as upstream's.
+fn leader_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}_{}", host.trim(), uuid::Uuid::new_v4())
+}
+
+/// A Go-style duration such as `40s`, `5m0s`, `1h30m` or `500ms`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration such as 40s or 5m0s");
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest == "0" {
+        return Ok(total);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::from_secs_f64(value * seconds);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
 }
 
 /// The first address of the service range (the `kubernetes` Service's ClusterIP).
@@ -113,6 +217,23 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
         return Err(bad());
     }
     Ok((first, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("5m0s"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("abc").is_err());
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,118 @@
+//! kube-controller-manager's role: the control loops that drive the cluster towards what its
+//! objects ask for. Every controller is a client of the API server over HTTP (kube-rs watchers
+//! and API calls), exactly as upstream's are; none reads the store.
+//!
+//! One module per controller; [`CONTROLLERS`] is the registry of name → start function, and
+//! [`run`] starts the enabled ones. `rkube server` runs them under leader election on the
+//! `kube-system/kube-controller-manager` Lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+/// What the controllers are configured with (kube-controller-manager's flags).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Which controllers run: upstream's `--controllers` list (`*` = all, `name`, `-name`).
+    pub controllers: Vec<String>,
+    /// Pod address range that node IPAM splits into per-node `spec.podCIDR`s (`--cluster-cidr`).
+    pub cluster_cidr: String,
+    /// Prefix length of each node's pod range for IPv4 (`--node-cidr-mask-size-ipv4`, 24).
+    pub node_cidr_mask_size_ipv4: u8,
+    /// Prefix length of each node's pod range for IPv6 (`--node-cidr-mask-size-ipv6`, 64).
+    pub node_cidr_mask_size_ipv6: u8,
+    /// How often node health is checked (`--node-monitor-period`, 5 s).
+    pub node_monitor_period: Duration,
+    /// How long a node may go without a heartbeat before it is NotReady/Unknown
+    /// (`--node-monitor-grace-period`, 50 s since 1.32).
+    pub node_monitor_grace_period: Duration,
+    /// The same allowance for a node that has never posted status (`--node-startup-grace-period`, 60 s).
+    pub node_startup_grace_period: Duration,
+    /// Terminated pods above this count are deleted, oldest first
+    /// (`--terminated-pod-gc-threshold`, 12500).
+    pub terminated_pod_gc_threshold: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            controllers: vec!["*".to_owned()],
+            cluster_cidr: "10.42.0.0/16".to_owned(),
+            node_cidr_mask_size_ipv4: 24,
+            node_cidr_mask_size_ipv6: 64,
+            node_monitor_period: Duration::from_secs(5),
+            node_monitor_grace_period: Duration::from_secs(50),
+            node_startup_grace_period: Duration::from_secs(60),
+            terminated_pod_gc_threshold: 12500,
+        }
+    }
+}
+
+/// What every controller gets: a client and the configuration.
+#[derive(Clone)]
+pub struct Context {
+    pub client: kube::Client,
+    pub config: Arc<Config>,
+}
+
+/// A controller's entry point: runs until the process stops (or fails).
+pub type StartFn = fn(Context) -> BoxFuture<'static, anyhow::Result<()>>;
+
+/// The registry: upstream's controller names (as `--controllers` takes them) → start functions.
+pub const CONTROLLERS: &[(&str, StartFn)] = &[];
+
+/// Whether `name` is enabled by a `--controllers` list, as upstream reads it: `-name` disables,
+/// `name` enables, `*` enables the rest. Names match with or without the `-controller` suffix.
+pub fn enabled(name: &str, list: &[String]) -> bool {
+    let short = name.strip_suffix("-controller").unwrap_or(name);
+    let is = |entry: &str| entry == name || entry == short;
+    if list.iter().any(|e| e.strip_prefix('-').is_some_and(is)) {
+        return false;
+    }
+    list.iter().any(|e| is(e)) || list.iter().any(|e| e == "*")
+}
+
+/// Starts every enabled controller and runs them for good: a failing controller is restarted
+/// after a pause rather than taking the others down. (Stopping is by dropping the future, which
+/// leader election does when the lease is lost.)
+pub async fn run(ctx: Context) -> anyhow::Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, start) in CONTROLLERS {
+        if !enabled(name, &ctx.config.controllers) {
+            continue;
+        }
+        let ctx = ctx.clone();
+        let (name, start) = (*name, *start);
+        tasks.spawn(async move {
+            loop {
+                match start(ctx.clone()).await {
+                    Ok(()) => return,
+                    Err(err) => tracing::error!(controller = name, "controller failed: {err:#}; restarting"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    // Every controller returned (or none is enabled): keep holding the lease regardless.
+    std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enabled;
+
+    #[test]
+    fn controllers_flag_as_upstream() {
+        let list = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(enabled("deployment-controller", &list(&["*"])));
+        assert!(!enabled("deployment-controller", &list(&["*", "-deployment"])));
+        assert!(!enabled(
+            "deployment-controller",
+            &list(&["*", "-deployment-controller"])
+        ));
+        assert!(enabled("deployment-controller", &list(&["deployment"])));
+        assert!(!enabled("deployment-controller", &list(&["replicaset"])));
+    }
+}
