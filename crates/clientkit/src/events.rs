@@ -38,8 +38,15 @@ pub struct Recorder {
     client: kube::Client,
     component: String,
     host: Option<String>,
-    /// Folding key → (namespace, event name, count so far).
-    recent: Arc<Mutex<HashMap<String, (String, String, i32)>>>,
+    recent: Arc<Mutex<HashMap<String, Remembered>>>,
+}
+
+/// A recent event by its folding key: where it is and how many times it happened.
+#[derive(Clone)]
+struct Remembered {
+    namespace: String,
+    name: String,
+    count: i32,
 }
 
 impl Recorder {
@@ -92,7 +99,12 @@ impl Recorder {
             message
         );
         let seen = self.recent.lock().expect("events lock").get(&key).cloned();
-        if let Some((ns, name, count)) = seen {
+        if let Some(Remembered {
+            namespace: ns,
+            name,
+            count,
+        }) = seen
+        {
             let patch = serde_json::json!({"count": count + 1, "lastTimestamp": now});
             let patched = Api::<Event>::namespaced(self.client.clone(), &ns)
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -143,7 +155,14 @@ impl Recorder {
         if recent.len() >= MAX_REMEMBERED && !recent.contains_key(&key) {
             recent.clear();
         }
-        recent.insert(key, (namespace, name, count));
+        recent.insert(
+            key,
+            Remembered {
+                namespace,
+                name,
+                count,
+            },
+        );
     }
 }
 
