@@ -50,6 +50,12 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A server with extra `rkube server` flags (e.g. `--controllers=-deployment`,
+    /// `--node-monitor-grace-period=5s`).
+    pub fn start_with(extra_args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let tokens = dir.path().join("tokens.csv");
@@ -61,6 +67,7 @@ impl Server {
             .arg(dir.path().join("data"))
             .arg("--token-auth-file")
             .arg(&tokens)
+            .args(extra_args)
             .env_remove("RKUBE_DATASTORE_ENDPOINT")
             .stdout(Stdio::null())
             .stderr(log)
