@@ -26,6 +26,7 @@ pub mod discovery;
 mod field_validation;
 mod filter;
 pub mod fuzz;
+mod graceful;
 mod objects;
 mod openapi;
 mod patch;

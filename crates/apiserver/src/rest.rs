@@ -532,12 +532,7 @@ impl Rest {
             if dry_run {
                 return Ok(updated);
             }
-            let remove_now = objects::metadata(&updated).is_some_and(|m| {
-                m.contains_key("deletionTimestamp")
-                    && m.get("finalizers")
-                        .and_then(Value::as_array)
-                        .is_none_or(Vec::is_empty)
-            });
+            let remove_now = crate::graceful::delete_during_update(&current, &updated);
             if remove_now {
                 // The last finalizer of a deleted object went: the object goes.
                 let release = allocator::release_on_delete(def, &current);
@@ -607,6 +602,29 @@ impl Rest {
                 .and_then(|m| m.get("finalizers"))
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
+            match crate::graceful::before_delete(def, &mut current, &options, jiff::Timestamp::now()) {
+                crate::graceful::Outcome::Pending => return Ok(current),
+                crate::graceful::Outcome::Graceful(period) if period > 0 || has_finalizers => {
+                    if dry_run {
+                        return Ok(current);
+                    }
+                    match self
+                        .store
+                        .update(&key, to_store(&current), kv.mod_revision, None)
+                        .await
+                        .map_err(store_error)?
+                    {
+                        WriteOutcome::Written { revision, .. } => {
+                            metadata_mut(&mut current)
+                                .insert("resourceVersion".into(), revision.to_string().into());
+                            return Ok(current);
+                        }
+                        WriteOutcome::Conflict { .. } => continue,
+                    }
+                }
+                // Graceful with no time left (or none applies): removed below.
+                _ => {}
+            }
             if has_finalizers {
                 if meta_str(&current, "deletionTimestamp").is_some() {
                     return Ok(current);
