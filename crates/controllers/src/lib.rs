@@ -11,6 +11,11 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+pub mod node_ipam;
+pub mod node_lifecycle;
+mod pods_by_node;
+pub mod taint_eviction;
+
 /// What the controllers are configured with (kube-controller-manager's flags).
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -60,7 +65,11 @@ pub struct Context {
 pub type StartFn = fn(Context) -> BoxFuture<'static, anyhow::Result<()>>;
 
 /// The registry: upstream's controller names (as `--controllers` takes them) → start functions.
-pub const CONTROLLERS: &[(&str, StartFn)] = &[];
+pub const CONTROLLERS: &[(&str, StartFn)] = &[
+    ("node-ipam-controller", node_ipam::start),
+    ("node-lifecycle-controller", node_lifecycle::start),
+    ("taint-eviction-controller", taint_eviction::start),
+];
 
 /// Whether `name` is enabled by a `--controllers` list, as upstream reads it: `-name` disables,
 /// `name` enables, `*` enables the rest. Names match with or without the `-controller` suffix.

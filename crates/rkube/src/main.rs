@@ -1,9 +1,10 @@
 //! `rkube`: one binary, one subcommand per role: `server` (the control plane) and the
-//! `datastore` and `image` tools; later issues add `agent` and `sim`.
+//! `datastore` and `image` tools, and `sim` (hollow nodes); later issues add `agent`.
 
 mod datastore;
 mod image;
 mod server;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Command {
     Datastore(datastore::Args),
     /// Manage the node's images (import archives, list).
     Image(image::Args),
+    /// Simulate nodes (hollow kubelets) against an API server, for tests and benchmarks.
+    Sim(sim::Args),
     /// Print the version.
     Version,
 }
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server::run(args),
         Command::Datastore(args) => datastore::run(args),
         Command::Image(args) => image::run(args),
+        Command::Sim(args) => sim::run(args),
         Command::Version => {
             println!("rkube version v{}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -161,7 +161,7 @@ fn leader_identity() -> String {
 }
 
 /// A Go-style duration such as `40s`, `5m0s`, `1h30m` or `500ms`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration such as 40s or 5m0s");
     let mut total = Duration::ZERO;
     let mut rest = s.trim();

@@ -1,0 +1,174 @@
+//! Registration and heartbeats, as the kubelet does them: the Node is created with its status;
+//! every 10 s (nodeStatusUpdateFrequency, spread over the nodes) each node renews its Lease in
+//! `kube-node-lease` and posts its status if it changed or was last posted 5 minutes ago
+//! (nodeStatusReportFrequency). A node named by a file in `--stop-heartbeat-dir` does none of
+//! this until the file goes.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::pods::Runner;
+use crate::{Sim, WRITE_CONCURRENCY, node};
+
+/// Each node beats in one of this many slots of the heartbeat interval, so writes spread.
+const SLOTS: u64 = 10;
+/// How often an unchanged status is posted anyway (kubelet's nodeStatusReportFrequency).
+const REPORT_FREQUENCY: Duration = Duration::from_secs(300);
+/// The Lease duration the kubelet asks for.
+const LEASE_DURATION_SECONDS: i32 = 40;
+const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// Registers node `index` (an existing one is taken over, as a restarted kubelet does) and
+/// creates its Lease.
+pub async fn register(sim: &Sim, index: usize) -> anyhow::Result<()> {
+    let name = &sim.names[index];
+    let nodes: Api<Node> = Api::all(sim.client.clone());
+    let object: Node = serde_json::from_value(node::object(&sim.config, name, index))?;
+    let uid = match nodes.create(&PostParams::default(), &object).await {
+        Ok(created) => created.metadata.uid,
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let existing = nodes.get(name).await?;
+            let current = serde_json::to_value(&existing)?;
+            post_status(sim, index, &current).await?;
+            existing.metadata.uid
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("registering node {name}"))),
+    };
+    {
+        let mut state = sim.node(index);
+        state.uid = uid.clone();
+        state.last_status_post = Some(Instant::now());
+    }
+    renew_lease(sim, index, uid.as_deref()).await
+}
+
+/// Heartbeats for good, every `heartbeat_interval` (kubelet: 10 s); node `i` beats in slot
+/// `i % 10` of each interval, so the writes spread.
+pub async fn run(sim: Arc<Sim>, pods: Runner) -> anyhow::Result<()> {
+    let slot = (sim.config.heartbeat_interval / SLOTS as u32).max(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(slot);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut second: u64 = 0;
+    loop {
+        tick.tick().await;
+        second += 1;
+        let stopped = stopped_nodes(&sim);
+        for (index, name) in sim.names.iter().enumerate() {
+            let down = stopped.contains(name.as_str());
+            let was_down = std::mem::replace(&mut sim.node(index).down, down);
+            if was_down && !down {
+                eprintln!("rkube sim: {name} resumes heartbeats");
+                pods.requeue_node(index);
+            } else if down && !was_down {
+                eprintln!("rkube sim: {name} stops heartbeats");
+                sim.node(index).last_status_post = None;
+            }
+        }
+        let due: Vec<usize> = (0..sim.names.len())
+            .filter(|i| (*i as u64) % SLOTS == second % SLOTS || resumed(&sim, *i))
+            .filter(|i| !sim.node(*i).down)
+            .collect();
+        futures::stream::iter(due)
+            .for_each_concurrent(WRITE_CONCURRENCY, |index| {
+                let sim = sim.clone();
+                async move {
+                    if let Err(err) = beat(&sim, index).await {
+                        tracing::warn!(node = %sim.names[index], "heartbeat failed: {err:#}");
+                    }
+                }
+            })
+            .await;
+    }
+}
+
+/// A node that just resumed beats at once (its status is Unknown; a kubelet that restarts
+/// posts straight away).
+fn resumed(sim: &Sim, index: usize) -> bool {
+    sim.node(index).last_status_post.is_none()
+}
+
+/// One heartbeat: the Lease, then the status when it changed or is due.
+async fn beat(sim: &Sim, index: usize) -> anyhow::Result<()> {
+    let (uid, current, last) = {
+        let state = sim.node(index);
+        (state.uid.clone(), state.current.clone(), state.last_status_post)
+    };
+    renew_lease(sim, index, uid.as_deref()).await?;
+    let current = current.map(|c| (*c).clone()).unwrap_or(Value::Null);
+    let due = last.is_none_or(|t| t.elapsed() >= REPORT_FREQUENCY);
+    if due || node::status_changed(&current) {
+        post_status(sim, index, &current).await?;
+    }
+    Ok(())
+}
+
+async fn post_status(sim: &Sim, index: usize, current: &Value) -> anyhow::Result<()> {
+    let name = &sim.names[index];
+    let nodes: Api<Node> = Api::all(sim.client.clone());
+    let status = node::status(&sim.config, name, index, current, &node::now());
+    nodes
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await?;
+    sim.node(index).last_status_post = Some(Instant::now());
+    Ok(())
+}
+
+/// Creates or renews the node's Lease (holder = node name, 40 s, owned by the Node).
+async fn renew_lease(sim: &Sim, index: usize, uid: Option<&str>) -> anyhow::Result<()> {
+    let name = &sim.names[index];
+    let leases: Api<Lease> = Api::namespaced(sim.client.clone(), LEASE_NAMESPACE);
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let spec = json!({
+        "holderIdentity": name,
+        "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+        "renewTime": now,
+    });
+    match leases
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": spec})),
+        )
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut metadata = json!({"name": name, "namespace": LEASE_NAMESPACE});
+    if let Some(uid) = uid {
+        metadata["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}]);
+    }
+    let lease: Lease = serde_json::from_value(json!({"metadata": metadata, "spec": spec}))?;
+    match leases.create(&PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The nodes whose heartbeats are stopped: files named after them in `--stop-heartbeat-dir`.
+fn stopped_nodes(sim: &Sim) -> HashSet<String> {
+    let Some(dir) = &sim.config.stop_heartbeat_dir else {
+        return HashSet::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashSet::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect()
+}
