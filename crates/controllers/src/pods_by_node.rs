@@ -82,7 +82,9 @@ fn node_and_key(pod: &Pod) -> (String, String) {
     (node, key)
 }
 
-fn insert(index: &mut Index, pod: Pod) {
+fn insert(index: &mut Index, mut pod: Pod) {
+    // Field ownership is most of a pod's size and no node controller reads it.
+    pod.metadata.managed_fields = None;
     let (node, key) = node_and_key(&pod);
     index.entry(node).or_default().insert(key, Arc::new(pod));
 }

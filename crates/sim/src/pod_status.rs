@@ -101,6 +101,44 @@ pub fn is_terminated(pod: &Value) -> bool {
         .is_some_and(|s| s.iter().all(|s| s["state"]["terminated"].is_object()))
 }
 
+/// Only what a hollow kubelet looks at, so 150,000 cached pods stay small: identity, deletion,
+/// node, container names and images, and the status fields compared or carried over.
+pub fn trim(pod: Value) -> Value {
+    let slim = |field: &str| -> Value {
+        containers(&pod, field)
+            .map(|c| json!({"name": c["name"], "image": c["image"]}))
+            .collect()
+    };
+    let meta = &pod["metadata"];
+    let status = &pod["status"];
+    let states: Value = status["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| json!({"state": s["state"]}))
+        .collect();
+    json!({
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "deletionTimestamp": meta["deletionTimestamp"],
+        },
+        "spec": {
+            "nodeName": pod["spec"]["nodeName"],
+            "containers": slim("containers"),
+            "initContainers": slim("initContainers"),
+        },
+        "status": {
+            "phase": status["phase"],
+            "podIP": status["podIP"],
+            "startTime": status["startTime"],
+            "conditions": status["conditions"],
+            "containerStatuses": states,
+        },
+    })
+}
+
 fn containers<'a>(pod: &'a Value, field: &str) -> impl Iterator<Item = &'a Value> + use<'a> {
     pod["spec"][field].as_array().into_iter().flatten()
 }
@@ -199,6 +237,22 @@ mod tests {
             "registry.k8s.io/pause:3.10"
         );
         assert_eq!(normalize_image("localhost:5000/x"), "localhost:5000/x:latest");
+    }
+
+    #[test]
+    fn trimmed_pods_keep_what_the_kubelet_compares() {
+        let pod = serde_json::json!({
+            "metadata": {"name": "p", "namespace": "d", "uid": "u", "managedFields": [{}], "labels": {"a": "b"}},
+            "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "busybox", "env": []}]},
+            "status": {"phase": "Pending"},
+        });
+        let mut trimmed = trim(pod);
+        assert!(trimmed["metadata"].get("managedFields").is_none());
+        assert!(!is_running(&trimmed));
+        trimmed["status"] = running(&trimmed, "h", "10.42.0.2", "t");
+        let trimmed = trim(trimmed);
+        assert!(is_running(&trimmed));
+        assert_eq!(trimmed["spec"]["containers"][0]["image"], "busybox");
     }
 
     #[test]

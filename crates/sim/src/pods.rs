@@ -101,7 +101,7 @@ impl Runner {
             match event {
                 watcher::Event::Init => listed = Some(HashMap::new()),
                 watcher::Event::InitApply(pod) => {
-                    let pod = serde_json::to_value(&pod)?;
+                    let pod = pod_status::trim(serde_json::to_value(&pod)?);
                     if let (Some(listed), Some(key)) = (listed.as_mut(), key_of(&pod)) {
                         listed.insert(key, Arc::new(pod));
                     }
@@ -120,7 +120,7 @@ impl Runner {
                     }
                 }
                 watcher::Event::Apply(pod) => {
-                    let pod = serde_json::to_value(&pod)?;
+                    let pod = pod_status::trim(serde_json::to_value(&pod)?);
                     if let Some(key) = key_of(&pod) {
                         self.observe(key, Arc::new(pod));
                     }
