@@ -357,3 +357,75 @@ fn silent_hollow_node_goes_unknown_is_tainted_and_its_pods_evicted() {
     });
     running_pod(&server, &sim, "tolerant");
 }
+
+#[test]
+fn node_ipam_hands_out_ranges_until_exhausted_and_reuses_released_ones() {
+    // Two /24 ranges for three nodes.
+    let server = Server::start_with(&["--cluster-cidr=10.99.0.0/23"]);
+    let sim = Sim::start(&server, 3);
+    let cidrs = || -> Vec<(String, String)> {
+        let nodes = json(&server, &["get", "nodes"]);
+        nodes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let name = n["metadata"]["name"].as_str().unwrap().to_owned();
+                (name, n["spec"]["podCIDR"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    };
+    let assigned = wait_for(
+        &server,
+        &sim,
+        "two nodes with ranges",
+        Duration::from_secs(60),
+        || {
+            let all = cidrs();
+            let with: Vec<_> = all.iter().filter(|(_, c)| !c.is_empty()).cloned().collect();
+            (all.len() == 3 && with.len() == 2).then_some(all)
+        },
+    );
+    let mut ranges: Vec<&str> = assigned
+        .iter()
+        .map(|(_, c)| c.as_str())
+        .filter(|c| !c.is_empty())
+        .collect();
+    ranges.sort();
+    assert_eq!(ranges, ["10.99.0.0/24", "10.99.1.0/24"]);
+    let (starved, _) = assigned.iter().find(|(_, c)| c.is_empty()).unwrap().clone();
+    wait_for(
+        &server,
+        &sim,
+        "CIDRNotAvailable event",
+        Duration::from_secs(30),
+        || {
+            let events = server.ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.name={starved},reason=CIDRNotAvailable"),
+                "-o",
+                "jsonpath={.items[*].message}",
+            ]);
+            events
+                .contains(&format!("Node {starved} status is now: CIDRNotAvailable"))
+                .then_some(())
+        },
+    );
+    // A deleted node's range goes to the node that had none.
+    let (victim, freed) = assigned.iter().find(|(_, c)| !c.is_empty()).unwrap().clone();
+    server.ok(&["delete", "node", &victim]);
+    wait_for(
+        &server,
+        &sim,
+        "the freed range reassigned",
+        Duration::from_secs(60),
+        || {
+            cidrs()
+                .into_iter()
+                .find(|(n, c)| *n == starved && *c == freed)
+                .map(|_| ())
+        },
+    );
+}

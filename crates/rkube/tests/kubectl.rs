@@ -1253,6 +1253,19 @@ fn scale_binding_and_eviction_subresources() {
         "{\"status\":{\"observedGeneration\":1,\"disruptionsAllowed\":1,\"currentHealthy\":1,\"desiredHealthy\":1,\"expectedPods\":1}}"]);
     let out = server.ok(&["create", "--raw", path, "-f", &eviction]);
     assert!(out.contains("\"status\":\"Success\""), "{out}");
+    // A running pod bound to a node is deleted gracefully: it terminates until its node (none
+    // runs here) removes it, or a forced delete does.
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.metadata.deletionGracePeriodSeconds}"
+        ]),
+        "30"
+    );
+    server.ok(&["delete", "pod", "p", "--grace-period=0", "--force"]);
     assert!(server.fails(&["get", "pod", "p"]).contains("NotFound"));
     assert_eq!(
         server.ok(&["get", "pdb", "p", "-o", "jsonpath={.status.disruptionsAllowed}"]),

@@ -99,6 +99,8 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
         .default_backoff()
         .boxed();
     let mut listed: Vec<Node> = Vec::new();
+    // Nodes that found no free range, by name.
+    let mut starved: HashMap<String, Node> = HashMap::new();
     while let Some(event) = events.try_next().await? {
         let todo: Vec<Node> = match event {
             watcher::Event::Init => {
@@ -127,7 +129,9 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
             watcher::Event::Apply(node) => vec![node],
             watcher::Event::Delete(node) => {
                 lock(&allocator).release(&name(&node));
-                continue;
+                starved.remove(&name(&node));
+                // A range came free: nodes that found none try again (upstream requeues them).
+                starved.values().cloned().collect()
             }
         };
         for node in todo {
@@ -136,6 +140,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
             let allocated = {
                 let mut state = lock(&allocator);
                 if !cidrs.is_empty() {
+                    starved.remove(&node_name);
                     if state.by_node.get(&node_name) != Some(&cidrs) {
                         state.release(&node_name);
                         state.occupy(&node_name, &cidrs);
@@ -150,6 +155,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
             };
             let Some(allocated) = allocated else {
                 tracing::warn!(node = %node_name, "no pod CIDR left to allocate");
+                starved.insert(node_name.clone(), node.clone());
                 recorder
                     .record(
                         &clientkit::events::reference(&node),
@@ -160,6 +166,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
                     .await;
                 continue;
             };
+            starved.remove(&node_name);
             let permit = writes.clone().acquire_owned().await?;
             let (nodes, allocator) = (nodes.clone(), allocator.clone());
             let uid = node.metadata.uid.clone();

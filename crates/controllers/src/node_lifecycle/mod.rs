@@ -199,7 +199,10 @@ impl Controller {
                 && let Some(updated) = conditions::unknown_conditions(&value, &wall)
             {
                 match self.patch_node_status(&name, &value, &updated).await {
-                    Ok(()) => value["status"]["conditions"] = updated,
+                    Ok(revision) => {
+                        value["status"]["conditions"] = updated;
+                        value["metadata"]["resourceVersion"] = revision.into();
+                    }
                     Err(err) => tracing::warn!(node = %name, "cannot mark the node unknown: {err}"),
                 }
             }
@@ -303,7 +306,12 @@ impl Controller {
             } else {
                 Value::Array(taints)
             };
-            let patch = json!({"spec": {"taints": taints}});
+            // Only over the node as read: a concurrent change (e.g. `kubectl taint`) wins, and
+            // the next pass decides again.
+            let patch = json!({
+                "metadata": {"resourceVersion": s.node["metadata"]["resourceVersion"]},
+                "spec": {"taints": taints},
+            });
             if let Err(err) = nodes
                 .patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -313,16 +321,17 @@ impl Controller {
         }
     }
 
-    async fn patch_node_status(&self, name: &str, node: &Value, conditions: &Value) -> kube::Result<()> {
+    /// Writes the node's conditions (if the node is still as read); returns its new resourceVersion.
+    async fn patch_node_status(&self, name: &str, node: &Value, conditions: &Value) -> kube::Result<String> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let patch = json!({
             "metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
             "status": {"conditions": conditions},
         });
-        nodes
+        let updated = nodes
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
-        Ok(())
+        Ok(updated.metadata.resource_version.unwrap_or_default())
     }
 
     /// Upstream's MarkPodsNotReady: every pod on the node gets Ready=False.
