@@ -37,6 +37,8 @@ const SECONDARY_EVICTION_RATE: f64 = 0.01;
 const LARGE_CLUSTER: usize = 50;
 /// Share of not-ready nodes (with more than two) from which a zone is partially disrupted.
 const UNHEALTHY_ZONE_THRESHOLD: f64 = 0.55;
+/// How many events are written at once.
+const EVENT_CONCURRENCY: usize = 8;
 
 pub fn start(ctx: Context) -> futures::future::BoxFuture<'static, anyhow::Result<()>> {
     Box::pin(run(ctx))
@@ -60,6 +62,9 @@ struct Controller {
     health: HashMap<String, Health>,
     /// When each zone last got a NoExecute taint (the zone's rate limiter).
     last_taint: HashMap<String, Instant>,
+    /// Events are written in the background, a few at a time (as client-go's broadcaster), so
+    /// thousands of RegisteredNode events do not hold up a monitoring pass.
+    event_writes: Arc<tokio::sync::Semaphore>,
 }
 
 async fn run(ctx: Context) -> anyhow::Result<()> {
@@ -90,6 +95,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
         pods,
         health: HashMap::new(),
         last_taint: HashMap::new(),
+        event_writes: Arc::new(tokio::sync::Semaphore::new(EVENT_CONCURRENCY)),
     };
     let monitor = async move {
         controller.nodes.wait_until_ready().await?;
@@ -119,6 +125,23 @@ struct Seen {
 }
 
 impl Controller {
+    fn emit(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let (recorder, permits) = (self.recorder.clone(), self.event_writes.clone());
+        let (object, reason, message) = (object.clone(), reason.to_owned(), message.to_owned());
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            recorder.record(&object, kind, &reason, &message).await;
+        });
+    }
+
     /// One monitoring pass over every node (upstream's `monitorNodeHealth`).
     async fn monitor(&mut self) {
         let now = Instant::now();
@@ -138,9 +161,7 @@ impl Controller {
             self.last_taint.remove(&name);
             let reference = node_reference(&name, "");
             let message = format!("Node {name} event: Removing Node {name} from Controller");
-            self.recorder
-                .record(&reference, EventType::Normal, "RemovingNode", &message)
-                .await;
+            self.emit(&reference, EventType::Normal, "RemovingNode", &message);
         }
         for node in nodes {
             let Ok(mut value) = serde_json::to_value(&*node) else {
@@ -158,14 +179,12 @@ impl Controller {
                     },
                 );
                 let message = format!("Registered Node {name} in Controller");
-                self.recorder
-                    .record(
-                        &node_reference(&name, &uid),
-                        EventType::Normal,
-                        "RegisteredNode",
-                        &message,
-                    )
-                    .await;
+                self.emit(
+                    &node_reference(&name, &uid),
+                    EventType::Normal,
+                    "RegisteredNode",
+                    &message,
+                );
             }
             let observed = conditions::ready_status(&value).to_owned();
             let has_ready = value["status"]["conditions"]
@@ -209,14 +228,12 @@ impl Controller {
             let ready = conditions::ready_status(&value).to_owned();
             if ready != "True" && observed == "True" {
                 let message = format!("Node {name} status is now: NodeNotReady");
-                self.recorder
-                    .record(
-                        &node_reference(&name, &uid),
-                        EventType::Normal,
-                        "NodeNotReady",
-                        &message,
-                    )
-                    .await;
+                self.emit(
+                    &node_reference(&name, &uid),
+                    EventType::Normal,
+                    "NodeNotReady",
+                    &message,
+                );
                 self.mark_pods_not_ready(&name).await;
             }
             seen.push(Seen {
@@ -364,14 +381,12 @@ impl Controller {
                 .await
             {
                 Ok(_) => {
-                    self.recorder
-                        .record(
-                            &clientkit::events::reference(&*pod),
-                            EventType::Warning,
-                            "NodeNotReady",
-                            "Node is not ready",
-                        )
-                        .await;
+                    self.emit(
+                        &clientkit::events::reference(&*pod),
+                        EventType::Warning,
+                        "NodeNotReady",
+                        "Node is not ready",
+                    );
                 }
                 Err(err) => tracing::warn!(pod = %name, "cannot mark the pod not ready: {err}"),
             }
