@@ -413,6 +413,13 @@ fn node_ipam_hands_out_ranges_until_exhausted_and_reuses_released_ones() {
                 .then_some(())
         },
     );
+    // Its kubelet still runs pods, from a fallback range (as with a CNI doing its own IPAM).
+    server.create("fallback.yaml", &pod_manifest("fallback", &starved, ""));
+    let pod = running_pod(&server, &sim, "fallback");
+    assert!(
+        pod["status"]["podIP"].as_str().unwrap().starts_with("100."),
+        "{pod}"
+    );
     // A deleted node's range goes to the node that had none.
     let (victim, freed) = assigned.iter().find(|(_, c)| !c.is_empty()).unwrap().clone();
     server.ok(&["delete", "node", &victim]);

@@ -24,6 +24,8 @@ const REPORT_FREQUENCY: Duration = Duration::from_secs(300);
 /// The Lease duration the kubelet asks for.
 const LEASE_DURATION_SECONDS: i32 = 40;
 const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// How long a node waits for node IPAM before it takes a fallback pod range.
+const FALLBACK_AFTER: Duration = Duration::from_secs(10);
 
 /// Registers node `index` (an existing one is taken over, as a restarted kubelet does) and
 /// creates its Lease.
@@ -45,6 +47,7 @@ pub async fn register(sim: &Sim, index: usize) -> anyhow::Result<()> {
         let mut state = sim.node(index);
         state.uid = uid.clone();
         state.last_status_post = Some(Instant::now());
+        state.registered_at = Some(Instant::now());
     }
     renew_lease(sim, index, uid.as_deref()).await
 }
@@ -69,6 +72,9 @@ pub async fn run(sim: Arc<Sim>, pods: Runner) -> anyhow::Result<()> {
             } else if down && !was_down {
                 eprintln!("rkube sim: {name} stops heartbeats");
                 sim.node(index).last_status_post = None;
+            }
+            if !down && take_fallback_range(&sim, index) {
+                pods.requeue_node(index);
             }
         }
         let due: Vec<usize> = (0..sim.names.len())
@@ -158,6 +164,23 @@ async fn renew_lease(sim: &Sim, index: usize, uid: Option<&str>) -> anyhow::Resu
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A node that node IPAM gave no pod range (IPAM disabled, or the cluster CIDR exhausted:
+/// e.g. thousands of hollow nodes on the default /16) still runs pods, as a kubelet whose CNI
+/// plugin has its own IPAM does: after [`FALLBACK_AFTER`] it takes a /24 of 100.64.0.0/10 by
+/// its index. A range node IPAM assigns later replaces it.
+fn take_fallback_range(sim: &Sim, index: usize) -> bool {
+    let mut state = sim.node(index);
+    let waited = state.registered_at.is_some_and(|t| t.elapsed() >= FALLBACK_AFTER);
+    if state.pod_ips.is_some() || !waited {
+        return false;
+    }
+    let base = u32::from(std::net::Ipv4Addr::new(100, 64, 0, 0)) + ((index as u32 % (1 << 14)) << 8);
+    let cidr = format!("{}/24", std::net::Ipv4Addr::from(base));
+    tracing::info!(node = %sim.names[index], %cidr, "no podCIDR assigned; pod addresses from a fallback range");
+    state.pod_ips = crate::podips::PodIps::new(&cidr);
+    state.pod_ips.is_some()
 }
 
 /// The nodes whose heartbeats are stopped: files named after them in `--stop-heartbeat-dir`.

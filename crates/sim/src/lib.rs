@@ -6,6 +6,8 @@
 //! bound to it: they go Running / Ready with an address from the node's `spec.podCIDR`, and
 //! when deleted they terminate and are removed with a grace period of 0, as the kubelet does.
 //! Pods run until deleted (whatever their restartPolicy: a hollow container never exits).
+//! A node that gets no podCIDR within 10 s (node IPAM off or out of ranges) takes a fallback
+//! /24 from 100.64.0.0/10, as a kubelet with a CNI plugin doing its own IPAM would.
 //!
 //! Cost does not grow with a watch per node: one pod watch and one node watch serve all nodes,
 //! and every write goes through bounded concurrency.
@@ -63,6 +65,8 @@ struct NodeState {
     down: bool,
     /// The Node as the node watch last showed it.
     current: Option<Arc<serde_json::Value>>,
+    /// When this process registered the node (the wait for a podCIDR counts from it).
+    registered_at: Option<Instant>,
     /// When the node's status was last posted (the 5-minute report frequency).
     last_status_post: Option<Instant>,
 }

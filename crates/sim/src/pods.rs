@@ -262,11 +262,16 @@ impl Runner {
                 let mut state = sim.node(index);
                 state.uid = node.metadata.uid.clone();
                 state.current = Some(Arc::new(value));
-                let changed = cidr.as_deref() != state.pod_ips.as_ref().map(|p| p.cidr());
-                if changed {
-                    state.pod_ips = cidr.as_deref().and_then(crate::podips::PodIps::new);
+                // A range once assigned stays (podCIDR is immutable); it replaces a fallback.
+                let assigned = cidr
+                    .as_deref()
+                    .filter(|c| Some(*c) != state.pod_ips.as_ref().map(|p| p.cidr()))
+                    .and_then(crate::podips::PodIps::new);
+                let got_range = assigned.is_some();
+                if got_range {
+                    state.pod_ips = assigned;
                 }
-                changed && state.pod_ips.is_some()
+                got_range
             };
             if got_range {
                 self.requeue_node(index);
