@@ -84,6 +84,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "127.0.0.1",
                     "--https-port",
                     &port,
+                    // 16,384 node ranges of /24 (the default /16 has 256: too few for 5,000 nodes).
+                    "--cluster-cidr=10.64.0.0/10",
                 ])
                 .arg("--data-dir")
                 .arg(data.path().join("data"))
