@@ -11,6 +11,15 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+pub mod controller_ref;
+pub mod deployment;
+pub mod expectations;
+pub mod informer;
+pub mod pod_control;
+pub mod pod_ranking;
+pub mod replicaset;
+pub mod workqueue;
+
 /// What the controllers are configured with (kube-controller-manager's flags).
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -60,7 +69,14 @@ pub struct Context {
 pub type StartFn = fn(Context) -> BoxFuture<'static, anyhow::Result<()>>;
 
 /// The registry: upstream's controller names (as `--controllers` takes them) → start functions.
-pub const CONTROLLERS: &[(&str, StartFn)] = &[];
+pub const CONTROLLERS: &[(&str, StartFn)] = &[
+    ("deployment-controller", deployment::start),
+    ("replicaset-controller", replicaset::start_replica_sets),
+    (
+        "replicationcontroller-controller",
+        replicaset::start_replication_controllers,
+    ),
+];
 
 /// Whether `name` is enabled by a `--controllers` list, as upstream reads it: `-name` disables,
 /// `name` enables, `*` enables the rest. Names match with or without the `-controller` suffix.
