@@ -166,10 +166,11 @@ fn deletes_before(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Timestamp
         a.metadata.uid.as_deref().unwrap_or_default(),
         b.metadata.uid.as_deref().unwrap_or_default(),
     );
-    if is_ready(a) && is_ready(b) {
-        if let Some(first) = newer_first(ready_since(a), ready_since(b), now, uids) {
-            return first;
-        }
+    if is_ready(a)
+        && is_ready(b)
+        && let Some(first) = newer_first(ready_since(a), ready_since(b), now, uids)
+    {
+        return first;
     }
     if max_restarts(a) != max_restarts(b) {
         return max_restarts(a) > max_restarts(b);

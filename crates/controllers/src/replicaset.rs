@@ -177,10 +177,10 @@ async fn run<K: Replicated>(ctx: Context) -> anyhow::Result<()> {
         move |(old, new): Change<K>| {
             let obj = new.as_ref().or(old.as_ref()).expect("a change has an object");
             let k = meta_key(obj.meta());
-            if new.is_none() {
-                if let Some(c) = shared.get() {
-                    c.expectations.delete(&k);
-                }
+            if new.is_none()
+                && let Some(c) = shared.get()
+            {
+                c.expectations.delete(&k);
             }
             q.add(k);
         }
@@ -278,10 +278,8 @@ impl<K: Replicated> Controller<K> {
                 let ns = cur.metadata.namespace.as_deref().unwrap_or_default();
                 let (old_ref, cur_ref) = (controller_of(&old.metadata), controller_of(&cur.metadata));
                 let ref_changed = old_ref != cur_ref;
-                if ref_changed {
-                    if let Some(owner) = old_ref.and_then(|r| self.resolve(ns, r)) {
-                        self.queue.add(meta_key(owner.meta()));
-                    }
+                if ref_changed && let Some(owner) = old_ref.and_then(|r| self.resolve(ns, r)) {
+                    self.queue.add(meta_key(owner.meta()));
                 }
                 if let Some(r) = cur_ref {
                     if let Some(owner) = self.resolve(ns, r) {
@@ -359,10 +357,11 @@ impl<K: Replicated> Controller<K> {
         let pods = controller_ref::claim(&pods_api, &claimer, active, can_adopt).await?;
 
         let mut manage_error = None;
-        if needs_sync && rs.metadata.deletion_timestamp.is_none() {
-            if let Err(err) = self.manage_replicas(key, &owner, &rs, &pods).await {
-                manage_error = Some(err);
-            }
+        if needs_sync
+            && rs.metadata.deletion_timestamp.is_none()
+            && let Err(err) = self.manage_replicas(key, &owner, &rs, &pods).await
+        {
+            manage_error = Some(err);
         }
         let status = calculate_status(&rs, &pods, manage_error.as_ref().map(|e| e.to_string()));
         let updated = self.update_status(&owner, &rs, status).await?;

@@ -548,12 +548,12 @@ impl Controller {
                 sizes.insert(name, rs_replicas(rs));
             }
         }
-        if to_add != added {
-            if let Some(first) = all.first() {
-                let name = first.metadata.name.clone().unwrap_or_default();
-                let size = sizes.entry(name).or_default();
-                *size = (*size + to_add - added).max(0);
-            }
+        if to_add != added
+            && let Some(first) = all.first()
+        {
+            let name = first.metadata.name.clone().unwrap_or_default();
+            let size = sizes.entry(name).or_default();
+            *size = (*size + to_add - added).max(0);
         }
         let mut result = (new_rs, old);
         for rs in &all {
@@ -668,10 +668,10 @@ impl Controller {
             if !selector.matches(&pod.metadata.labels.clone().unwrap_or_default()) {
                 continue;
             }
-            if let Some(r) = controller_of(&pod.metadata) {
-                if let Some(pods) = map.get_mut(&r.uid) {
-                    pods.push(pod.clone());
-                }
+            if let Some(r) = controller_of(&pod.metadata)
+                && let Some(pods) = map.get_mut(&r.uid)
+            {
+                pods.push(pod.clone());
             }
         }
         map

@@ -153,12 +153,12 @@ fn safe_encode(s: &str) -> String {
 pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
     let strip = |t: &PodTemplateSpec| {
         let mut t = t.clone();
-        if let Some(meta) = t.metadata.as_mut() {
-            if let Some(labels) = meta.labels.as_mut() {
-                labels.remove(POD_TEMPLATE_HASH);
-                if labels.is_empty() {
-                    meta.labels = None;
-                }
+        if let Some(meta) = t.metadata.as_mut()
+            && let Some(labels) = meta.labels.as_mut()
+        {
+            labels.remove(POD_TEMPLATE_HASH);
+            if labels.is_empty() {
+                meta.labels = None;
             }
         }
         serde_json::to_value(t).unwrap_or_default()
