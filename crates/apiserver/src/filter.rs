@@ -108,16 +108,34 @@ fn field_value(obj: &Value, field: &str) -> Option<String> {
     } else {
         field
     };
-    let mut v = obj;
-    for part in path.split('.') {
-        v = v.get(part)?;
-    }
+    let v = lookup(obj, path).or_else(|| lookup(obj, &events_v1_path(path)?))?;
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+fn lookup<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(obj, |v, part| v.get(part))
+}
+
+/// Where an events.k8s.io/v1 Event keeps a core Event's field: upstream evaluates Event field
+/// selectors on the internal (core-shaped) object for both group-versions.
+fn events_v1_path(core: &str) -> Option<String> {
+    let (head, rest) = core.split_once('.').unwrap_or((core, ""));
+    let head = match head {
+        "involvedObject" => "regarding",
+        "reportingComponent" => "reportingController",
+        "source" => "deprecatedSource",
+        _ => return None,
+    };
+    Some(if rest.is_empty() {
+        head.to_owned()
+    } else {
+        format!("{head}.{rest}")
+    })
 }
 
 #[cfg(test)]
@@ -151,6 +169,19 @@ mod tests {
                 .matches(&pod)
         );
         assert!(filter("pods", "").unwrap().matches(&json!({})));
+    }
+
+    #[test]
+    fn event_fields_select_both_event_versions() {
+        let events = find("events.k8s.io", "v1", "events").unwrap();
+        let q = Query::parse(Some(
+            "fieldSelector=involvedObject.name%3Dp,source%3Dkubelet,reportingComponent%3Dk",
+        ));
+        let filter = Filter::from_query(events, &q).unwrap();
+        let v1 = json!({"regarding": {"name": "p"}, "deprecatedSource": {"component": "kubelet"}, "reportingController": "k"});
+        let core = json!({"involvedObject": {"name": "p"}, "source": {"component": "kubelet"}, "reportingComponent": "k"});
+        assert!(filter.matches(&v1) && filter.matches(&core));
+        assert!(!filter.matches(&json!({"regarding": {"name": "q"}})));
     }
 
     #[test]

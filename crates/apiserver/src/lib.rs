@@ -17,6 +17,7 @@ mod allocator;
 mod apply;
 pub mod authn;
 mod bootstrap;
+mod conversion;
 pub use bootstrap::SYSTEM_NAMESPACES;
 mod cache;
 mod crd;

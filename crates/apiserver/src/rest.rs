@@ -21,7 +21,7 @@ use crate::objects::{self, from_store, meta_str, metadata_mut, now_rfc3339, to_s
 use crate::patch::PatchKind;
 use crate::query::Query;
 use crate::request::ResourceRequest;
-use crate::{admission, allocator, defaults, strategy, validation};
+use crate::{admission, allocator, conversion, defaults, strategy, validation};
 
 /// How often an update retries against a concurrent writer when the client did not ask for a
 /// specific resourceVersion (upstream's GuaranteedUpdate loops the same way).
@@ -114,7 +114,7 @@ impl Rest {
         let name = req.name.as_deref().unwrap_or_default();
         let key = def.key(req.namespace.as_deref(), name);
         match self.store.get(&key).await.map_err(store_error)? {
-            Some(kv) => crd::resource::decode(self.custom(def).as_deref(), &kv.value, kv.mod_revision),
+            Some(kv) => conversion::decode(def, self.custom(def).as_deref(), &kv.value, kv.mod_revision),
             None => Err(ApiError::not_found(def.group_resource(), name)),
         }
     }
@@ -178,7 +178,7 @@ impl Rest {
             at = Some(revision);
             let last_key = resp.kvs.last().map(|kv| kv.key.clone());
             for kv in &resp.kvs {
-                let obj = crd::resource::decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
+                let obj = conversion::decode(def, custom.as_deref(), &kv.value, kv.mod_revision)?;
                 if filter.matches(&obj) {
                     items.push(list_item(def, custom.is_some(), obj));
                 }
@@ -246,7 +246,7 @@ impl Rest {
         };
         let mut items = Vec::new();
         for kv in &kvs {
-            let obj = crd::resource::decode(custom, &kv.value, kv.mod_revision)?;
+            let obj = conversion::decode(def, custom, &kv.value, kv.mod_revision)?;
             if filter.matches(&obj) {
                 items.push(list_item(def, custom.is_some(), obj));
             }
@@ -268,7 +268,10 @@ impl Rest {
         req: &ResourceRequest,
         query: &Query,
     ) -> Result<Option<RawList>, ApiError> {
-        if def.storage.is_empty() || !apimachinery::resources::BUILTIN.contains(def) {
+        if def.storage.is_empty()
+            || !apimachinery::resources::BUILTIN.contains(def)
+            || conversion::converts(def)
+        {
             return Ok(None);
         }
         let filter = Filter::from_query(def, query)?;
@@ -378,7 +381,7 @@ impl Rest {
             if dry_run {
                 return Ok(obj);
             }
-            let txn = claims.write_txn(&key, crd::resource::for_storage(custom.as_deref(), &obj), None);
+            let txn = claims.write_txn(&key, conversion::encode(def, custom.as_deref(), &obj), None);
             match WriteOutcome::from_txn(self.store.txn(txn).await.map_err(store_error)?) {
                 WriteOutcome::Written { revision, .. } => {
                     metadata_mut(&mut obj).insert("resourceVersion".into(), revision.to_string().into());
@@ -508,7 +511,7 @@ impl Rest {
             if expected.is_some_and(|rv| rv != kv.mod_revision) {
                 return Err(ApiError::stale(def.group_resource(), name));
             }
-            let current = crd::resource::decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
+            let current = conversion::decode(def, custom.as_deref(), &kv.value, kv.mod_revision)?;
             let mut updated = change(&current)?;
             defaults::apply(def, &mut updated);
             preserve_system_fields(def, custom.is_some(), &current, &mut updated);
@@ -556,7 +559,7 @@ impl Rest {
             }
             let txn = claims.write_txn(
                 &key,
-                crd::resource::for_storage(custom.as_deref(), &updated),
+                conversion::encode(def, custom.as_deref(), &updated),
                 Some(kv.mod_revision),
             );
             match WriteOutcome::from_txn(self.store.txn(txn).await.map_err(store_error)?) {

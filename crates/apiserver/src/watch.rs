@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use store::{Event, EventKind, KeyRange, RangeRequest, Revision};
 
 use crate::cache::{Item, Start};
+use crate::conversion::{self, decode};
 use crate::crd::CustomVersion;
-use crate::crd::resource::decode;
 use crate::filter::Filter;
 use crate::objects::{self, from_store};
 use crate::query::Query;
@@ -69,15 +69,18 @@ pub async fn watch(
         // resourceVersion 0 must not hold them all as lines at once).
         let (initial_filter, initial_custom) = (filter.clone(), custom.clone());
         let end = initial_end_bookmark.then(|| bookmark(def, watch.revision, true));
+        let def_copy = *def;
         let initial = stream::iter(watch.initial)
             .filter_map(move |kv| {
                 futures::future::ready(match &initial_custom {
-                    // Custom resources are shown in the requested version, pruned and defaulted.
-                    Some(c) => decode(Some(c), &kv.value, kv.mod_revision)
+                    // Stored bytes go out as they are when the request's version is the storage's.
+                    None if !conversion::converts(&def_copy) => added_line(&initial_filter, &kv),
+                    // Custom resources are shown in the requested version, pruned and
+                    // defaulted; built-ins converted from their storage version.
+                    custom => decode(&def_copy, custom.as_deref(), &kv.value, kv.mod_revision)
                         .ok()
                         .filter(|obj| initial_filter.matches(obj))
                         .map(|obj| event_line("ADDED", &obj)),
-                    None => added_line(&initial_filter, &kv),
                 })
             })
             .chain(stream::iter(end));
@@ -85,7 +88,7 @@ pub async fn watch(
         let removed = custom.as_ref().map(|c| rest.crds.served_until_removed(c.def));
         let events = watch.events.filter_map(move |item| {
             futures::future::ready(match item {
-                Item::Event(event) => translate(&filter, custom.as_deref(), &event),
+                Item::Event(event) => translate(&def_copy, &filter, custom.as_deref(), &event),
                 Item::Progress(revision) if bookmarks => Some(bookmark_of(kind, &version, revision, false)),
                 Item::Progress(_) => None,
             })
@@ -101,7 +104,7 @@ pub async fn watch(
             .await
             .map_err(store_error)?;
         for kv in &resp.kvs {
-            let obj = decode(custom.as_deref(), &kv.value, kv.mod_revision)?;
+            let obj = decode(def, custom.as_deref(), &kv.value, kv.mod_revision)?;
             if filter.matches(&obj) {
                 initial.push(event_line("ADDED", &obj));
             }
@@ -115,6 +118,7 @@ pub async fn watch(
     };
     // A custom resource's watch ends when its CRD (or version) stops being served.
     let removed = custom.as_ref().map(|c| rest.crds.served_until_removed(c.def));
+    let def = *def;
     let changes = match rest.store.watch(range, after).await {
         Ok(changes) => changes,
         Err(err) => {
@@ -128,7 +132,7 @@ pub async fn watch(
                 return futures::future::ready(None);
             }
             let line = match item {
-                Ok(event) => translate(&filter, custom.as_deref(), &event),
+                Ok(event) => translate(&def, &filter, custom.as_deref(), &event),
                 Err(err) => {
                     *ended = true;
                     Some(event_line("ERROR", &store_error(err).to_status()))
@@ -195,11 +199,16 @@ fn added_line(filter: &Filter, kv: &store::KeyValue) -> Option<Bytes> {
 }
 
 /// One store event as a watch event, or None when the selectors hide it.
-fn translate(filter: &Filter, custom: Option<&CustomVersion>, event: &Event) -> Option<Bytes> {
+fn translate(
+    def: &ResourceDef,
+    filter: &Filter,
+    custom: Option<&CustomVersion>,
+    event: &Event,
+) -> Option<Bytes> {
     let old = event
         .prev_kv
         .as_ref()
-        .and_then(|kv| decode(custom, &kv.value, kv.mod_revision).ok());
+        .and_then(|kv| decode(def, custom, &kv.value, kv.mod_revision).ok());
     let old_matches = old.as_ref().is_some_and(|o| filter.matches(o));
     match event.kind {
         EventKind::Delete => {
@@ -210,7 +219,7 @@ fn translate(filter: &Filter, custom: Option<&CustomVersion>, event: &Event) -> 
             old_matches.then(|| event_line("DELETED", &obj))
         }
         EventKind::Put => {
-            let obj = decode(custom, &event.kv.value, event.kv.mod_revision).ok()?;
+            let obj = decode(def, custom, &event.kv.value, event.kv.mod_revision).ok()?;
             match (old_matches, filter.matches(&obj)) {
                 (false, true) => Some(event_line("ADDED", &obj)),
                 (true, true) => Some(event_line("MODIFIED", &obj)),

@@ -1,7 +1,8 @@
 //! `rkube`: one binary, one subcommand per role: `server` (the control plane) and the
-//! `datastore` tools today; later issues add `agent`, `sim` and `image`.
+//! `datastore` and `image` tools; later issues add `agent` and `sim`.
 
 mod datastore;
+mod image;
 mod server;
 
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ enum Command {
     Server(server::Args),
     /// Inspect and maintain the datastore (SQLite file or etcd cluster).
     Datastore(datastore::Args),
+    /// Manage the node's images (import archives, list).
+    Image(image::Args),
     /// Print the version.
     Version,
 }
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Datastore(args) => datastore::run(args),
+        Command::Image(args) => image::run(args),
         Command::Version => {
             println!("rkube version v{}", env!("CARGO_PKG_VERSION"));
             Ok(())

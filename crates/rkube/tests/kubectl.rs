@@ -1457,3 +1457,108 @@ fn pods_of_existing_service_accounts_mount_their_token() {
         ""
     );
 }
+
+/// Group-versions that share a storage show each other's objects in their own shape: Events
+/// of events.k8s.io/v1 and core/v1, HorizontalPodAutoscalers of autoscaling/v1 and v2.
+#[test]
+fn shared_storage_versions_convert_events_and_autoscalers() {
+    let server = Server::start();
+    // An events.k8s.io/v1 Event (as kube-runtime's recorder writes them) …
+    server.create(
+        "event.yaml",
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: web.1\n  namespace: default\neventTime: \"2026-01-01T00:00:00.000000Z\"\nreportingController: example.com/ctl\nreportingInstance: ctl-1\naction: Scale\nreason: Scaled\nnote: scaled up to 3\ntype: Normal\nregarding:\n  kind: Deployment\n  name: web\n  namespace: default\n",
+    );
+    // … read as a core/v1 Event, found by a field selector on the core field names.
+    let core = json_of(&server.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web,reason=Scaled",
+        "-o",
+        "json",
+    ]));
+    let item = &core["items"][0];
+    assert_eq!(item["message"], "scaled up to 3", "{core}");
+    assert_eq!(item["involvedObject"]["kind"], "Deployment");
+    assert_eq!(item["reportingComponent"], "example.com/ctl");
+    assert!(item.get("note").is_none() && item.get("regarding").is_none());
+    // A core Event read through events.k8s.io/v1, in a list and a watch.
+    server.create(
+        "core-event.yaml",
+        "apiVersion: v1\nkind: Event\nmetadata:\n  name: pod.2\n  namespace: default\ninvolvedObject:\n  kind: Pod\n  name: p\n  namespace: default\nreason: Pulled\nmessage: image pulled\ntype: Normal\nsource:\n  component: kubelet\n  host: n1\ncount: 3\nfirstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:05Z\"\n",
+    );
+    let v1 = json_of(&server.ok(&["get", "events.v1.events.k8s.io", "pod.2", "-o", "json"]));
+    assert_eq!(v1["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(
+        (
+            &v1["note"],
+            &v1["regarding"]["name"],
+            &v1["deprecatedCount"],
+            &v1["deprecatedSource"]["host"]
+        ),
+        (&"image pulled".into(), &"p".into(), &3.into(), &"n1".into()),
+        "{v1}"
+    );
+    let watched = server.ok(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "--watch-only=false",
+        "-w",
+        "--request-timeout=2s",
+        "-o",
+        "json",
+        "--field-selector",
+        "metadata.name=pod.2",
+    ]);
+    assert!(watched.contains("\"note\": \"image pulled\""), "{watched}");
+
+    // An autoscaling/v1 HPA read through v2, and a v2 metric beyond CPU read through v1.
+    server.create(
+        "hpa.yaml",
+        "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 5\n  targetCPUUtilizationPercentage: 60\n",
+    );
+    let v2 = json_of(&server.ok(&[
+        "get",
+        "horizontalpodautoscalers.v2.autoscaling",
+        "web",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(
+        v2["spec"]["metrics"],
+        serde_json::json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}])
+    );
+    server.ok(&[
+        "patch",
+        "horizontalpodautoscalers.v2.autoscaling",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/metrics/-","value":{"type":"Pods","pods":{"metric":{"name":"qps"},"target":{"type":"AverageValue","averageValue":"10"}}}}]"#,
+    ]);
+    let v1 = json_of(&server.ok(&[
+        "get",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 60);
+    assert_eq!(
+        v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"],
+        r#"[{"pods":{"metricName":"qps","targetAverageValue":"10"},"type":"Pods"}]"#
+    );
+    // Invalid through v1 is refused as upstream, naming the internal field.
+    let err = server.fails(&[
+        "patch",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"targetCPUUtilizationPercentage":0}}"#,
+    ]);
+    assert!(
+        err.contains("averageUtilization: Invalid value: 0: must be greater than 0"),
+        "{err}"
+    );
+}

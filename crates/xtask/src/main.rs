@@ -1,8 +1,9 @@
 //! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`,
-//! `fuzz`.
+//! `bench-scheduler`, `fuzz`.
 
 mod bench_api;
 mod bench_rss;
+mod bench_scheduler;
 mod bench_store;
 mod fuzz;
 mod machine;
@@ -27,6 +28,9 @@ enum Task {
     BenchApi(bench_api::Args),
     /// Memory of a real `rkube server` process: idle, and with 10,000 / 100,000 pods stored.
     BenchRss(bench_rss::Args),
+    /// Scheduler throughput on hollow nodes (upstream's scheduler_perf SchedulingBasic) and a
+    /// large Deployment's time to Available, on a real server and `rkube sim`.
+    BenchScheduler(bench_scheduler::Args),
     /// Mutation fuzzing of request decoding, patching and validation (`apiserver::fuzz`):
     /// any panic is a bug; the input is written to target/fuzz-crashes/.
     Fuzz(fuzz::Args),
@@ -37,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         Task::BenchStore(args) => bench_store::run(args),
         Task::BenchApi(args) => bench_api::run(args),
         Task::BenchRss(args) => bench_rss::run(args),
+        Task::BenchScheduler(args) => bench_scheduler::run(args),
         Task::Fuzz(args) => fuzz::run(args),
     }
 }

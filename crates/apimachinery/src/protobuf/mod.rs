@@ -118,7 +118,25 @@ fn decode_message(name: &str, bytes: &[u8], depth: usize) -> Result<Value, Proto
             }
         }
     }
+    // Go's JSON leaves these out at their zero value; protobuf carried them regardless.
+    for tag in schema::omit_zero(name) {
+        if let Some(field) = fields.iter().find(|f| f.tag == *tag && !f.repeated)
+            && out.get(field.json).is_some_and(is_zero)
+        {
+            out.remove(field.json);
+        }
+    }
     Ok(Value::Object(out))
+}
+
+/// Go's zero value of a scalar: `""`, `0`, `false`.
+fn is_zero(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.is_empty(),
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => false,
+    }
 }
 
 /// One field's value; for map entries also the key.

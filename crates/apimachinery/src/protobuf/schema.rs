@@ -4,7 +4,7 @@
 //! `scripts/gen-protobuf-schema`) from the prost definitions of the k8s-pb crate and the JSON
 //! names of the k8s-openapi crate.
 
-use super::schema_generated::{ATOMIC_STRUCTS, KINDS, MESSAGES, PATCH_META};
+use super::schema_generated::{ATOMIC_STRUCTS, KINDS, MESSAGES, OMIT_ZERO, PATCH_META};
 
 /// A field's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +59,15 @@ pub fn patch_meta(message: &str, json: &str) -> Option<&'static PatchMeta> {
 /// Whether upstream marks the message `+structType=atomic` (owned and replaced as a whole).
 pub fn is_atomic_struct(name: &str) -> bool {
     ATOMIC_STRUCTS.binary_search(&name).is_ok()
+}
+
+/// The field numbers of a message that Go omits from JSON at their zero value (non-pointer
+/// scalars tagged `omitempty`): gogo protobuf writes them regardless, so a decoded zero there
+/// means "unset".
+pub fn omit_zero(message: &str) -> &'static [u32] {
+    OMIT_ZERO
+        .binary_search_by(|(m, _)| (*m).cmp(message))
+        .map_or(&[], |i| OMIT_ZERO[i].1)
 }
 
 /// The names of all messages.

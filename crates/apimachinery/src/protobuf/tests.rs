@@ -147,7 +147,8 @@ fn decodes_quantities_and_int32s() {
     let decoded = decode_object(&wrap("scheduling.k8s.io/v1", "PriorityClass", pc)).unwrap();
     assert_eq!(
         (decoded["value"].as_i64(), decoded["globalDefault"].as_bool()),
-        (Some(-5), Some(false))
+        // globalDefault is a Go bool tagged omitempty: false is left out, as Go's JSON does.
+        (Some(-5), None)
     );
     assert_eq!(decoded["preemptionPolicy"], "Never");
 }
@@ -287,4 +288,27 @@ fn refuses_messages_nested_deeper_than_any_json_body() {
             "messages nest deeper than 100 levels".into()
         ))
     );
+}
+
+#[test]
+fn go_zero_values_of_omitempty_fields_are_left_out() {
+    // gogo protobuf writes every non-pointer field: an unset generateName, uid or generation
+    // arrives as "" / 0, and Go's JSON would omit them.
+    let meta = Enc::new().str(1, "web").str(2, "").str(5, "").varint(7, 0);
+    // DeploymentSpec: replicas (1, a pointer) 0 stays; minReadySeconds (5) 0 and paused (7)
+    // false go.
+    let spec = Enc::new().varint(1, 0).varint(5, 0).varint(7, 0);
+    let decoded = decode_object(&wrap(
+        "apps/v1",
+        "Deployment",
+        Enc::new().msg(1, meta).msg(2, spec),
+    ))
+    .unwrap();
+    assert_eq!(decoded["metadata"], json!({"name": "web"}));
+    assert_eq!(decoded["spec"], json!({"replicas": 0}));
+    // A ServicePort's port has no omitempty: its zero stays, as Go prints it.
+    let port = Enc::new().str(1, "").varint(3, 0);
+    let svc = Enc::new().msg(2, Enc::new().msg(1, port).str(3, "").varint(13, 0));
+    let decoded = decode_object(&wrap("v1", "Service", svc)).unwrap();
+    assert_eq!(decoded["spec"], json!({"ports": [{"port": 0}]}));
 }

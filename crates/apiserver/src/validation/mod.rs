@@ -38,8 +38,10 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(
         ("batch", "jobs") => workloads::job(obj, old, &mut errs),
         ("batch", "cronjobs") => workloads::cron_job(obj, &mut errs),
         ("", "persistentvolumeclaims") if old.is_none() => other::persistent_volume_claim(obj, &mut errs),
-        ("autoscaling", "horizontalpodautoscalers") if def.version == "v2" => {
-            other::horizontal_pod_autoscaler(obj, &mut errs)
+        ("autoscaling", "horizontalpodautoscalers") => {
+            // Upstream validates the internal (v2-shaped) object whichever version was sent.
+            let v2 = crate::conversion::to_storage(def, obj.clone());
+            other::horizontal_pod_autoscaler(&v2, &mut errs)
         }
         ("rbac.authorization.k8s.io", "roles") => other::role(obj, true, &mut errs),
         ("rbac.authorization.k8s.io", "clusterroles") => other::role(obj, false, &mut errs),

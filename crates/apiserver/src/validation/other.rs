@@ -179,6 +179,66 @@ pub fn horizontal_pod_autoscaler(obj: &Value, errs: &mut Errs) {
             "must be greater than or equal to `minReplicas`",
         );
     }
+    for (i, metric) in spec["metrics"].as_array().into_iter().flatten().enumerate() {
+        let path = format!("spec.metrics[{i}]");
+        for source in ["resource", "containerResource"] {
+            let src = &metric[source];
+            if !src.is_object() {
+                continue;
+            }
+            let path = format!("{path}.{source}");
+            if src["name"].as_str().is_none_or(str::is_empty) {
+                errs.required_because(&format!("{path}.name"), "must specify a resource name");
+            }
+            metric_target(&src["target"], &format!("{path}.target"), errs);
+            let target = &src["target"];
+            match (
+                target["averageUtilization"].is_null(),
+                target["averageValue"].is_null(),
+            ) {
+                (true, true) => errs.required_because(
+                    &format!("{path}.target.averageUtilization"),
+                    "must set either a target raw value or a target utilization",
+                ),
+                (false, false) => errs.forbidden(
+                    &format!("{path}.target.averageValue"),
+                    "may not set both a target raw value and a target utilization",
+                ),
+                _ => {}
+            }
+        }
+        for source in ["object", "pods", "external"] {
+            if metric[source].is_object() {
+                metric_target(
+                    &metric[source]["target"],
+                    &format!("{path}.{source}.target"),
+                    errs,
+                );
+            }
+        }
+    }
+}
+
+/// upstream's `validateMetricTarget` (the checks that need no quantity arithmetic).
+fn metric_target(target: &Value, path: &str, errs: &mut Errs) {
+    match target["type"].as_str() {
+        None | Some("") => {
+            errs.required_because(&format!("{path}.type"), "must specify a metric target type")
+        }
+        Some("Utilization" | "Value" | "AverageValue") => {}
+        Some(other) => errs.invalid(
+            &format!("{path}.type"),
+            &Value::from(other),
+            "must be either Utilization, Value, or AverageValue",
+        ),
+    }
+    if let Some(utilization) = target["averageUtilization"].as_i64().filter(|u| *u < 1) {
+        errs.invalid(
+            &format!("{path}.averageUtilization"),
+            &Value::from(utilization),
+            "must be greater than 0",
+        );
+    }
 }
 
 /// The highest value a PriorityClass not named `system-…` may have.

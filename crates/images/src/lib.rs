@@ -1,0 +1,162 @@
+//! The node's image store, shared by the node agent and `rkube image import|ls` (which work
+//! whether or not the node runs):
+//!
+//! ```text
+//! <root>/blobs/sha256/<hex>    content-addressed blobs (manifests, configs, layer archives),
+//!                              written only after their digest was verified
+//! <root>/layers/sha256/<hex>   each layer unpacked by its diffID, whiteouts in overlayfs form,
+//!                              stacked as overlay lower dirs by the runtime
+//! <root>/images.json           names → images (replaced atomically)
+//! <root>/lock                  writers hold an exclusive flock
+//! ```
+//!
+//! `reference` parses image names as Docker does, `archive` imports OCI layouts and
+//! docker-archive tars, `unpack` turns layer tars into directories.
+
+mod archive;
+mod blobs;
+pub mod reference;
+mod unpack;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+pub use reference::Reference;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid image reference {0}")]
+    Reference(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Format(String),
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    Digest {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+impl Error {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// One stored image.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Image {
+    /// Digest of the image's manifest (what `imageID`s and `@sha256:` references name).
+    pub manifest: String,
+    /// Digest of the image config (`docker images`' IMAGE ID).
+    pub config: String,
+    pub layers: Vec<Layer>,
+    /// Bytes of the stored blobs (config and layers).
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Layer {
+    /// Digest of the blob as stored (compressed or not).
+    pub digest: String,
+    /// Digest of the uncompressed tar (the config's `rootfs.diff_ids`).
+    pub diff_id: String,
+    pub size: u64,
+}
+
+/// An image store rooted in a directory.
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating) the store under `root`.
+    pub fn open(root: &Path) -> Result<Store, Error> {
+        for dir in ["blobs/sha256", "layers/sha256", "tmp"] {
+            let path = root.join(dir);
+            std::fs::create_dir_all(&path).map_err(Error::io(&path))?;
+        }
+        Ok(Store {
+            root: root.to_owned(),
+        })
+    }
+
+    /// Every stored name and its image, sorted by name.
+    pub fn list(&self) -> Result<BTreeMap<String, Image>, Error> {
+        let path = self.root.join("images.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| Error::Format(format!("{}: {e}", path.display())))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(Error::io(&path)(e)),
+        }
+    }
+
+    /// The image a reference names, if stored (by name and tag, or by digest).
+    pub fn resolve(&self, reference: &Reference) -> Result<Option<Image>, Error> {
+        let images = self.list()?;
+        if let Some(digest) = &reference.digest {
+            return Ok(images.into_values().find(|i| &i.manifest == digest));
+        }
+        Ok(images.get(&reference.to_string()).cloned())
+    }
+
+    /// Where a layer is unpacked (its directory exists once the image is stored).
+    pub fn layer_dir(&self, diff_id: &str) -> PathBuf {
+        self.root.join("layers").join(diff_id.replacen(':', "/", 1))
+    }
+
+    /// Imports an OCI layout or docker-archive tar; returns the names it stored.
+    pub fn import(&self, archive: &Path) -> Result<Vec<String>, Error> {
+        let _lock = self.lock()?;
+        let staged = tempfile::tempdir_in(self.root.join("tmp")).map_err(Error::io(&self.root))?;
+        let found = archive::read(archive, staged.path(), self)?;
+        let mut names = Vec::new();
+        let mut images = self.list()?;
+        for (name, image) in found {
+            for layer in &image.layers {
+                unpack::layer(self, layer)?;
+            }
+            images.insert(name.clone(), image);
+            names.push(name);
+        }
+        self.save(&images)?;
+        Ok(names)
+    }
+
+    fn save(&self, images: &BTreeMap<String, Image>) -> Result<(), Error> {
+        let path = self.root.join("images.json");
+        let tmp = self.root.join("tmp/images.json");
+        let bytes = serde_json::to_vec_pretty(images).expect("images serialize");
+        std::fs::write(&tmp, bytes).map_err(Error::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(Error::io(&path))
+    }
+
+    /// The writers' lock: one import (or pull) at a time per store, across processes.
+    fn lock(&self) -> Result<Flock<File>, Error> {
+        let path = self.root.join("lock");
+        let file = File::create(&path).map_err(Error::io(&path))?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| Error::io(&path)(e.into()))
+    }
+
+    pub(crate) fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root.join("blobs").join(digest.replacen(':', "/", 1))
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+}
+
+#[cfg(test)]
+mod tests;

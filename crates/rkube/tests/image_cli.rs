@@ -1,0 +1,85 @@
+//! `rkube image import|ls` end to end on the images `scripts/build-test-images` builds from
+//! Debian's busybox-static (scripts/test builds them before the tests run).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn rkube(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn test_image(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/test-images")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-test-images",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn images_import_from_oci_and_docker_archives_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let oci = test_image("busybox-oci.tar");
+    let out = rkube(&["image", "import", "--data-dir", data_dir, oci.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "imported docker.io/library/busybox:latest\n"
+    );
+    let listed = rkube(&["image", "ls", "--data-dir", data_dir]);
+    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["IMAGE", "TAG", "IMAGE", "ID", "SIZE"], "{text}");
+    assert_eq!(rows.len(), 2, "{text}");
+    assert_eq!(&rows[1][..2], ["docker.io/library/busybox", "latest"], "{text}");
+    // The layer is unpacked: busybox and its applets.
+    let layers = dir.path().join("agent/images/layers/sha256");
+    let layer = std::fs::read_dir(&layers)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(layer.join("bin/busybox").is_file());
+    assert!(
+        std::fs::symlink_metadata(layer.join("bin/sh"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // The docker-archive form of the same image (same config) re-tags it.
+    let docker = test_image("busybox-docker.tar");
+    let out = rkube(&[
+        "image",
+        "import",
+        "--data-dir",
+        data_dir,
+        docker.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let again = String::from_utf8_lossy(&rkube(&["image", "ls", "--data-dir", data_dir]).stdout).into_owned();
+    assert_eq!(again.lines().count(), 2, "{again}");
+    assert_eq!(
+        again.lines().nth(1).unwrap().split_whitespace().nth(2),
+        rows[1].get(2).copied(),
+        "same image ID: {again}"
+    );
+
+    // Not an archive: one readable line.
+    let bogus = dir.path().join("bogus.tar");
+    std::fs::write(&bogus, b"not a tar").unwrap();
+    let out = rkube(&["image", "import", "--data-dir", data_dir, bogus.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("rkube: error: cannot import"), "{stderr}");
+}
