@@ -93,22 +93,19 @@ pub async fn create_pod(
     match pods.create(&PostParams::default(), &pod).await {
         Ok(created) => {
             let name = created.metadata.name.clone().unwrap_or_default();
-            recorder
-                .record(
-                    owner_ref,
-                    EventType::Normal,
-                    "SuccessfulCreate",
-                    &format!("Created pod: {name}"),
-                )
-                .await;
+            record(
+                recorder,
+                owner_ref,
+                EventType::Normal,
+                "SuccessfulCreate",
+                format!("Created pod: {name}"),
+            );
             Ok(Some(created))
         }
         Err(err) => {
             if !is_timeout(&err) {
                 let message = format!("Error creating: {}", error_message(&err));
-                recorder
-                    .record(owner_ref, EventType::Warning, "FailedCreate", &message)
-                    .await;
+                record(recorder, owner_ref, EventType::Warning, "FailedCreate", message);
             }
             if namespace_terminating(&err) {
                 return Ok(None);
@@ -116,6 +113,19 @@ pub async fn create_pod(
             Err(error_message(&err))
         }
     }
+}
+
+/// Records an event without waiting for it, as client-go's recorder hands events to a
+/// background sink: a burst of creates is not slowed by their events.
+fn record(
+    recorder: &Recorder,
+    object: &ObjectReference,
+    kind: EventType,
+    reason: &'static str,
+    message: String,
+) {
+    let (recorder, object) = (recorder.clone(), object.clone());
+    tokio::spawn(async move { recorder.record(&object, kind, reason, &message).await });
 }
 
 /// Upstream's `NamespaceTerminatingCause` on a refused create.
@@ -136,22 +146,19 @@ pub async fn delete_pod(
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     match pods.delete(name, &DeleteParams::default()).await {
         Ok(_) => {
-            recorder
-                .record(
-                    owner_ref,
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    &format!("Deleted pod: {name}"),
-                )
-                .await;
+            record(
+                recorder,
+                owner_ref,
+                EventType::Normal,
+                "SuccessfulDelete",
+                format!("Deleted pod: {name}"),
+            );
             Ok(())
         }
         Err(err) => {
             if !is_not_found(&err) {
                 let message = format!("Error deleting: {}", error_message(&err));
-                recorder
-                    .record(owner_ref, EventType::Warning, "FailedDelete", &message)
-                    .await;
+                record(recorder, owner_ref, EventType::Warning, "FailedDelete", message);
             }
             Err(err)
         }
