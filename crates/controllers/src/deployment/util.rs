@@ -470,6 +470,58 @@ mod tests {
         assert_eq!(max_surge(&d), 0);
     }
 
+    fn deployment(replicas: i32, surge: i32, unavailable: i32) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "d"},
+            "spec": {"replicas": replicas, "selector": {}, "template": {},
+                     "strategy": {"type": "RollingUpdate",
+                                  "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}},
+        }))
+        .unwrap()
+    }
+
+    fn rs(name: &str, replicas: i32, max_replicas: Option<i32>) -> ReplicaSet {
+        let mut rs: ReplicaSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}, "spec": {"replicas": replicas, "selector": {}},
+        }))
+        .unwrap();
+        if let Some(max) = max_replicas {
+            set_replicas_annotations(&mut rs, max, max);
+        }
+        rs
+    }
+
+    #[test]
+    fn the_new_replica_set_grows_within_the_surge() {
+        let d = deployment(10, 3, 2);
+        let old = rs("old", 10, None);
+        let new = rs("new", 0, None);
+        // 10 + 3 allowed: the new one may take 3 at once.
+        assert_eq!(new_rs_new_replicas(&d, &[old.clone(), new.clone()], &new), 3);
+        // Already at the limit: no growth.
+        let new = rs("new", 3, None);
+        assert_eq!(new_rs_new_replicas(&d, &[old, new.clone()], &new), 3);
+        // Never beyond the Deployment's replicas.
+        let new = rs("new", 9, None);
+        assert_eq!(
+            new_rs_new_replicas(&d, &[rs("old", 1, None), new.clone()], &new),
+            10
+        );
+    }
+
+    #[test]
+    fn scaling_is_proportional_to_each_replica_sets_share() {
+        // 8 + 5 replicas sized for 13 (10 + surge 3); scaled to 20 (max 23): shares of 10.
+        let d = deployment(20, 3, 2);
+        let (old, new) = (rs("old", 8, Some(13)), rs("new", 5, Some(13)));
+        let first = proportion(&old, &d, 10, 0);
+        assert_eq!(first, 6);
+        assert_eq!(proportion(&new, &d, 10, first), 4);
+        // Scaling down: 8·8/13 ≈ 5, so three fewer.
+        let d = deployment(5, 3, 2);
+        assert_eq!(proportion(&old, &d, -5, 0), -3);
+    }
+
     #[test]
     fn hash_is_stable_and_depends_on_collisions() {
         let t: PodTemplateSpec = serde_json::from_value(serde_json::json!({
