@@ -106,6 +106,11 @@ async fn fake_kubelet(client: kube::Client, delay: Duration) {
     }
 }
 
+/// A server whose pods are run by the fake kubelet alone: no scheduler binds them to nodes.
+fn start() -> Server {
+    Server::start_with(&["--disable-scheduler"])
+}
+
 fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
@@ -184,7 +189,7 @@ spec:
 
 #[test]
 fn deployment_creates_its_pods_and_rollout_status_succeeds() {
-    let server = Server::start();
+    let server = start();
     let _kubelet = Background::start(&server, Duration::from_millis(100));
     server.ok(&["create", "deployment", "web", "--image=busybox", "--replicas=5"]);
     let out = rollout_status(&server, "web");
@@ -371,7 +376,7 @@ fn watch_rollout_bounds(
 
 #[test]
 fn rolling_update_stays_within_max_surge_and_max_unavailable() {
-    let server = Server::start();
+    let server = start();
     let bg = Background::start(&server, Duration::from_millis(300));
     let strategy = "strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 2, maxUnavailable: 1}}";
     server.create("d.yaml", &deployment_yaml("web", 6, "nginx:1.0", strategy));
@@ -424,7 +429,7 @@ fn rolling_update_stays_within_max_surge_and_max_unavailable() {
 
 #[test]
 fn rollout_history_undo_and_to_revision() {
-    let server = Server::start();
+    let server = start();
     let _bg = Background::start(&server, Duration::from_millis(50));
     server.create("d.yaml", &deployment_yaml("web", 2, "nginx:1", ""));
     rollout_status(&server, "web");
@@ -497,7 +502,7 @@ fn rollout_history_undo_and_to_revision() {
 
 #[test]
 fn pause_resume_and_restart() {
-    let server = Server::start();
+    let server = start();
     let _bg = Background::start(&server, Duration::from_millis(50));
     server.create("d.yaml", &deployment_yaml("web", 2, "nginx:1", ""));
     rollout_status(&server, "web");
@@ -550,7 +555,7 @@ fn pause_resume_and_restart() {
 
 #[test]
 fn scale_up_and_down() {
-    let server = Server::start();
+    let server = start();
     let _bg = Background::start(&server, Duration::from_millis(50));
     server.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
     rollout_status(&server, "web");
@@ -581,7 +586,7 @@ fn scale_up_and_down() {
 
 #[test]
 fn proportional_scaling_during_a_rollout() {
-    let server = Server::start();
+    let server = start();
     let _bg = Background::start(&server, Duration::from_millis(50));
     let strategy = "strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 3, maxUnavailable: 2}}";
     server.create("d.yaml", &deployment_yaml("web", 10, "nginx:1", strategy));
@@ -616,7 +621,7 @@ fn proportional_scaling_during_a_rollout() {
 
 #[test]
 fn recreate_strategy_never_runs_old_and_new_together() {
-    let server = Server::start();
+    let server = start();
     let bg = Background::start(&server, Duration::from_millis(100));
     server.create(
         "d.yaml",
@@ -658,7 +663,7 @@ fn recreate_strategy_never_runs_old_and_new_together() {
 
 #[test]
 fn progress_deadline_exceeded() {
-    let server = Server::start();
+    let server = start();
     let _bg = Background::start(&server, Duration::from_millis(50));
     let yaml = deployment_yaml("stuck", 2, "nginx:unready", "progressDeadlineSeconds: 3");
     server.create("d.yaml", &yaml);
@@ -690,7 +695,7 @@ fn progress_deadline_exceeded() {
 
 #[test]
 fn replica_set_adopts_and_releases_pods_by_label() {
-    let server = Server::start();
+    let server = start();
     let _bg = Background::start(&server, Duration::from_millis(50));
     server.create(
         "orphan.yaml",
@@ -745,7 +750,7 @@ spec:
 
 #[test]
 fn replication_controllers_keep_their_replicas() {
-    let server = Server::start();
+    let server = start();
     let _bg = Background::start(&server, Duration::from_millis(50));
     server.create(
         "rc.yaml",
@@ -788,7 +793,7 @@ spec:
 
 #[test]
 fn no_duplicate_pods_while_the_watch_lags() {
-    let server = Server::start();
+    let server = start();
     let bg = Background::start(&server, Duration::from_millis(0));
     let created: Arc<Mutex<HashSet<String>>> = Arc::default();
     let pods: Api<Pod> = Api::default_namespaced(bg.client.clone());
