@@ -833,3 +833,36 @@ spec:
     assert_eq!(list.items.len(), 1);
     let _: Option<Deployment> = None;
 }
+
+#[test]
+fn available_only_after_min_ready_seconds() {
+    let server = start();
+    let _bg = Background::start(&server, Duration::from_millis(50));
+    server.create(
+        "rs.yaml",
+        "apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: slow}
+spec:
+  replicas: 2
+  minReadySeconds: 3
+  selector: {matchLabels: {app: slow}}
+  template:
+    metadata: {labels: {app: slow}}
+    spec:
+      containers: [{name: c, image: nginx}]
+",
+    );
+    wait_until("2 ready", Duration::from_secs(20), || {
+        json_of(&server, &["get", "rs", "slow"])["status"]["readyReplicas"] == 2
+    });
+    let status = json_of(&server, &["get", "rs", "slow"])["status"].clone();
+    assert!(
+        status.get("availableReplicas").is_none(),
+        "ready but not yet available: {status}"
+    );
+    // No pod changes after this: only the controller's requeue can count them available.
+    wait_until("2 available", Duration::from_secs(20), || {
+        json_of(&server, &["get", "rs", "slow"])["status"]["availableReplicas"] == 2
+    });
+}
