@@ -866,3 +866,40 @@ spec:
         json_of(&server, &["get", "rs", "slow"])["status"]["availableReplicas"] == 2
     });
 }
+
+#[test]
+fn failed_pod_creates_surface_as_replica_failure() {
+    let server = start();
+    let _bg = Background::start(&server, Duration::from_millis(50));
+    // Admission refuses the pods (no such PriorityClass), not the Deployment.
+    let yaml = deployment_yaml("bad", 2, "nginx", "").replace(
+        "      containers:",
+        "      priorityClassName: nope\n      containers:",
+    );
+    server.create("d.yaml", &yaml);
+    wait_until("the ReplicaFailure conditions", Duration::from_secs(30), || {
+        let d = json_of(&server, &["get", "deployment", "bad"]);
+        condition(&d, "ReplicaFailure")["status"] == "True"
+    });
+    let rs = &json_of(&server, &["get", "rs", "-l", "app=bad"])["items"][0];
+    let failure = condition(rs, "ReplicaFailure");
+    assert_eq!(failure["reason"], "FailedCreate", "{failure}");
+    assert!(
+        failure["message"]
+            .as_str()
+            .unwrap()
+            .contains("no PriorityClass with name nope was found"),
+        "{failure}"
+    );
+    let d = json_of(&server, &["get", "deployment", "bad"]);
+    assert_eq!(condition(&d, "ReplicaFailure")["reason"], "FailedCreate");
+    let events = server.ok(&["get", "events", "-o", "json"]);
+    let events: Value = serde_json::from_str(&events).unwrap();
+    assert!(events["items"].as_array().unwrap().iter().any(|e| {
+        e["source"]["component"] == "replicaset-controller"
+            && e["reason"] == "FailedCreate"
+            && e["type"] == "Warning"
+            && e["message"].as_str().unwrap().starts_with("Error creating: ")
+    }));
+    assert!(live_pods(&server, "app=bad").is_empty());
+}
