@@ -429,7 +429,9 @@ impl Rest {
         let split = def.has_subresource("status");
         let ownership = Ownership::track(def, req, query)?;
         self.guaranteed_update(def, req, expected, dry_run, &ownership, move |current| {
-            Ok(merge_update(current, obj.clone(), subresource.as_deref(), split))
+            let mut updated = merge_update(current, obj.clone(), subresource.as_deref(), split);
+            strategy::status_write_metadata(def, subresource.as_deref(), &obj, &mut updated);
+            Ok(updated)
         })
         .await
     }
@@ -480,7 +482,9 @@ impl Rest {
                     )?);
                 }
                 *warnings.lock().expect("warnings lock") = found;
-                Ok(merge_update(current, patched, subresource.as_deref(), split))
+                let mut updated = merge_update(current, patched.clone(), subresource.as_deref(), split);
+                strategy::status_write_metadata(def, subresource.as_deref(), &patched, &mut updated);
+                Ok(updated)
             })
             .await?;
         Ok((patched, warnings.into_inner().expect("warnings lock")))
@@ -511,6 +515,12 @@ impl Rest {
             let mut updated = change(&current)?;
             defaults::apply(def, &mut updated);
             preserve_system_fields(def, custom.is_some(), &current, &mut updated);
+            if req.subresource.as_deref() == Some("status") {
+                // A status write never counts as a change of the desired state.
+                if let Some(g) = objects::metadata(&current).and_then(|m| m.get("generation")) {
+                    metadata_mut(&mut updated).insert("generation".into(), g.clone());
+                }
+            }
             objects::drop_empty_metadata_collections(&mut updated);
             if let Some(custom) = &custom {
                 crd::resource::admit(custom, &mut updated, Some(&current))?;

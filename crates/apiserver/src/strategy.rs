@@ -80,6 +80,26 @@ pub fn prepare_for_update(def: &ResourceDef, old: &Value, new: &mut Value) {
     }
 }
 
+/// What a `/status` write may change besides the status: a Deployment's annotations, as
+/// upstream's deployment status strategy resets only spec and labels (the deployment
+/// controller records `deployment.kubernetes.io/revision` this way, without a new generation).
+pub fn status_write_metadata(
+    def: &ResourceDef,
+    subresource: Option<&str>,
+    written: &Value,
+    updated: &mut Value,
+) {
+    if subresource != Some("status") || (def.group, def.plural) != ("apps", "deployments") {
+        return;
+    }
+    let annotations = written["metadata"].get("annotations").cloned();
+    let meta = objects::metadata_mut(updated);
+    match annotations {
+        Some(a) => meta.insert("annotations".into(), a),
+        None => meta.remove("annotations"),
+    };
+}
+
 /// The status a new object starts with, for kinds whose strategy resets it: the zero value of
 /// the status struct as upstream serializes it (fields without `omitempty` appear as 0).
 fn initial_status(def: &ResourceDef) -> Option<Value> {

@@ -11,10 +11,18 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+pub mod controller_ref;
+pub mod deployment;
+pub mod expectations;
+pub mod informer;
 pub mod node_ipam;
 pub mod node_lifecycle;
+pub mod pod_control;
+pub mod pod_ranking;
 mod pods_by_node;
+pub mod replicaset;
 pub mod taint_eviction;
+pub mod workqueue;
 
 /// What the controllers are configured with (kube-controller-manager's flags).
 #[derive(Clone, Debug)]
@@ -69,6 +77,12 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
     ("node-ipam-controller", node_ipam::start),
     ("node-lifecycle-controller", node_lifecycle::start),
     ("taint-eviction-controller", taint_eviction::start),
+    ("deployment-controller", deployment::start),
+    ("replicaset-controller", replicaset::start_replica_sets),
+    (
+        "replicationcontroller-controller",
+        replicaset::start_replication_controllers,
+    ),
 ];
 
 /// Whether `name` is enabled by a `--controllers` list, as upstream reads it: `-name` disables,

@@ -796,7 +796,8 @@ spec:
 
 #[test]
 fn server_side_apply_tracks_owners_conflicts_and_removals() {
-    let server = Server::start();
+    // The API server's own behaviour: no deployment controller writing status meanwhile.
+    let server = Server::start_with(&["--controllers=*,-deployment"]);
     let file = server.manifest("web.yaml", APPLIED_DEPLOYMENT);
     let out = server.ok(&["apply", "--server-side", "-f", &file]);
     assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
@@ -882,7 +883,8 @@ fn json_of(text: &str) -> serde_json::Value {
 
 #[test]
 fn created_objects_carry_upstream_defaults() {
-    let server = Server::start();
+    // The API server's own behaviour: no deployment controller writing status meanwhile.
+    let server = Server::start_with(&["--controllers=*,-deployment"]);
     server.ok(&["run", "web", "--image=nginx"]);
     let pod = json_of(&server.ok(&["get", "pod", "web", "-o", "json"]));
     let spec = &pod["spec"];

@@ -190,7 +190,8 @@ fn apply_multi_document_client_and_server_side() {
 
 #[test]
 fn get_tables_formats_chunks_and_selectors() {
-    let server = Server::start();
+    // The API server's own behaviour: no deployment controller writing status meanwhile.
+    let server = Server::start_with(&["--controllers=*,-deployment"]);
     for kubectl in kubectls() {
         let k = server.with(kubectl);
         let ns = ns_for("get", kubectl);
