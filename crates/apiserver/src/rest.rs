@@ -513,6 +513,7 @@ impl Rest {
             }
             let current = conversion::decode(def, custom.as_deref(), &kv.value, kv.mod_revision)?;
             let mut updated = change(&current)?;
+            check_uid_unchanged(def, name, &current, &updated)?;
             defaults::apply(def, &mut updated);
             preserve_system_fields(def, custom.is_some(), &current, &mut updated);
             if req.subresource.as_deref() == Some("status") {
@@ -826,6 +827,30 @@ pub(crate) fn merge_update(current: &Value, mut new: Value, subresource: Option<
 
 /// Fields clients cannot change: uid, creationTimestamp, deletion fields, generation (bumped
 /// here on spec changes), and the type.
+/// A write may not change `metadata.uid` (upstream's `ValidateObjectMetaUpdate`): controllers
+/// put the uid they read in their patches as a guard against acting on a re-created object.
+fn check_uid_unchanged(
+    def: &ResourceDef,
+    name: &str,
+    current: &Value,
+    updated: &Value,
+) -> Result<(), ApiError> {
+    let new = meta_str(updated, "uid").filter(|u| !u.is_empty());
+    match (new, meta_str(current, "uid")) {
+        (Some(new), Some(old)) if new != old => Err(ApiError::invalid(
+            def.group,
+            def.kind,
+            name,
+            vec![Cause::invalid(
+                "metadata.uid",
+                &Value::from(new),
+                "field is immutable",
+            )],
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn preserve_system_fields(def: &ResourceDef, custom: bool, current: &Value, updated: &mut Value) {
     for field in ["kind", "apiVersion"] {
         if let Some(v) = current.get(field) {

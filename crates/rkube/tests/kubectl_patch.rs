@@ -181,3 +181,32 @@ fn strategic_merge_patch_errors_read_as_upstream() {
         "Error from server (BadRequest): invalid patch format of retainKeys\n"
     );
 }
+
+/// A uid in a patch guards it (controllers adopt and release that way): a different uid is
+/// refused as an immutable field; the same uid applies.
+#[test]
+fn a_uid_in_a_patch_must_match_the_object() {
+    let server = Server::start();
+    server.ok(&["create", "configmap", "guarded", "--from-literal=a=1"]);
+    let uid = server.ok(&["get", "configmap", "guarded", "-o", "jsonpath={.metadata.uid}"]);
+    let other = r#"{"metadata":{"uid":"00000000-0000-0000-0000-000000000000","labels":{"x":"y"}}}"#;
+    let err = server.fails(&["patch", "configmap", "guarded", "--type=merge", "-p", other]);
+    assert!(
+        err.contains(
+            r#"metadata.uid: Invalid value: "00000000-0000-0000-0000-000000000000": field is immutable"#
+        ),
+        "{err}"
+    );
+    let same = format!(r#"{{"metadata":{{"uid":"{uid}","labels":{{"x":"y"}}}}}}"#);
+    server.ok(&["patch", "configmap", "guarded", "--type=merge", "-p", &same]);
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "configmap",
+            "guarded",
+            "-o",
+            "jsonpath={.metadata.labels.x}"
+        ]),
+        "y"
+    );
+}
