@@ -49,7 +49,7 @@ impl ClusterEvent {
                 "TaintToleration" => c.taints,
                 "NodeUnschedulable" => c.unschedulable || c.taints,
                 "NodeAffinity" | "PodTopologySpread" | "InterPodAffinity" => c.labels,
-                "NodePorts" | "NodeName" => false,
+                "NodePorts" | "NodeName" | "NoNodes" => false,
                 _ => c.any(),
             },
             ClusterEvent::AssignedPodDelete => matches!(

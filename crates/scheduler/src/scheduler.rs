@@ -18,6 +18,9 @@ use crate::node_info::NodeInfo;
 use crate::pod_info::PodInfo;
 use crate::queue::{ClusterEvent, QueuedPod, SchedulingQueue};
 
+/// The "plugin" that rejects every pod while there are no nodes (only a node event helps).
+const NO_NODES: &str = "NoNodes";
+
 /// At most this many bindings are written at once.
 const MAX_BINDS_IN_FLIGHT: usize = 512;
 
@@ -94,10 +97,11 @@ impl Scheduler {
         let fw = self.framework.clone();
         let all = self.snapshot.len();
         if all == 0 {
+            // Unresolvable until a node is added (upstream's ErrNoNodesAvailable).
             return Err(Failure {
-                reason: "SchedulerError",
+                reason: "Unschedulable",
                 message: "no nodes available to schedule pods".to_owned(),
-                plugins: HashSet::new(),
+                plugins: HashSet::from([NO_NODES]),
                 nominated: None,
             });
         }
