@@ -882,7 +882,8 @@ fn json_of(text: &str) -> serde_json::Value {
 
 #[test]
 fn created_objects_carry_upstream_defaults() {
-    let server = Server::start();
+    // No scheduler: the pod's status is exactly what the API server wrote.
+    let server = Server::start_with(&["--disable-scheduler"]);
     server.ok(&["run", "web", "--image=nginx"]);
     let pod = json_of(&server.ok(&["get", "pod", "web", "-o", "json"]));
     let spec = &pod["spec"];

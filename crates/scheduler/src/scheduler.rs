@@ -131,17 +131,25 @@ impl Scheduler {
         {
             return Ok(nominated.to_owned());
         }
-        let candidates: Vec<Arc<NodeInfo>> = match &narrowed {
-            Some(names) => self
-                .snapshot
-                .nodes
-                .iter()
-                .filter(|n| names.contains(&n.name))
-                .cloned()
-                .collect(),
-            None => self.snapshot.nodes.clone(),
+        let narrowed_nodes: Vec<Arc<NodeInfo>>;
+        let candidates: &[Arc<NodeInfo>] = match &narrowed {
+            Some(names) => {
+                narrowed_nodes = self
+                    .snapshot
+                    .nodes
+                    .iter()
+                    .filter(|n| names.contains(&n.name))
+                    .cloned()
+                    .collect();
+                &narrowed_nodes
+            }
+            None => &self.snapshot.nodes,
         };
-        let (feasible, statuses) = self.find_feasible(state, pod, &candidates, nominations);
+        let (feasible, statuses, processed) =
+            find_feasible(&fw, self.next_start_node_index, state, pod, candidates, nominations);
+        if !candidates.is_empty() {
+            self.next_start_node_index = (self.next_start_node_index % candidates.len() + processed) % candidates.len();
+        }
         if feasible.is_empty() {
             for status in statuses.values() {
                 diagnosis.unschedulable_plugins.insert(status.plugin);
@@ -170,57 +178,6 @@ impl Scheduler {
         }
         let totals = fw.run_score(state, pod, &feasible);
         Ok(feasible[select_host(&totals)].name.clone())
-    }
-
-    /// Filters nodes in parallel, starting where the last cycle stopped, until upstream's
-    /// number of feasible nodes is found.
-    fn find_feasible(
-        &mut self,
-        state: &CycleState,
-        pod: &PodInfo,
-        nodes: &[Arc<NodeInfo>],
-        nominations: &HashMap<String, Vec<Arc<PodInfo>>>,
-    ) -> (Vec<Arc<NodeInfo>>, NodeToStatus) {
-        let n = nodes.len();
-        if n == 0 {
-            return (Vec::new(), NodeToStatus::new());
-        }
-        let to_find = num_feasible_nodes_to_find(self.framework.percentage_of_nodes_to_score, n).max(1);
-        let start = self.next_start_node_index % n;
-        let found = AtomicUsize::new(0);
-        let fw = &self.framework;
-        let check = |i: usize| -> Option<(usize, Status)> {
-            if found.load(Ordering::Relaxed) >= to_find {
-                return None;
-            }
-            let node = &nodes[(start + i) % n];
-            let status =
-                fw.run_filter_with_nominated(state, pod, node, nominations_for(nominations, &node.name));
-            if status.is_success() && found.fetch_add(1, Ordering::Relaxed) >= to_find {
-                return None;
-            }
-            Some(((start + i) % n, status))
-        };
-        let results: Vec<(usize, Status)> = if n <= 64 {
-            (0..n).filter_map(check).collect()
-        } else {
-            (0..n)
-                .into_par_iter()
-                .with_min_len(32)
-                .filter_map(check)
-                .collect()
-        };
-        self.next_start_node_index = (start + results.len()) % n;
-        let mut feasible = Vec::new();
-        let mut statuses = NodeToStatus::new();
-        for (i, status) in results {
-            if status.is_success() {
-                feasible.push(nodes[i].clone());
-            } else {
-                statuses.insert(nodes[i].name.clone(), status);
-            }
-        }
-        (feasible, statuses)
     }
 
     /// The pod fits no node: run PostFilter (preemption) and build the FitError message.
@@ -324,6 +281,53 @@ impl Scheduler {
     }
 }
 
+/// Filters nodes in parallel, starting at `start` (where the last cycle stopped), until
+/// upstream's number of feasible nodes is found. Also returns how many nodes were processed.
+fn find_feasible(
+    fw: &Framework,
+    start: usize,
+    state: &CycleState,
+    pod: &PodInfo,
+    nodes: &[Arc<NodeInfo>],
+    nominations: &HashMap<String, Vec<Arc<PodInfo>>>,
+) -> (Vec<Arc<NodeInfo>>, NodeToStatus, usize) {
+    let n = nodes.len();
+    if n == 0 {
+        return (Vec::new(), NodeToStatus::new(), 0);
+    }
+    let to_find = num_feasible_nodes_to_find(fw.percentage_of_nodes_to_score, n).max(1);
+    let start = start % n;
+    let found = AtomicUsize::new(0);
+    let check = |i: usize| -> Option<(usize, Status)> {
+        if found.load(Ordering::Relaxed) >= to_find {
+            return None;
+        }
+        let at = (start + i) % n;
+        let node = &nodes[at];
+        let status = fw.run_filter_with_nominated(state, pod, node, nominations_for(nominations, &node.name));
+        if status.is_success() && found.fetch_add(1, Ordering::Relaxed) >= to_find {
+            return None;
+        }
+        Some((at, status))
+    };
+    let results: Vec<(usize, Status)> = if n <= 64 {
+        (0..n).filter_map(check).collect()
+    } else {
+        (0..n).into_par_iter().with_min_len(32).filter_map(check).collect()
+    };
+    let processed = results.len();
+    let mut feasible = Vec::new();
+    let mut statuses = NodeToStatus::new();
+    for (i, status) in results {
+        if status.is_success() {
+            feasible.push(nodes[i].clone());
+        } else {
+            statuses.insert(nodes[i].name.clone(), status);
+        }
+    }
+    (feasible, statuses, processed)
+}
+
 fn error_failure(status: &Status) -> Failure {
     Failure {
         reason: "SchedulerError",
@@ -360,4 +364,101 @@ fn select_host(totals: &[i64]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::{Handle, default_framework};
+    use crate::plugins::priority_sort::PrioritySort;
+    use std::time::Instant;
+
+    fn node(name: &str, zone: &str) -> k8s_openapi::api::core::v1::Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": zone}},
+            "status": {"allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"}}
+        }))
+        .unwrap()
+    }
+
+    fn replica(i: usize) -> Arc<PodInfo> {
+        Arc::new(PodInfo::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("web-{i}"), "namespace": "default", "uid": format!("uid-{i}"),
+                             "labels": {"app": "web"},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web",
+                                                  "uid": "rs-1", "controller": true}]},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+            }))
+            .unwrap(),
+        ))
+    }
+
+    /// A scheduler without an API (no binder: decisions are final once assumed).
+    fn offline(nodes: usize) -> (Scheduler, Arc<SchedulingQueue>, Arc<Mutex<Cache>>) {
+        let framework = Arc::new(default_framework(&Handle::default()));
+        let queue = Arc::new(SchedulingQueue::new(Arc::new(PrioritySort)));
+        let cache = Arc::new(Mutex::new(Cache::default()));
+        for i in 0..nodes {
+            cache.lock().unwrap().set_node(node(&format!("node-{i}"), &format!("zone-{}", i % 3)));
+        }
+        (Scheduler::new(framework, cache.clone(), queue.clone(), None, None), queue, cache)
+    }
+
+    fn drain(scheduler: &mut Scheduler, queue: &SchedulingQueue, pods: usize) {
+        let stop = AtomicBool::new(false);
+        for _ in 0..pods {
+            let (pod, cycle) = queue.pop(&stop).unwrap();
+            scheduler.schedule_one(pod, cycle);
+        }
+    }
+
+    #[test]
+    fn default_scoring_spreads_a_replica_set_evenly() {
+        let (mut scheduler, queue, _) = offline(10);
+        for i in 0..50 {
+            queue.add_or_update(replica(i));
+        }
+        drain(&mut scheduler, &queue, 50);
+        scheduler.cache.lock().unwrap().update_snapshot(&mut scheduler.snapshot);
+        let per_node: Vec<usize> = scheduler.snapshot.nodes.iter().map(|n| n.pods.len()).collect();
+        assert_eq!(per_node.iter().sum::<usize>(), 50);
+        // Zones of 4, 3 and 3 nodes: the zone default constraint pulls too, so ±1 per node.
+        assert!(per_node.iter().all(|&n| (4..=6).contains(&n)), "{per_node:?}");
+    }
+
+    #[test]
+    fn full_nodes_reject_with_upstreams_message_and_stay_queued() {
+        let (mut scheduler, queue, _) = offline(2);
+        let big = |i: usize| {
+            Arc::new(PodInfo::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("big-{i}"), "namespace": "default", "uid": format!("big-{i}")},
+                    "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "3"}}}]}
+                }))
+                .unwrap(),
+            ))
+        };
+        for i in 0..3 {
+            queue.add_or_update(big(i));
+        }
+        drain(&mut scheduler, &queue, 3);
+        assert_eq!(queue.counts(), (0, 0, 1, 0), "the third waits as unschedulable");
+    }
+
+    /// Throughput of the scheduling loop alone (no API): `cargo test -p scheduler --release
+    /// throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn throughput_on_5000_nodes() {
+        let (mut scheduler, queue, _) = offline(5000);
+        let pods = 10_000;
+        for i in 0..pods {
+            queue.add_or_update(replica(i));
+        }
+        let started = Instant::now();
+        drain(&mut scheduler, &queue, pods);
+        let elapsed = started.elapsed();
+        eprintln!("{pods} pods on 5000 nodes in {elapsed:?}: {:.0} pods/s", pods as f64 / elapsed.as_secs_f64());
+    }
 }

@@ -71,7 +71,7 @@ impl Framework {
     /// Runs the Filter plugins on one node; the first failure is the node's status.
     pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         for plugin in &self.filter {
-            if state.skip_filter.contains(plugin.name()) {
+            if !state.skip_filter.is_empty() && state.skip_filter.contains(plugin.name()) {
                 continue;
             }
             let Some(p) = plugin.filter() else { continue };

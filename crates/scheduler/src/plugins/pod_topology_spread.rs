@@ -151,13 +151,12 @@ fn has_all_keys(node: &NodeInfo, constraints: &[Constraint]) -> bool {
     constraints.iter().all(|c| labels.contains_key(&c.topology_key))
 }
 
-type Pair = (String, String);
-
 #[derive(Clone)]
 struct FilterState {
     constraints: Vec<Constraint>,
     required: Required,
-    match_num: HashMap<Pair, i64>,
+    /// Per constraint: domain (label value) → matching pods.
+    match_num: Vec<HashMap<String, i64>>,
     /// Per constraint: the smallest match count over its domains (0 below minDomains).
     min_match: Vec<i64>,
 }
@@ -167,17 +166,12 @@ impl FilterState {
         self.min_match = self
             .constraints
             .iter()
-            .map(|c| {
-                let counts: Vec<i64> = self
-                    .match_num
-                    .iter()
-                    .filter(|((k, _), _)| *k == c.topology_key)
-                    .map(|(_, n)| *n)
-                    .collect();
+            .zip(&self.match_num)
+            .map(|(c, counts)| {
                 if counts.len() < c.min_domains {
                     0
                 } else {
-                    counts.into_iter().min().unwrap_or(0)
+                    counts.values().copied().min().unwrap_or(0)
                 }
             })
             .collect();
@@ -187,10 +181,10 @@ impl FilterState {
         if !has_all_keys(node, &self.constraints) {
             return;
         }
-        for c in &self.constraints {
+        for (i, c) in self.constraints.iter().enumerate() {
             if c.includes(pod, &self.required, node) && c.counts(other, &pod.namespace) {
                 let value = node.labels()[&c.topology_key].clone();
-                *self.match_num.entry((c.topology_key.clone(), value)).or_default() += by;
+                *self.match_num[i].entry(value).or_default() += by;
             }
         }
         self.recompute_minimums();
@@ -209,18 +203,23 @@ impl PreFilterPlugin for PodTopologySpread {
             return (None, Status::skip());
         }
         let required = Required::of(pod);
-        let mut match_num: HashMap<Pair, i64> = HashMap::new();
+        let mut match_num: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
         for node in &snapshot.nodes {
             if !has_all_keys(node, &constraints) {
                 continue;
             }
-            for c in &constraints {
+            for (i, c) in constraints.iter().enumerate() {
                 if !c.includes(pod, &required, node) {
                     continue;
                 }
-                let value = node.labels()[&c.topology_key].clone();
-                *match_num.entry((c.topology_key.clone(), value)).or_default() +=
-                    c.count_on(node, &pod.namespace);
+                let value = &node.labels()[&c.topology_key];
+                let count = c.count_on(node, &pod.namespace);
+                match match_num[i].get_mut(value.as_str()) {
+                    Some(n) => *n += count,
+                    None => {
+                        match_num[i].insert(value.clone(), count);
+                    }
+                }
             }
         }
         let mut st = FilterState {
@@ -261,11 +260,7 @@ impl FilterPlugin for PodTopologySpread {
                 SpreadSelector::Labels(s) => s.matches(pod.labels()),
                 SpreadSelector::SameController(uid) => pod.controller_uid.as_deref() == Some(uid),
             });
-            let matched = st
-                .match_num
-                .get(&(c.topology_key.clone(), value.clone()))
-                .copied()
-                .unwrap_or(0);
+            let matched = st.match_num[i].get(value.as_str()).copied().unwrap_or(0);
             if matched + self_match - st.min_match[i] > c.max_skew {
                 return Status::unschedulable(ERR_CONSTRAINTS);
             }
@@ -278,7 +273,8 @@ impl FilterPlugin for PodTopologySpread {
 struct ScoreState {
     constraints: Vec<Constraint>,
     ignored: HashSet<String>,
-    pair_counts: HashMap<Pair, i64>,
+    /// Per constraint (not hostname): domain → matching pods.
+    pair_counts: Vec<HashMap<String, i64>>,
     weights: Vec<f64>,
 }
 
@@ -307,8 +303,7 @@ impl PreScorePlugin for PodTopologySpread {
         }
         let required = Required::of(pod);
         let mut ignored = HashSet::new();
-        let mut pair_counts: HashMap<Pair, i64> = HashMap::new();
-        let mut sizes = vec![0usize; constraints.len()];
+        let mut pair_counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
         for node in nodes {
             if require_all && !has_all_keys(node, &constraints) {
                 ignored.insert(node.name.clone());
@@ -321,10 +316,8 @@ impl PreScorePlugin for PodTopologySpread {
                 let Some(value) = node.labels().get(&c.topology_key) else {
                     continue;
                 };
-                let key = (c.topology_key.clone(), value.clone());
-                if let std::collections::hash_map::Entry::Vacant(e) = pair_counts.entry(key) {
-                    e.insert(0);
-                    sizes[i] += 1;
+                if !pair_counts[i].contains_key(value.as_str()) {
+                    pair_counts[i].insert(value.clone(), 0);
                 }
             }
         }
@@ -335,24 +328,25 @@ impl PreScorePlugin for PodTopologySpread {
                 let size = if c.topology_key == HOSTNAME {
                     nodes.len() - ignored.len()
                 } else {
-                    sizes[i]
+                    pair_counts[i].len()
                 };
                 ((size + 2) as f64).ln()
             })
             .collect();
-        if !pair_counts.is_empty() {
+        if pair_counts.iter().any(|m| !m.is_empty()) {
             for node in &snapshot.nodes {
-                if require_all && !has_all_keys(node, &constraints) {
+                // Nodes without pods add nothing.
+                if node.pods.is_empty() || (require_all && !has_all_keys(node, &constraints)) {
                     continue;
                 }
-                for c in &constraints {
+                for (i, c) in constraints.iter().enumerate() {
                     if c.topology_key == HOSTNAME || !c.includes(pod, &required, node) {
                         continue;
                     }
                     let Some(value) = node.labels().get(&c.topology_key) else {
                         continue;
                     };
-                    if let Some(n) = pair_counts.get_mut(&(c.topology_key.clone(), value.clone())) {
+                    if let Some(n) = pair_counts[i].get_mut(value.as_str()) {
                         *n += c.count_on(node, &pod.namespace);
                     }
                 }
@@ -376,7 +370,7 @@ impl ScorePlugin for PodTopologySpread {
         let Some(st) = state.read::<ScoreState>(SCORE_KEY) else {
             return 0;
         };
-        if st.ignored.contains(&node.name) {
+        if !st.ignored.is_empty() && st.ignored.contains(&node.name) {
             return 0;
         }
         let mut score = 0.0;
@@ -387,10 +381,7 @@ impl ScorePlugin for PodTopologySpread {
             let count = if c.topology_key == HOSTNAME {
                 c.count_on(node, &pod.namespace)
             } else {
-                st.pair_counts
-                    .get(&(c.topology_key.clone(), value.clone()))
-                    .copied()
-                    .unwrap_or(0)
+                st.pair_counts[i].get(value.as_str()).copied().unwrap_or(0)
             };
             score += count as f64 * st.weights[i] + (c.max_skew - 1) as f64;
         }
