@@ -145,10 +145,17 @@ impl Scheduler {
             }
             None => &self.snapshot.nodes,
         };
-        let (feasible, statuses, processed) =
-            find_feasible(&fw, self.next_start_node_index, state, pod, candidates, nominations);
+        let (feasible, statuses, processed) = find_feasible(
+            &fw,
+            self.next_start_node_index,
+            state,
+            pod,
+            candidates,
+            nominations,
+        );
         if !candidates.is_empty() {
-            self.next_start_node_index = (self.next_start_node_index % candidates.len() + processed) % candidates.len();
+            self.next_start_node_index =
+                (self.next_start_node_index % candidates.len() + processed) % candidates.len();
         }
         if feasible.is_empty() {
             for status in statuses.values() {
@@ -313,7 +320,11 @@ fn find_feasible(
     let results: Vec<(usize, Status)> = if n <= 64 {
         (0..n).filter_map(check).collect()
     } else {
-        (0..n).into_par_iter().with_min_len(32).filter_map(check).collect()
+        (0..n)
+            .into_par_iter()
+            .with_min_len(32)
+            .filter_map(check)
+            .collect()
     };
     let processed = results.len();
     let mut feasible = Vec::new();
@@ -369,8 +380,8 @@ fn select_host(totals: &[i64]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::{Handle, default_framework};
     use crate::plugins::priority_sort::PrioritySort;
+    use crate::plugins::{Handle, default_framework};
     use std::time::Instant;
 
     fn node(name: &str, zone: &str) -> k8s_openapi::api::core::v1::Node {
@@ -400,9 +411,16 @@ mod tests {
         let queue = Arc::new(SchedulingQueue::new(Arc::new(PrioritySort)));
         let cache = Arc::new(Mutex::new(Cache::default()));
         for i in 0..nodes {
-            cache.lock().unwrap().set_node(node(&format!("node-{i}"), &format!("zone-{}", i % 3)));
+            cache
+                .lock()
+                .unwrap()
+                .set_node(node(&format!("node-{i}"), &format!("zone-{}", i % 3)));
         }
-        (Scheduler::new(framework, cache.clone(), queue.clone(), None, None), queue, cache)
+        (
+            Scheduler::new(framework, cache.clone(), queue.clone(), None, None),
+            queue,
+            cache,
+        )
     }
 
     fn drain(scheduler: &mut Scheduler, queue: &SchedulingQueue, pods: usize) {
@@ -420,7 +438,11 @@ mod tests {
             queue.add_or_update(replica(i));
         }
         drain(&mut scheduler, &queue, 50);
-        scheduler.cache.lock().unwrap().update_snapshot(&mut scheduler.snapshot);
+        scheduler
+            .cache
+            .lock()
+            .unwrap()
+            .update_snapshot(&mut scheduler.snapshot);
         let per_node: Vec<usize> = scheduler.snapshot.nodes.iter().map(|n| n.pods.len()).collect();
         assert_eq!(per_node.iter().sum::<usize>(), 50);
         // Zones of 4, 3 and 3 nodes: the zone default constraint pulls too, so ±1 per node.
@@ -459,6 +481,9 @@ mod tests {
         let started = Instant::now();
         drain(&mut scheduler, &queue, pods);
         let elapsed = started.elapsed();
-        eprintln!("{pods} pods on 5000 nodes in {elapsed:?}: {:.0} pods/s", pods as f64 / elapsed.as_secs_f64());
+        eprintln!(
+            "{pods} pods on 5000 nodes in {elapsed:?}: {:.0} pods/s",
+            pods as f64 / elapsed.as_secs_f64()
+        );
     }
 }

@@ -233,3 +233,75 @@ impl PostFilterPlugin for DefaultPreemption {
         (Some(best.node), Status::success())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cache;
+    use crate::plugins::{Handle, default_framework};
+
+    fn pod(name: &str, cpu: &str, priority: i32, node: &str) -> Arc<PodInfo> {
+        Arc::new(PodInfo::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "default", "uid": name, "labels": {"app": name}},
+                "spec": {"nodeName": node, "priority": priority,
+                         "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}
+            }))
+            .unwrap(),
+        ))
+    }
+
+    #[test]
+    fn victims_spare_pods_protected_by_a_pdb() {
+        let handle = Handle::default();
+        let pdb: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "b", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "b"}}},
+            "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}
+        }))
+        .unwrap();
+        let fw = default_framework(&handle);
+        let mut cache = Cache::default();
+        cache.set_node(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "10"}}
+            }))
+            .unwrap(),
+        );
+        cache.add_or_update_pod(pod("a", "1500m", 0, "n"));
+        cache.add_or_update_pod(pod("b", "1500m", 0, "n"));
+        cache.add_or_update_pod(pod("critical", "500m", 1000, "n"));
+        let mut snapshot = crate::cache::Snapshot::default();
+        cache.update_snapshot(&mut snapshot);
+        let preemptor = pod("p", "2", 100, "");
+        let mut state = CycleState::default();
+        assert!(
+            fw.run_pre_filter(&mut state, &preemptor, &snapshot)
+                .1
+                .is_success()
+        );
+        let plugin = DefaultPreemption {
+            api: None,
+            pdbs: handle.pdbs.clone(),
+        };
+        let node = snapshot.get("n").unwrap();
+
+        // Without a PDB the less important of equals goes: the later one, b.
+        let c = plugin.select_victims(&fw, &state, &preemptor, node).ok().unwrap();
+        assert_eq!(
+            c.victims.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
+        // b's PDB allows no disruption: a goes instead.
+        handle.pdbs.write().unwrap().push(pdb);
+        let c = plugin.select_victims(&fw, &state, &preemptor, node).ok().unwrap();
+        assert_eq!(
+            c.victims.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert_eq!(c.pdb_violations, 0);
+        // Higher-priority pods are never victims: 4 cpu are not to be had.
+        let huge = pod("huge", "4", 100, "");
+        assert!(plugin.select_victims(&fw, &state, &huge, node).is_err());
+    }
+}
