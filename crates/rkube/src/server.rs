@@ -1,6 +1,6 @@
 //! `rkube server`: the control plane in one process: datastore, compaction, API server, and the
-//! controllers (under leader election), each a client of the API server over HTTPS.
-//! (The scheduler and the node agent join in later.)
+//! controllers and the scheduler (each under leader election on its own Lease), each a client
+//! of the API server over HTTPS. (The node agent joins in later.)
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -121,7 +121,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
             components.spawn(election.run(move || controllers::run(ctx.clone())));
         }
-        let _ = args.disable_scheduler;
+        if !args.disable_scheduler {
+            let election = clientkit::LeaderElection::new(
+                client.clone(),
+                clientkit::LeaseConfig::new("kube-scheduler", &identity),
+            );
+            let client = client.clone();
+            components
+                .spawn(election.run(move || scheduler::run(client.clone(), scheduler::Config::default())));
+        }
         eprintln!(
             "rkube server ready in {:?}: https://{} (kubeconfig {})",
             started.elapsed(),

@@ -883,8 +883,9 @@ fn json_of(text: &str) -> serde_json::Value {
 
 #[test]
 fn created_objects_carry_upstream_defaults() {
-    // The API server's own behaviour: no deployment controller writing status meanwhile.
-    let server = Server::start_with(&["--controllers=*,-deployment"]);
+    // The API server's own behaviour: no deployment controller writing status meanwhile, no
+    // scheduler (the pod's status is exactly what the API server wrote).
+    let server = Server::start_with(&["--controllers=*,-deployment", "--disable-scheduler"]);
     server.ok(&["run", "web", "--image=nginx"]);
     let pod = json_of(&server.ok(&["get", "pod", "web", "-o", "json"]));
     let spec = &pod["spec"];
