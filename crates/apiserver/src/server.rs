@@ -184,6 +184,7 @@ async fn route(
             }
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")
+                && !(sub == "finalize" && def.plural == "namespaces" && r.verb == Verb::Update)
                 && !scale
                 && !subresources::serves(def, Some(sub))
             {

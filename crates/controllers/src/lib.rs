@@ -11,9 +11,14 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+pub mod discovery;
+pub mod garbage_collector;
+pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
+pub mod podgc;
 mod pods_by_node;
+pub mod serviceaccount;
 pub mod taint_eviction;
 
 /// What the controllers are configured with (kube-controller-manager's flags).
@@ -66,6 +71,10 @@ pub type StartFn = fn(Context) -> BoxFuture<'static, anyhow::Result<()>>;
 
 /// The registry: upstream's controller names (as `--controllers` takes them) → start functions.
 pub const CONTROLLERS: &[(&str, StartFn)] = &[
+    ("garbage-collector-controller", garbage_collector::start),
+    ("namespace-controller", namespace::start),
+    ("serviceaccount-controller", serviceaccount::start),
+    ("pod-garbage-collector-controller", podgc::start),
     ("node-ipam-controller", node_ipam::start),
     ("node-lifecycle-controller", node_lifecycle::start),
     ("taint-eviction-controller", taint_eviction::start),
