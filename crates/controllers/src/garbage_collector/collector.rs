@@ -55,7 +55,7 @@ fn conflict(err: &kube::Error) -> bool {
 
 /// A live object's metadata, or None when it is gone (or another object has its name).
 enum Live {
-    Present(ObjectMeta),
+    Present(Box<ObjectMeta>),
     Gone,
 }
 
@@ -86,7 +86,9 @@ impl Collector {
         let served = self.mapping(&identity.api_version, &identity.kind)?;
         let api = served.api(&self.client, identity.namespace.as_deref());
         match api.get_metadata(&identity.name).await {
-            Ok(obj) if obj.metadata.uid.as_deref() == Some(&identity.uid) => Ok(Live::Present(obj.metadata)),
+            Ok(obj) if obj.metadata.uid.as_deref() == Some(&identity.uid) => {
+                Ok(Live::Present(Box::new(obj.metadata)))
+            }
             Ok(_) => Ok(Live::Gone),
             Err(err) if not_found(&err) => Ok(Live::Gone),
             Err(err) => Err(err.into()),

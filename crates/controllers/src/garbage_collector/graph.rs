@@ -56,7 +56,7 @@ pub enum Change {
     Upsert {
         api_version: String,
         kind: String,
-        meta: ObjectMeta,
+        meta: Box<ObjectMeta>,
     },
     /// An object was deleted.
     Delete { uid: String },
@@ -115,7 +115,7 @@ impl Graph {
                 api_version,
                 kind,
                 meta,
-            } => self.upsert(api_version, kind, meta, &mut work),
+            } => self.upsert(api_version, kind, *meta, &mut work),
             Change::Delete { uid } => {
                 if let Some(node) = self.nodes.get(&uid).filter(|n| n.observed) {
                     let node = node.clone();
@@ -300,7 +300,7 @@ mod tests {
         Change::Upsert {
             api_version: "v1".into(),
             kind: "ConfigMap".into(),
-            meta,
+            meta: Box::new(meta),
         }
     }
 

@@ -89,10 +89,9 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
         });
         for served in wanted {
             let key = (served.resource.group.clone(), served.resource.plural.clone());
-            if !watches.contains_key(&key) {
-                let task = tokio::spawn(watch(ctx.client.clone(), served, changes_tx.clone()));
-                watches.insert(key, task);
-            }
+            watches
+                .entry(key)
+                .or_insert_with(|| tokio::spawn(watch(ctx.client.clone(), served, changes_tx.clone())));
         }
         tokio::time::sleep(RESYNC_DISCOVERY).await;
         match Resources::discover(&ctx.client).await {
@@ -113,7 +112,7 @@ async fn watch(client: kube::Client, served: Served, changes: mpsc::UnboundedSen
     let upsert = |meta: ObjectMeta| Change::Upsert {
         api_version: served.resource.api_version.clone(),
         kind: served.resource.kind.clone(),
-        meta,
+        meta: Box::new(meta),
     };
     while let Some(event) = stream.next().await {
         let sent = match event {
@@ -125,25 +124,25 @@ async fn watch(client: kube::Client, served: Served, changes: mpsc::UnboundedSen
                 if let (Some(seen), Some(uid)) = (relisted.as_mut(), obj.metadata.uid.clone()) {
                     seen.insert(uid, ());
                 }
-                changes.send(upsert(obj.metadata))
+                changes.send(upsert(obj.metadata)).map_err(|_| ())
             }
             Ok(watcher::Event::InitDone) => {
                 let seen = relisted.take().unwrap_or_default();
                 let gone: Vec<String> = known.keys().filter(|u| !seen.contains_key(*u)).cloned().collect();
                 known = seen;
                 gone.into_iter()
-                    .try_for_each(|uid| changes.send(Change::Delete { uid }))
+                    .try_for_each(|uid| changes.send(Change::Delete { uid }).map_err(|_| ()))
             }
             Ok(watcher::Event::Apply(obj)) => {
                 if let Some(uid) = obj.metadata.uid.clone() {
                     known.insert(uid, ());
                 }
-                changes.send(upsert(obj.metadata))
+                changes.send(upsert(obj.metadata)).map_err(|_| ())
             }
             Ok(watcher::Event::Delete(obj)) => match obj.metadata.uid {
                 Some(uid) => {
                     known.remove(&uid);
-                    changes.send(Change::Delete { uid })
+                    changes.send(Change::Delete { uid }).map_err(|_| ())
                 }
                 None => Ok(()),
             },
