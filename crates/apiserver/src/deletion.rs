@@ -49,6 +49,21 @@ impl Propagation {
     }
 }
 
+/// The warning upstream's Job registry adds to a delete that leaves the policy to the default
+/// (which orphans the Job's pods in batch/v1).
+pub fn warning(def: &ResourceDef, query: &Query, body: &[u8]) -> Option<String> {
+    if (def.group, def.version, def.plural) != ("batch", "v1", "jobs") {
+        return None;
+    }
+    let options: Value = serde_json::from_slice(body).unwrap_or_else(|_| json!({}));
+    let p = Propagation::read(&options, query);
+    (p.policy.is_none() && p.orphan_dependents.is_none()).then(|| {
+        "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background \
+         to remove them or set propagationPolicy=Orphan to suppress this warning"
+            .to_owned()
+    })
+}
+
 /// A kind's default garbage collection policy (upstream's `DefaultGarbageCollectionPolicy`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum DefaultPolicy {
@@ -241,7 +256,7 @@ pub fn should_delete_during_update(def: &ResourceDef, old: &Value, new: &Value) 
 /// A namespace's `spec.finalizers` change only through `namespaces/NAME/finalize` (upstream's
 /// namespace strategy keeps them on every other update).
 pub fn keep_namespace_finalizers(def: &ResourceDef, subresource: Option<&str>, old: &Value, new: &mut Value) {
-    if !is_namespace(def) || subresource == Some("finalize") {
+    if !is_namespace(def) || subresource == Some("finalize") || !new.is_object() {
         return;
     }
     match old["spec"].get("finalizers") {

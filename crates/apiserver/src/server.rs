@@ -252,6 +252,9 @@ async fn route(
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 return Ok(response);
             }
+            if matches!(r.verb, Verb::Delete | Verb::DeleteCollection) {
+                warnings.extend(crate::deletion::warning(def, &query, &body));
+            }
             let (code, obj) = match r.verb {
                 Verb::Get => (StatusCode::OK, rest.get(def, &r).await?),
                 Verb::List => (StatusCode::OK, rest.list(def, &r, &query).await?),

@@ -355,3 +355,18 @@ fn pod_gc_deletes_pods_bound_to_missing_nodes() {
         !exists(&server, &["pod", "lost"])
     });
 }
+
+#[test]
+fn jobs_orphan_their_pods_by_default_with_a_warning() {
+    let server = Server::start();
+    server.ok(&["create", "job", "j", "--image=busybox"]);
+    let out = server.kubectl(&["delete", "--raw", "/apis/batch/v1/namespaces/default/jobs/j"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: child pods are preserved by default when jobs are deleted"),
+        "{stderr}"
+    );
+    // The orphan finalizer the default added is removed by the collector, then the Job goes.
+    eventually(30, "the job to go", || !exists(&server, &["job", "j"]));
+}
