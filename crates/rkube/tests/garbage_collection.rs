@@ -370,3 +370,60 @@ fn jobs_orphan_their_pods_by_default_with_a_warning() {
     // The orphan finalizer the default added is removed by the collector, then the Job goes.
     eventually(30, "the job to go", || !exists(&server, &["job", "j"]));
 }
+
+#[test]
+fn foreground_deletion_goes_through_grandchildren() {
+    let server = Server::start();
+    server.ok(&["create", "namespace", "chain"]);
+    owner_with_dependents(&server, "chain", &["child"], "");
+    let child_uid = uid(&server, "chain", "cm", "child");
+    server.create(
+        "grandchild.yaml",
+        &dependent(
+            "chain",
+            "grandchild",
+            "child",
+            &child_uid,
+            "  finalizers: [example.com/hold]\n",
+        ),
+    );
+    server.ok(&[
+        "delete",
+        "cm",
+        "owner",
+        "-n",
+        "chain",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    // The child has dependents of its own, so it is deleted in the foreground too.
+    eventually(30, "the child to wait for the grandchild", || {
+        server
+            .ok(&[
+                "get",
+                "cm",
+                "child",
+                "-n",
+                "chain",
+                "-o",
+                "jsonpath={.metadata.finalizers}",
+            ])
+            .contains("foregroundDeletion")
+    });
+    assert!(exists(&server, &["cm", "owner", "-n", "chain"]));
+    server.ok(&[
+        "patch",
+        "cm",
+        "grandchild",
+        "-n",
+        "chain",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    eventually(30, "the whole chain to go", || {
+        ["owner", "child", "grandchild"]
+            .iter()
+            .all(|name| !exists(&server, &["cm", name, "-n", "chain"]))
+    });
+}
