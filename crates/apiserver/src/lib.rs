@@ -22,6 +22,7 @@ pub use bootstrap::SYSTEM_NAMESPACES;
 mod cache;
 mod crd;
 mod defaults;
+mod deletion;
 pub mod discovery;
 mod field_validation;
 mod filter;

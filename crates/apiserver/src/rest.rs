@@ -21,7 +21,7 @@ use crate::objects::{self, from_store, meta_str, metadata_mut, now_rfc3339, to_s
 use crate::patch::PatchKind;
 use crate::query::Query;
 use crate::request::ResourceRequest;
-use crate::{admission, allocator, conversion, defaults, strategy, validation};
+use crate::{admission, allocator, conversion, defaults, deletion, strategy, validation};
 
 /// How often an update retries against a concurrent writer when the client did not ask for a
 /// specific resourceVersion (upstream's GuaranteedUpdate loops the same way).
@@ -514,6 +514,7 @@ impl Rest {
             let current = conversion::decode(def, custom.as_deref(), &kv.value, kv.mod_revision)?;
             let mut updated = change(&current)?;
             check_uid_unchanged(def, name, &current, &updated)?;
+            deletion::keep_namespace_finalizers(def, req.subresource.as_deref(), &current, &mut updated);
             defaults::apply(def, &mut updated);
             preserve_system_fields(def, custom.is_some(), &current, &mut updated);
             if req.subresource.as_deref() == Some("status") {
@@ -543,8 +544,7 @@ impl Rest {
             if dry_run {
                 return Ok(updated);
             }
-            let remove_now = crate::graceful::delete_during_update(&current, &updated);
-            if remove_now {
+            if deletion::should_delete_during_update(def, &current, &updated) {
                 // The last finalizer of a deleted object went: the object goes.
                 let release = allocator::release_on_delete(def, &current);
                 return match self.remove(&key, kv.mod_revision, &release).await? {
@@ -593,6 +593,7 @@ impl Rest {
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         };
         validate_delete_options(&options, query)?;
+        let propagation = deletion::Propagation::read(&options, query);
         let dry_run = query.dry_run()?
             || options["dryRun"]
                 .as_array()
@@ -606,44 +607,24 @@ impl Rest {
             };
             let mut current = from_store(&kv.value, kv.mod_revision)?;
             check_preconditions(def, name, &options["preconditions"], &current)?;
+            let before = current.clone();
             if crd::is_definition(def) {
                 crd::cleanup::mark_for_deletion(&mut current);
             }
-            let has_finalizers = objects::metadata(&current)
-                .and_then(|m| m.get("finalizers"))
-                .and_then(Value::as_array)
-                .is_some_and(|f| !f.is_empty());
-            match crate::graceful::before_delete(def, &mut current, &options, jiff::Timestamp::now()) {
-                crate::graceful::Outcome::Pending => return Ok(current),
-                crate::graceful::Outcome::Graceful(period) if period > 0 || has_finalizers => {
-                    if dry_run {
-                        return Ok(current);
+            let keep =
+                match crate::graceful::before_delete(def, &mut current, &options, jiff::Timestamp::now()) {
+                    crate::graceful::Outcome::Pending => return Ok(current),
+                    // A pod with time left, or held by finalizers (the policy's included), stays.
+                    crate::graceful::Outcome::Graceful(period) => {
+                        deletion::finalizers_remain(def, &propagation, &mut current) || period > 0
                     }
-                    match self
-                        .store
-                        .update(&key, to_store(&current), kv.mod_revision, None)
-                        .await
-                        .map_err(store_error)?
-                    {
-                        WriteOutcome::Written { revision, .. } => {
-                            metadata_mut(&mut current)
-                                .insert("resourceVersion".into(), revision.to_string().into());
-                            return Ok(current);
-                        }
-                        WriteOutcome::Conflict { .. } => continue,
+                    crate::graceful::Outcome::NotGraceful => {
+                        deletion::prepare(def, &propagation, &mut current) == deletion::Next::Keep
                     }
-                }
-                // Graceful with no time left (or none applies): removed below.
-                _ => {}
-            }
-            if has_finalizers {
-                if meta_str(&current, "deletionTimestamp").is_some() {
-                    return Ok(current);
-                }
-                let meta = metadata_mut(&mut current);
-                meta.insert("deletionTimestamp".into(), now_rfc3339().into());
-                meta.insert("deletionGracePeriodSeconds".into(), 0.into());
-                if dry_run {
+                };
+            if keep {
+                // Finalizers, a grace period or a terminating namespace hold the object.
+                if dry_run || current == before {
                     // What the object would become, as upstream answers a dry run.
                     return Ok(current);
                 }
@@ -666,12 +647,7 @@ impl Rest {
             }
             let release = allocator::release_on_delete(def, &current);
             match self.remove(&key, kv.mod_revision, &release).await? {
-                WriteOutcome::Written { .. } => {
-                    if (def.group, def.plural) == ("", "namespaces") {
-                        Box::pin(self.delete_namespace_content(name)).await?;
-                    }
-                    return Ok(current);
-                }
+                WriteOutcome::Written { .. } => return Ok(current),
                 WriteOutcome::Conflict { .. } => continue,
             }
         }
@@ -680,30 +656,6 @@ impl Rest {
             name,
             "too many concurrent updates; try again",
         ))
-    }
-
-    /// What upstream's namespace controller does after a namespace is deleted: every namespaced
-    /// object in it is deleted (through the normal delete, so Services release their addresses
-    /// and finalizers hold their objects). No controller runs yet, and without this a namespace
-    /// re-created under the same name would show the old content.
-    async fn delete_namespace_content(&self, namespace: &str) -> Result<(), ApiError> {
-        let everything = Query::parse(None);
-        for def in apimachinery::resources::BUILTIN
-            .iter()
-            .filter(|d| d.namespaced && d.verbs.contains(&"deletecollection"))
-        {
-            let req = ResourceRequest {
-                group: def.group.to_owned(),
-                version: def.version.to_owned(),
-                resource: def.plural.to_owned(),
-                namespace: Some(namespace.to_owned()),
-                name: None,
-                subresource: None,
-                verb: crate::request::Verb::DeleteCollection,
-            };
-            self.delete_collection(def, &req, &everything, b"").await?;
-        }
-        Ok(())
     }
 
     /// Deletes the object at `key` (still at revision `expected`) with what it held.
@@ -745,11 +697,7 @@ impl Rest {
     }
 }
 
-/// Upstream's ValidateDeleteOptions. Every valid propagation policy deletes at once for now:
-/// no garbage collector runs yet, and upstream's API server with the collector disabled
-/// (`--enable-garbage-collector=false`) ignores the policy the same way (recording
-/// `foregroundDeletion` / `orphan` finalizers with nothing to remove them would leave the
-/// object, and `kubectl delete --cascade=foreground`, waiting forever).
+/// Upstream's ValidateDeleteOptions (what the policy then does is `deletion`'s).
 fn validate_delete_options(options: &Value, query: &Query) -> Result<(), ApiError> {
     let policy = match options.get("propagationPolicy") {
         Some(Value::String(p)) => Some(p.clone()),

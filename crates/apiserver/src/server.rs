@@ -184,6 +184,7 @@ async fn route(
             }
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")
+                && !(sub == "finalize" && def.plural == "namespaces" && r.verb == Verb::Update)
                 && !scale
                 && !subresources::serves(def, Some(sub))
             {
@@ -250,6 +251,9 @@ async fn route(
                     .headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 return Ok(response);
+            }
+            if matches!(r.verb, Verb::Delete | Verb::DeleteCollection) {
+                warnings.extend(crate::deletion::warning(def, &query, &body));
             }
             let (code, obj) = match r.verb {
                 Verb::Get => (StatusCode::OK, rest.get(def, &r).await?),

@@ -172,8 +172,17 @@ pub fn bumps_generation(def: &ResourceDef, old: &Value, new: &Value) -> bool {
 /// A namespace starts Active, with the `kubernetes` finalizer that the namespace controller
 /// removes once everything in it is gone.
 fn namespace(obj: &mut Value) {
-    if obj["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty) {
-        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+    match obj
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("finalizers"))
+        .and_then(Value::as_array_mut)
+    {
+        Some(list) if !list.is_empty() => {
+            if !list.iter().any(|f| f == "kubernetes") {
+                list.push("kubernetes".into());
+            }
+        }
+        _ => obj["spec"] = json!({"finalizers": ["kubernetes"]}),
     }
     obj["status"] = json!({"phase": "Active"});
 }

@@ -13,14 +13,22 @@ use futures::future::BoxFuture;
 
 pub mod controller_ref;
 pub mod deployment;
+pub mod discovery;
 pub mod expectations;
+pub mod garbage_collector;
 pub mod informer;
+pub mod namespace;
 pub mod node_ipam;
+pub mod node_ipam;
+pub mod node_lifecycle;
 pub mod node_lifecycle;
 pub mod pod_control;
 pub mod pod_ranking;
+pub mod podgc;
+mod pods_by_node;
 mod pods_by_node;
 pub mod replicaset;
+pub mod serviceaccount;
 pub mod taint_eviction;
 pub mod workqueue;
 
@@ -74,6 +82,10 @@ pub type StartFn = fn(Context) -> BoxFuture<'static, anyhow::Result<()>>;
 
 /// The registry: upstream's controller names (as `--controllers` takes them) → start functions.
 pub const CONTROLLERS: &[(&str, StartFn)] = &[
+    ("garbage-collector-controller", garbage_collector::start),
+    ("namespace-controller", namespace::start),
+    ("serviceaccount-controller", serviceaccount::start),
+    ("pod-garbage-collector-controller", podgc::start),
     ("node-ipam-controller", node_ipam::start),
     ("node-lifecycle-controller", node_lifecycle::start),
     ("taint-eviction-controller", taint_eviction::start),

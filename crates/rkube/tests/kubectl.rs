@@ -1440,7 +1440,16 @@ fn limit_ranges_fill_in_and_bound_container_resources() {
 #[test]
 fn pods_of_existing_service_accounts_mount_their_token() {
     let server = Server::start();
-    server.ok(&["create", "serviceaccount", "default"]);
+    // The ServiceAccount controller creates `default`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server
+        .kubectl(&["get", "serviceaccount", "default"])
+        .status
+        .success()
+    {
+        assert!(std::time::Instant::now() < deadline, "no default ServiceAccount");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     server.ok(&["run", "p", "--image=nginx:1.27"]);
     let pod = json_of(&server.ok(&["get", "pod", "p", "-o", "json"]));
     let volume = &pod["spec"]["volumes"][0];

@@ -46,16 +46,25 @@ pub fn object_meta(def: &ResourceDef, obj: &Value, old: Option<&Value>, errs: &m
 
 /// Finalizers: qualified names, with a domain unless one of the standard ones.
 fn finalizers(list: Option<&Value>, errs: &mut Errs) {
+    finalizer_names(list, "metadata.finalizers", errs);
+}
+
+/// A namespace's `spec.finalizers` follow the same rule.
+pub(super) fn namespace_finalizers(ns: &Value, errs: &mut Errs) {
+    finalizer_names(ns["spec"].get("finalizers"), "spec.finalizers", errs);
+}
+
+fn finalizer_names(list: Option<&Value>, path: &str, errs: &mut Errs) {
     const STANDARD: [&str; 3] = ["kubernetes", "orphan", "foregroundDeletion"];
     for f in list.and_then(Value::as_array).into_iter().flatten() {
         let name = f.as_str().unwrap_or_default();
         let msgs = is_qualified_name(name);
         for msg in &msgs {
-            errs.invalid("metadata.finalizers", f, msg);
+            errs.invalid(path, f, msg);
         }
         if msgs.is_empty() && !STANDARD.contains(&name) && !name.contains('/') {
             errs.invalid(
-                "metadata.finalizers",
+                path,
                 f,
                 "name is neither a standard finalizer name nor is it fully qualified",
             );

@@ -26,6 +26,7 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(
     meta::object_meta(def, obj, old, &mut errs);
     match (def.group, def.plural) {
         ("", "pods") => pod::pod(obj, old, &mut errs),
+        ("", "namespaces") => meta::namespace_finalizers(obj, &mut errs),
         ("", "podtemplates") => pod::template(&obj["template"], "template", &mut errs),
         ("", "replicationcontrollers") => workloads::replication_controller(obj, old, &mut errs),
         ("", "services") => service::service(obj, old, &mut errs),
