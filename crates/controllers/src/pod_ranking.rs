@@ -5,7 +5,7 @@
 //! ready for less time, more container restarts, and newer — the times compared on a log₂ scale
 //! (LogarithmicScaleDown) so pods created close together count as equally old.
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -114,69 +114,44 @@ fn log_age(t: Timestamp, now: Timestamp) -> i64 {
     }
 }
 
-/// Whether `a` goes before `b` for times where newer (or unknown) goes first.
-fn newer_first(
-    a: Option<Timestamp>,
-    b: Option<Timestamp>,
-    now: Timestamp,
-    uid: (&str, &str),
-) -> Option<bool> {
-    if a == b {
-        return None;
-    }
-    match (a, b) {
-        (None, _) => Some(true),
-        (_, None) => Some(false),
-        (Some(a), Some(b)) => {
-            let diff = log_age(a, now) - log_age(b, now);
-            if diff == 0 {
-                Some(uid.0 < uid.1)
-            } else {
-                Some(diff < 0)
-            }
-        }
-    }
-}
+/// Where a pod goes in the order of deletion (smaller first), upstream's ActivePodsWithRanks:
+/// unassigned before assigned; pending before unknown before running; not ready before ready;
+/// lower `pod-deletion-cost` first; more related pods on its node first; ready for less time
+/// first (by logarithmic bucket); more restarts first; newer first (by bucket); then by uid.
+type DeletionKey = (
+    bool,
+    i32,
+    bool,
+    i32,
+    Reverse<usize>,
+    i64,
+    Reverse<i32>,
+    i64,
+    String,
+);
 
-/// Whether pod `a` (with `rank_a` related pods on its node) should be deleted before `b`.
-fn deletes_before(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Timestamp) -> bool {
-    let node = |p: &Pod| {
-        p.spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default()
-    };
-    let (na, nb) = (node(a), node(b));
-    if na != nb && (na.is_empty() || nb.is_empty()) {
-        return na.is_empty();
-    }
-    if phase_ordinal(a) != phase_ordinal(b) {
-        return phase_ordinal(a) < phase_ordinal(b);
-    }
-    if is_ready(a) != is_ready(b) {
-        return !is_ready(a);
-    }
-    if deletion_cost(a) != deletion_cost(b) {
-        return deletion_cost(a) < deletion_cost(b);
-    }
-    if rank_a != rank_b {
-        return rank_a > rank_b;
-    }
-    let uids = (
-        a.metadata.uid.as_deref().unwrap_or_default(),
-        b.metadata.uid.as_deref().unwrap_or_default(),
-    );
-    if is_ready(a)
-        && is_ready(b)
-        && let Some(first) = newer_first(ready_since(a), ready_since(b), now, uids)
-    {
-        return first;
-    }
-    if max_restarts(a) != max_restarts(b) {
-        return max_restarts(a) > max_restarts(b);
-    }
-    let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    newer_first(created(a), created(b), now, uids).unwrap_or(false)
+fn deletion_key(pod: &Pod, rank: usize, now: Timestamp) -> DeletionKey {
+    let assigned = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
+    let ready = is_ready(pod);
+    // Unknown times sort first (as upstream's "empty time < less time").
+    let bucket = |t: Option<Timestamp>| t.map_or(i64::MIN, |t| log_age(t, now));
+    let ready_bucket = if ready { bucket(ready_since(pod)) } else { 0 };
+    let created = bucket(pod.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    (
+        assigned,
+        phase_ordinal(pod),
+        ready,
+        deletion_cost(pod),
+        Reverse(rank),
+        ready_bucket,
+        Reverse(max_restarts(pod)),
+        created,
+        pod.metadata.uid.clone().unwrap_or_default(),
+    )
 }
 
 /// The `count` pods to delete first among `pods`, ranking each by how many active `related`
@@ -210,15 +185,9 @@ pub fn pods_to_delete(
             (p.clone(), on_node.get(&node).copied().unwrap_or(0))
         })
         .collect();
-    ranked.sort_by(|(a, ra), (b, rb)| {
-        if deletes_before(a, *ra, b, *rb, now) {
-            Ordering::Less
-        } else if deletes_before(b, *rb, a, *ra, now) {
-            Ordering::Greater
-        } else {
-            Ordering::Equal
-        }
-    });
+    // A key per pod rather than a pairwise comparison: the logarithmic age buckets with their
+    // uid tie-break are not transitive pairwise (Rust's sort refuses such an order).
+    ranked.sort_by_cached_key(|(pod, rank)| deletion_key(pod, *rank, now));
     ranked.into_iter().take(count).map(|(p, _)| p).collect()
 }
 
@@ -303,5 +272,23 @@ mod tests {
             0,
             at("2026-01-01T00:00:11Z")
         ));
+    }
+
+    #[test]
+    fn many_ready_pods_sort_without_an_inconsistent_order() {
+        // Ready times spread over buckets with uids in every order: a pairwise comparison
+        // with a uid tie-break per bucket is not transitive and made the sort panic.
+        let pods: Vec<Arc<Pod>> = (0..200)
+            .map(|i| {
+                let since = format!("2026-01-01T00:{:02}:{:02}Z", (i * 7) % 60, (i * 13) % 60);
+                pod(&format!("p{:03}", (i * 37) % 200), "n1", "Running", Some(&since))
+            })
+            .collect();
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let first = pods_to_delete(&pods, &pods, 50, now);
+        assert_eq!(first.len(), 50);
+        let mut reversed = pods.clone();
+        reversed.reverse();
+        assert_eq!(names(&pods_to_delete(&reversed, &pods, 50, now)), names(&first));
     }
 }
