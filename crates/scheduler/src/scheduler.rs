@@ -41,6 +41,8 @@ pub struct Scheduler {
     snapshot: Snapshot,
     next_start_node_index: usize,
     binds: Arc<tokio::sync::Semaphore>,
+    /// Time spent per phase (snapshot, prefilter, filter, prescore, score), for profiling.
+    pub phase_times: [std::time::Duration; 5],
 }
 
 impl Scheduler {
@@ -60,6 +62,7 @@ impl Scheduler {
             snapshot: Snapshot::default(),
             next_start_node_index: 0,
             binds: Arc::new(tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT)),
+            phase_times: Default::default(),
         }
     }
 
@@ -71,6 +74,7 @@ impl Scheduler {
     }
 
     pub fn schedule_one(&mut self, queued: QueuedPod, cycle: u64) {
+        let t0 = std::time::Instant::now();
         let pod = queued.info.clone();
         if pod.terminating || self.cache.lock().expect("cache lock").pod(&pod.uid).is_some() {
             self.queue.done(&pod.uid);
@@ -80,6 +84,7 @@ impl Scheduler {
             .lock()
             .expect("cache lock")
             .update_snapshot(&mut self.snapshot);
+        self.phase_times[0] += t0.elapsed();
         let nominations = self.queue.nominations();
         let mut state = CycleState::default();
         match self.schedule_pod(&mut state, &pod, &nominations) {
@@ -106,7 +111,9 @@ impl Scheduler {
             });
         }
         let mut diagnosis = Diagnosis::default();
+        let t = std::time::Instant::now();
         let (narrowed, status) = fw.run_pre_filter(state, pod, &self.snapshot);
+        self.phase_times[1] += t.elapsed();
         if !status.is_success() {
             if !status.is_rejected() {
                 return Err(error_failure(&status));
@@ -145,6 +152,7 @@ impl Scheduler {
             }
             None => &self.snapshot.nodes,
         };
+        let t = std::time::Instant::now();
         let (feasible, statuses, processed) = find_feasible(
             &fw,
             self.next_start_node_index,
@@ -157,6 +165,7 @@ impl Scheduler {
             self.next_start_node_index =
                 (self.next_start_node_index % candidates.len() + processed) % candidates.len();
         }
+        self.phase_times[2] += t.elapsed();
         if feasible.is_empty() {
             for status in statuses.values() {
                 diagnosis.unschedulable_plugins.insert(status.plugin);
@@ -179,11 +188,15 @@ impl Scheduler {
         if feasible.len() == 1 {
             return Ok(feasible[0].name.clone());
         }
+        let t = std::time::Instant::now();
         let status = fw.run_pre_score(state, pod, &feasible, &self.snapshot);
+        self.phase_times[3] += t.elapsed();
         if !status.is_success() {
             return Err(error_failure(&status));
         }
+        let t = std::time::Instant::now();
         let totals = fw.run_score(state, pod, &feasible);
+        self.phase_times[4] += t.elapsed();
         Ok(feasible[select_host(&totals)].name.clone())
     }
 
@@ -484,6 +497,10 @@ mod tests {
         eprintln!(
             "{pods} pods on 5000 nodes in {elapsed:?}: {:.0} pods/s",
             pods as f64 / elapsed.as_secs_f64()
+        );
+        eprintln!(
+            "snapshot, prefilter, filter, prescore, score: {:?}",
+            scheduler.phase_times
         );
     }
 }

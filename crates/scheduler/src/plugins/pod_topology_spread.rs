@@ -8,6 +8,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use super::helpers::first_untolerated;
 use super::node_affinity::Required;
 use crate::cache::Snapshot;
@@ -334,20 +336,46 @@ impl PreScorePlugin for PodTopologySpread {
             })
             .collect();
         if pair_counts.iter().any(|m| !m.is_empty()) {
-            for node in &snapshot.nodes {
-                // Nodes without pods add nothing.
-                if node.pods.is_empty() || (require_all && !has_all_keys(node, &constraints)) {
-                    continue;
-                }
-                for (i, c) in constraints.iter().enumerate() {
-                    if c.topology_key == HOSTNAME || !c.includes(pod, &required, node) {
-                        continue;
+            // Every node's matching pods, counted in parallel (the one per-pod pass over all
+            // nodes in scoring, as upstream's).
+            let empty = || vec![HashMap::<&str, i64>::new(); constraints.len()];
+            let counted = snapshot
+                .nodes
+                .par_iter()
+                .with_min_len(256)
+                .fold(empty, |mut acc, node| {
+                    // Nodes without pods add nothing.
+                    if node.pods.is_empty() || (require_all && !has_all_keys(node, &constraints)) {
+                        return acc;
                     }
-                    let Some(value) = node.labels().get(&c.topology_key) else {
-                        continue;
-                    };
-                    if let Some(n) = pair_counts[i].get_mut(value.as_str()) {
-                        *n += c.count_on(node, &pod.namespace);
+                    for (i, c) in constraints.iter().enumerate() {
+                        if c.topology_key == HOSTNAME || !c.includes(pod, &required, node) {
+                            continue;
+                        }
+                        let Some(value) = node.labels().get(&c.topology_key) else {
+                            continue;
+                        };
+                        if pair_counts[i].contains_key(value.as_str()) {
+                            let n = c.count_on(node, &pod.namespace);
+                            if n > 0 {
+                                *acc[i].entry(value.as_str()).or_default() += n;
+                            }
+                        }
+                    }
+                    acc
+                })
+                .reduce(empty, |mut a, b| {
+                    for (into, from) in a.iter_mut().zip(b) {
+                        for (k, v) in from {
+                            *into.entry(k).or_default() += v;
+                        }
+                    }
+                    a
+                });
+            for (i, m) in counted.into_iter().enumerate() {
+                for (k, v) in m {
+                    if let Some(n) = pair_counts[i].get_mut(k) {
+                        *n += v;
                     }
                 }
             }
