@@ -118,9 +118,13 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         let (name, start) = (*name, *start);
         tasks.spawn(async move {
             loop {
-                match start(ctx.clone()).await {
-                    Ok(()) => return,
-                    Err(err) => tracing::error!(controller = name, "controller failed: {err:#}; restarting"),
+                // Its own task, so that a panic (a bug) restarts the controller as an error does.
+                match tokio::spawn(start(ctx.clone())).await {
+                    Ok(Ok(())) => return,
+                    Ok(Err(err)) => {
+                        tracing::error!(controller = name, "controller failed: {err:#}; restarting")
+                    }
+                    Err(err) => tracing::error!(controller = name, "controller panicked: {err}; restarting"),
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
