@@ -30,6 +30,7 @@ pub mod fuzz;
 mod graceful;
 mod objects;
 mod openapi;
+mod partial;
 mod patch;
 pub mod pki;
 mod quantity;

@@ -236,12 +236,16 @@ async fn route(
             if as_table {
                 table::validate_options(&query)?;
             }
+            let as_metadata = (!as_table && matches!(r.verb, Verb::Get | Verb::List | Verb::Watch))
+                .then(|| crate::partial::wanted(&accept))
+                .flatten();
             let mut warnings: Vec<String> = custom
                 .iter()
                 .filter_map(|c| c.deprecation_warning.clone())
                 .collect();
             if r.verb == Verb::List
                 && !as_table
+                && as_metadata.is_none()
                 && let Some(list) = rest.list_raw(def, &r, &query).await?
             {
                 let chunks =
@@ -270,6 +274,9 @@ async fn route(
                             }
                             None => table::watch_events(def, &query, events),
                         };
+                    }
+                    if let Some(version) = as_metadata {
+                        events = crate::partial::watch_events(events, version);
                     }
                     return Ok(watch_response(events));
                 }
@@ -320,6 +327,8 @@ async fn route(
                     None => table::to_table(def, &obj, &query),
                 };
                 json(code, &table)
+            } else if let Some(version) = as_metadata {
+                json(code, &crate::partial::convert(&obj, version))
             } else {
                 json(code, &obj)
             };

@@ -433,3 +433,65 @@ async fn lists_and_watches_from_the_watch_cache_match_the_store() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// Metadata-only reads (`as=PartialObjectMetadata`), as kube-rs's `get_metadata`,
+/// `list_metadata` and `metadata_watcher` (and client-go's metadata informers) ask for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_gets_lists_and_watches() {
+    let cluster = start().await;
+    let client = cluster.client.clone();
+    namespace(&client, "meta").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "meta");
+    cms.create(&PostParams::default(), &configmap("one", &[("app", "x")], "1"))
+        .await
+        .unwrap();
+    let one = cms.get_metadata("one").await.unwrap();
+    assert_eq!(one.types.as_ref().unwrap().kind, "PartialObjectMetadata");
+    assert_eq!(one.metadata.labels.unwrap()["app"], "x");
+    let raw = client
+        .request_text(
+            http::Request::get("/api/v1/namespaces/meta/configmaps")
+                .header(
+                    "Accept",
+                    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+                )
+                .body(Vec::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["items"][0]["metadata"]["name"], "one");
+    assert!(list["items"][0].get("data").is_none(), "{list}");
+    let listed = cms.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+
+    let mut events = kube::runtime::metadata_watcher(cms.clone(), watcher::Config::default()).boxed();
+    let mut names = Vec::new();
+    let writer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cms.create(&PostParams::default(), &configmap("two", &[], "2"))
+            .await
+            .unwrap();
+    };
+    let reader = async {
+        while let Some(event) = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            match event {
+                watcher::Event::InitApply(m) | watcher::Event::Apply(m) => {
+                    names.push(m.metadata.name.unwrap())
+                }
+                _ => continue,
+            }
+            if names.len() == 2 {
+                break;
+            }
+        }
+    };
+    tokio::join!(writer, reader);
+    assert_eq!(names, ["one", "two"]);
+}
