@@ -467,7 +467,8 @@ async fn metadata_only_gets_lists_and_watches() {
     let listed = cms.list_metadata(&ListParams::default()).await.unwrap();
     assert_eq!(listed.items.len(), 1);
 
-    let mut events = kube::runtime::metadata_watcher(cms.clone(), watcher::Config::default()).boxed();
+    let metas: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::namespaced(client.clone(), "meta");
+    let mut events = watcher(metas, watcher::Config::default()).boxed();
     let mut names = Vec::new();
     let writer = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
