@@ -303,9 +303,10 @@ fn pod_anti_affinity_by_hostname() {
         unschedulable_message(&server, "plain-db")
             .contains("3 node(s) didn't satisfy existing pods anti-affinity rules")
     );
-    // Deleting one of them frees its node for the waiting pod (the deletion requeues it).
+    // Deleting one of them frees its node for the waiting pod (the deletion requeues it). These
+    // nodes have no kubelet to finish a graceful deletion, so it is forced, as for a dead node.
     let db0 = node_of(&server, "db-0");
-    server.ok(&["delete", "pod", "db-0", "--wait=false"]);
+    server.ok(&["delete", "pod", "db-0", "--grace-period=0", "--force"]);
     assert_eq!(node_of(&server, "db-3"), db0);
     // Pod affinity: a pod follows the pod its required term selects.
     server.ok(&["delete", "pod", "plain-db"]);
