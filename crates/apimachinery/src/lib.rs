@@ -4,6 +4,7 @@
 pub mod fields;
 pub mod managed_fields;
 pub mod protobuf;
+pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod status;
