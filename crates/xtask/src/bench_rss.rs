@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::Client;
+
+use crate::rkube_process;
 use kube::api::{Api, ListParams, PostParams, WatchParams};
 
 #[derive(clap::Args)]
@@ -53,14 +54,7 @@ impl Server {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "rkube"])
-        .status()
-        .context("cannot run cargo build")?;
-    if !status.success() {
-        bail!("building rkube failed");
-    }
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/rkube");
+    let binary = rkube_process::build_release()?;
     let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("target/bench"));
     std::fs::create_dir_all(&base)?;
     let data = tempfile::tempdir_in(&base)?;
@@ -105,7 +99,7 @@ async fn measure(
     kubeconfig: &Path,
     args: &Args,
 ) -> anyhow::Result<Vec<(String, f64, f64, f64)>> {
-    let client = connect(kubeconfig).await?;
+    let client = rkube_process::connect(kubeconfig, Duration::from_secs(120)).await?;
     let mib = |kib: u64| kib as f64 / 1024.0;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle, peak) = server.rss_kib()?;
@@ -118,23 +112,7 @@ async fn measure(
     let mut created = 0;
     for &target in &args.pods {
         let started = Instant::now();
-        let tasks: Vec<_> = (0..args.concurrency)
-            .map(|t| {
-                let pods = pods.clone();
-                let (from, step) = (created + t, args.concurrency);
-                tokio::spawn(async move {
-                    let mut i = from;
-                    while i < target {
-                        pods.create(&PostParams::default(), &pod(i)).await?;
-                        i += step;
-                    }
-                    Ok::<_, kube::Error>(())
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await??;
-        }
+        rkube_process::create_concurrently(&pods, created, target, args.concurrency, pod).await?;
         eprintln!(
             "{target} pods stored ({:.0} creates/s)",
             (target - created) as f64 / started.elapsed().as_secs_f64()
@@ -162,22 +140,6 @@ async fn measure(
         rows.push((target.to_string(), mib(written), mib(cached), mib(peak)));
     }
     Ok(rows)
-}
-
-async fn connect(kubeconfig: &Path) -> anyhow::Result<Client> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(config) = kube::config::Kubeconfig::read_from(kubeconfig) {
-            let mut config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await?;
-            config.read_timeout = Some(Duration::from_secs(120));
-            let client = Client::try_from(config)?;
-            if client.apiserver_version().await.is_ok() {
-                return Ok(client);
-            }
-        }
-        anyhow::ensure!(Instant::now() < deadline, "rkube server did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A typical small workload pod: labels, one container with a port, resources and env.

@@ -7,7 +7,7 @@
 //! the last cluster and timed until it reports every replica available.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
+
+use crate::rkube_process;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 
@@ -59,14 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.nodes.len() == args.pods.len(),
         "--nodes and --pods need as many values each"
     );
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "rkube"])
-        .status()
-        .context("cannot run cargo build")?;
-    if !status.success() {
-        bail!("building rkube failed");
-    }
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/rkube");
+    let binary = rkube_process::build_release()?;
     let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("target/bench"));
     std::fs::create_dir_all(&base)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -95,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot start {}", binary.display()))?,
         );
         let kubeconfig = data.path().join("data/kubeconfig.yaml");
-        let client = runtime.block_on(connect(&kubeconfig))?;
+        let client = runtime.block_on(rkube_process::connect(&kubeconfig, Duration::from_secs(300)))?;
         let _sim = Process(
             Command::new(&binary)
                 .args(["sim", "--nodes", &nodes.to_string()])
@@ -158,22 +153,7 @@ async fn schedule_pods(
     let bound = tokio::spawn(count_bound(api.clone(), pods));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|t| {
-            let api = api.clone();
-            tokio::spawn(async move {
-                let mut i = t;
-                while i < pods {
-                    api.create(&PostParams::default(), &pod(i)).await?;
-                    i += concurrency;
-                }
-                Ok::<_, kube::Error>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
+    rkube_process::create_concurrently(&api, 0, pods, concurrency, pod).await?;
     eprintln!("{pods} pods created in {:.2} s", started.elapsed().as_secs_f64());
     let done = tokio::time::timeout(Duration::from_secs(1800), bound)
         .await
@@ -253,22 +233,6 @@ async fn deployment_available(client: &Client, replicas: usize) -> anyhow::Resul
         }
     }
     bail!("the deployment watch ended")
-}
-
-async fn connect(kubeconfig: &Path) -> anyhow::Result<Client> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(config) = kube::config::Kubeconfig::read_from(kubeconfig) {
-            let mut config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await?;
-            config.read_timeout = Some(Duration::from_secs(300));
-            let client = Client::try_from(config)?;
-            if client.apiserver_version().await.is_ok() {
-                return Ok(client);
-            }
-        }
-        ensure!(Instant::now() < deadline, "rkube server did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// scheduler_perf's basic pod: one container with small requests.

@@ -7,6 +7,7 @@ mod bench_scheduler;
 mod bench_store;
 mod fuzz;
 mod machine;
+mod rkube_process;
 mod stats;
 
 use clap::{Parser, Subcommand};
