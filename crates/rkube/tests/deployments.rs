@@ -351,14 +351,18 @@ fn watch_rollout_bounds(
     let v = violations.clone();
     bg.spawn(async move {
         let mut sizes: BTreeMap<String, i32> = BTreeMap::new();
+        // The events seen so far, quoted in a violation.
+        let mut history: Vec<String> = Vec::new();
         let mut stream = watcher::watcher(rss, config).boxed();
         while let Some(event) = stream.next().await {
             match event {
                 Ok(Event::Apply(rs) | Event::InitApply(rs)) => {
-                    sizes.insert(
-                        rs.metadata.name.clone().unwrap(),
-                        rs.spec.unwrap().replicas.unwrap_or(1),
-                    );
+                    let name = rs.metadata.name.clone().unwrap();
+                    let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                    let available = rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
+                    let rv = rs.metadata.resource_version.clone().unwrap_or_default();
+                    history.push(format!("{name}={replicas} (available {available}, rv {rv})"));
+                    sizes.insert(name, replicas);
                 }
                 Ok(Event::Delete(rs)) => {
                     sizes.remove(&rs.metadata.name.unwrap());
@@ -367,7 +371,9 @@ fn watch_rollout_bounds(
             }
             let total: i32 = sizes.values().sum();
             if total as usize > max_total {
-                v.lock().unwrap().push(format!("replica sets sized {sizes:?}"));
+                v.lock()
+                    .unwrap()
+                    .push(format!("replica sets sized {sizes:?} after {history:?}"));
             }
         }
     });
@@ -392,7 +398,11 @@ fn rolling_update_stays_within_max_surge_and_max_unavailable() {
         images(&server, "app=web") == BTreeMap::from([("nginx:2.0".to_owned(), 6)])
     });
     let violations = violations.lock().unwrap().clone();
-    assert!(violations.is_empty(), "bounds violated: {violations:?}");
+    assert!(
+        violations.is_empty(),
+        "bounds violated: {violations:?}\nLOG {}",
+        server.log()
+    );
 
     let d = json_of(&server, &["get", "deployment", "web"]);
     assert_eq!(

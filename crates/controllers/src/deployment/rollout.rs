@@ -114,6 +114,17 @@ impl Controller {
                 continue;
             }
             let down = (max_cleanup - total).min(size - available);
+            if down < 0 {
+                // The status still counts pods of a size this ReplicaSet had before: growing it
+                // back would break maxSurge. Upstream refuses the same way; the sync is retried
+                // once the status catches up.
+                anyhow::bail!(
+                    "when cleaning up unhealthy replicas, got invalid request to scale down {}/{} {size} -> {}",
+                    rs.metadata.namespace.as_deref().unwrap_or_default(),
+                    rs.metadata.name.as_deref().unwrap_or_default(),
+                    size - down
+                );
+            }
             *rs = self.scale_and_record(rs, size - down, d).await?;
             total += down;
         }
