@@ -54,6 +54,12 @@ struct CachedInfo {
     result: Option<Value>,
 }
 
+impl CachedInfo {
+    fn is_for(&self, network: &str, rt: &RuntimeConf) -> bool {
+        self.network_name == network && self.container_id == rt.container_id && self.ifname == rt.ifname
+    }
+}
+
 impl ResultCache {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         ResultCache { dir: dir.into() }
@@ -112,6 +118,11 @@ impl ResultCache {
         if info.kind != KIND {
             return Err(corrupt(format!("wrong kind {:?}", info.kind)));
         }
+        if !info.is_for(network, rt) {
+            // File names are ambiguous (`cbr0-b-x-eth0`: network `cbr0`, container `b-x`, or
+            // network `cbr0-b`, container `x`): the recorded identity decides.
+            return Ok(None);
+        }
         let config = BASE64.decode(&info.config).map_err(|e| corrupt(e.to_string()))?;
         let config = NetworkConfigList::from_bytes(&config)?;
         let result = info
@@ -153,13 +164,22 @@ impl ResultCache {
         };
         let mut names = Vec::new();
         for entry in entries {
-            let name = entry.map_err(CniError::io(&dir))?.file_name();
+            let entry = entry.map_err(CniError::io(&dir))?;
+            let name = entry.file_name();
             let name = name.to_string_lossy();
-            if let Some(network) = name.strip_suffix(&suffix)
-                && !network.is_empty()
-                && !network.starts_with('.')
-            {
-                names.push(network.to_owned());
+            let Some(network) = name.strip_suffix(&suffix) else {
+                continue;
+            };
+            if network.is_empty() || network.starts_with('.') {
+                continue;
+            }
+            let recorded = std::fs::read(entry.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<CachedInfo>(&b).ok());
+            match recorded {
+                Some(info) if info.is_for(network, rt) => names.push(network.to_owned()),
+                Some(_) => {} // another container whose ID ends like ours
+                None => tracing::warn!(path = %entry.path().display(), "unreadable CNI cache entry"),
             }
         }
         names.sort();
@@ -224,6 +244,26 @@ mod tests {
         cache.remove("cbr0", &rt).unwrap();
         assert!(cache.get("cbr0", &rt).unwrap().is_none());
         assert!(cache.networks_of(&rt).unwrap().is_empty());
+    }
+
+    #[test]
+    fn container_ids_that_end_alike_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ResultCache::new(dir.path());
+        let config = NetworkConfigList::from_value(json!({
+            "cniVersion": "1.0.0", "name": "cbr0", "plugins": [{"type": "bridge"}]
+        }))
+        .unwrap();
+        let rt = |id: &str| RuntimeConf {
+            container_id: id.into(),
+            ifname: "eth0".into(),
+            ..RuntimeConf::default()
+        };
+        let result = AddResult::from_json(json!({"cniVersion": "1.0.0"})).unwrap();
+        cache.put(&config, &rt("b-x"), &result).unwrap();
+        assert!(cache.networks_of(&rt("x")).unwrap().is_empty());
+        assert!(cache.get("cbr0-b", &rt("x")).unwrap().is_none());
+        assert_eq!(cache.networks_of(&rt("b-x")).unwrap(), ["cbr0"]);
     }
 
     #[test]

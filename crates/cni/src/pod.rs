@@ -198,29 +198,45 @@ impl PodNetworking {
 
     /// Adds the sandbox to loopback and the pod network. On failure everything added is
     /// deleted again before the error is returned (the spec asks for a DEL after a failed
-    /// ADD; host-local would otherwise keep the address).
+    /// ADD; host-local would otherwise keep the address). A sandbox already set up in this
+    /// netns gets its existing network back: a retried setup must not tear a working one down.
+    #[tracing::instrument(skip_all, fields(sandbox = %sandbox.id))]
     pub async fn setup(
         &self,
         sandbox: &PodSandbox,
         netns: &Path,
         ports: &[PortMapping],
     ) -> Result<PodNetwork, CniError> {
-        let network = self.network()?;
         let mut pod = self.runtime_conf(sandbox, Some(netns), POD_IFNAME);
         validate_attachment(&pod)?;
-        if !ports.is_empty() {
-            pod.capability_args.insert(
-                "portMappings".to_owned(),
-                ports.iter().map(PortMapping::to_capability).collect(),
-            );
+        if let Some(existing) = self.existing(sandbox)?
+            && existing
+                .result
+                .interfaces
+                .iter()
+                .any(|i| i.sandbox == netns.as_os_str().to_string_lossy())
+        {
+            return Ok(existing);
+        }
+        let network = self.network()?;
+        // containerd skips ports without a host port; so do we.
+        let mappings: Vec<Value> = ports
+            .iter()
+            .filter(|p| p.host_port != 0)
+            .map(PortMapping::to_capability)
+            .collect();
+        if !mappings.is_empty() {
+            pod.capability_args
+                .insert("portMappings".to_owned(), mappings.into());
         }
         let loopback = self.runtime_conf(sandbox, Some(netns), LOOPBACK_IFNAME);
-        let added = async {
-            self.client.add(&loopback_network(), &loopback).await?;
-            self.client.add(&network, &pod).await
-        }
-        .await;
-        match added {
+        // Different interfaces of one netns: the two networks may be added at once.
+        let lo_network = loopback_network();
+        let (lo_added, added) = tokio::join!(
+            self.client.add(&lo_network, &loopback),
+            self.client.add(&network, &pod)
+        );
+        match lo_added.and(added) {
             Ok(result) => Ok(PodNetwork {
                 network: network.name.clone(),
                 ips: pod_ips(&result),
@@ -228,18 +244,40 @@ impl PodNetworking {
             }),
             Err(error) => {
                 if let Err(cleanup) = self.delete(&network, &pod, &loopback).await {
-                    tracing::warn!(sandbox = %sandbox.id, %cleanup, "cleaning up after a failed CNI ADD");
+                    tracing::warn!(%cleanup, "cleaning up after a failed CNI ADD");
                 }
                 Err(error)
             }
         }
     }
 
+    /// The pod network a sandbox was set up with, from the result cache (the agent reads pod
+    /// IPs back after a restart this way).
+    pub fn existing(&self, sandbox: &PodSandbox) -> Result<Option<PodNetwork>, CniError> {
+        let pod = self.runtime_conf(sandbox, None, POD_IFNAME);
+        validate_attachment(&pod)?;
+        for name in self.client.cache.networks_of(&pod)? {
+            if let Some(Cached {
+                result: Some(result), ..
+            }) = self.client.cache.get(&name, &pod)?
+            {
+                return Ok(Some(PodNetwork {
+                    network: name,
+                    ips: pod_ips(&result),
+                    result,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     /// Removes the sandbox from its networks; idempotent, and fine for a sandbox never set up
     /// or whose netns is already gone (`netns: None`). Networks are deleted with the
     /// configuration, arguments and port mappings recorded when they were added.
+    #[tracing::instrument(skip_all, fields(sandbox = %sandbox.id))]
     pub async fn teardown(&self, sandbox: &PodSandbox, netns: Option<&Path>) -> Result<(), CniError> {
         let pod = self.runtime_conf(sandbox, netns, POD_IFNAME);
+        validate_attachment(&pod)?;
         let loopback = self.runtime_conf(sandbox, netns, LOOPBACK_IFNAME);
         let cached = self.client.cache.networks_of(&pod)?;
         if cached.is_empty() {
@@ -257,7 +295,7 @@ impl PodNetworking {
                     Ok(None) => continue,
                     Err(e) => {
                         // A damaged entry must not wedge the pod: fall back to today's network.
-                        tracing::warn!(sandbox = %sandbox.id, error = %e, "unreadable CNI cache entry");
+                        tracing::warn!(error = %e, "unreadable CNI cache entry");
                         (self.network()?, pod.clone())
                     }
                 };
@@ -271,8 +309,10 @@ impl PodNetworking {
 
     /// CHECK of a sandbox set up earlier: its interfaces, addresses, routes and port mappings
     /// are still in place. `NotSetUp` if it was never set up (or torn down).
+    #[tracing::instrument(skip_all, fields(sandbox = %sandbox.id))]
     pub async fn check(&self, sandbox: &PodSandbox, netns: &Path) -> Result<(), CniError> {
         let pod = self.runtime_conf(sandbox, Some(netns), POD_IFNAME);
+        validate_attachment(&pod)?;
         let loopback = self.runtime_conf(sandbox, Some(netns), LOOPBACK_IFNAME);
         let not_set_up = || CniError::NotSetUp {
             network: self

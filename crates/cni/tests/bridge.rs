@@ -133,6 +133,10 @@ async fn pods_reach_each_other_the_gateway_and_their_host_ports() {
     let owner = std::fs::read_to_string(node.allocation(ip_a)).unwrap();
     assert!(owner.starts_with("sandbox-a"), "{owner}");
 
+    // A repeated setup returns the existing network untouched.
+    assert_eq!(node.net.setup(&a, &ns_a.path, &[]).await.unwrap(), pod_a);
+    assert_eq!(node.allocations().len(), 2);
+
     assert!(ns_a.ping(ip_b), "pod a → pod b");
     assert!(ns_b.ping(ip_a), "pod b → pod a");
     assert!(ns_a.ping(gateway), "pod a → gateway");

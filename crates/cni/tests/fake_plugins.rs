@@ -317,33 +317,39 @@ async fn pod_setup_passes_pod_identity_and_ports_and_teardown_reuses_them() {
     assert_eq!(pod.ips, ["10.9.0.7".parse::<std::net::IpAddr>().unwrap()]);
 
     let calls = f.calls();
-    // Loopback first, on lo, then the pod network on eth0.
-    let order: Vec<(String, String)> = calls
-        .iter()
-        .map(|c| {
-            (
-                c["type"].as_str().unwrap().to_owned(),
-                c["env"]["CNI_IFNAME"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    // Loopback on lo (alongside, a different interface), the pod network on eth0 in order.
+    let on = |ifname: &str| -> Vec<&Value> {
+        calls
+            .iter()
+            .filter(|c| c["env"]["CNI_IFNAME"] == ifname)
+            .collect()
+    };
+    let (lo, eth0) = (on("lo"), on("eth0"));
+    assert_eq!(calls.len(), 3);
     assert_eq!(
-        order,
-        [
-            ("loopback".into(), "lo".into()),
-            ("a".into(), "eth0".into()),
-            ("c".into(), "eth0".into())
-        ]
+        (lo[0]["type"].as_str(), lo[0]["stdin"]["name"].as_str()),
+        (Some("loopback"), Some("cni-loopback"))
     );
-    assert_eq!(calls[0]["stdin"]["name"], "cni-loopback");
     assert_eq!(
-        calls[1]["env"]["CNI_ARGS"],
+        eth0.iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+    assert_eq!(
+        eth0[0]["env"]["CNI_ARGS"],
         "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=0123abcd;K8S_POD_UID=6f1c…uid"
     );
     assert_eq!(
-        calls[2]["stdin"]["runtimeConfig"]["portMappings"],
+        eth0[1]["stdin"]["runtimeConfig"]["portMappings"],
         json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}])
     );
+
+    // Set up again in the same netns: the existing network, no plugin runs.
+    let again = net.setup(&sandbox, netns, &ports).await.unwrap();
+    assert_eq!(again, pod);
+    assert_eq!(f.calls().len(), 3);
+    assert_eq!(net.existing(&sandbox).unwrap(), Some(pod.clone()));
 
     net.check(&sandbox, netns).await.unwrap();
 
@@ -419,10 +425,12 @@ async fn failed_setup_deletes_what_it_added() {
             )
         })
         .collect();
-    assert_eq!(
-        cmds,
-        ["ADD loopback", "ADD a", "ADD b", "DEL b", "DEL a", "DEL loopback"]
-    );
+    let (adds, dels) = cmds.split_at(3);
+    let mut adds = adds.to_vec();
+    adds.sort();
+    assert_eq!(adds, ["ADD a", "ADD b", "ADD loopback"]);
+    assert_eq!(dels, ["DEL b", "DEL a", "DEL loopback"]);
+    assert_eq!(net.existing(&sandbox).unwrap(), None);
 }
 
 #[tokio::test]
