@@ -152,6 +152,37 @@ impl ResultCache {
         }
     }
 
+    /// Every cached attachment as (network, container ID, interface), sorted.
+    pub fn attachments(&self) -> Result<Vec<(String, String, String)>, CniError> {
+        let dir = self.dir.join("results");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(CniError::io(&dir)(e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(CniError::io(&dir))?.path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue; // a write in progress
+            }
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<CachedInfo>(&b).ok())
+            {
+                Some(info) if info.kind == KIND => {
+                    found.push((info.network_name, info.container_id, info.ifname))
+                }
+                _ => tracing::warn!(path = %path.display(), "unreadable CNI cache entry"),
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     /// The network names with a cached attachment for this container and interface, so a
     /// teardown finds what was added even after the conf dir changed.
     pub fn networks_of(&self, rt: &RuntimeConf) -> Result<Vec<String>, CniError> {
@@ -239,6 +270,10 @@ mod tests {
         assert_eq!(cached.capability_args, rt.capability_args);
         assert_eq!(cached.result.unwrap(), result);
         assert_eq!(cache.networks_of(&rt).unwrap(), ["cbr0"]);
+        assert_eq!(
+            cache.attachments().unwrap(),
+            [("cbr0".to_owned(), "abc".to_owned(), "eth0".to_owned())]
+        );
 
         cache.remove("cbr0", &rt).unwrap();
         cache.remove("cbr0", &rt).unwrap();

@@ -44,6 +44,26 @@ impl Options {
     pub fn default_plugin_dirs() -> Vec<PathBuf> {
         vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()]
     }
+
+    /// rkube's layout under a node's data dir (k3s keeps the same under its agent dir):
+    /// `agent/etc/cni/net.d` for configurations, `agent/cni` for cached results, the default
+    /// plugin dirs, plugins in our own network namespace.
+    pub fn for_data_dir(data_dir: &Path) -> Options {
+        let agent = data_dir.join("agent");
+        Options {
+            plugin_dirs: Self::default_plugin_dirs(),
+            conf_dir: agent.join("etc/cni/net.d"),
+            cache_dir: agent.join("cni"),
+            plugin_netns: None,
+            plugin_timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// Where the default network's host-local IPAM should keep its allocations: beside the
+    /// result cache, so a node's state stays in its data dir.
+    pub fn ipam_data_dir(&self) -> PathBuf {
+        self.cache_dir.join("networks")
+    }
 }
 
 /// The pod a sandbox belongs to.
@@ -269,6 +289,22 @@ impl PodNetworking {
             }
         }
         Ok(None)
+    }
+
+    /// The IDs of the sandboxes with a cached pod network: after a restart, the agent tears
+    /// down those it no longer knows, so their addresses and rules do not leak.
+    pub fn sandboxes(&self) -> Result<Vec<String>, CniError> {
+        let mut ids: Vec<String> = self
+            .client
+            .cache
+            .attachments()?
+            .into_iter()
+            .filter(|(_, _, ifname)| ifname == POD_IFNAME)
+            .map(|(_, id, _)| id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     /// Removes the sandbox from its networks; idempotent, and fine for a sandbox never set up

@@ -8,7 +8,6 @@ mod common;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use cni::error::Command;
 use cni::{CniError, DefaultNetwork, IpNet, Options, PodNetworking, PodSandbox, PortMapping, Protocol};
@@ -20,7 +19,8 @@ const NODE_IP: &str = "192.0.2.10";
 
 struct Node {
     netns: Netns,
-    dir: tempfile::TempDir,
+    /// The node's data dir, removed on drop.
+    _dir: tempfile::TempDir,
     net: PodNetworking,
     cidrs: Vec<IpNet>,
 }
@@ -35,32 +35,35 @@ impl Node {
         netns.ok(&["ip", "link", "set", "uplink0", "up"]);
         netns.ok(&["ip", "link", "set", "node0", "up"]);
         let dir = tempfile::tempdir().unwrap();
-        let mut network = DefaultNetwork::new(pod_cidrs).unwrap();
-        network.ipam_data_dir = Some(dir.path().join("ipam"));
-        network.write(&dir.path().join("net.d")).unwrap();
-        let net = PodNetworking::new(Options {
-            plugin_dirs: Options::default_plugin_dirs(),
-            conf_dir: dir.path().join("net.d"),
-            cache_dir: dir.path().join("cache"),
+        // The agent's layout under a data dir, with the plugins in the node namespace.
+        let options = Options {
             plugin_netns: Some(netns.path.clone()),
-            plugin_timeout: Duration::from_secs(60),
-        });
+            ..Options::for_data_dir(dir.path())
+        };
+        let mut network = DefaultNetwork::new(pod_cidrs).unwrap();
+        network.ipam_data_dir = Some(options.ipam_data_dir());
+        network.write(&options.conf_dir).unwrap();
+        let net = PodNetworking::new(options);
         Node {
             netns,
             net,
             cidrs: network.pod_cidrs.clone(),
-            dir,
+            _dir: dir,
         }
     }
 
     /// host-local's record of an allocation: a file named after the address.
     fn allocation(&self, ip: IpAddr) -> PathBuf {
-        self.dir.path().join("ipam/cbr0").join(ip.to_string())
+        self.net
+            .options()
+            .ipam_data_dir()
+            .join("cbr0")
+            .join(ip.to_string())
     }
 
     /// Addresses host-local still holds.
     fn allocations(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.dir.path().join("ipam/cbr0")) else {
+        let Ok(entries) = std::fs::read_dir(self.net.options().ipam_data_dir().join("cbr0")) else {
             return Vec::new();
         };
         entries
@@ -201,6 +204,9 @@ async fn many_pods_set_up_concurrently_get_distinct_addresses_and_give_them_back
     assert_eq!(ips.len(), PODS, "distinct addresses: {ips:?}");
     assert!(ips.iter().all(|ip| node.cidrs[0].contains(*ip)));
     assert_eq!(node.allocations().len(), PODS);
+    let mut ids: Vec<String> = sandboxes.iter().map(|s| s.id.clone()).collect();
+    ids.sort();
+    assert_eq!(node.net.sandboxes().unwrap(), ids);
     // Spot-check connectivity between the first and the last.
     assert!(namespaces[0].ping(pods[PODS - 1].ips[0]));
 
@@ -211,6 +217,7 @@ async fn many_pods_set_up_concurrently_get_distinct_addresses_and_give_them_back
     for done in futures::future::join_all(teardowns).await {
         done.unwrap();
     }
+    assert!(node.net.sandboxes().unwrap().is_empty());
     assert!(node.allocations().is_empty(), "{:?}", node.allocations());
 }
 
