@@ -68,9 +68,16 @@ impl Client {
                 Some(cached.raw()),
                 &rt.capability_args,
             );
-            self.invoker
+            let checked = self
+                .invoker
                 .run_without_result(plugin, Command::Check, &request, rt)
-                .await?;
+                .await;
+            match checked {
+                Err(e) if is_portmap_ipv6_check_bug(&plugin.plugin_type, &e, &cached) => {
+                    tracing::debug!(error = %e, "ignoring portmap's IPv6 CHECK of an IPv4-only pod");
+                }
+                other => other?,
+            }
         }
         Ok(())
     }
@@ -96,6 +103,19 @@ impl Client {
         }
         self.cache.remove(&list.name, rt)
     }
+}
+
+/// portmap before plugins v1.3.0 (Debian 12 ships 1.1.1) checks its IPv6 DNAT chain even for
+/// a pod without an IPv6 address, where ADD never created one, so CHECK of every IPv4-only pod
+/// with a hostPort fails ("could not check ipv6 dnat"). That one error, for such a pod, is not
+/// a broken attachment.
+fn is_portmap_ipv6_check_bug(plugin_type: &str, error: &CniError, result: &AddResult) -> bool {
+    let CniError::Plugin { error, .. } = error else {
+        return false;
+    };
+    plugin_type == "portmap"
+        && error.msg.starts_with("could not check ipv6 dnat")
+        && result.ips.iter().all(|ip| ip.address.is_ipv4())
 }
 
 fn invalid(msg: &str, details: impl Into<String>) -> CniError {

@@ -153,14 +153,29 @@ async fn pods_reach_each_other_the_gateway_and_their_host_ports() {
     assert_eq!(ns_b.fetch(via_node).unwrap(), "hello from b");
     assert_eq!(ns_a.fetch(SocketAddr::new(ip_b, 80)).unwrap(), "hello from b");
 
-    node.net.check(&a, &ns_a.path).await.unwrap();
-    // Not pod b: Debian's portmap 1.1.1 CHECK also looks for an IPv6 chain an IPv4-only pod
-    // never gets ("could not check ipv6 dnat"), fixed upstream in plugins v1.3.0.
-
-    // Teardown removes the interface, the address, the port forwarding and the masquerade.
     let rules = node.nat_rules();
     assert!(rules.contains("--dport 8080"), "{rules}");
     assert!(rules.contains(r#"id: \"sandbox-b\""#), "{rules}");
+
+    node.net.check(&a, &ns_a.path).await.unwrap();
+    node.net.check(&b, &ns_b.path).await.unwrap();
+    // CHECK notices the port forwarding gone.
+    let dnat_chain = node
+        .nat_rules()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(":CNI-DN-")
+                .map(|rest| format!("CNI-DN-{}", rest.split(' ').next().unwrap()))
+        })
+        .expect("portmap's DNAT chain");
+    node.netns.ok(&["iptables", "-t", "nat", "-F", &dnat_chain]);
+    let err = node.net.check(&b, &ns_b.path).await.unwrap_err();
+    assert!(
+        matches!(err, CniError::Plugin { command: Command::Check, ref plugin, .. } if plugin == r#"type="portmap""#),
+        "{err}"
+    );
+
+    // Teardown removes the interface, the address, the port forwarding and the masquerade.
     node.net.teardown(&b, Some(&ns_b.path)).await.unwrap();
     assert!(!ns_b.has_link("eth0"));
     assert!(!node.allocation(ip_b).exists());
