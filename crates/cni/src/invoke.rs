@@ -188,6 +188,7 @@ impl Invoker {
                 .env("CNI_ARGS", rt.cni_args())
                 .env("CNI_IFNAME", &rt.ifname)
                 .env("CNI_PATH", &cni_path)
+                .env("PATH", search_path())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -219,6 +220,19 @@ impl Invoker {
             source,
         })
     }
+}
+
+/// Our `PATH` with the sbin directories added if missing: plugins run `iptables`, which
+/// Debian installs in /usr/sbin, and a service manager's `PATH` may lack it.
+fn search_path() -> std::ffi::OsString {
+    let current = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&current).collect();
+    for sbin in ["/usr/local/sbin", "/usr/sbin", "/sbin"] {
+        if !dirs.iter().any(|d| d == Path::new(sbin)) {
+            dirs.push(sbin.into());
+        }
+    }
+    std::env::join_paths(dirs).unwrap_or(current)
 }
 
 /// A failed plugin's error, as libcni's `pluginErr`: the JSON error object on stdout, else

@@ -229,14 +229,17 @@ impl PodNetworking {
     ) -> Result<PodNetwork, CniError> {
         let mut pod = self.runtime_conf(sandbox, Some(netns), POD_IFNAME);
         validate_attachment(&pod)?;
-        if let Some(existing) = self.existing(sandbox)?
-            && existing
+        if let Some(existing) = self.existing(sandbox)? {
+            let same_netns = existing
                 .result
                 .interfaces
                 .iter()
-                .any(|i| i.sandbox == netns.as_os_str().to_string_lossy())
-        {
-            return Ok(existing);
+                .any(|i| i.sandbox == netns.as_os_str().to_string_lossy());
+            if same_netns {
+                return Ok(existing);
+            }
+            // The ID set up before in another netns: release that attachment first.
+            self.teardown(sandbox, None).await?;
         }
         let network = self.network()?;
         // containerd skips ports without a host port; so do we.

@@ -460,3 +460,40 @@ async fn status_reports_what_is_missing() {
     let err = net.status().await.unwrap_err();
     assert_eq!(err.code(), Some(codes::INCOMPATIBLE_VERSION), "{err}");
 }
+
+#[tokio::test]
+async fn setup_of_an_id_seen_in_another_netns_releases_the_old_attachment_first() {
+    let f = Fixture::new();
+    f.write_conf(json!([{"type": "a", "addIp": "10.9.0.7/24"}]));
+    let net = f.networking();
+    let sandbox = PodSandbox {
+        id: "reused".into(),
+        namespace: "default".into(),
+        name: "web".into(),
+        uid: "u".into(),
+    };
+    net.setup(&sandbox, Path::new("/run/netns/old"), &[])
+        .await
+        .unwrap();
+    let before = f.calls().len();
+    let pod = net
+        .setup(&sandbox, Path::new("/run/netns/new"), &[])
+        .await
+        .unwrap();
+    assert_eq!(pod.result.interfaces[0].sandbox, "/run/netns/new");
+    let cmds: Vec<String> = f.calls()[before..]
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c["env"]["CNI_COMMAND"].as_str().unwrap(),
+                c["type"].as_str().unwrap(),
+                c["env"]["CNI_NETNS"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(&cmds[..2], ["DEL a ", "DEL loopback "]);
+    let mut adds = cmds[2..].to_vec();
+    adds.sort();
+    assert_eq!(adds, ["ADD a /run/netns/new", "ADD loopback /run/netns/new"]);
+}
