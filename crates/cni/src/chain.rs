@@ -73,8 +73,8 @@ impl Client {
                 .run_without_result(plugin, Command::Check, &request, rt)
                 .await;
             match checked {
-                Err(e) if is_portmap_ipv6_check_bug(&plugin.plugin_type, &e, &cached) => {
-                    tracing::debug!(error = %e, "ignoring portmap's IPv6 CHECK of an IPv4-only pod");
+                Err(e) if is_portmap_cross_family_check_bug(&plugin.plugin_type, &e, &cached) => {
+                    tracing::debug!(error = %e, "ignoring portmap's CHECK of one family's rules in the other's table");
                 }
                 other => other?,
             }
@@ -105,17 +105,33 @@ impl Client {
     }
 }
 
-/// portmap before plugins v1.3.0 (Debian 12 ships 1.1.1) checks its IPv6 DNAT chain even for
-/// a pod without an IPv6 address, where ADD never created one, so CHECK of every IPv4-only pod
-/// with a hostPort fails ("could not check ipv6 dnat"). That one error, for such a pod, is not
-/// a broken attachment.
-fn is_portmap_ipv6_check_bug(plugin_type: &str, error: &CniError, result: &AddResult) -> bool {
+/// portmap before plugins v1.3.0 (Debian 12 ships 1.1.1) checks each family's DNAT rules in
+/// both iptables and ip6tables, where ADD only put them in their own family's table: CHECK of
+/// a pod with a hostPort always fails, "could not check ipv6 dnat" with the IPv4 rules (or a
+/// missing chain, for an IPv4-only pod), and the mirror image for IPv6. Such an error — about
+/// the other family's rules, or a chain of a family the pod has no address in — is not a
+/// broken attachment. (The plugin stops at it, so its remaining checks are skipped.)
+fn is_portmap_cross_family_check_bug(plugin_type: &str, error: &CniError, result: &AddResult) -> bool {
     let CniError::Plugin { error, .. } = error else {
         return false;
     };
-    plugin_type == "portmap"
-        && error.msg.starts_with("could not check ipv6 dnat")
-        && result.ips.iter().all(|ip| ip.address.is_ipv4())
+    if plugin_type != "portmap" {
+        return false;
+    }
+    let (table_v6, detail) = if let Some(rest) = error.msg.strip_prefix("could not check ipv6 dnat: ") {
+        (true, rest)
+    } else if let Some(rest) = error.msg.strip_prefix("could not check ipv4 dnat: ") {
+        (false, rest)
+    } else {
+        return false;
+    };
+    let pod_has_family = result.ips.iter().any(|ip| ip.address.addr.is_ipv6() == table_v6);
+    let other_family_rules = result
+        .ips
+        .iter()
+        .filter(|ip| ip.address.addr.is_ipv6() != table_v6)
+        .any(|ip| detail.contains(&ip.address.addr.to_string()));
+    (!pod_has_family && detail.starts_with("chain ")) || other_family_rules
 }
 
 fn invalid(msg: &str, details: impl Into<String>) -> CniError {
@@ -167,6 +183,51 @@ pub(crate) fn validate_attachment(rt: &RuntimeConf) -> Result<(), CniError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recognizes_portmaps_cross_family_check_bug_only() {
+        let result = |ips: serde_json::Value| {
+            AddResult::from_json(serde_json::json!({"cniVersion": "1.0.0", "ips": ips})).unwrap()
+        };
+        let v4 = result(serde_json::json!([{"address": "10.42.0.3/24"}]));
+        let dual = result(serde_json::json!([{"address": "10.42.0.3/24"}, {"address": "fd00::3/64"}]));
+        let failed = |msg: &str| CniError::Plugin {
+            plugin: r#"type="portmap""#.into(),
+            command: Command::Check,
+            error: PluginError {
+                msg: msg.into(),
+                ..PluginError::default()
+            },
+        };
+        let v6_chain = failed("could not check ipv6 dnat: chain CNI-DN-1 not found in iptables table nat");
+        let v4_chain = failed("could not check ipv4 dnat: chain CNI-DN-1 not found in iptables table nat");
+        let v4_rules_in_v6 = failed(
+            "could not check ipv6 dnat: rule [[-p tcp --dport 8081 -j DNAT --to-destination 10.42.0.3:81]] in chain CNI-DN-1 not found in table nat",
+        );
+        let v4_rules_in_v4 = failed(
+            "could not check ipv4 dnat: rule [[-p tcp --dport 8081 -j DNAT --to-destination 10.42.0.3:81]] in chain CNI-DN-1 not found in table nat",
+        );
+        assert!(is_portmap_cross_family_check_bug("portmap", &v6_chain, &v4));
+        assert!(
+            !is_portmap_cross_family_check_bug("portmap", &v6_chain, &dual),
+            "a real loss"
+        );
+        assert!(
+            !is_portmap_cross_family_check_bug("portmap", &v4_chain, &v4),
+            "a real loss"
+        );
+        assert!(is_portmap_cross_family_check_bug(
+            "portmap",
+            &v4_rules_in_v6,
+            &dual
+        ));
+        assert!(!is_portmap_cross_family_check_bug(
+            "portmap",
+            &v4_rules_in_v4,
+            &dual
+        ));
+        assert!(!is_portmap_cross_family_check_bug("bridge", &v6_chain, &v4));
+    }
 
     #[test]
     fn validates_attachment_parameters() {

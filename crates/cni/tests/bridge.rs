@@ -16,6 +16,7 @@ use common::Netns;
 /// The node's own address, on one end of a veth pair whose other end stays in the node's
 /// namespace too (no dummy driver in every kernel): an "uplink" that leads nowhere.
 const NODE_IP: &str = "192.0.2.10";
+const NODE_IP6: &str = "2001:db8::10";
 
 struct Node {
     netns: Netns,
@@ -32,6 +33,15 @@ impl Node {
             "ip", "link", "add", "node0", "type", "veth", "peer", "name", "uplink0",
         ]);
         netns.ok(&["ip", "addr", "add", &format!("{NODE_IP}/24"), "dev", "node0"]);
+        netns.ok(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{NODE_IP6}/64"),
+            "dev",
+            "node0",
+            "nodad",
+        ]);
         netns.ok(&["ip", "link", "set", "uplink0", "up"]);
         netns.ok(&["ip", "link", "set", "node0", "up"]);
         let dir = tempfile::tempdir().unwrap();
@@ -321,7 +331,13 @@ async fn dual_stack_pods_get_an_address_of_each_family() {
     let (ns_a, ns_b) = (Netns::new("d1"), Netns::new("d2"));
     let (a, b) = (sandbox("d1"), sandbox("d2"));
     let pod_a = node.net.setup(&a, &ns_a.path, &[]).await.unwrap();
-    let pod_b = node.net.setup(&b, &ns_b.path, &[]).await.unwrap();
+    let ports = [PortMapping {
+        host_port: 8081,
+        container_port: 81,
+        protocol: Protocol::Tcp,
+        host_ip: None,
+    }];
+    let pod_b = node.net.setup(&b, &ns_b.path, &ports).await.unwrap();
     for pod in [&pod_a, &pod_b] {
         assert_eq!(pod.ips.len(), 2, "{:?}", pod.ips);
         assert!(pod.ips[0].is_ipv4() && node.cidrs[0].contains(pod.ips[0]));
@@ -334,6 +350,16 @@ async fn dual_stack_pods_get_an_address_of_each_family() {
     assert!(ns_a.ping(pod_b.ips[1]), "pod → pod over IPv6");
     assert!(ns_a.ping("fd00:42:12::1".parse().unwrap()), "pod → IPv6 gateway");
     assert!(ns_b.ping(pod_a.ips[0]), "and IPv4");
+    // The hostPort forwards on both families' node addresses.
+    let _server = ns_b.serve6(81, "hello over both");
+    for node_ip in [NODE_IP, NODE_IP6] {
+        assert_eq!(
+            node.netns.fetch(addr(node_ip, 8081)).unwrap(),
+            "hello over both",
+            "{node_ip}"
+        );
+    }
+    node.net.check(&b, &ns_b.path).await.unwrap();
     node.net.teardown(&a, Some(&ns_a.path)).await.unwrap();
     node.net.teardown(&b, Some(&ns_b.path)).await.unwrap();
     assert!(node.allocations().is_empty(), "{:?}", node.allocations());

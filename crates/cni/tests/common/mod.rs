@@ -77,13 +77,22 @@ impl Netns {
     /// A TCP server inside this namespace answering every connection with `reply`, until
     /// the returned guard drops.
     pub fn serve(&self, port: u16, reply: &'static str) -> Server {
+        self.serve_on("0.0.0.0", port, reply)
+    }
+
+    /// As `serve`, on every IPv4 and IPv6 address (`[::]`, dual-stack socket).
+    pub fn serve6(&self, port: u16, reply: &'static str) -> Server {
+        self.serve_on("::", port, reply)
+    }
+
+    fn serve_on(&self, bind: &'static str, port: u16, reply: &'static str) -> Server {
         let path = self.path.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::spawn(move || {
             enter(&path);
-            let listener = TcpListener::bind(("0.0.0.0", port)).expect("bind in the pod");
+            let listener = TcpListener::bind((bind, port)).expect("bind in the pod");
             listener.set_nonblocking(true).unwrap();
             ready_tx.send(()).unwrap();
             while !stop2.load(Ordering::Relaxed) {
