@@ -26,6 +26,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 impl Netns {
     pub fn new(tag: &str) -> Netns {
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(sweep_stale);
         let name = format!(
             "rkcni-{}-{}-{tag}",
             std::process::id(),
@@ -169,6 +171,23 @@ impl Drop for Server {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Deletes the namespaces of test processes that died without dropping their guards
+/// (killed on a timeout): ours are named `rkcni-<pid>-…`.
+fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("rkcni-").and_then(|r| r.split('-').next()) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).output();
         }
     }
 }
