@@ -11,11 +11,13 @@
 //! ```
 //!
 //! `reference` parses image names as Docker does, `archive` imports OCI layouts and
-//! docker-archive tars, `unpack` turns layer tars into directories.
+//! docker-archive tars, `registry` pulls from OCI distribution registries, `unpack` turns layer
+//! tars into directories.
 
 mod archive;
 mod blobs;
 pub mod reference;
+pub mod registry;
 mod unpack;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 pub use reference::Reference;
+pub use registry::{PullError, PullErrorKind, PullOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,6 +77,7 @@ pub struct Layer {
 }
 
 /// An image store rooted in a directory.
+#[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
 }
