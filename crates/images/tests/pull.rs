@@ -223,6 +223,10 @@ async fn missing_images_and_unreachable_registries_fail_as_containerd_says() {
             )
         );
         assert_eq!(err.grpc_code(), "NotFound");
+        assert_eq!(
+            err.cri_message(),
+            format!("rpc error: code = NotFound desc = {}", err.message)
+        );
     }
 
     let port = testkit::free_port();

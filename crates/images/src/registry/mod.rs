@@ -72,6 +72,12 @@ impl PullError {
             _ => "Unknown",
         }
     }
+
+    /// The error as kubelet receives it from a CRI runtime, which is what it puts in the
+    /// container's `ErrImagePull` waiting message and its `Failed to pull image` event.
+    pub fn cri_message(&self) -> String {
+        format!("rpc error: code = {} desc = {}", self.grpc_code(), self.message)
+    }
 }
 
 /// A failed step of a pull, before it is worded for the whole pull.
