@@ -242,33 +242,42 @@ async fn missing_images_and_unreachable_registries_fail_as_containerd_says() {
     assert!(store.list().unwrap().is_empty());
 }
 
-/// A one-layer image: (layer tar+gzip, config, manifest) bytes.
-fn synthetic_image(file: &str, contents: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_mode(0o644);
-    header.set_size(contents.len() as u64);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
-    builder
-        .append_data(&mut header, file, contents.as_bytes())
-        .unwrap();
-    let tar = builder.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &tar).unwrap();
-    let layer = gz.finish().unwrap();
+/// An image of one layer per (file, contents): (layers as tar+gzip, config, manifest) bytes.
+fn synthetic_image(files: &[(&str, &str)]) -> (Vec<Vec<u8>>, Vec<u8>, Vec<u8>) {
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (file, contents) in files {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(contents.len() as u64);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        builder
+            .append_data(&mut header, file, contents.as_bytes())
+            .unwrap();
+        let tar = builder.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        diff_ids.push(sha(&tar));
+        layers.push(gz.finish().unwrap());
+    }
     let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [sha(&tar)]}}))
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}}))
     .unwrap();
+    let descriptors: Vec<_> = layers
+        .iter()
+        .map(|l| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(l), "size": l.len()}))
+        .collect();
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(&layer), "size": layer.len()}],
+        "layers": descriptors,
     }))
     .unwrap();
-    (layer, config, manifest)
+    (layers, config, manifest)
 }
 
 fn host_arch() -> &'static str {
@@ -283,7 +292,9 @@ fn host_arch() -> &'static str {
 async fn bearer_tokens_indexes_redirects_and_corrupt_content() {
     const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
     let fake = FakeRegistry::start("bob", "hunter2").await;
-    let (layer, config, manifest) = synthetic_image("hello", "world");
+    // Five layers: more than download at once.
+    let files = [("hello", "world"), ("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")];
+    let (layers, config, manifest) = synthetic_image(&files);
     // An index whose entry for another platform does not exist: only ours may be fetched.
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -296,7 +307,8 @@ async fn bearer_tokens_indexes_redirects_and_corrupt_content() {
         ],
     }))
     .unwrap();
-    let (bad_layer, bad_config, bad_manifest) = synthetic_image("evil", "payload");
+    let (bad_layers, bad_config, bad_manifest) = synthetic_image(&[("evil", "payload")]);
+    let bad_layer = bad_layers[0].clone();
     {
         let mut content = fake.content.lock().unwrap();
         for repo in ["app", "private/app"] {
@@ -312,7 +324,9 @@ async fn bearer_tokens_indexes_redirects_and_corrupt_content() {
         content
             .manifests
             .insert("app/corrupt".into(), (OCI_MANIFEST.into(), bad_manifest.clone()));
-        content.blobs.insert(sha(&layer), layer.clone());
+        for layer in &layers {
+            content.blobs.insert(sha(layer), layer.clone());
+        }
         content.blobs.insert(sha(&config), config.clone());
         content.blobs.insert(sha(&bad_config), bad_config.clone());
         // The corrupt image's layer is served with other bytes than its digest says.
@@ -338,13 +352,16 @@ async fn bearer_tokens_indexes_redirects_and_corrupt_content() {
         "the reference's digest is the index's"
     );
     assert_eq!(image.config, sha(&config));
-    assert_eq!(
-        std::fs::read_to_string(store.layer_dir(&image.layers[0].diff_id).join("hello")).unwrap(),
-        "world"
-    );
+    assert_eq!(image.layers.len(), files.len());
+    for ((file, contents), layer) in files.iter().zip(&image.layers) {
+        let dir = store.layer_dir(&layer.diff_id);
+        assert_eq!(std::fs::read_to_string(dir.join(file)).unwrap(), *contents);
+    }
     let log = fake.log.lock().unwrap().clone();
     assert!(log.contains(&"token repository:app:pull".to_owned()), "{log:?}");
-    assert!(log.contains(&format!("cdn {}", sha(&layer))), "{log:?}");
+    for layer in &layers {
+        assert!(log.contains(&format!("cdn {}", sha(layer))), "{log:?}");
+    }
     // The index and the manifest are both stored.
     for digest in [sha(&index), sha(&manifest)] {
         assert!(tmp.path().join("blobs/sha256").join(&digest[7..]).exists());

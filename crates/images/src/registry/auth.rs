@@ -128,6 +128,7 @@ pub(crate) fn parse_challenges<'a>(values: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// The authorization one endpoint uses during one pull.
+#[derive(Clone)]
 pub(crate) struct Authorizer {
     credentials: Option<Credentials>,
     /// The `Authorization` value requests carry, once a challenge was answered.

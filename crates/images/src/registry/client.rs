@@ -246,7 +246,9 @@ pub(crate) async fn next_frame(body: &mut Incoming) -> Result<Option<Bytes>, Fai
     }
 }
 
-/// One place a pull reads from: a registry endpoint, its client and its authorization.
+/// One place a pull reads from: a registry endpoint, its client and its authorization (cloned
+/// for concurrent downloads, which then share the client's connections and the token so far).
+#[derive(Clone)]
 pub(crate) struct Endpoint {
     pub spec: EndpointSpec,
     /// The repository as this endpoint names it (after rewrites).

@@ -17,6 +17,7 @@ mod manifest;
 
 use std::io::Write;
 
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 pub use auth::Credentials;
@@ -26,6 +27,9 @@ pub use keyring::Keyring;
 use crate::{Error, Image, Layer, Reference, Store};
 use client::{Endpoint, next_frame, read_body, unexpected_status};
 use manifest::{Descriptor, Document};
+
+/// How many layers of one image download at once.
+const CONCURRENT_DOWNLOADS: usize = 3;
 
 /// Where a pull reads from and with which credentials.
 #[derive(Clone, Debug, Default)]
@@ -219,18 +223,29 @@ impl Store {
                 diff_ids.len()
             )));
         }
-        let mut size = blob_size(self, &config.digest)?;
-        let mut stored_layers = Vec::new();
-        for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        for layer in &layers {
             if !manifest::is_layer(&layer.media_type) {
                 return Err(invalid(format!(
                     "layer {}: unsupported media type {:?}",
                     layer.digest, layer.media_type
                 )));
             }
-            self.fetch_blob(&mut endpoints, &order, layer)
-                .await
-                .map_err(copy)?;
+        }
+        // Layers download a few at a time, as containerd's default max_concurrent_downloads.
+        let downloads = futures::stream::iter(layers.iter().map(|layer| {
+            let mut endpoints = endpoints.clone();
+            let order = &order;
+            async move { self.fetch_blob(&mut endpoints, order, layer).await }
+        }))
+        .buffered(CONCURRENT_DOWNLOADS)
+        .collect::<Vec<_>>()
+        .await;
+        for result in downloads {
+            result.map_err(copy)?;
+        }
+        let mut size = blob_size(self, &config.digest)?;
+        let mut stored_layers = Vec::new();
+        for (layer, diff_id) in layers.iter().zip(diff_ids) {
             let layer_size = blob_size(self, &layer.digest)?;
             size += layer_size;
             stored_layers.push(Layer {
