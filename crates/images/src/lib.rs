@@ -58,7 +58,9 @@ impl Error {
 /// One stored image.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Image {
-    /// Digest of the image's manifest (what `imageID`s and `@sha256:` references name).
+    /// Digest of the image's manifest (what `imageID`s and `@sha256:` references name). A pull
+    /// records the digest the reference resolved to, an image index's when the registry served
+    /// one (as containerd does), so `name@<digest>` resolves to the stored image.
     pub manifest: String,
     /// Digest of the image config (`docker images`' IMAGE ID).
     pub config: String,
