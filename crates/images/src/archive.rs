@@ -71,7 +71,7 @@ fn blob_in(dir: &Path, digest: &str) -> Result<PathBuf, Error> {
 }
 
 /// The Go architecture name of this machine (`amd64`, `arm64`), as image platforms say it.
-fn go_arch() -> &'static str {
+pub(crate) fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -158,7 +158,7 @@ fn store_image(dir: &Path, store: &Store, manifest_digest: &str) -> Result<Image
     })
 }
 
-fn diff_ids(config: &Value) -> Result<Vec<String>, Error> {
+pub(crate) fn diff_ids(config: &Value) -> Result<Vec<String>, Error> {
     config["rootfs"]["diff_ids"]
         .as_array()
         .ok_or_else(|| Error::Format("image config has no rootfs.diff_ids".into()))?

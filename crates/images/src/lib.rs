@@ -11,11 +11,13 @@
 //! ```
 //!
 //! `reference` parses image names as Docker does, `archive` imports OCI layouts and
-//! docker-archive tars, `unpack` turns layer tars into directories.
+//! docker-archive tars, `registry` pulls from OCI distribution registries, `unpack` turns layer
+//! tars into directories.
 
 mod archive;
 mod blobs;
 pub mod reference;
+pub mod registry;
 mod unpack;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 pub use reference::Reference;
+pub use registry::{PullError, PullErrorKind, PullOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -55,7 +58,9 @@ impl Error {
 /// One stored image.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Image {
-    /// Digest of the image's manifest (what `imageID`s and `@sha256:` references name).
+    /// Digest of the image's manifest (what `imageID`s and `@sha256:` references name). A pull
+    /// records the digest the reference resolved to, an image index's when the registry served
+    /// one (as containerd does), so `name@<digest>` resolves to the stored image.
     pub manifest: String,
     /// Digest of the image config (`docker images`' IMAGE ID).
     pub config: String,
@@ -74,6 +79,7 @@ pub struct Layer {
 }
 
 /// An image store rooted in a directory.
+#[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
 }

@@ -1,5 +1,5 @@
-//! `rkube image import|ls`: the node's image store (`<data-dir>/agent/images`), whether or not
-//! the node runs.
+//! `rkube image import|pull|ls`: the node's image store (`<data-dir>/agent/images`), whether
+//! or not the node runs.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,15 @@ enum Command {
         /// The archive (a tar, optionally gzipped, or an OCI layout directory).
         file: PathBuf,
     },
+    /// Pull an image from its registry (or the mirrors the registry config names) and print
+    /// its digest.
+    Pull {
+        /// A registries.yaml (k3s's format: mirrors, endpoint auth and TLS).
+        #[arg(long)]
+        registry_config: Option<PathBuf>,
+        /// The image (`busybox:1.36`, `registry.example.com/app@sha256:…`).
+        image: String,
+    },
     /// List the stored images.
     Ls,
 }
@@ -46,6 +55,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             for name in names {
                 println!("imported {name}");
             }
+        }
+        Command::Pull {
+            registry_config,
+            image,
+        } => {
+            let reference = images::Reference::parse(&image)?;
+            let registries = match registry_config {
+                Some(path) => images::registry::RegistriesConfig::load(&path)?,
+                None => Default::default(),
+            };
+            let options = images::PullOptions {
+                registries,
+                ..Default::default()
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let pulled = runtime.block_on(store.pull(&reference, &options))?;
+            println!("{}", pulled.manifest);
         }
         Command::Ls => {
             let rows: Vec<[String; 4]> = store

@@ -32,7 +32,7 @@ enum Command {
     Server(server::Args),
     /// Inspect and maintain the datastore (SQLite file or etcd cluster).
     Datastore(datastore::Args),
-    /// Manage the node's images (import archives, list).
+    /// Manage the node's images (import archives, pull, list).
     Image(image::Args),
     /// Simulate nodes (hollow kubelets) against an API server, for tests and benchmarks.
     Sim(sim::Args),

@@ -1,5 +1,6 @@
-//! `rkube image import|ls` end to end on the images `scripts/build-test-images` builds from
-//! Debian's busybox-static (scripts/test builds them before the tests run).
+//! `rkube image import|pull|ls` end to end on the images `scripts/build-test-images` builds from
+//! Debian's busybox-static (scripts/test builds them before the tests run); pulls come from a
+//! local docker-registry (testkit).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -82,4 +83,60 @@ fn images_import_from_oci_and_docker_archives_and_list() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("rkube: error: cannot import"), "{stderr}");
+}
+
+#[test]
+fn images_pull_through_a_mirror_and_list() {
+    let registry = testkit::registry::DockerRegistry::start().unwrap();
+    let oci = test_image("busybox-oci.tar");
+    registry
+        .push(&format!("oci-archive:{}", oci.display()), "library/busybox:1.36")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let config = dir.path().join("registries.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "mirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let out = rkube(&[
+        "image",
+        "pull",
+        "--data-dir",
+        data_dir,
+        "--registry-config",
+        config,
+        "busybox:1.36",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let digest = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    let listed =
+        String::from_utf8_lossy(&rkube(&["image", "ls", "--data-dir", data_dir]).stdout).into_owned();
+    let rows: Vec<Vec<&str>> = listed.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 2, "{listed}");
+    assert_eq!(&rows[1][..2], ["docker.io/library/busybox", "1.36"], "{listed}");
+
+    // The same image by the digest printed.
+    let by_digest = format!("{}/library/busybox@{digest}", registry.host());
+    let out = rkube(&["image", "pull", "--data-dir", data_dir, &by_digest]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+
+    // A missing tag: one line, containerd's words.
+    let missing = format!("{}/library/busybox:nope", registry.host());
+    let out = rkube(&["image", "pull", "--data-dir", data_dir, &missing]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "rkube: error: failed to pull and unpack image \"{missing}\": failed to resolve reference \"{missing}\": {missing}: not found"
+        )
+    );
 }

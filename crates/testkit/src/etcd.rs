@@ -231,7 +231,7 @@ fn healthy(addr: SocketAddr) -> bool {
 /// Asks Linux to SIGKILL the child when the spawning thread exits, so a test process that dies
 /// without running destructors (timeout, abort) does not leave etcd running.
 #[allow(unsafe_code)]
-fn die_with_parent(command: &mut Command) {
+pub(crate) fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
     // async-signal-safe and touches no memory of the parent.

@@ -1,10 +1,12 @@
-//! Test harnesses: real child processes (etcd today, the cluster later) on free loopback ports.
+//! Test harnesses: real child processes (etcd, a docker registry, the cluster later) on free
+//! loopback ports.
 //!
 //! Tests run in parallel on shared machines, so every harness binds only `127.0.0.1`, picks its
 //! ports at run time, keeps its files in a temporary directory, and stops exactly the processes it
 //! started, by PID (never by name).
 
 pub mod etcd;
+pub mod registry;
 
 use std::net::{Ipv4Addr, TcpListener};
 
