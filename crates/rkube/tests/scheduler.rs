@@ -463,6 +463,19 @@ fn a_high_priority_pod_preempts_a_lower_one() {
         .unwrap()
         .to_owned();
     assert_eq!(preempted, format!("Preempted by pod {uid} on node only"));
+    let low = get_pod(&server, "low");
+    let disruption = low["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DisruptionTarget")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(disruption["reason"], "PreemptionByScheduler", "{low}");
+    assert_eq!(
+        disruption["message"],
+        "default-scheduler: preempting to accommodate a higher priority pod"
+    );
     // The victim is deleted (gracefully; no kubelet here, so finish it off if it lingers).
     wait_until("low to be deleted", &server, || {
         let out = server.kubectl(&["get", "pod", "low", "-o", "json"]);

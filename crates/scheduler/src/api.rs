@@ -8,6 +8,8 @@ use clientkit::{EventType, Recorder};
 use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
+use crate::pod_info::PodInfo;
+
 /// Upstream's component name, also `spec.schedulerName`'s default.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 
@@ -96,17 +98,43 @@ impl ApiWriter {
         });
     }
 
-    /// Preemption: deletes a victim (gracefully) and records why on it.
-    pub fn preempt(&self, victim: Arc<Pod>, preemptor_uid: &str, node: &str) {
+    /// Preemption: marks a victim with the DisruptionTarget condition, deletes it (gracefully)
+    /// and records why on it, as upstream's preemption does.
+    pub fn preempt(&self, victim: Arc<Pod>, preemptor: &PodInfo, node: &str) {
         let api: Api<Pod> = Api::namespaced(
             self.client.clone(),
             victim.metadata.namespace.as_deref().unwrap_or_default(),
         );
         let name = victim.metadata.name.clone().unwrap_or_default();
-        let message = format!("Preempted by pod {preemptor_uid} on node {node}");
+        let message = format!("Preempted by pod {} on node {node}", preemptor.uid);
+        let scheduler_name = preemptor
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduler_name.clone())
+            .unwrap_or_else(|| "default-scheduler".to_owned());
+        let disruption = PodCondition {
+            type_: "DisruptionTarget".to_owned(),
+            status: "True".to_owned(),
+            reason: Some("PreemptionByScheduler".to_owned()),
+            message: Some(format!(
+                "{scheduler_name}: preempting to accommodate a higher priority pod"
+            )),
+            last_transition_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::now(),
+            )),
+            ..PodCondition::default()
+        };
         let recorder = self.recorder.clone();
         let reference = clientkit::events::reference(victim.as_ref());
         self.runtime.spawn(async move {
+            let patch = serde_json::json!({"status": {"conditions": [disruption]}});
+            if let Err(err) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+            {
+                tracing::debug!(pod = %name, "cannot mark a preemption victim: {err}");
+            }
             match api.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => {
                     recorder

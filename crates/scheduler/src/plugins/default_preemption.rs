@@ -226,7 +226,7 @@ impl PostFilterPlugin for DefaultPreemption {
         };
         if let Some(api) = &self.api {
             for victim in &best.victims {
-                api.preempt(victim.pod.clone(), &pod.uid, &best.node);
+                api.preempt(victim.pod.clone(), pod, &best.node);
             }
         }
         tracing::info!(pod = %pod.key(), node = %best.node, victims = best.victims.len(), "preempting");
