@@ -1,0 +1,178 @@
+//! Container logs in the CRI format kubelet reads for `kubectl logs`, one record a line:
+//! `<RFC3339Nano time> <stdout|stderr> <F|P> <content>`. `F` ends a line; a line longer than
+//! [`MAX_LINE`] is split into `P` (partial) records and a final `F`, as containerd does. Paths
+//! follow kubelet: `/var/log/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+
+/// containerd's default `max_container_log_line_size`.
+pub const MAX_LINE: usize = 16 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// The pod's log directory under `root` (kubelet: `/var/log/pods`).
+pub fn pod_log_dir(root: &Path, namespace: &str, pod_name: &str, pod_uid: &str) -> PathBuf {
+    root.join(format!("{namespace}_{pod_name}_{pod_uid}"))
+}
+
+/// A container's log file for one run (restart count) in its pod's log directory.
+pub fn container_log_path(pod_log_dir: &Path, container: &str, restart_count: u32) -> PathBuf {
+    pod_log_dir.join(container).join(format!("{restart_count}.log"))
+}
+
+/// One record as written.
+pub fn format_record(time: Timestamp, stream: Stream, partial: bool, content: &[u8]) -> Vec<u8> {
+    // jiff prints RFC 3339 with the fraction's trailing zeros dropped, as Go's RFC3339Nano.
+    let mut out = format!("{time} {} {} ", stream.as_str(), if partial { "P" } else { "F" }).into_bytes();
+    out.extend_from_slice(content);
+    out.push(b'\n');
+    out
+}
+
+/// One record read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub time: Timestamp,
+    pub stream: Stream,
+    pub partial: bool,
+    pub content: String,
+}
+
+pub fn parse_record(line: &str) -> Option<Record> {
+    let mut parts = line.splitn(4, ' ');
+    let time = parts.next()?.parse().ok()?;
+    let stream = match parts.next()? {
+        "stdout" => Stream::Stdout,
+        "stderr" => Stream::Stderr,
+        _ => return None,
+    };
+    let partial = match parts.next()? {
+        "P" => true,
+        "F" => false,
+        _ => return None,
+    };
+    Some(Record {
+        time,
+        stream,
+        partial,
+        content: parts.next().unwrap_or_default().to_owned(),
+    })
+}
+
+/// Copies one output stream into the log until EOF, a record per line (the trailing `\n` or
+/// `\r\n` dropped; an unterminated last line is still a full line). Records of both streams
+/// go through the one file lock, so lines never interleave.
+pub fn copy_stream(mut from: impl Read, stream: Stream, to: &Mutex<impl Write>) -> std::io::Result<()> {
+    let mut pending: Vec<u8> = Vec::with_capacity(MAX_LINE);
+    let mut chunk = vec![0u8; MAX_LINE];
+    let write = |content: &[u8], partial: bool| -> std::io::Result<()> {
+        let record = format_record(Timestamp::now(), stream, partial, content);
+        to.lock().unwrap_or_else(|e| e.into_inner()).write_all(&record)
+    };
+    loop {
+        let n = match from.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        pending.extend_from_slice(&chunk[..n]);
+        let mut start = 0;
+        while let Some(pos) = pending[start..].iter().position(|&b| b == b'\n') {
+            let mut line = &pending[start..start + pos];
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            write_line(line, &write)?;
+            start += pos + 1;
+        }
+        pending.drain(..start);
+        while pending.len() >= MAX_LINE {
+            write(&pending[..MAX_LINE], true)?;
+            pending.drain(..MAX_LINE);
+        }
+    }
+    if !pending.is_empty() {
+        write(&pending, false)?;
+    }
+    Ok(())
+}
+
+fn write_line(mut line: &[u8], write: &impl Fn(&[u8], bool) -> std::io::Result<()>) -> std::io::Result<()> {
+    while line.len() > MAX_LINE {
+        write(&line[..MAX_LINE], true)?;
+        line = &line[MAX_LINE..];
+    }
+    write(line, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(input: &[u8]) -> Vec<Record> {
+        let out = Mutex::new(Vec::new());
+        copy_stream(input, Stream::Stderr, &out).unwrap();
+        let text = String::from_utf8(out.into_inner().unwrap()).unwrap();
+        text.lines()
+            .map(|l| parse_record(l).unwrap_or_else(|| panic!("bad record {l:?}")))
+            .collect()
+    }
+
+    #[test]
+    fn one_record_per_line() {
+        let r = records(b"hello\r\nworld\n\nlast");
+        let lines: Vec<(&str, bool)> = r.iter().map(|r| (r.content.as_str(), r.partial)).collect();
+        assert_eq!(
+            lines,
+            vec![("hello", false), ("world", false), ("", false), ("last", false)]
+        );
+        assert!(r.iter().all(|r| r.stream == Stream::Stderr));
+    }
+
+    #[test]
+    fn long_lines_split_into_partial_records() {
+        let mut input = vec![b'a'; MAX_LINE * 2 + 10];
+        input.push(b'\n');
+        let r = records(&input);
+        let shape: Vec<(usize, bool)> = r.iter().map(|r| (r.content.len(), r.partial)).collect();
+        assert_eq!(shape, vec![(MAX_LINE, true), (MAX_LINE, true), (10, false)]);
+    }
+
+    #[test]
+    fn record_format_matches_cri() {
+        let time: Timestamp = "2016-10-06T00:17:09.669794202Z".parse().unwrap();
+        let line = format_record(time, Stream::Stdout, false, b"log content");
+        assert_eq!(line, b"2016-10-06T00:17:09.669794202Z stdout F log content\n");
+        let time: Timestamp = "2016-10-06T00:17:09.5Z".parse().unwrap();
+        assert_eq!(
+            format_record(time, Stream::Stderr, true, b"x"),
+            b"2016-10-06T00:17:09.5Z stderr P x\n"
+        );
+        assert_eq!(
+            container_log_path(
+                &pod_log_dir(Path::new("/var/log/pods"), "ns", "web", "u1"),
+                "app",
+                2
+            ),
+            Path::new("/var/log/pods/ns_web_u1/app/2.log")
+        );
+    }
+}

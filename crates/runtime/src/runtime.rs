@@ -1,0 +1,542 @@
+//! [`RuncRuntime`]: the [`Runtime`] of a real node. Everything it knows lives in files under
+//! its root (see the crate docs), so a new instance over the same root — an agent restart —
+//! finds the same sandboxes and containers.
+
+use std::ffi::OsString;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use crate::cgroups::{Cgroups, pod_cgroup};
+use crate::runc::Runc;
+use crate::shim::START_ERROR_EXIT_CODE;
+use crate::spec::{Device, SpecInput};
+use crate::state::{ContainerRecord, ShimConfig, ShimState, read_json, write_json};
+use crate::stats::Usage;
+use crate::{
+    ContainerConfig, ContainerState, ContainerStatus, Error, ExecConfig, ExecProcess, Runtime, Sandbox,
+    SandboxConfig, process, rootfs, sandbox, spec,
+};
+
+/// How long a start may take before the runtime gives up waiting for the shim.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a SIGKILLed container may take to be reported gone.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// The runtime's state directory (`<data-dir>/agent/runtime`).
+    pub root: PathBuf,
+    /// The OCI runtime binary: `runc` (from PATH), or a path to crun / youki.
+    pub runc: PathBuf,
+    /// The shim command; the container directory is appended (`rkube shim`).
+    pub shim: Vec<OsString>,
+    /// kubelet's cgroupRoot: pod cgroups go under `<cgroup_root>/<qos>/pod<uid>`.
+    pub cgroup_root: String,
+}
+
+impl RuntimeConfig {
+    /// runc from PATH, pods under `kubepods`, the shim as `<this executable> shim`.
+    pub fn new(root: &Path) -> Result<RuntimeConfig, Error> {
+        let exe = std::env::current_exe().map_err(Error::io(Path::new("/proc/self/exe")))?;
+        Ok(RuntimeConfig {
+            root: root.to_owned(),
+            runc: "runc".into(),
+            shim: vec![exe.into(), "shim".into()],
+            cgroup_root: "kubepods".into(),
+        })
+    }
+}
+
+pub struct RuncRuntime {
+    config: RuntimeConfig,
+    runc: Runc,
+    cgroups: Cgroups,
+}
+
+impl RuncRuntime {
+    pub fn new(config: RuntimeConfig) -> Result<RuncRuntime, Error> {
+        if config.shim.is_empty() {
+            return Err(Error::Invalid("no shim command".into()));
+        }
+        for dir in ["sandboxes", "containers", "runc"] {
+            let path = config.root.join(dir);
+            std::fs::create_dir_all(&path).map_err(Error::io(&path))?;
+        }
+        Ok(RuncRuntime {
+            runc: Runc {
+                binary: config.runc.clone(),
+                root: config.root.join("runc"),
+            },
+            cgroups: Cgroups::detect()?,
+            config,
+        })
+    }
+
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
+    }
+
+    fn container_dir(&self, id: &str) -> Result<PathBuf, Error> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::ContainerNotFound(id.to_owned()));
+        }
+        Ok(self.config.root.join("containers").join(id))
+    }
+
+    fn record(&self, id: &str) -> Result<(PathBuf, ContainerRecord), Error> {
+        let dir = self.container_dir(id)?;
+        let record =
+            read_json(&dir.join("container.json"))?.ok_or_else(|| Error::ContainerNotFound(id.to_owned()))?;
+        Ok((dir, record))
+    }
+
+    fn build_container(
+        &self,
+        dir: &Path,
+        id: &str,
+        sandbox: &Sandbox,
+        config: &ContainerConfig,
+    ) -> Result<ContainerRecord, Error> {
+        let bundle = dir.join("bundle");
+        let rootfs = bundle.join("rootfs");
+        rootfs::mount(&config.layers, dir, &rootfs)?;
+        let read_etc =
+            |name: &str| std::fs::read_to_string(rootfs.join("etc").join(name)).unwrap_or_default();
+        let process = process::merge(
+            &config.image_config,
+            &config.command,
+            &config.args,
+            &config.env,
+            config.working_dir.as_deref(),
+            &sandbox.hostname,
+        )
+        .map_err(Error::Invalid)?;
+        let user = process::resolve_user(
+            config.image_config.user.as_deref(),
+            &config.security,
+            &read_etc("passwd"),
+            &read_etc("group"),
+        )
+        .map_err(Error::Invalid)?;
+        let devices = if config.security.privileged {
+            host_devices()
+        } else {
+            Vec::new()
+        };
+        let cgroups_path = format!("{}/{id}", sandbox.cgroup_parent);
+        let oci = spec::generate(&SpecInput {
+            config,
+            sandbox,
+            process: &process,
+            user: &user,
+            rootfs: &rootfs,
+            cgroups_path: &cgroups_path,
+            devices: &devices,
+        });
+        write_json(&bundle.join("config.json"), &oci)?;
+        let record = ContainerRecord {
+            id: id.to_owned(),
+            pod_uid: sandbox.pod_uid.clone(),
+            created_at: Timestamp::now(),
+            cgroups_path: cgroups_path.clone(),
+            config: config.clone(),
+        };
+        write_json(
+            &dir.join("shim.json"),
+            &ShimConfig {
+                id: id.to_owned(),
+                runc: self.config.runc.clone(),
+                runc_root: self.runc.root.clone(),
+                bundle,
+                log_path: config.log_path.clone(),
+                cgroups_path,
+            },
+        )?;
+        write_json(&dir.join("container.json"), &record)?;
+        Ok(record)
+    }
+
+    fn status_of(&self, dir: &Path, record: ContainerRecord) -> Result<ContainerStatus, Error> {
+        let state: Option<ShimState> = read_json(&dir.join("state.json"))?;
+        let mut status = ContainerStatus {
+            id: record.id,
+            pod_uid: record.pod_uid,
+            name: record.config.name,
+            image: record.config.image,
+            restart_count: record.config.restart_count,
+            state: ContainerState::Created,
+            pid: None,
+            created_at: record.created_at,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            reason: None,
+            message: None,
+            log_path: record.config.log_path,
+        };
+        let Some(state) = state else { return Ok(status) };
+        status.pid = state.pid;
+        status.started_at = state.started_at;
+        match state.finished_at {
+            None if shim_alive(state.shim_pid) => status.state = ContainerState::Running,
+            None => {
+                status.state = ContainerState::Exited;
+                status.exit_code = Some(255);
+                status.reason = Some("Unknown".into());
+                status.message = Some("the container's shim exited without recording its end".into());
+            }
+            Some(finished) => {
+                status.state = ContainerState::Exited;
+                status.finished_at = Some(finished);
+                status.exit_code = state.exit_code;
+                status.reason = Some(
+                    if state.start_error.is_some() {
+                        "StartError"
+                    } else if state.oom_killed {
+                        "OOMKilled"
+                    } else if state.exit_code == Some(0) {
+                        "Completed"
+                    } else {
+                        "Error"
+                    }
+                    .into(),
+                );
+                status.message = state.start_error;
+            }
+        }
+        Ok(status)
+    }
+
+    /// Waits until the container is no longer running.
+    fn wait_exited(&self, id: &str, timeout: Duration) -> Result<bool, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.container_status(id)?.state != ContainerState::Running {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The shim is alive if its pid exists and is not a zombie.
+fn shim_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                != Some('Z')
+        }
+        Err(_) => false,
+    }
+}
+
+/// The host's device nodes for a privileged container (/dev and its subdirectories but the
+/// pseudo-terminal, shm and mqueue mounts the container gets its own of).
+fn host_devices() -> Vec<Device> {
+    fn walk(dir: &Path, out: &mut Vec<Device>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                if !["/dev/pts", "/dev/shm", "/dev/mqueue"]
+                    .iter()
+                    .any(|p| path == Path::new(p))
+                {
+                    walk(&path, out);
+                }
+            } else if kind.is_char_device() || kind.is_block_device() {
+                if path == Path::new("/dev/console") || path == Path::new("/dev/ptmx") {
+                    continue;
+                }
+                let rdev = meta.rdev();
+                out.push(Device {
+                    path,
+                    kind: if kind.is_char_device() { 'c' } else { 'b' },
+                    major: nix::sys::stat::major(rdev),
+                    minor: nix::sys::stat::minor(rdev),
+                    mode: meta.mode() & 0o7777,
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                });
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/dev"), &mut out);
+    out
+}
+
+impl Runtime for RuncRuntime {
+    fn create_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox, Error> {
+        let cgroup_parent = pod_cgroup(&self.config.cgroup_root, config.qos, &config.pod_uid);
+        sandbox::create(&self.config.root, config, cgroup_parent)
+    }
+
+    fn sandbox(&self, pod_uid: &str) -> Result<Option<Sandbox>, Error> {
+        if pod_uid.is_empty() || pod_uid.contains('/') || pod_uid.starts_with('.') {
+            return Ok(None);
+        }
+        sandbox::read(&self.config.root, pod_uid)
+    }
+
+    fn list_sandboxes(&self) -> Result<Vec<Sandbox>, Error> {
+        let dir = self.config.root.join("sandboxes");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(Error::io(&dir))?.flatten() {
+            if let Some(s) = sandbox::read(&self.config.root, &entry.file_name().to_string_lossy())? {
+                out.push(s);
+            }
+        }
+        out.sort_by_key(|s| s.created_at);
+        Ok(out)
+    }
+
+    fn remove_sandbox(&self, pod_uid: &str) -> Result<(), Error> {
+        if !self.list_containers(Some(pod_uid))?.is_empty() {
+            return Err(Error::SandboxNotEmpty(pod_uid.to_owned()));
+        }
+        let existing = self.sandbox(pod_uid)?;
+        if pod_uid.is_empty() || pod_uid.contains('/') || pod_uid.starts_with('.') {
+            return Ok(());
+        }
+        sandbox::destroy(&sandbox::dir(&self.config.root, pod_uid))?;
+        if let Some(s) = existing {
+            self.cgroups.remove(&s.cgroup_parent)?;
+        }
+        Ok(())
+    }
+
+    fn create_container(&self, pod_uid: &str, config: &ContainerConfig) -> Result<String, Error> {
+        let sandbox = self
+            .sandbox(pod_uid)?
+            .ok_or_else(|| Error::SandboxNotFound(pod_uid.to_owned()))?;
+        if !config.log_path.is_absolute() {
+            return Err(Error::Invalid(format!(
+                "log path {} is not absolute",
+                config.log_path.display()
+            )));
+        }
+        let id = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let dir = self.container_dir(&id)?;
+        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        match self.build_container(&dir, &id, &sandbox, config) {
+            Ok(_) => Ok(id),
+            Err(e) => {
+                let _ = rootfs::unmount(&dir.join("bundle/rootfs"));
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    fn start_container(&self, id: &str) -> Result<(), Error> {
+        let (dir, _) = self.record(id)?;
+        if dir.join("state.json").exists() {
+            let state = self.container_status(id)?.state;
+            return Err(Error::WrongState {
+                id: id.to_owned(),
+                state: state.as_str(),
+                expected: "created",
+            });
+        }
+        let shim_log = dir.join("shim.log");
+        let stderr = std::fs::File::create(&shim_log).map_err(Error::io(&shim_log))?;
+        let mut child = Command::new(&self.config.shim[0])
+            .args(&self.config.shim[1..])
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            // Its own process group: a signal to the agent's group (^C) leaves containers be.
+            .process_group(0)
+            .spawn()
+            .map_err(Error::io(Path::new(&self.config.shim[0])))?;
+        // The agent reaps its shims; after an agent restart they are init's.
+        let (exited_tx, exited_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = exited_tx.send(child.wait());
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(state) = read_json::<ShimState>(&dir.join("state.json"))? {
+                return match state.start_error {
+                    Some(message) => Err(Error::Start {
+                        id: id.to_owned(),
+                        message,
+                    }),
+                    None => Ok(()),
+                };
+            }
+            if exited_rx.try_recv().is_ok() && !dir.join("state.json").exists() {
+                let message = std::fs::read_to_string(&shim_log)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                write_json(
+                    &dir.join("state.json"),
+                    &ShimState {
+                        finished_at: Some(Timestamp::now()),
+                        exit_code: Some(START_ERROR_EXIT_CODE),
+                        start_error: Some(format!("the shim exited: {message}")),
+                        ..Default::default()
+                    },
+                )?;
+                return Err(Error::Start {
+                    id: id.to_owned(),
+                    message: format!("the shim exited: {message}"),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "container {id} did not start within {START_TIMEOUT:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn stop_container(&self, id: &str, grace: Duration) -> Result<(), Error> {
+        if self.container_status(id)?.state != ContainerState::Running {
+            return Ok(());
+        }
+        // The container may exit between the check and the signal: runc then refuses.
+        if let Err(e) = self.runc.kill(id, "TERM") {
+            tracing::debug!(id, error = %e, "SIGTERM");
+        }
+        if self.wait_exited(id, grace)? {
+            return Ok(());
+        }
+        if let Err(e) = self.runc.kill(id, "KILL") {
+            tracing::debug!(id, error = %e, "SIGKILL");
+        }
+        if self.wait_exited(id, KILL_TIMEOUT)? {
+            return Ok(());
+        }
+        Err(Error::Timeout(format!(
+            "container {id} still runs {KILL_TIMEOUT:?} after SIGKILL"
+        )))
+    }
+
+    fn remove_container(&self, id: &str) -> Result<(), Error> {
+        let dir = match self.record(id) {
+            Ok((dir, _)) => dir,
+            Err(Error::ContainerNotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if self.container_status(id)?.state == ContainerState::Running {
+            let _ = self.runc.kill(id, "KILL");
+            if !self.wait_exited(id, KILL_TIMEOUT)? {
+                return Err(Error::Timeout(format!(
+                    "container {id} still runs {KILL_TIMEOUT:?} after SIGKILL"
+                )));
+            }
+        }
+        self.runc.delete(id, true)?;
+        rootfs::unmount(&dir.join("bundle/rootfs"))?;
+        std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))
+    }
+
+    fn container_status(&self, id: &str) -> Result<ContainerStatus, Error> {
+        let (dir, record) = self.record(id)?;
+        self.status_of(&dir, record)
+    }
+
+    fn list_containers(&self, pod_uid: Option<&str>) -> Result<Vec<ContainerStatus>, Error> {
+        let dir = self.config.root.join("containers");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(Error::io(&dir))?.flatten() {
+            let path = entry.path();
+            let Some(record) = read_json::<ContainerRecord>(&path.join("container.json"))? else {
+                continue;
+            };
+            if pod_uid.is_some_and(|uid| uid != record.pod_uid) {
+                continue;
+            }
+            out.push(self.status_of(&path, record)?);
+        }
+        out.sort_by_key(|s| s.created_at);
+        Ok(out)
+    }
+
+    fn exec(&self, id: &str, config: &ExecConfig) -> Result<ExecProcess, Error> {
+        let status = self.container_status(id)?;
+        if status.state != ContainerState::Running {
+            return Err(Error::WrongState {
+                id: id.to_owned(),
+                state: status.state.as_str(),
+                expected: "running",
+            });
+        }
+        if config.command.is_empty() {
+            return Err(Error::Invalid("exec: no command".into()));
+        }
+        let dir = self.container_dir(id)?;
+        let bundle_config = dir.join("bundle/config.json");
+        let oci: serde_json::Value =
+            read_json(&bundle_config)?.ok_or_else(|| Error::ContainerNotFound(id.to_owned()))?;
+        // The container's own user, environment, capabilities and cwd; the exec's command.
+        let mut process = oci["process"].clone();
+        process["args"] = serde_json::json!(config.command);
+        process["terminal"] = serde_json::json!(config.tty);
+        if let Some(env) = process["env"].as_array_mut() {
+            env.extend(
+                config
+                    .env
+                    .iter()
+                    .map(|(k, v)| serde_json::json!(format!("{k}={v}"))),
+            );
+        }
+        let exec_dir = dir.join("exec");
+        std::fs::create_dir_all(&exec_dir).map_err(Error::io(&exec_dir))?;
+        let process_file = exec_dir.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
+        write_json(&process_file, &process)?;
+        let mut command = self.runc.exec_command(id, &process_file);
+        let terminal = if config.tty {
+            let pty = nix::pty::openpty(None, None).map_err(|e| Error::Command {
+                command: "openpty".into(),
+                message: e.to_string(),
+            })?;
+            // runc proxies between this terminal (its own stdio) and the container's.
+            let slave = std::fs::File::from(pty.slave);
+            command
+                .stdin(slave.try_clone().map_err(Error::io(Path::new("/dev/pts")))?)
+                .stdout(slave.try_clone().map_err(Error::io(Path::new("/dev/pts")))?)
+                .stderr(slave);
+            Some(std::fs::File::from(pty.master))
+        } else {
+            command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            None
+        };
+        let child = command.spawn().map_err(Error::io(&self.config.runc))?;
+        // runc has read the process file once exec'd; it is small, removed with the container.
+        Ok(ExecProcess { child, terminal })
+    }
+
+    fn container_stats(&self, id: &str) -> Result<Usage, Error> {
+        let (_, record) = self.record(id)?;
+        self.cgroups.usage(&record.cgroups_path)
+    }
+}

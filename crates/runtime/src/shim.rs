@@ -1,0 +1,146 @@
+//! The per-container shim (`rkube shim <container dir>`): runs `runc run` in the foreground
+//! with pipes for the container's stdout and stderr, writes them to the container's log in the
+//! CRI format, and records in `state.json` when the container started and how it ended (exit
+//! code, OOM kill, or why it never started). It runs in its own process group and outlives the
+//! agent that started it, so containers survive an agent restart with their logs.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::Error;
+use crate::cgroups::Cgroups;
+use crate::logs::{self, Stream};
+use crate::runc::{Runc, error_message};
+use crate::state::{ShimConfig, ShimState, read_json, write_json};
+
+/// containerd's exit code for a container that failed to start.
+pub const START_ERROR_EXIT_CODE: i32 = 128;
+
+/// The shim's main: returns the process exit code (0 once the container's end is recorded).
+pub fn run(container_dir: &Path) -> i32 {
+    match supervise(container_dir) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("rkube shim: {e}");
+            let state = ShimState {
+                shim_pid: std::process::id(),
+                finished_at: Some(Timestamp::now()),
+                exit_code: Some(START_ERROR_EXIT_CODE),
+                start_error: Some(e.to_string()),
+                ..Default::default()
+            };
+            let _ = write_json(&container_dir.join("state.json"), &state);
+            1
+        }
+    }
+}
+
+fn supervise(dir: &Path) -> Result<(), Error> {
+    let shim_file = dir.join("shim.json");
+    let config: ShimConfig = read_json(&shim_file)?
+        .ok_or_else(|| Error::Invalid(format!("{} is missing", shim_file.display())))?;
+    if let Some(parent) = config.log_path.parent() {
+        std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+    }
+    let log_file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&config.log_path)
+        .map_err(Error::io(&config.log_path))?;
+    let log = Arc::new(Mutex::new(log_file));
+
+    let pid_file = dir.join("init.pid");
+    let runc_log = dir.join("runc.log");
+    let _ = std::fs::remove_file(&pid_file);
+    let runc = Runc {
+        binary: config.runc.clone(),
+        root: config.runc_root.clone(),
+    };
+    let mut child = runc
+        .run_command(&config.id, &config.bundle, &pid_file, &runc_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(Error::io(&config.runc))?;
+    let copiers: Vec<_> = [
+        (
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            Stream::Stdout,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            Stream::Stderr,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(pipe, stream)| {
+        let pipe = pipe?;
+        let log = Arc::clone(&log);
+        Some(std::thread::spawn(move || logs::copy_stream(pipe, stream, &*log)))
+    })
+    .collect();
+
+    let state_file = dir.join("state.json");
+    let mut state = ShimState {
+        shim_pid: std::process::id(),
+        ..Default::default()
+    };
+    // Running once runc has written the init pid; runc may also fail before that.
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(Error::io(&config.runc))? {
+            break status;
+        }
+        if state.pid.is_none()
+            && let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+        {
+            state.pid = Some(pid);
+            state.started_at = Some(Timestamp::now());
+            write_json(&state_file, &state)?;
+            break child.wait().map_err(Error::io(&config.runc))?;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    for copier in copiers {
+        if let Ok(Err(e)) = copier.join() {
+            tracing::warn!(error = %e, "writing the container log");
+        }
+    }
+
+    let exit_code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    if state.pid.is_none() {
+        let runc_errors = std::fs::read_to_string(&runc_log).unwrap_or_default();
+        let message = match error_message(&runc_errors) {
+            m if m.is_empty() => format!("runc exited with status {exit_code} before the container started"),
+            m => m,
+        };
+        state.start_error = Some(message);
+        state.exit_code = Some(START_ERROR_EXIT_CODE);
+    } else {
+        state.exit_code = Some(exit_code);
+        // The cgroup is still there (`run --keep`): did the kernel's OOM killer act in it?
+        let oom_kills = Cgroups::detect()
+            .ok()
+            .and_then(|c| c.oom_kills(&config.cgroups_path))
+            .unwrap_or(0);
+        state.oom_killed = oom_kills > 0 && exit_code == 128 + 9;
+    }
+    state.finished_at = Some(Timestamp::now());
+    write_json(&state_file, &state)
+}

@@ -1,0 +1,187 @@
+//! The runtime API's data: what the agent passes in, what it reads back.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A pod's QoS class, which places its cgroup (kubelet's layout).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QosClass {
+    Guaranteed,
+    #[default]
+    Burstable,
+    BestEffort,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SandboxConfig {
+    pub pod_uid: String,
+    pub pod_name: String,
+    pub namespace: String,
+    /// The pod's hostname (`spec.hostname`, else the pod's name); unused with host networking.
+    pub hostname: String,
+    /// `hostNetwork`: the host's network and UTS namespaces, no netns file.
+    pub host_network: bool,
+    /// `hostIPC`: the host's IPC namespace and /dev/shm.
+    pub host_ipc: bool,
+    pub qos: QosClass,
+}
+
+/// A pod's sandbox as created.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Sandbox {
+    pub pod_uid: String,
+    pub pod_name: String,
+    pub namespace: String,
+    pub hostname: String,
+    /// The network namespace file CNI configures; `None` with host networking.
+    pub netns: Option<PathBuf>,
+    pub ipc_ns: Option<PathBuf>,
+    pub uts_ns: Option<PathBuf>,
+    /// The tmpfs mounted as every container's /dev/shm (`None`: the host's, with hostIPC).
+    pub shm: Option<PathBuf>,
+    /// The pod cgroup, relative to the hierarchy root (`/kubepods/burstable/pod<uid>`).
+    pub cgroup_parent: String,
+    pub created_at: Timestamp,
+}
+
+/// The parts of an image's config (`config` in the OCI image config) a container uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+impl ImageConfig {
+    /// Reads the `config` object of an OCI / Docker image config blob.
+    pub fn from_config_blob(bytes: &[u8]) -> Result<ImageConfig, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Blob {
+            #[serde(default)]
+            config: Option<ImageConfig>,
+        }
+        Ok(serde_json::from_slice::<Blob>(bytes)?.config.unwrap_or_default())
+    }
+}
+
+/// A bind mount into a container (a volume, a projected file, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub container_path: String,
+    pub host_path: PathBuf,
+    pub read_only: bool,
+}
+
+/// The securityContext fields the runtime applies.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityConfig {
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub supplemental_groups: Vec<i64>,
+    pub read_only_root_filesystem: bool,
+    pub privileged: bool,
+    /// Capability names as Kubernetes spells them (`NET_ADMIN` or `CAP_NET_ADMIN`; `ALL`).
+    pub capabilities_add: Vec<String>,
+    pub capabilities_drop: Vec<String>,
+    pub allow_privilege_escalation: Option<bool>,
+}
+
+/// Container resources in the units kubelet converts from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_request_milli: Option<i64>,
+    pub cpu_limit_milli: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+    pub pids_limit: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// The container's name in the pod.
+    pub name: String,
+    /// The image reference (reported back in statuses).
+    pub image: String,
+    pub image_config: ImageConfig,
+    /// Unpacked layer directories, bottom layer first.
+    pub layers: Vec<PathBuf>,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    /// Environment in order; later entries win (kubelet has resolved valueFrom and envFrom).
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub mounts: Vec<Mount>,
+    /// Files bind-mounted at /etc/hosts, /etc/hostname, /etc/resolv.conf.
+    pub hosts_file: Option<PathBuf>,
+    pub hostname_file: Option<PathBuf>,
+    pub resolv_conf: Option<PathBuf>,
+    pub security: SecurityConfig,
+    pub resources: Resources,
+    /// Where the container's output goes, in the CRI log format.
+    pub log_path: PathBuf,
+    /// Clamped at 0: this node may not lower it (no CAP_SYS_RESOURCE).
+    pub oom_score_adj: Option<i32>,
+    pub restart_count: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+}
+
+impl ContainerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Exited => "exited",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub pod_uid: String,
+    pub name: String,
+    pub image: String,
+    pub restart_count: u32,
+    pub state: ContainerState,
+    pub pid: Option<i32>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub exit_code: Option<i32>,
+    /// `Completed`, `Error`, `OOMKilled`, `StartError` (as containerd's CRI reports them).
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub log_path: PathBuf,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ExecConfig {
+    pub command: Vec<String>,
+    pub tty: bool,
+    /// Extra environment for the process.
+    pub env: Vec<(String, String)>,
+}
+
+/// A process running in a container: the agent streams its stdio and waits for its exit code
+/// (`runc exec` exits with the process's status). With a terminal, stdout carries both
+/// output streams and stdin is the terminal's input.
+pub struct ExecProcess {
+    pub child: std::process::Child,
+    /// With `tty`: the terminal the process runs on.
+    pub terminal: Option<std::fs::File>,
+}
