@@ -138,6 +138,7 @@ impl RuncRuntime {
             rootfs: &rootfs,
             cgroups_path: &cgroups_path,
             devices: &devices,
+            all_capabilities: &current_capabilities(),
         });
         write_json(&bundle.join("config.json"), &oci)?;
         let record = ContainerRecord {
@@ -226,6 +227,17 @@ impl RuncRuntime {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// The capabilities in this process's bounding set (what runc, its child, can grant).
+fn current_capabilities() -> Vec<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap_or(0);
+    spec::capabilities_in_mask(mask)
 }
 
 /// The shim is alive if its pid exists and is not a zombie.

@@ -98,20 +98,28 @@ fn supervise(dir: &Path) -> Result<(), Error> {
         shim_pid: std::process::id(),
         ..Default::default()
     };
-    // Running once runc has written the init pid; runc may also fail before that.
+    // Running once runc has written the init pid; runc may also fail before that. A quick
+    // container may be gone before the first look: its pid file still tells it started.
+    let read_pid = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+    };
+    let mark_started = |state: &mut ShimState, pid: i32| -> Result<(), Error> {
+        state.pid = Some(pid);
+        state.started_at = Some(Timestamp::now());
+        write_json(&state_file, state)
+    };
     let status = loop {
-        if let Some(status) = child.try_wait().map_err(Error::io(&config.runc))? {
-            break status;
-        }
-        if state.pid.is_none()
-            && let Some(pid) = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|t| t.trim().parse().ok())
-        {
-            state.pid = Some(pid);
-            state.started_at = Some(Timestamp::now());
-            write_json(&state_file, &state)?;
+        if let Some(pid) = read_pid() {
+            mark_started(&mut state, pid)?;
             break child.wait().map_err(Error::io(&config.runc))?;
+        }
+        if let Some(status) = child.try_wait().map_err(Error::io(&config.runc))? {
+            if let Some(pid) = read_pid() {
+                mark_started(&mut state, pid)?;
+            }
+            break status;
         }
         std::thread::sleep(Duration::from_millis(2));
     };

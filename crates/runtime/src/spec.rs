@@ -121,19 +121,33 @@ pub struct SpecInput<'a> {
     pub cgroups_path: &'a str,
     /// Host devices (privileged containers only).
     pub devices: &'a [Device],
+    /// The capabilities a privileged container or `add: [ALL]` gets (the runtime's own).
+    pub all_capabilities: &'a [String],
+}
+
+/// The names of the capabilities in a `/proc/<pid>/status` mask (`CapBnd` and friends).
+pub fn capabilities_in_mask(mask: u64) -> Vec<String> {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
 }
 
 /// The capability set: the default set (all when privileged), then `ALL` in add / drop, then
 /// the named ones (containerd's order, so `add: [ALL], drop: [CHOWN]` is all but CHOWN).
-pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Vec<String> {
+/// "All" is `all`: the capabilities this process has (containerd's
+/// `WithAllCurrentCapabilities`), since a container cannot get more than its runtime holds.
+pub fn capabilities(privileged: bool, add: &[String], drop: &[String], all: &[String]) -> Vec<String> {
     let mut caps: Vec<String> = if privileged {
-        ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+        all.to_vec()
     } else {
         DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
     };
     let is_all = |c: &String| c.eq_ignore_ascii_case("ALL");
     if add.iter().any(is_all) {
-        caps = ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+        caps = all.to_vec();
     }
     if drop.iter().any(is_all) {
         caps.clear();
@@ -180,6 +194,7 @@ pub fn generate(input: &SpecInput) -> Value {
         privileged,
         &security.capabilities_add,
         &security.capabilities_drop,
+        input.all_capabilities,
     );
     let no_new_privileges = !privileged && security.allow_privilege_escalation == Some(false);
 
@@ -329,7 +344,12 @@ mod tests {
             rootfs: Path::new("/r/containers/c1/bundle/rootfs"),
             cgroups_path: "/kubepods/burstable/podu1/c1",
             devices: &[],
+            all_capabilities: &all(),
         })
+    }
+
+    fn all() -> Vec<String> {
+        ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect()
     }
 
     fn strings(v: &Value) -> Vec<String> {
@@ -343,16 +363,24 @@ mod tests {
     #[test]
     fn capabilities_default_add_drop_all() {
         let s = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
-        assert_eq!(capabilities(false, &[], &[]).len(), 14);
-        let caps = capabilities(false, &s(&["NET_ADMIN", "cap_sys_time"]), &s(&["KILL"]));
+        let all = all();
+        assert_eq!(capabilities(false, &[], &[], &all).len(), 14);
+        let caps = capabilities(false, &s(&["NET_ADMIN", "cap_sys_time"]), &s(&["KILL"]), &all);
         assert!(caps.contains(&"CAP_NET_ADMIN".into()) && caps.contains(&"CAP_SYS_TIME".into()));
         assert!(!caps.contains(&"CAP_KILL".into()));
-        assert_eq!(capabilities(false, &s(&["ALL"]), &s(&["CHOWN"])).len(), 40);
+        assert_eq!(capabilities(false, &s(&["ALL"]), &s(&["CHOWN"]), &all).len(), 40);
         assert_eq!(
-            capabilities(false, &s(&["NET_BIND_SERVICE"]), &s(&["ALL"])),
+            capabilities(false, &s(&["NET_BIND_SERVICE"]), &s(&["ALL"]), &all),
             vec!["CAP_NET_BIND_SERVICE"]
         );
-        assert_eq!(capabilities(true, &[], &[]).len(), 41);
+        assert_eq!(capabilities(true, &[], &[], &all).len(), 41);
+        let without_sys_resource = capabilities_in_mask(0x1ff_ffff_ffff & !(1 << 24));
+        assert_eq!(without_sys_resource.len(), 40);
+        assert!(!without_sys_resource.contains(&"CAP_SYS_RESOURCE".to_string()));
+        assert_eq!(
+            capabilities(true, &[], &[], &without_sys_resource),
+            without_sys_resource
+        );
     }
 
     #[test]
