@@ -523,28 +523,40 @@ impl Runtime for RuncRuntime {
         let process_file = exec_dir.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
         write_json(&process_file, &process)?;
         let mut command = self.runc.exec_command(id, &process_file);
-        let terminal = if config.tty {
-            let pty = nix::pty::openpty(None, None).map_err(|e| Error::Command {
+        let (terminal, terminal_path) = if config.tty {
+            let size = config.terminal_size.map(|(rows, columns)| nix::pty::Winsize {
+                ws_row: rows,
+                ws_col: columns,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            });
+            let pty = nix::pty::openpty(size.as_ref(), None).map_err(|e| Error::Command {
                 command: "openpty".into(),
                 message: e.to_string(),
             })?;
+            let path = nix::unistd::ttyname(&pty.slave).ok();
             // runc proxies between this terminal (its own stdio) and the container's.
             let slave = std::fs::File::from(pty.slave);
+            let pts = Path::new("/dev/pts");
             command
-                .stdin(slave.try_clone().map_err(Error::io(Path::new("/dev/pts")))?)
-                .stdout(slave.try_clone().map_err(Error::io(Path::new("/dev/pts")))?)
+                .stdin(slave.try_clone().map_err(Error::io(pts))?)
+                .stdout(slave.try_clone().map_err(Error::io(pts))?)
                 .stderr(slave);
-            Some(std::fs::File::from(pty.master))
+            (Some(std::fs::File::from(pty.master)), path)
         } else {
             command
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            None
+            (None, None)
         };
         let child = command.spawn().map_err(Error::io(&self.config.runc))?;
         // runc has read the process file once exec'd; it is small, removed with the container.
-        Ok(ExecProcess { child, terminal })
+        Ok(ExecProcess {
+            child,
+            terminal,
+            terminal_path,
+        })
     }
 
     fn container_stats(&self, id: &str) -> Result<Usage, Error> {

@@ -173,6 +173,8 @@ pub struct ContainerStatus {
 pub struct ExecConfig {
     pub command: Vec<String>,
     pub tty: bool,
+    /// The terminal's initial size (rows, columns), with `tty`.
+    pub terminal_size: Option<(u16, u16)>,
     /// Extra environment for the process.
     pub env: Vec<(String, String)>,
 }
@@ -184,4 +186,34 @@ pub struct ExecProcess {
     pub child: std::process::Child,
     /// With `tty`: the terminal the process runs on.
     pub terminal: Option<std::fs::File>,
+    /// With `tty`: the path of the terminal's other end, which runc holds.
+    pub terminal_path: Option<PathBuf>,
+}
+
+impl ExecProcess {
+    /// Resizes the terminal: sets the size of runc's end (util-linux/coreutils `stty`; no
+    /// ioctl without `unsafe`) and tells runc with SIGWINCH, which resizes the container's.
+    pub fn resize(&self, rows: u16, columns: u16) -> Result<(), crate::Error> {
+        let Some(path) = &self.terminal_path else {
+            return Err(crate::Error::Invalid(
+                "resize: the process has no terminal".into(),
+            ));
+        };
+        let out = std::process::Command::new("stty")
+            .arg("-F")
+            .arg(path)
+            .args(["rows", &rows.to_string(), "cols", &columns.to_string()])
+            .output()
+            .map_err(crate::Error::io(std::path::Path::new("stty")))?;
+        if !out.status.success() {
+            return Err(crate::Error::Command {
+                command: "stty".into(),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        // The process may be gone already: nothing left to resize.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH);
+        Ok(())
+    }
 }

@@ -348,6 +348,7 @@ fn exec_in_a_running_container() {
         let config = ExecConfig {
             command: command.iter().map(|s| s.to_string()).collect(),
             tty,
+            terminal_size: tty.then_some((40, 100)),
             env: vec![("EXTRA".into(), "1".into())],
         };
         h.runtime.exec(&id, &config).unwrap()
@@ -373,15 +374,61 @@ fn exec_in_a_running_container() {
     let out = cat.child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through stdin\n");
 
-    let mut tty = exec(&["sh", "-c", "tty; exit 7"], true);
+    // A terminal of the size asked for, resized while the process runs.
+    let mut tty = exec(
+        &[
+            "sh",
+            "-c",
+            "tty; stty size; while read x; do stty size; done; exit 7",
+        ],
+        true,
+    );
     let mut terminal = tty.terminal.take().unwrap();
-    let status = tty.child.wait().unwrap();
-    assert_eq!(status.code(), Some(7));
-    let mut output = vec![0u8; 4096];
-    let n = terminal.read(&mut output).unwrap();
-    let output = String::from_utf8_lossy(&output[..n]);
-    assert!(output.contains("/dev/pts/"), "{output:?}");
-
+    // Read on a thread, so a terminal that stays silent fails the test instead of hanging it.
+    let (chunks_tx, chunks) = std::sync::mpsc::channel();
+    let mut reader = terminal.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            if chunks_tx
+                .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    // Reads until the terminal has shown `count` sizes (`stty size` lines); returns the last.
+    let mut read_sizes = |_: &mut std::fs::File, count: usize| loop {
+        let sizes: Vec<&str> = seen
+            .split("\r\n")
+            .filter(|l| l.split(' ').all(|n| n.parse::<u16>().is_ok()))
+            .collect();
+        if sizes.len() >= count {
+            return (sizes.last().unwrap().to_string(), seen.clone());
+        }
+        match chunks.recv_timeout(T) {
+            Ok(chunk) => seen.push_str(&chunk),
+            Err(e) => panic!("no size {count} on the terminal ({e}): {seen:?}"),
+        }
+    };
+    let (size, output) = read_sizes(&mut terminal, 1);
+    assert_eq!(size, "40 100");
+    assert!(output.starts_with("/dev/pts/"), "{output:?}");
+    tty.resize(30, 120).unwrap();
+    // runc applies the new size asynchronously (on SIGWINCH): ask until the shell sees it.
+    let deadline = Instant::now() + T;
+    for asked in 2.. {
+        terminal.write_all(b"size?\n").unwrap();
+        if read_sizes(&mut terminal, asked).0 == "30 120" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the terminal was never resized");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    terminal.write_all(&[4]).unwrap(); // ^D: end of input
+    assert_eq!(tty.child.wait().unwrap().code(), Some(7));
     h.runtime.stop_container(&id, Duration::ZERO).unwrap();
     assert!(matches!(exec_err(&h, &id), Error::WrongState { .. }));
 }
@@ -472,4 +519,48 @@ fn removal_leaves_no_mounts_cgroups_or_runc_state() {
     assert_eq!(std::fs::read_dir(h.config.root.join("runc")).unwrap().count(), 0);
     assert_eq!(h.runtime.list_sandboxes().unwrap(), vec![]);
     assert!(std::fs::metadata(pod.netns.unwrap()).is_err());
+}
+
+#[test]
+fn create_remove_cycles_leak_nothing() {
+    let h = Harness::new();
+    let mut pod_cgroups = Vec::new();
+    for i in 0..10 {
+        let pod = h.sandbox(&format!("cycle-{i}"));
+        // Half still run when removed; half have exited.
+        let script = if i % 2 == 0 { "sleep 1000" } else { "echo done" };
+        let id = h.run(&pod, &h.container(&pod, "c", script));
+        if i % 2 == 1 {
+            h.wait_exited(&id, T);
+        }
+        h.runtime.remove_container(&id).unwrap();
+        h.runtime.remove_sandbox(&pod.pod_uid).unwrap();
+        pod_cgroups.push(pod.cgroup_parent);
+    }
+    assert_eq!(h.mounts(), Vec::<String>::new());
+    assert!(pod_cgroups.iter().all(|c| !h.cgroup_exists(c)));
+    for dir in ["runc", "containers", "sandboxes"] {
+        assert_eq!(
+            std::fs::read_dir(h.config.root.join(dir)).unwrap().count(),
+            0,
+            "{dir} is empty"
+        );
+    }
+    // No shim (its command line names a container directory) or container process is left.
+    let root = h.tmp.path().to_string_lossy().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&root))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "processes left: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

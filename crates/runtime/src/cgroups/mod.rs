@@ -243,4 +243,77 @@ mod tests {
         assert_eq!(keyed_value(text, "oom_kill"), Some(3));
         assert_eq!(keyed_value(text, "oom"), None);
     }
+
+    fn write(dir: &Path, files: &[(&str, &str)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+    }
+
+    #[test]
+    fn v1_usage_and_oom_kills_from_controller_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().display();
+        let mountinfo = format!(
+            "37 35 0:32 / {root}/cpuacct rw - cgroup cgroup rw,cpuacct\n38 35 0:33 / {root}/memory rw - cgroup cgroup rw,memory\n"
+        );
+        let cgroups = Cgroups::from_mountinfo(&mountinfo);
+        let cgroup = "/kubepods/burstable/podu/c1";
+        write(
+            &tmp.path().join("cpuacct/kubepods/burstable/podu/c1"),
+            &[("cpuacct.usage", "123456789\n")],
+        );
+        write(
+            &tmp.path().join("memory/kubepods/burstable/podu/c1"),
+            &[
+                ("memory.usage_in_bytes", "10000000\n"),
+                (
+                    "memory.stat",
+                    "cache 5\ntotal_inactive_file 4000000\ntotal_active_file 1\n",
+                ),
+                (
+                    "memory.oom_control",
+                    "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+                ),
+            ],
+        );
+        let usage = cgroups.usage(cgroup).unwrap();
+        assert_eq!(
+            (
+                usage.cpu_usage_nanos,
+                usage.memory_usage_bytes,
+                usage.memory_working_set_bytes
+            ),
+            (123_456_789, 10_000_000, 6_000_000)
+        );
+        assert_eq!(cgroups.oom_kills(cgroup), Some(2));
+        assert_eq!(cgroups.oom_kills("/kubepods/other"), None);
+    }
+
+    #[test]
+    fn v2_usage_and_oom_kills_from_unified_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cgroups = Cgroups::V2(tmp.path().to_owned());
+        write(
+            &tmp.path().join("kubepods/podu/c1"),
+            &[
+                ("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n"),
+                ("memory.current", "3000000\n"),
+                ("memory.stat", "anon 100\nfile 2000000\ninactive_file 1000000\n"),
+                ("memory.events", "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n"),
+            ],
+        );
+        let usage = cgroups.usage("/kubepods/podu/c1").unwrap();
+        assert_eq!(
+            (
+                usage.cpu_usage_nanos,
+                usage.memory_usage_bytes,
+                usage.memory_working_set_bytes
+            ),
+            (1_500_000, 3_000_000, 2_000_000)
+        );
+        assert_eq!(cgroups.oom_kills("/kubepods/podu/c1"), Some(1));
+        assert!(cgroups.usage("/kubepods/missing").is_err());
+    }
 }
