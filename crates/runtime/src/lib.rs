@@ -21,9 +21,10 @@
 //! Modules: `process` (image config + Kubernetes command/args/env/workingDir/user, as kubelet
 //! and containerd merge them), `spec` (the OCI config.json), `rootfs` (overlayfs), `sandbox`
 //! (namespaces), `cgroups` (paths by QoS class, CPU/memory conversions, v1 and v2 files),
-//! `stats`, `shim`, `runc`, `logs`.
+//! `stats`, `shim`, `runc`, `logs`; `fake` is an in-memory runtime for the agent's tests.
 
 pub mod cgroups;
+pub mod fake;
 pub mod logs;
 pub mod process;
 mod rootfs;
@@ -68,6 +69,8 @@ pub trait Runtime: Send + Sync {
     fn exec(&self, id: &str, config: &ExecConfig) -> Result<ExecProcess, Error>;
     /// CPU and memory usage of a container, from its cgroup.
     fn container_stats(&self, id: &str) -> Result<stats::Usage, Error>;
+    /// CPU and memory usage of a whole pod (its containers'), from the pod cgroup.
+    fn pod_stats(&self, pod_uid: &str) -> Result<stats::Usage, Error>;
 }
 
 #[derive(Debug, thiserror::Error)]

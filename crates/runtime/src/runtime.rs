@@ -563,4 +563,11 @@ impl Runtime for RuncRuntime {
         let (_, record) = self.record(id)?;
         self.cgroups.usage(&record.cgroups_path)
     }
+
+    fn pod_stats(&self, pod_uid: &str) -> Result<Usage, Error> {
+        let sandbox = self
+            .sandbox(pod_uid)?
+            .ok_or_else(|| Error::SandboxNotFound(pod_uid.to_owned()))?;
+        self.cgroups.usage(&sandbox.cgroup_parent)
+    }
 }

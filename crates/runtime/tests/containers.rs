@@ -457,6 +457,12 @@ fn usage_stats_from_the_cgroup() {
     assert!(usage.cpu_usage_nanos > 0, "{usage:?}");
     assert!(usage.memory_working_set_bytes > 1 << 20, "{usage:?}");
     assert!(usage.memory_usage_bytes >= usage.memory_working_set_bytes);
+    let pod_usage = h.runtime.pod_stats(&pod.pod_uid).unwrap();
+    assert!(pod_usage.memory_working_set_bytes >= 1 << 20, "{pod_usage:?}");
+    assert!(
+        pod_usage.cpu_usage_nanos >= usage.cpu_usage_nanos,
+        "the pod's usage includes its container's"
+    );
 }
 
 #[test]
