@@ -54,12 +54,16 @@ fn build(dir: &Path, config: &SandboxConfig, cgroup_parent: String) -> Result<Sa
             any = true;
         }
     }
+    let sysctls = sysctl_paths(config)?;
     if any {
-        // Runs inside the new namespaces: the hostname goes into the new UTS namespace.
+        // Runs inside the new namespaces: the hostname goes into the new UTS namespace, the
+        // pod's namespaced sysctls into its network and IPC namespaces (/proc/sys/net and
+        // kernel.shm*/msg*/sem are the writer's namespace's).
         unshare.args([
             "sh",
             "-c",
-            "[ -z \"$1\" ] || printf %s \"$1\" > /proc/sys/kernel/hostname",
+            "[ -z \"$1\" ] || printf %s \"$1\" > /proc/sys/kernel/hostname || exit 1; shift
+             while [ $# -gt 0 ]; do printf %s \"$2\" > \"/proc/sys/$1\" || exit 1; shift 2; done",
             "sh",
         ]);
         unshare.arg(if uts_ns.is_some() {
@@ -67,6 +71,9 @@ fn build(dir: &Path, config: &SandboxConfig, cgroup_parent: String) -> Result<Sa
         } else {
             ""
         });
+        for (path, value) in &sysctls {
+            unshare.arg(path).arg(value);
+        }
         let out = unshare.output().map_err(Error::io(Path::new("unshare")))?;
         if !out.status.success() {
             return Err(Error::Command {
@@ -104,6 +111,34 @@ fn build(dir: &Path, config: &SandboxConfig, cgroup_parent: String) -> Result<Sa
     };
     crate::state::write_json(&dir.join("sandbox.json"), &sandbox)?;
     Ok(sandbox)
+}
+
+/// The pod's sysctls as paths under /proc/sys. As kubelet, a name with a `/` uses `.` inside
+/// a component (`net/ipv4/conf/eth0.1/rp_filter`), else dots separate components. Only
+/// namespaced sysctls of namespaces the pod owns are taken.
+fn sysctl_paths(config: &SandboxConfig) -> Result<Vec<(String, String)>, Error> {
+    let mut out = Vec::new();
+    for (name, value) in &config.sysctls {
+        let path = if name.contains('/') {
+            name.clone()
+        } else {
+            name.replace('.', "/")
+        };
+        let valid = !path.is_empty()
+            && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+        let ipc = path.starts_with("kernel/shm") || path.starts_with("kernel/msg") || path == "kernel/sem";
+        let namespaced = (path.starts_with("net/") && !config.host_network) || (ipc && !config.host_ipc);
+        if !valid || !namespaced {
+            return Err(Error::Invalid(format!(
+                "sysctl {name:?} is not a namespaced sysctl of this pod"
+            )));
+        }
+        out.push((path, value.clone()));
+    }
+    Ok(out)
 }
 
 /// Unmounts the namespaces and /dev/shm and deletes the sandbox directory.

@@ -26,6 +26,8 @@ pub struct SandboxConfig {
     /// `hostIPC`: the host's IPC namespace and /dev/shm.
     pub host_ipc: bool,
     pub qos: QosClass,
+    /// `securityContext.sysctls`: namespaced net.* and IPC sysctls, set in the pod's namespaces.
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// A pod's sandbox as created.

@@ -152,6 +152,48 @@ fn containers_of_a_pod_share_localhost_hostname_and_shm() {
 }
 
 #[test]
+fn pod_sysctls_apply_to_the_pod_namespaces_only() {
+    let h = Harness::new();
+    let config = |sysctls: &[(&str, &str)]| SandboxConfig {
+        pod_uid: uuid::Uuid::new_v4().to_string(),
+        pod_name: "sysctls".into(),
+        namespace: "default".into(),
+        hostname: "sysctls".into(),
+        sysctls: sysctls
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    let host_value = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+    let pod = h.sandbox_with(config(&[
+        ("net.ipv4.ip_unprivileged_port_start", "80"),
+        ("kernel/shmmni", "1234"),
+    ]));
+    let script = "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shmmni";
+    let status = h.wait_exited(&h.run(&pod, &h.container(&pod, "c", script)), T);
+    assert_eq!(h.output(&status, Stream::Stdout), ["80", "1234"]);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap(),
+        host_value
+    );
+
+    for bad in [
+        ("kernel.hostname", "x"),
+        ("net.ipv4.../../x", "1"),
+        ("vm.swappiness", "1"),
+    ] {
+        let err = h.runtime.create_sandbox(&config(&[bad])).unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{bad:?}: {err}");
+    }
+    assert_eq!(
+        h.runtime.list_sandboxes().unwrap().len(),
+        1,
+        "a refused sandbox leaves nothing"
+    );
+}
+
+#[test]
 fn host_network_pods_share_the_host_namespace() {
     let h = Harness::new();
     let pod = h.sandbox_with(SandboxConfig {
