@@ -229,6 +229,25 @@ impl RuncRuntime {
     }
 }
 
+/// runc reads an exec's process file as it starts; files older than a minute are done with.
+/// (Exec probes run every few seconds for the container's whole life.)
+fn remove_stale_process_files(exec_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(exec_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(60));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The capabilities in this process's bounding set (what runc, its child, can grant).
 fn current_capabilities() -> Vec<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -520,6 +539,7 @@ impl Runtime for RuncRuntime {
         }
         let exec_dir = dir.join("exec");
         std::fs::create_dir_all(&exec_dir).map_err(Error::io(&exec_dir))?;
+        remove_stale_process_files(&exec_dir);
         let process_file = exec_dir.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
         write_json(&process_file, &process)?;
         let mut command = self.runc.exec_command(id, &process_file);
@@ -551,7 +571,6 @@ impl Runtime for RuncRuntime {
             (None, None)
         };
         let child = command.spawn().map_err(Error::io(&self.config.runc))?;
-        // runc has read the process file once exec'd; it is small, removed with the container.
         Ok(ExecProcess {
             child,
             terminal,

@@ -181,9 +181,9 @@ pub struct ExecConfig {
     pub env: Vec<(String, String)>,
 }
 
-/// A process running in a container: the agent streams its stdio and waits for its exit code
-/// (`runc exec` exits with the process's status). With a terminal, stdout carries both
-/// output streams and stdin is the terminal's input.
+/// A process running in a container: the agent streams its stdio and must wait for its exit
+/// code (`runc exec` exits with the process's status; unwaited, it stays a zombie). With a
+/// terminal, the terminal carries input and both output streams.
 pub struct ExecProcess {
     pub child: std::process::Child,
     /// With `tty`: the terminal the process runs on.
