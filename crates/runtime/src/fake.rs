@@ -228,6 +228,16 @@ impl Runtime for FakeRuntime {
         Err(Error::Invalid("the fake runtime does not run processes".into()))
     }
 
+    fn attach_stdin(&self, id: &str) -> Result<std::fs::File, Error> {
+        drop(self.record(format!("attach_stdin {id}")));
+        Err(Error::Invalid("the fake runtime does not run processes".into()))
+    }
+
+    fn resize_terminal(&self, id: &str, rows: u16, columns: u16) -> Result<(), Error> {
+        drop(self.record(format!("resize_terminal {id} {rows}x{columns}")));
+        self.container_status(id).map(|_| ())
+    }
+
     fn container_stats(&self, id: &str) -> Result<Usage, Error> {
         self.container_status(id)?;
         Ok(Usage {

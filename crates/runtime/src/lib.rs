@@ -10,6 +10,7 @@
 //! <root>/containers/<id>/bundle/{config.json,rootfs}  the OCI bundle (rootfs: overlayfs mount)
 //! <root>/containers/<id>/{upper,work}            the overlay's writable layer
 //! <root>/containers/<id>/state.json              written by the shim: pid, start, exit, OOM
+//! <root>/containers/<id>/{stdin,resize}          fifos the shim reads (attach input, terminal size)
 //! <root>/runc                                    runc's own state (`runc --root`)
 //! ```
 //!
@@ -67,6 +68,12 @@ pub trait Runtime: Send + Sync {
     fn list_containers(&self, pod_uid: Option<&str>) -> Result<Vec<ContainerStatus>, Error>;
     /// Runs a process in a running container; the agent streams its pipes (or terminal).
     fn exec(&self, id: &str, config: &ExecConfig) -> Result<ExecProcess, Error>;
+    /// A writer into the stdin of a running container created with `stdin` (what `kubectl
+    /// attach -i` sends); with `stdin_once`, closing it closes the container's stdin. Output
+    /// is followed in the container's log.
+    fn attach_stdin(&self, id: &str) -> Result<std::fs::File, Error>;
+    /// Resizes the terminal of a running container created with `tty`.
+    fn resize_terminal(&self, id: &str, rows: u16, columns: u16) -> Result<(), Error>;
     /// CPU and memory usage of a container, from its cgroup.
     fn container_stats(&self, id: &str) -> Result<stats::Usage, Error>;
     /// CPU and memory usage of a whole pod (its containers'), from the pod cgroup.

@@ -76,7 +76,7 @@ pub fn parse_record(line: &str) -> Option<Record> {
     })
 }
 
-/// Copies one output stream into the log until EOF, a record per line (the trailing `\n` or
+/// Copies one output stream (a pipe, or a terminal) into the log until EOF, a record per line (the trailing `\n` or
 /// `\r\n` dropped; an unterminated last line is still a full line). Records of both streams
 /// go through the one file lock, so lines never interleave.
 pub fn copy_stream(mut from: impl Read, stream: Stream, to: &Mutex<impl Write>) -> std::io::Result<()> {
@@ -91,6 +91,8 @@ pub fn copy_stream(mut from: impl Read, stream: Stream, to: &Mutex<impl Write>) 
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // A terminal's master reads EIO once its other end is closed: the end.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EIO) => break,
             Err(e) => return Err(e),
         };
         pending.extend_from_slice(&chunk[..n]);

@@ -157,6 +157,9 @@ impl RuncRuntime {
                 bundle,
                 log_path: config.log_path.clone(),
                 cgroups_path,
+                stdin: config.stdin,
+                stdin_once: config.stdin_once,
+                tty: config.tty,
             },
         )?;
         write_json(&dir.join("container.json"), &record)?;
@@ -227,6 +230,31 @@ impl RuncRuntime {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// Opens a fifo the shim reads, without blocking when no shim does (the container is gone),
+/// then makes writes blocking again.
+fn open_fifo_writer(id: &str, path: &Path) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ENXIO) | Some(nix::libc::ENOENT) => Error::WrongState {
+                id: id.to_owned(),
+                state: "not attachable",
+                expected: "running",
+            },
+            _ => Error::io(path)(e),
+        })?;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty())).map_err(|e| {
+        Error::Io {
+            path: path.to_owned(),
+            source: e.into(),
+        }
+    })?;
+    Ok(file)
 }
 
 /// runc reads an exec's process file as it starts; files older than a minute are done with.
@@ -581,6 +609,25 @@ impl Runtime for RuncRuntime {
     fn container_stats(&self, id: &str) -> Result<Usage, Error> {
         let (_, record) = self.record(id)?;
         self.cgroups.usage(&record.cgroups_path)
+    }
+
+    fn attach_stdin(&self, id: &str) -> Result<std::fs::File, Error> {
+        let (dir, record) = self.record(id)?;
+        if !record.config.stdin {
+            return Err(Error::Invalid(format!("container {id} has no stdin")));
+        }
+        open_fifo_writer(id, &dir.join("stdin"))
+    }
+
+    fn resize_terminal(&self, id: &str, rows: u16, columns: u16) -> Result<(), Error> {
+        let (dir, record) = self.record(id)?;
+        if !record.config.tty {
+            return Err(Error::Invalid(format!("container {id} has no terminal")));
+        }
+        let path = dir.join("resize");
+        let mut fifo = open_fifo_writer(id, &path)?;
+        std::io::Write::write_all(&mut fifo, format!("{rows} {columns}\n").as_bytes())
+            .map_err(Error::io(&path))
     }
 
     fn pod_stats(&self, pod_uid: &str) -> Result<Usage, Error> {

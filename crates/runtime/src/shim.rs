@@ -62,36 +62,80 @@ fn supervise(dir: &Path) -> Result<(), Error> {
         binary: config.runc.clone(),
         root: config.runc_root.clone(),
     };
-    let mut child = runc
-        .run_command(&config.id, &config.bundle, &pid_file, &runc_log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(Error::io(&config.runc))?;
-    let copiers: Vec<_> = [
-        (
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            Stream::Stdout,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            Stream::Stderr,
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(pipe, stream)| {
-        let pipe = pipe?;
-        let log = Arc::clone(&log);
-        Some(std::thread::spawn(move || logs::copy_stream(pipe, stream, &*log)))
-    })
-    .collect();
+    let mut command = runc.run_command(&config.id, &config.bundle, &pid_file, &runc_log);
+    let stdin_fifo = dir.join("stdin");
+    if config.stdin {
+        make_fifo(&stdin_fifo)?;
+    }
+    // With a terminal, runc proxies between its own stdio (this terminal) and the container's.
+    let mut terminal = None;
+    if config.tty {
+        let pty = nix::pty::openpty(None, None).map_err(|e| Error::Command {
+            command: "openpty".into(),
+            message: e.to_string(),
+        })?;
+        let slave_path = nix::unistd::ttyname(&pty.slave).ok();
+        let slave = std::fs::File::from(pty.slave);
+        let pts = Path::new("/dev/pts");
+        command
+            .stdin(slave.try_clone().map_err(Error::io(pts))?)
+            .stdout(slave.try_clone().map_err(Error::io(pts))?)
+            .stderr(slave);
+        terminal = Some((std::fs::File::from(pty.master), slave_path));
+        make_fifo(&dir.join("resize"))?;
+    } else {
+        command
+            .stdin(if config.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
+    let mut child = command.spawn().map_err(Error::io(&config.runc))?;
+    // Our copies of the terminal's other end must go, or its master never sees the end.
+    drop(command);
+
+    let mut outputs: Vec<(Box<dyn std::io::Read + Send>, Stream)> = Vec::new();
+    let mut stdin_target: Option<Box<dyn std::io::Write + Send>> = None;
+    match &terminal {
+        Some((master, slave_path)) => {
+            let clone = || master.try_clone().map_err(Error::io(Path::new("/dev/ptmx")));
+            outputs.push((Box::new(clone()?), Stream::Stdout));
+            if config.stdin {
+                stdin_target = Some(Box::new(clone()?));
+            }
+            if let Some(slave_path) = slave_path.clone() {
+                let resize = dir.join("resize");
+                let runc_pid = child.id();
+                std::thread::spawn(move || forward_resizes(&resize, &slave_path, runc_pid));
+            }
+        }
+        None => {
+            if let Some(stdout) = child.stdout.take() {
+                outputs.push((Box::new(stdout), Stream::Stdout));
+            }
+            if let Some(stderr) = child.stderr.take() {
+                outputs.push((Box::new(stderr), Stream::Stderr));
+            }
+            if let Some(stdin) = child.stdin.take() {
+                stdin_target = Some(Box::new(stdin));
+            }
+        }
+    }
+    if let Some(target) = stdin_target {
+        let once = config.stdin_once;
+        // Never joined: it may wait for an attacher that never comes.
+        std::thread::spawn(move || forward_stdin(&stdin_fifo, target, once));
+    }
+    let copiers: Vec<_> = outputs
+        .into_iter()
+        .map(|(pipe, stream)| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || logs::copy_stream(pipe, stream, &*log))
+        })
+        .collect();
 
     let state_file = dir.join("state.json");
     let mut state = ShimState {
@@ -151,4 +195,47 @@ fn supervise(dir: &Path) -> Result<(), Error> {
     }
     state.finished_at = Some(Timestamp::now());
     write_json(&state_file, &state)
+}
+
+fn make_fifo(path: &Path) -> Result<(), Error> {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| Error::Io {
+        path: path.to_owned(),
+        source: e.into(),
+    })
+}
+
+/// Copies what attachers write into the stdin fifo to the container, one attacher after the
+/// other (each open blocks until a writer comes); with `once`, the container's stdin closes
+/// when the first attacher leaves.
+fn forward_stdin(fifo: &Path, mut target: Box<dyn std::io::Write + Send>, once: bool) {
+    while let Ok(mut attacher) = std::fs::File::open(fifo) {
+        if std::io::copy(&mut attacher, &mut target).is_err() || once {
+            break;
+        }
+    }
+}
+
+/// Applies `rows columns` lines written to the resize fifo to the terminal runc holds, and
+/// tells runc (SIGWINCH), which resizes the container's terminal to match.
+fn forward_resizes(fifo: &Path, slave: &Path, runc_pid: u32) {
+    use std::io::BufRead;
+    while let Ok(reader) = std::fs::File::open(fifo) {
+        for line in std::io::BufReader::new(reader).lines().map_while(Result::ok) {
+            let mut size = line.split_whitespace().map(|n| n.parse::<u16>());
+            let (Some(Ok(rows)), Some(Ok(columns))) = (size.next(), size.next()) else {
+                continue;
+            };
+            let resized = std::process::Command::new("stty")
+                .arg("-F")
+                .arg(slave)
+                .args(["rows", &rows.to_string(), "cols", &columns.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if resized {
+                let pid = nix::unistd::Pid::from_raw(runc_pid as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH);
+            }
+        }
+    }
 }

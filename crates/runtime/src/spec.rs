@@ -280,7 +280,7 @@ pub fn generate(input: &SpecInput) -> Value {
     }
 
     let mut process = json!({
-        "terminal": false,
+        "terminal": config.tty,
         "user": {"uid": input.user.uid, "gid": input.user.gid},
         "args": input.process.args,
         "env": input.process.env,

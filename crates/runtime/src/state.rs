@@ -28,6 +28,12 @@ pub struct ShimConfig {
     pub bundle: PathBuf,
     pub log_path: PathBuf,
     pub cgroups_path: String,
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdin_once: bool,
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// `state.json`: written by the shim once the container runs and again when it has exited.

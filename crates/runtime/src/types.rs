@@ -133,6 +133,12 @@ pub struct ContainerConfig {
     /// Clamped at 0: this node may not lower it (no CAP_SYS_RESOURCE).
     pub oom_score_adj: Option<i32>,
     pub restart_count: u32,
+    /// `stdin`: the container reads what attachers write ([`crate::Runtime::attach_stdin`]).
+    pub stdin: bool,
+    /// `stdinOnce`: stdin closes (EOF) when the first attacher detaches.
+    pub stdin_once: bool,
+    /// `tty`: the container runs on a terminal; its output is logged as stdout.
+    pub tty: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

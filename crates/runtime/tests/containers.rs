@@ -612,3 +612,70 @@ fn create_remove_cycles_leak_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn attach_to_stdin_once() {
+    let h = Harness::new();
+    let pod = h.sandbox("attach");
+    let mut config = h.container(&pod, "c", "echo waiting; cat; echo stdin closed");
+    config.stdin = true;
+    config.stdin_once = true;
+    let id = h.run(&pod, &config);
+    h.wait_log_line(&id, "waiting", T);
+    let mut stdin = h.runtime.attach_stdin(&id).unwrap();
+    stdin.write_all(b"hello from the attacher\n").unwrap();
+    drop(stdin);
+    let status = h.wait_exited(&id, T);
+    assert_eq!(status.exit_code, Some(0));
+    assert_eq!(
+        h.output(&status, Stream::Stdout),
+        ["waiting", "hello from the attacher", "stdin closed"]
+    );
+    assert!(
+        matches!(h.runtime.attach_stdin(&id), Err(Error::WrongState { .. })),
+        "nobody reads any more"
+    );
+
+    let plain = h.run(&pod, &h.container(&pod, "plain", "true"));
+    assert!(matches!(h.runtime.attach_stdin(&plain), Err(Error::Invalid(_))));
+}
+
+#[test]
+fn tty_containers_log_their_terminal_and_resize() {
+    let h = Harness::new();
+    let pod = h.sandbox("tty");
+    let mut config = h.container(
+        &pod,
+        "c",
+        "tty; echo to stderr >&2; while read x; do echo \"got $x\"; stty size; done",
+    );
+    config.stdin = true;
+    config.tty = true;
+    let id = h.run(&pod, &config);
+    h.wait_log_line(&id, "to stderr", T);
+    let mut stdin = h.runtime.attach_stdin(&id).unwrap();
+    h.runtime.resize_terminal(&id, 30, 120).unwrap();
+    // runc applies the size asynchronously: ask until the container sees it.
+    let deadline = Instant::now() + T;
+    let status = h.runtime.container_status(&id).unwrap();
+    loop {
+        stdin.write_all(b"line\n").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        if h.log(&status).iter().any(|r| r.content == "30 120") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never resized: {:?}", h.log(&status));
+    }
+    let log = h.log(&status);
+    assert!(
+        log.iter().all(|r| r.stream == Stream::Stdout),
+        "a terminal has one stream"
+    );
+    assert!(log[0].content.starts_with("/dev/pts/"), "{log:?}");
+    assert!(log.iter().any(|r| r.content == "got line"));
+    h.runtime.stop_container(&id, Duration::ZERO).unwrap();
+    assert!(matches!(
+        h.runtime.resize_terminal(&id, 1, 1),
+        Err(Error::WrongState { .. })
+    ));
+}
