@@ -26,7 +26,11 @@ pub fn create(root: &Path, config: &SandboxConfig, cgroup_parent: String) -> Res
         return Err(Error::Invalid(format!("invalid pod uid {:?}", config.pod_uid)));
     }
     if let Some(existing) = read(root, &config.pod_uid)? {
-        return Ok(existing);
+        if pinned(&existing) {
+            return Ok(existing);
+        }
+        // Its namespaces are gone (the node rebooted): make them again.
+        tracing::info!(pod_uid = %config.pod_uid, "sandbox namespaces lost; recreating");
     }
     let dir = dir(root, &config.pod_uid);
     // A half-made sandbox from a crash: start over.
@@ -111,6 +115,17 @@ fn build(dir: &Path, config: &SandboxConfig, cgroup_parent: String) -> Result<Sa
     };
     crate::state::write_json(&dir.join("sandbox.json"), &sandbox)?;
     Ok(sandbox)
+}
+
+/// Whether every namespace file of a sandbox still pins a namespace (an nsfs mount).
+pub fn pinned(sandbox: &Sandbox) -> bool {
+    [&sandbox.netns, &sandbox.ipc_ns, &sandbox.uts_ns]
+        .into_iter()
+        .flatten()
+        .all(|path| {
+            nix::sys::statfs::statfs(path)
+                .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+        })
 }
 
 /// The pod's sysctls as paths under /proc/sys. As kubelet, a name with a `/` uses `.` inside

@@ -679,3 +679,32 @@ fn tty_containers_log_their_terminal_and_resize() {
         Err(Error::WrongState { .. })
     ));
 }
+
+#[test]
+fn sandboxes_whose_namespaces_are_lost_are_made_again() {
+    let h = Harness::new();
+    let pod = h.sandbox("reboot");
+    assert_eq!(
+        h.runtime.create_sandbox(&config_of(&pod)).unwrap(),
+        pod,
+        "idempotent"
+    );
+    // What a reboot does: the bind mounts pinning the namespaces are gone.
+    for ns in [&pod.netns, &pod.ipc_ns, &pod.uts_ns].into_iter().flatten() {
+        nix::mount::umount2(ns, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    }
+    let again = h.runtime.create_sandbox(&config_of(&pod)).unwrap();
+    assert!(again.created_at > pod.created_at);
+    let id = h.run(&again, &h.container(&again, "c", "hostname"));
+    assert_eq!(h.output(&h.wait_exited(&id, T), Stream::Stdout), ["reboot"]);
+}
+
+fn config_of(pod: &runtime::Sandbox) -> SandboxConfig {
+    SandboxConfig {
+        pod_uid: pod.pod_uid.clone(),
+        pod_name: pod.pod_name.clone(),
+        namespace: pod.namespace.clone(),
+        hostname: pod.hostname.clone(),
+        ..Default::default()
+    }
+}
