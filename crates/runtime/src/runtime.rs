@@ -344,7 +344,13 @@ fn host_devices() -> Vec<Device> {
 impl Runtime for RuncRuntime {
     fn create_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox, Error> {
         let cgroup_parent = pod_cgroup(&self.config.cgroup_root, config.qos, &config.pod_uid);
-        sandbox::create(&self.config.root, config, cgroup_parent)
+        let sandbox = sandbox::create(&self.config.root, config, cgroup_parent)?;
+        if let Err(e) = self.cgroups.create_pod(&sandbox.cgroup_parent, &config.resources) {
+            let _ = sandbox::destroy(&sandbox::dir(&self.config.root, &config.pod_uid));
+            let _ = self.cgroups.remove(&sandbox.cgroup_parent);
+            return Err(e);
+        }
+        Ok(sandbox)
     }
 
     fn sandbox(&self, pod_uid: &str) -> Result<Option<Sandbox>, Error> {

@@ -28,6 +28,19 @@ pub struct SandboxConfig {
     pub qos: QosClass,
     /// `securityContext.sysctls`: namespaced net.* and IPC sysctls, set in the pod's namespaces.
     pub sysctls: Vec<(String, String)>,
+    /// The pod cgroup's limits, as kubelet sums them (see [`PodResources`]).
+    pub resources: PodResources,
+}
+
+/// A pod cgroup's limits as kubelet's `ResourceConfigForPod` computes them: CPU shares from the
+/// pod's CPU requests; a CPU quota and a memory limit only when every container has one (the
+/// sums); the node's pod PIDs limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodResources {
+    pub cpu_request_milli: i64,
+    pub cpu_limit_milli: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+    pub pids_limit: Option<i64>,
 }
 
 /// A pod's sandbox as created.

@@ -708,3 +708,40 @@ fn config_of(pod: &runtime::Sandbox) -> SandboxConfig {
         ..Default::default()
     }
 }
+
+#[test]
+fn pod_cgroup_limits_as_kubelet_sets_them() {
+    let h = Harness::new();
+    let mut config = config_of(&h.sandbox("probe-only"));
+    config.pod_uid = uuid::Uuid::new_v4().to_string();
+    config.pod_name = "limited".into();
+    config.resources = runtime::PodResources {
+        cpu_request_milli: 250,
+        cpu_limit_milli: Some(500),
+        memory_limit_bytes: Some(32 << 20),
+        pids_limit: Some(100),
+    };
+    let pod = h.runtime.create_sandbox(&config).unwrap();
+    let runtime::cgroups::Cgroups::V1(hierarchies) = h.runtime.cgroups().clone() else {
+        return; // the v2 writer is covered by unit tests; this machine is v1
+    };
+    let read = |controller: &str, file: &str| {
+        let root = hierarchies.controller_root(controller).unwrap();
+        std::fs::read_to_string(root.join(pod.cgroup_parent.trim_start_matches('/')).join(file)).unwrap()
+    };
+    assert_eq!(read("cpu", "cpu.shares").trim(), "256");
+    assert_eq!(read("cpu", "cpu.cfs_quota_us").trim(), "50000");
+    assert_eq!(
+        read("memory", "memory.limit_in_bytes").trim(),
+        (32 << 20).to_string()
+    );
+    assert_eq!(read("pids", "pids.max").trim(), "100");
+
+    // A container without limits of its own is held by the pod's.
+    let id = h.run(&pod, &h.container(&pod, "hog", "tail /dev/zero"));
+    let status = h.wait_exited(&id, Duration::from_secs(60));
+    assert_eq!(
+        (status.exit_code, status.reason.as_deref()),
+        (Some(137), Some("OOMKilled"))
+    );
+}

@@ -9,7 +9,7 @@ mod v2;
 use std::path::{Path, PathBuf};
 
 use crate::stats::Usage;
-use crate::{Error, QosClass};
+use crate::{Error, PodResources, QosClass};
 
 /// kubelet's `MinShares` / `MaxShares` / `SharesPerCPU` / `MilliCPUToCPU`.
 const MIN_SHARES: u64 = 2;
@@ -97,6 +97,22 @@ impl Cgroups {
         }
     }
 
+    /// Creates a pod cgroup with its limits (kubelet's pod container manager); runc then
+    /// creates the containers' cgroups below it.
+    pub fn create_pod(&self, cgroup: &str, resources: &PodResources) -> Result<(), Error> {
+        let shares = milli_cpu_to_shares(resources.cpu_request_milli);
+        let quota = resources
+            .cpu_limit_milli
+            .map(|l| milli_cpu_to_quota(l, QUOTA_PERIOD))
+            .filter(|q| *q > 0);
+        let memory = resources.memory_limit_bytes.filter(|m| *m > 0);
+        let pids = resources.pids_limit.filter(|p| *p > 0);
+        match self {
+            Cgroups::V1(h) => h.create_pod(cgroup, shares, quota, memory, pids),
+            Cgroups::V2(root) => v2::create_pod(root, cgroup, shares, quota, memory, pids),
+        }
+    }
+
     /// Removes a cgroup and every cgroup below it in every hierarchy (bottom-up rmdir; a
     /// cgroup that still has processes fails with EBUSY). Missing is fine.
     pub fn remove(&self, cgroup: &str) -> Result<(), Error> {
@@ -109,6 +125,12 @@ impl Cgroups {
         }
         Ok(())
     }
+}
+
+/// Writes one cgroup control file.
+pub(crate) fn write_file(dir: &Path, name: &str, value: &str) -> Result<(), Error> {
+    let path = dir.join(name);
+    std::fs::write(&path, value).map_err(Error::io(&path))
 }
 
 pub(crate) fn join(root: &Path, cgroup: &str) -> PathBuf {
@@ -315,5 +337,33 @@ mod tests {
         );
         assert_eq!(cgroups.oom_kills("/kubepods/podu/c1"), Some(1));
         assert!(cgroups.usage("/kubepods/missing").is_err());
+    }
+
+    #[test]
+    fn v2_pod_cgroup_delegates_controllers_and_writes_limits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cgroups = Cgroups::V2(tmp.path().to_owned());
+        let resources = PodResources {
+            cpu_request_milli: 250,
+            cpu_limit_milli: Some(500),
+            memory_limit_bytes: Some(64 << 20),
+            pids_limit: Some(1024),
+        };
+        cgroups
+            .create_pod("/kubepods/burstable/podu", &resources)
+            .unwrap();
+        let read = |p: &str| std::fs::read_to_string(tmp.path().join(p)).unwrap();
+        assert_eq!(read("cgroup.subtree_control"), "+cpu +memory +pids");
+        assert_eq!(
+            read("kubepods/burstable/cgroup.subtree_control"),
+            "+cpu +memory +pids"
+        );
+        assert_eq!(read("kubepods/burstable/podu/cpu.weight"), "10", "256 shares");
+        assert_eq!(read("kubepods/burstable/podu/cpu.max"), "50000 100000");
+        assert_eq!(read("kubepods/burstable/podu/memory.max"), (64 << 20).to_string());
+        assert_eq!(read("kubepods/burstable/podu/pids.max"), "1024");
+        assert_eq!(v2::shares_to_weight(2), 1);
+        assert_eq!(v2::shares_to_weight(1024), 39);
+        assert_eq!(v2::shares_to_weight(262_144), 10_000);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{MountInfo, join, keyed_value};
+use super::{MountInfo, QUOTA_PERIOD, join, keyed_value, write_file};
 use crate::Error;
 use crate::stats::Usage;
 
@@ -66,6 +66,42 @@ impl Hierarchies {
 
     fn file(&self, controller: &str, cgroup: &str, name: &str) -> Option<PathBuf> {
         Some(join(&self.controller_root(controller)?, cgroup).join(name))
+    }
+
+    pub(super) fn create_pod(
+        &self,
+        cgroup: &str,
+        shares: u64,
+        quota: Option<i64>,
+        memory: Option<i64>,
+        pids: Option<i64>,
+    ) -> Result<(), Error> {
+        let dir = |controller: &str| -> Result<Option<PathBuf>, Error> {
+            let Some(root) = self.controller_root(controller) else {
+                return Ok(None);
+            };
+            let dir = join(&root, cgroup);
+            std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+            Ok(Some(dir))
+        };
+        if let Some(cpu) = dir("cpu")? {
+            write_file(&cpu, "cpu.shares", &shares.to_string())?;
+            if let Some(quota) = quota {
+                write_file(&cpu, "cpu.cfs_period_us", &QUOTA_PERIOD.to_string())?;
+                write_file(&cpu, "cpu.cfs_quota_us", &quota.to_string())?;
+            }
+        }
+        if let Some(memory) = memory
+            && let Some(dir) = dir("memory")?
+        {
+            write_file(&dir, "memory.limit_in_bytes", &memory.to_string())?;
+        }
+        if let Some(pids) = pids
+            && let Some(dir) = dir("pids")?
+        {
+            write_file(&dir, "pids.max", &pids.to_string())?;
+        }
+        Ok(())
     }
 
     pub(super) fn oom_kills(&self, cgroup: &str) -> Option<u64> {
