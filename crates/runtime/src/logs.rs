@@ -76,6 +76,59 @@ pub fn parse_record(line: &str) -> Option<Record> {
     })
 }
 
+/// What `kubectl logs` asks for (the non-following part of kubelet's `ReadLogs`).
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// The last N records of the file (`--tail`), counted as kubelet counts them.
+    pub tail_lines: Option<usize>,
+    /// Records at or after this time (`--since`, `--since-time`).
+    pub since: Option<Timestamp>,
+    /// Prefix each record with its time (`--timestamps`), nine fraction digits as kubelet.
+    pub timestamps: bool,
+    /// Stop after this many bytes (`--limit-bytes`).
+    pub limit_bytes: Option<usize>,
+}
+
+/// The container output a log file holds, as kubelet serves it: partial records joined, each
+/// full line ended by `\n`; unparsable lines skipped.
+pub fn read(path: &Path, options: &ReadOptions) -> std::io::Result<Vec<u8>> {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let start = options.tail_lines.map_or(0, |n| lines.len().saturating_sub(n));
+    let mut out = Vec::new();
+    for record in lines[start..].iter().filter_map(|l| parse_record(l)) {
+        if options.since.is_some_and(|since| record.time < since) {
+            continue;
+        }
+        if options.timestamps {
+            let time = record.time;
+            out.extend_from_slice(
+                format!(
+                    "{}.{:09}Z ",
+                    time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    time.subsec_nanosecond()
+                )
+                .as_bytes(),
+            );
+        }
+        out.extend_from_slice(record.content.as_bytes());
+        if !record.partial {
+            out.push(b'\n');
+        }
+        if let Some(limit) = options.limit_bytes
+            && out.len() >= limit
+        {
+            out.truncate(limit);
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Copies one output stream (a pipe, or a terminal) into the log until EOF, a record per line (the trailing `\n` or
 /// `\r\n` dropped; an unterminated last line is still a full line). Records of both streams
 /// go through the one file lock, so lines never interleave.
@@ -175,6 +228,59 @@ mod tests {
                 2
             ),
             Path::new("/var/log/pods/ns_web_u1/app/2.log")
+        );
+    }
+
+    #[test]
+    fn reads_back_as_kubelet_serves_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(
+            &path,
+            "2026-01-01T00:00:01.5Z stdout F one\n\
+             2026-01-01T00:00:02Z stderr P tw\n\
+             2026-01-01T00:00:02.000000001Z stderr F o\n\
+             garbage\n\
+             2026-01-01T00:00:03Z stdout F three\n",
+        )
+        .unwrap();
+        let read = |options: ReadOptions| String::from_utf8(read(&path, &options).unwrap()).unwrap();
+        assert_eq!(read(ReadOptions::default()), "one\ntwo\nthree\n");
+        assert_eq!(
+            read(ReadOptions {
+                tail_lines: Some(1),
+                ..Default::default()
+            }),
+            "three\n"
+        );
+        let since = "2026-01-01T00:00:02Z".parse().unwrap();
+        assert_eq!(
+            read(ReadOptions {
+                since: Some(since),
+                ..Default::default()
+            }),
+            "two\nthree\n"
+        );
+        assert_eq!(
+            read(ReadOptions {
+                limit_bytes: Some(5),
+                ..Default::default()
+            }),
+            "one\nt"
+        );
+        // Tail counts the file's lines, as kubelet does (an unparsable one too).
+        assert_eq!(
+            read(ReadOptions {
+                timestamps: true,
+                tail_lines: Some(3),
+                ..Default::default()
+            }),
+            "2026-01-01T00:00:02.000000001Z o\n2026-01-01T00:00:03.000000000Z three\n"
+        );
+        assert_eq!(read(ReadOptions::default()).len(), 14);
+        assert_eq!(
+            super::read(&dir.path().join("missing.log"), &ReadOptions::default()).unwrap(),
+            b""
         );
     }
 }

@@ -217,6 +217,18 @@ impl RuncRuntime {
         Ok(status)
     }
 
+    /// The shim may outlive its container by a moment: ask the recorded state, not the fifos.
+    fn expect_running(&self, id: &str) -> Result<(), Error> {
+        match self.container_status(id)?.state {
+            ContainerState::Running => Ok(()),
+            state => Err(Error::WrongState {
+                id: id.to_owned(),
+                state: state.as_str(),
+                expected: "running",
+            }),
+        }
+    }
+
     /// Waits until the container is no longer running.
     fn wait_exited(&self, id: &str, timeout: Duration) -> Result<bool, Error> {
         let deadline = Instant::now() + timeout;
@@ -622,6 +634,7 @@ impl Runtime for RuncRuntime {
         if !record.config.stdin {
             return Err(Error::Invalid(format!("container {id} has no stdin")));
         }
+        self.expect_running(id)?;
         open_fifo_writer(id, &dir.join("stdin"))
     }
 
@@ -630,6 +643,7 @@ impl Runtime for RuncRuntime {
         if !record.config.tty {
             return Err(Error::Invalid(format!("container {id} has no terminal")));
         }
+        self.expect_running(id)?;
         let path = dir.join("resize");
         let mut fifo = open_fifo_writer(id, &path)?;
         std::io::Write::write_all(&mut fifo, format!("{rows} {columns}\n").as_bytes())

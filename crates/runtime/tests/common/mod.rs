@@ -1,7 +1,8 @@
 //! The harness for real-runc tests (run as root): a temp runtime root, the busybox test image
 //! imported into a temp image store, pod cgroups under a cgroup root of the test's own, and a
 //! cleanup on drop (even after a failure) that removes containers, sandboxes, mounts and
-//! cgroups the test made. The shim is this test binary itself (see [`shim_hook`]).
+//! cgroups the test made. The shim is this test binary itself (see [`shim_hook`]), or with
+//! `RKUBE_BIN=…/rkube` set, the real `rkube shim`.
 
 #![allow(dead_code)]
 
@@ -70,16 +71,23 @@ impl Harness {
         let layers = image.layers.iter().map(|l| store.layer_dir(&l.diff_id)).collect();
 
         let cgroup_base = format!("rkube-test-{}", uuid::Uuid::new_v4().simple());
-        let exe = std::env::current_exe().unwrap();
+        // RKUBE_BIN=path/to/rkube runs the real `rkube shim` instead of this binary's hook.
+        let shim = match std::env::var_os("RKUBE_BIN") {
+            Some(rkube) => vec![rkube, "shim".into()],
+            None => {
+                let exe = std::env::current_exe().unwrap();
+                vec![
+                    exe.into(),
+                    OsString::from(SHIM_HOOK),
+                    "--exact".into(),
+                    "--nocapture".into(),
+                ]
+            }
+        };
         let config = RuntimeConfig {
             root: tmp.path().join("runtime"),
             runc: "runc".into(),
-            shim: vec![
-                exe.into(),
-                OsString::from(SHIM_HOOK),
-                "--exact".into(),
-                "--nocapture".into(),
-            ],
+            shim,
             cgroup_root: format!("{cgroup_base}/kubepods"),
         };
         let runtime = RuncRuntime::new(config.clone()).unwrap();
