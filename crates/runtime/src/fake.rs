@@ -101,6 +101,7 @@ impl Runtime for FakeRuntime {
                 ipc_ns: (!config.host_ipc).then(|| format!("/fake/{}/ns/ipc", config.pod_uid).into()),
                 uts_ns: (!config.host_network).then(|| format!("/fake/{}/ns/uts", config.pod_uid).into()),
                 shm: (!config.host_ipc).then(|| format!("/fake/{}/shm", config.pod_uid).into()),
+                host_pid: config.host_pid,
                 cgroup_parent: pod_cgroup("kubepods", config.qos, &config.pod_uid),
                 created_at: Timestamp::now(),
             });

@@ -110,6 +110,7 @@ fn build(dir: &Path, config: &SandboxConfig, cgroup_parent: String) -> Result<Sa
         ipc_ns,
         uts_ns,
         shm,
+        host_pid: config.host_pid,
         cgroup_parent,
         created_at: jiff::Timestamp::now(),
     };

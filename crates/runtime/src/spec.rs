@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::cgroups::{QUOTA_PERIOD, milli_cpu_to_quota, milli_cpu_to_shares};
 use crate::process::{Process, User};
-use crate::{ContainerConfig, Sandbox};
+use crate::{ContainerConfig, Propagation, Sandbox};
 
 /// The capabilities a container gets by default (containerd's `defaultUnixCaps`, the same
 /// 14 Docker grants).
@@ -178,11 +178,20 @@ pub fn normalize_capability(name: &str) -> String {
 }
 
 fn bind(destination: &str, source: &Path, read_only: bool) -> Value {
+    bind_propagating(destination, source, read_only, Propagation::None)
+}
+
+fn bind_propagating(destination: &str, source: &Path, read_only: bool, propagation: Propagation) -> Value {
+    let propagation = match propagation {
+        Propagation::None => "rprivate",
+        Propagation::HostToContainer => "rslave",
+        Propagation::Bidirectional => "rshared",
+    };
     json!({
         "destination": destination,
         "type": "bind",
         "source": source,
-        "options": ["rbind", "rprivate", if read_only { "ro" } else { "rw" }],
+        "options": ["rbind", propagation, if read_only { "ro" } else { "rw" }],
     })
 }
 
@@ -223,11 +232,33 @@ pub fn generate(input: &SpecInput) -> Value {
     // Parents before children, whatever order the volumes came in.
     let mut volumes: Vec<_> = config.mounts.iter().collect();
     volumes.sort_by_key(|m| Path::new(&m.container_path).components().count());
-    for m in volumes {
-        mounts.push(bind(&m.container_path, &m.host_path, m.read_only));
+    for m in &volumes {
+        mounts.push(bind_propagating(
+            &m.container_path,
+            &m.host_path,
+            m.read_only,
+            m.propagation,
+        ));
     }
+    // A propagating volume needs a root mount that propagates too (as containerd sets it).
+    let rootfs_propagation = if volumes
+        .iter()
+        .any(|m| m.propagation == Propagation::Bidirectional)
+    {
+        Some("rshared")
+    } else if volumes
+        .iter()
+        .any(|m| m.propagation == Propagation::HostToContainer)
+    {
+        Some("rslave")
+    } else {
+        None
+    };
 
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"})];
+    let mut namespaces = vec![json!({"type": "mount"})];
+    if !input.sandbox.host_pid {
+        namespaces.insert(0, json!({"type": "pid"}));
+    }
     for (kind, path) in [
         ("network", &input.sandbox.netns),
         ("ipc", &input.sandbox.ipc_ns),
@@ -264,6 +295,9 @@ pub fn generate(input: &SpecInput) -> Value {
         "resources": linux_resources,
         "cgroupsPath": input.cgroups_path,
     });
+    if let Some(propagation) = rootfs_propagation {
+        linux["rootfsPropagation"] = json!(propagation);
+    }
     if privileged {
         let devices: Vec<Value> = input
             .devices
@@ -320,6 +354,7 @@ mod tests {
             ipc_ns: Some("/r/sandboxes/u1/ns/ipc".into()),
             uts_ns: Some("/r/sandboxes/u1/ns/uts".into()),
             shm: Some("/r/sandboxes/u1/shm".into()),
+            host_pid: false,
             cgroup_parent: "/kubepods/burstable/podu1".into(),
             created_at: jiff::Timestamp::UNIX_EPOCH,
         }
@@ -392,11 +427,13 @@ mod tests {
                     container_path: "/data/sub".into(),
                     host_path: "/v/sub".into(),
                     read_only: false,
+                    propagation: Propagation::HostToContainer,
                 },
                 Mount {
                     container_path: "/data".into(),
                     host_path: "/v/data".into(),
                     read_only: true,
+                    propagation: Propagation::None,
                 },
             ],
             ..Default::default()
@@ -423,7 +460,9 @@ mod tests {
                 "/data/sub"
             ]
         );
-        assert_eq!(spec["mounts"][8]["options"][2], "ro");
+        assert_eq!(spec["mounts"][8]["options"], json!(["rbind", "rprivate", "ro"]));
+        assert_eq!(spec["mounts"][9]["options"], json!(["rbind", "rslave", "rw"]));
+        assert_eq!(spec["linux"]["rootfsPropagation"], "rslave");
         assert_eq!(spec["mounts"][4]["options"][3], "ro", "/sys is read-only");
         assert_eq!(spec["mounts"][6]["source"], "/r/sandboxes/u1/shm");
         let ns = &spec["linux"]["namespaces"];
@@ -444,10 +483,24 @@ mod tests {
             uts_ns: None,
             ..sandbox()
         };
+        let no_volumes = ContainerConfig::default();
+        assert!(
+            spec_of(&no_volumes, &sandbox())["linux"]
+                .get("rootfsPropagation")
+                .is_none()
+        );
         let ns = spec_of(&config, &host)["linux"]["namespaces"].clone();
         assert_eq!(
             ns,
             json!([{"type": "pid"}, {"type": "mount"}, {"type": "ipc", "path": "/r/sandboxes/u1/ns/ipc"}])
+        );
+        let host_pid = Sandbox {
+            host_pid: true,
+            ..sandbox()
+        };
+        assert_eq!(
+            spec_of(&config, &host_pid)["linux"]["namespaces"][0],
+            json!({"type": "mount"})
         );
     }
 

@@ -25,6 +25,8 @@ pub struct SandboxConfig {
     pub host_network: bool,
     /// `hostIPC`: the host's IPC namespace and /dev/shm.
     pub host_ipc: bool,
+    /// `hostPID`: containers see the host's processes (no PID namespace of their own).
+    pub host_pid: bool,
     pub qos: QosClass,
     /// `securityContext.sysctls`: namespaced net.* and IPC sysctls, set in the pod's namespaces.
     pub sysctls: Vec<(String, String)>,
@@ -56,6 +58,8 @@ pub struct Sandbox {
     pub uts_ns: Option<PathBuf>,
     /// The tmpfs mounted as every container's /dev/shm (`None`: the host's, with hostIPC).
     pub shm: Option<PathBuf>,
+    #[serde(default)]
+    pub host_pid: bool,
     /// The pod cgroup, relative to the hierarchy root (`/kubepods/burstable/pod<uid>`).
     pub cgroup_parent: String,
     pub created_at: Timestamp,
@@ -90,11 +94,23 @@ impl ImageConfig {
 }
 
 /// A bind mount into a container (a volume, a projected file, …).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
     pub container_path: String,
     pub host_path: PathBuf,
     pub read_only: bool,
+    #[serde(default)]
+    pub propagation: Propagation,
+}
+
+/// `mountPropagation`: whether mounts made later under the volume travel host → container
+/// (`HostToContainer`: rslave) or both ways (`Bidirectional`: rshared; privileged only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Propagation {
+    #[default]
+    None,
+    HostToContainer,
+    Bidirectional,
 }
 
 /// The securityContext fields the runtime applies.

@@ -194,7 +194,7 @@ fn pod_sysctls_apply_to_the_pod_namespaces_only() {
 }
 
 #[test]
-fn host_network_pods_share_the_host_namespace() {
+fn host_network_and_host_pid_pods_share_the_host_namespaces() {
     let h = Harness::new();
     let pod = h.sandbox_with(SandboxConfig {
         pod_uid: uuid::Uuid::new_v4().to_string(),
@@ -202,12 +202,17 @@ fn host_network_pods_share_the_host_namespace() {
         namespace: "kube-system".into(),
         hostname: "ignored".into(),
         host_network: true,
+        host_pid: true,
         ..Default::default()
     });
     assert!(pod.netns.is_none() && pod.uts_ns.is_none() && pod.ipc_ns.is_some());
     let id = h.run(
         &pod,
-        &h.container(&pod, "c", "readlink /proc/self/ns/net; hostname"),
+        &h.container(
+            &pod,
+            "c",
+            "readlink /proc/self/ns/net; hostname; [ $$ != 1 ] && echo host pids",
+        ),
     );
     let status = h.wait_exited(&id, T);
     let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -216,7 +221,8 @@ fn host_network_pods_share_the_host_namespace() {
         h.output(&status, Stream::Stdout),
         [
             host_net.to_string_lossy().to_string(),
-            host_name.trim().to_owned()
+            host_name.trim().to_owned(),
+            "host pids".into()
         ]
     );
 }
@@ -312,6 +318,7 @@ fn security_context_user_groups_and_read_only_root() {
         container_path: "/data".into(),
         host_path: volume.clone(),
         read_only: false,
+        ..Default::default()
     }];
     config.security.read_only_root_filesystem = true;
     let status = h.wait_exited(&h.run(&pod, &config), T);
@@ -324,6 +331,7 @@ fn security_context_user_groups_and_read_only_root() {
         container_path: "/data".into(),
         host_path: volume,
         read_only: true,
+        ..Default::default()
     }];
     assert_ne!(h.wait_exited(&h.run(&pod, &config), T).exit_code, Some(0));
 }
