@@ -106,8 +106,7 @@ impl RuncRuntime {
         let bundle = dir.join("bundle");
         let rootfs = bundle.join("rootfs");
         rootfs::mount(&config.layers, dir, &rootfs)?;
-        let read_etc =
-            |name: &str| std::fs::read_to_string(rootfs.join("etc").join(name)).unwrap_or_default();
+        let read_etc = |name: &str| read_image_file(&rootfs, &["etc", name]);
         let process = process::merge(
             &config.image_config,
             &config.command,
@@ -242,6 +241,19 @@ impl RuncRuntime {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// A regular file of the image (/etc/passwd): a symlink on the way could lead out of the
+/// rootfs into the host's files, so any is refused (read as empty).
+fn read_image_file(rootfs: &Path, components: &[&str]) -> String {
+    let mut path = rootfs.to_path_buf();
+    for component in components {
+        path.push(component);
+        if std::fs::symlink_metadata(&path).map_or(true, |m| m.file_type().is_symlink()) {
+            return String::new();
+        }
+    }
+    std::fs::read_to_string(&path).unwrap_or_default()
 }
 
 /// Opens a fifo the shim reads, without blocking when no shim does (the container is gone),
@@ -655,5 +667,33 @@ impl Runtime for RuncRuntime {
             .sandbox(pod_uid)?
             .ok_or_else(|| Error::SandboxNotFound(pod_uid.to_owned()))?;
         self.cgroups.usage(&sandbox.cgroup_parent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_files_behind_symlinks_are_not_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = tmp.path().join("host-secret");
+        std::fs::write(&secret, "root:x:0:0::/:/bin/sh\n").unwrap();
+        let good = tmp.path().join("good");
+        std::fs::create_dir_all(good.join("etc")).unwrap();
+        std::fs::write(good.join("etc/passwd"), "app:x:1:1::/:/bin/sh\n").unwrap();
+        assert_eq!(
+            read_image_file(&good, &["etc", "passwd"]),
+            "app:x:1:1::/:/bin/sh\n"
+        );
+        let linked_file = tmp.path().join("linked-file");
+        std::fs::create_dir_all(linked_file.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&secret, linked_file.join("etc/passwd")).unwrap();
+        assert_eq!(read_image_file(&linked_file, &["etc", "passwd"]), "");
+        let linked_dir = tmp.path().join("linked-dir");
+        std::fs::create_dir_all(&linked_dir).unwrap();
+        std::os::unix::fs::symlink(good.join("etc"), linked_dir.join("etc")).unwrap();
+        assert_eq!(read_image_file(&linked_dir, &["etc", "passwd"]), "");
+        assert_eq!(read_image_file(&good, &["etc", "group"]), "");
     }
 }
