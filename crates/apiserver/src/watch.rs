@@ -186,15 +186,22 @@ fn added_line(filter: &Filter, kv: &store::KeyValue) -> Option<Bytes> {
     if !filter.is_everything() && !filter.matches(&from_store(&kv.value, kv.mod_revision).ok()?) {
         return None;
     }
-    match objects::raw_with_revision(&kv.value, kv.mod_revision, false) {
+    raw_line("ADDED", &kv.value, kv.mod_revision)
+}
+
+/// A watch event of a stored object stamped with `revision`, spliced from its bytes.
+fn raw_line(kind: &str, stored: &[u8], revision: Revision) -> Option<Bytes> {
+    match objects::raw_with_revision(stored, revision, false) {
         Some(object) => {
             let mut line = Vec::with_capacity(object.len() + 32);
-            line.extend_from_slice(b"{\"type\":\"ADDED\",\"object\":");
+            line.extend_from_slice(b"{\"type\":\"");
+            line.extend_from_slice(kind.as_bytes());
+            line.extend_from_slice(b"\",\"object\":");
             line.extend_from_slice(&object);
             line.extend_from_slice(b"}\n");
             Some(Bytes::from(line))
         }
-        None => Some(event_line("ADDED", &from_store(&kv.value, kv.mod_revision).ok()?)),
+        None => Some(event_line(kind, &from_store(stored, revision).ok()?)),
     }
 }
 
@@ -205,6 +212,26 @@ fn translate(
     custom: Option<&CustomVersion>,
     event: &Event,
 ) -> Option<Bytes> {
+    if custom.is_none() && !conversion::converts(def) && filter.is_everything() {
+        // Every event goes out and the stored bytes are what the client asked for: splice
+        // them, as initial events are, instead of parsing and printing each object once per
+        // watcher (a pod event reaches every controller, the scheduler and the node).
+        return match event.kind {
+            EventKind::Delete => {
+                // A deleted object carries the revision of its deletion.
+                let old = event.prev_kv.as_ref()?;
+                raw_line("DELETED", &old.value, event.revision())
+            }
+            EventKind::Put => {
+                let kind = if event.prev_kv.is_some() {
+                    "MODIFIED"
+                } else {
+                    "ADDED"
+                };
+                raw_line(kind, &event.kv.value, event.kv.mod_revision)
+            }
+        };
+    }
     let old = event
         .prev_kv
         .as_ref()

@@ -45,6 +45,12 @@ impl<K> Cache<K> {
             .unwrap_or_default()
     }
 
+    /// Every object in every namespace.
+    pub fn all(&self) -> Vec<Arc<K>> {
+        let objects = self.objects.read().expect("cache lock");
+        objects.values().flat_map(|m| m.values().cloned()).collect()
+    }
+
     /// Waits until the first full list has arrived.
     pub async fn wait_synced(&self) {
         let mut synced = self.synced.clone();
@@ -144,4 +150,77 @@ fn remove<K>(objects: &RwLock<Objects<K>>, key: &(String, String)) -> Option<Arc
         objects.remove(&key.0);
     }
     old
+}
+
+type Handler<K> = Arc<dyn Fn(Change<K>) + Send + Sync>;
+type Handlers<K> = Arc<RwLock<Vec<(u64, Handler<K>)>>>;
+
+/// One watch shared by every controller that needs the resource (client-go's shared informer
+/// factory, in small): one cache, any number of change handlers. The watch starts with the
+/// first subscription and runs for good; a handler stays until its [`Subscription`] drops (a
+/// restarted controller subscribes again). A late subscriber sees changes from then on; the
+/// cache already holds everything before.
+pub struct Shared<K> {
+    api: kube::Api<K>,
+    cache: std::sync::Mutex<Option<Cache<K>>>,
+    handlers: Handlers<K>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// Keeps a handler registered; dropping it unregisters the handler.
+pub struct Subscription<K> {
+    id: u64,
+    handlers: Handlers<K>,
+}
+
+impl<K> Drop for Subscription<K> {
+    fn drop(&mut self) {
+        self.handlers
+            .write()
+            .expect("handlers lock")
+            .retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl<K> Shared<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    pub fn new(api: kube::Api<K>) -> Shared<K> {
+        Shared {
+            api,
+            cache: std::sync::Mutex::default(),
+            handlers: Arc::default(),
+            next_id: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The shared cache, with `on_change` called for every change from now on.
+    pub fn subscribe<F>(&self, on_change: F) -> (Cache<K>, Subscription<K>)
+    where
+        F: Fn(Change<K>) + Send + Sync + 'static,
+    {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.handlers
+            .write()
+            .expect("handlers lock")
+            .push((id, Arc::new(on_change)));
+        let subscription = Subscription {
+            id,
+            handlers: self.handlers.clone(),
+        };
+        let mut cache = self.cache.lock().expect("informer lock");
+        let cache = cache.get_or_insert_with(|| {
+            let handlers = self.handlers.clone();
+            let (cache, feed) = informer(self.api.clone(), move |change: Change<K>| {
+                // Handlers only enqueue keys: calling them under the read lock is cheap.
+                for (_, handler) in handlers.read().expect("handlers lock").iter() {
+                    handler(change.clone());
+                }
+            });
+            tokio::spawn(feed);
+            cache
+        });
+        (cache.clone(), subscription)
+    }
 }

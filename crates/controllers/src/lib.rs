@@ -67,11 +67,24 @@ impl Default for Config {
     }
 }
 
-/// What every controller gets: a client and the configuration.
+/// What every controller gets: a client, the configuration and the shared watches.
 #[derive(Clone)]
 pub struct Context {
     pub client: kube::Client,
     pub config: Arc<Config>,
+    /// One pod watch for the controllers that follow every pod (ReplicaSet,
+    /// ReplicationController, Deployment, pod GC) instead of one each.
+    pub pods: Arc<informer::Shared<k8s_openapi::api::core::v1::Pod>>,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, config: Config) -> Context {
+        Context {
+            pods: Arc::new(informer::Shared::new(kube::Api::all(client.clone()))),
+            client,
+            config: Arc::new(config),
+        }
+    }
 }
 
 /// A controller's entry point: runs until the process stops (or fails).

@@ -21,6 +21,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::Context;
+use crate::informer::Cache;
 
 /// Upstream's `gcCheckPeriod`.
 const CHECK_PERIOD: Duration = Duration::from_secs(20);
@@ -32,14 +33,8 @@ pub fn start(ctx: Context) -> futures::future::BoxFuture<'static, anyhow::Result
 }
 
 async fn run(ctx: Context) -> anyhow::Result<()> {
-    let (pods, pod_writer) = reflector::store::<Pod>();
+    let (pods, _subscription) = ctx.pods.subscribe(|_| {});
     let (nodes, node_writer) = reflector::store::<Node>();
-    let pod_stream = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(|_| async {});
     let node_stream = reflector::reflector(
         node_writer,
         watcher(Api::<Node>::all(ctx.client.clone()), watcher::Config::default()),
@@ -48,7 +43,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
     .for_each(|_| async {});
     let threshold = ctx.config.terminated_pod_gc_threshold;
     let gc = async move {
-        pods.wait_until_ready().await?;
+        pods.wait_synced().await;
         nodes.wait_until_ready().await?;
         let mut quarantine = Quarantine::default();
         let mut tick = tokio::time::interval(CHECK_PERIOD);
@@ -58,7 +53,6 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        () = pod_stream => anyhow::bail!("pod watch ended"),
         () = node_stream => anyhow::bail!("node watch ended"),
         result = gc => result,
     }
@@ -72,12 +66,12 @@ struct Quarantine {
 
 async fn collect(
     client: &kube::Client,
-    pods: &Store<Pod>,
+    pods: &Cache<Pod>,
     nodes: &Store<Node>,
     threshold: usize,
     quarantine: &mut Quarantine,
 ) {
-    let pods = pods.state();
+    let pods = pods.all();
     let nodes = nodes.state();
     if threshold > 0 {
         collect_terminated(client, &pods, threshold).await;

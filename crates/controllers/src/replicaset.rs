@@ -194,7 +194,7 @@ async fn run<K: Replicated>(ctx: Context) -> anyhow::Result<()> {
             }
         }
     };
-    let (pods, pods_feed) = informer::informer(Api::<Pod>::all(ctx.client.clone()), on_pod);
+    let (pods, _pods_subscription) = ctx.pods.subscribe(on_pod);
     let controller = Arc::new(Controller {
         client: ctx.client.clone(),
         recorder: clientkit::Recorder::new(ctx.client.clone(), K::COMPONENT),
@@ -205,7 +205,6 @@ async fn run<K: Replicated>(ctx: Context) -> anyhow::Result<()> {
     });
     let _ = shared.set(controller.clone());
     tokio::spawn(owners_feed);
-    tokio::spawn(pods_feed);
     controller.owners.wait_synced().await;
     controller.pods.wait_synced().await;
     let c = controller.clone();

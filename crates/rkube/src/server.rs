@@ -4,7 +4,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -111,10 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let client = clientkit::from_kubeconfig(&running.kubeconfig).await?;
         let mut components = tokio::task::JoinSet::new();
         if !args.disable_controller_manager {
-            let ctx = controllers::Context {
-                client: client.clone(),
-                config: Arc::new(controllers_config(&args)),
-            };
+            let ctx = controllers::Context::new(client.clone(), controllers_config(&args));
             let election = clientkit::LeaderElection::new(
                 client.clone(),
                 clientkit::LeaseConfig::new("kube-controller-manager", &identity),

@@ -186,7 +186,9 @@ impl Cache {
                 .collect();
             snapshot.with_affinity.clear();
             snapshot.with_required_anti_affinity.clear();
+            snapshot.zone_pods_by_controller.clear();
             for (i, n) in snapshot.nodes.iter().enumerate() {
+                account_zone_pods(&mut snapshot.zone_pods_by_controller, n, 1);
                 if !n.pods_with_affinity.is_empty() {
                     snapshot.with_affinity.insert(i);
                 }
@@ -199,7 +201,7 @@ impl Cache {
                 let (Some(&i), Some(info)) = (snapshot.index.get(name), self.nodes.get(name)) else {
                     continue;
                 };
-                snapshot.nodes[i] = info.clone();
+                snapshot.replace(i, info.clone());
                 if info.pods_with_affinity.is_empty() {
                     snapshot.with_affinity.remove(&i);
                 } else {
@@ -237,6 +239,9 @@ pub struct Snapshot {
     pub with_required_anti_affinity: BTreeSet<usize>,
     /// How many nodes have each image (for ImageLocality's spread factor).
     pub image_nodes: Arc<HashMap<String, usize>>,
+    /// Controller key → zone → its pods (not terminating) on nodes of that zone: default
+    /// topology spreading's zone counts without a pass over every node per pod.
+    pub zone_pods_by_controller: ZoneCounts,
 }
 
 impl Snapshot {
@@ -256,9 +261,36 @@ impl Snapshot {
     pub fn with_node(&self, node: Arc<NodeInfo>) -> Snapshot {
         let mut copy = self.clone();
         if let Some(&i) = self.index.get(&node.name) {
-            copy.nodes[i] = node;
+            copy.replace(i, node);
         }
         copy
+    }
+
+    fn replace(&mut self, i: usize, node: Arc<NodeInfo>) {
+        let old = std::mem::replace(&mut self.nodes[i], node);
+        account_zone_pods(&mut self.zone_pods_by_controller, &old, -1);
+        account_zone_pods(&mut self.zone_pods_by_controller, &self.nodes[i], 1);
+    }
+}
+
+/// Controller key → zone → pods.
+pub type ZoneCounts = crate::FastMap<String, crate::FastMap<String, i64>>;
+
+/// Adds (`sign` 1) or removes (-1) a node's pods to the per-controller zone counts.
+fn account_zone_pods(counts: &mut ZoneCounts, node: &NodeInfo, sign: i64) {
+    let Some(zone) = node.zone() else {
+        return;
+    };
+    for (key, n) in &node.pods_by_controller {
+        let zones = counts.entry(key.clone()).or_default();
+        let count = zones.entry(zone.to_owned()).or_default();
+        *count += sign * n;
+        if *count == 0 {
+            zones.remove(zone);
+            if zones.is_empty() {
+                counts.remove(key);
+            }
+        }
     }
 }
 
@@ -282,6 +314,72 @@ mod tests {
             }))
             .unwrap(),
         ))
+    }
+
+    fn zonal_node(name: &str, zone: &str) -> Node {
+        let mut n = node(name);
+        n.metadata.labels = Some([(crate::node_info::ZONE.to_owned(), zone.to_owned())].into());
+        n
+    }
+
+    fn replica(uid: &str, node: &str, owner: &str, terminating: bool) -> Arc<PodInfo> {
+        let mut info = PodInfo::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": uid, "namespace": "default", "uid": uid,
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner,
+                                                  "uid": owner, "controller": true}]},
+                "spec": {"nodeName": node, "containers": [{"name": "c"}]}
+            }))
+            .unwrap(),
+        );
+        info.terminating = terminating;
+        Arc::new(info)
+    }
+
+    /// The zone index, recomputed from scratch.
+    fn brute_force(snap: &Snapshot) -> ZoneCounts {
+        let mut counts = ZoneCounts::default();
+        for n in &snap.nodes {
+            for p in n.pods.iter().filter(|p| !p.terminating) {
+                if let (Some(zone), Some(key)) = (n.zone(), &p.controller_key) {
+                    *counts
+                        .entry(key.clone())
+                        .or_default()
+                        .entry(zone.to_owned())
+                        .or_default() += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn zone_counts_per_controller_follow_pods_and_relabelled_nodes() {
+        let mut cache = Cache::default();
+        cache.set_node(zonal_node("a", "z1"));
+        cache.set_node(zonal_node("b", "z1"));
+        cache.set_node(zonal_node("c", "z2"));
+        cache.set_node(node("no-zone"));
+        let mut snap = Snapshot::default();
+        cache.update_snapshot(&mut snap);
+        for (i, n) in ["a", "b", "c", "no-zone", "a"].iter().enumerate() {
+            cache.add_or_update_pod(replica(&format!("p{i}"), n, "rs1", false));
+        }
+        cache.add_or_update_pod(replica("other", "c", "rs2", false));
+        cache.update_snapshot(&mut snap);
+        assert_eq!(snap.zone_pods_by_controller["default/rs1"]["z1"], 3);
+        assert_eq!(snap.zone_pods_by_controller, brute_force(&snap));
+        // A terminating pod stops counting; a removed one too; a node moves zones.
+        cache.add_or_update_pod(replica("p0", "a", "rs1", true));
+        cache.remove_pod("p2");
+        cache.set_node(zonal_node("b", "z2"));
+        cache.update_snapshot(&mut snap);
+        assert_eq!(snap.zone_pods_by_controller, brute_force(&snap));
+        assert_eq!(snap.zone_pods_by_controller["default/rs1"].get("z2"), Some(&1));
+        cache.remove_pod("other");
+        cache.update_snapshot(&mut snap);
+        assert!(!snap.zone_pods_by_controller.contains_key("default/rs2"));
+        assert_eq!(snap.zone_pods_by_controller, brute_force(&snap));
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub mod scheduler;
 
 pub use plugins::node_resources_fit::ScoringStrategy;
 
+/// Maps and sets looked up once per node per pod: hashed with foldhash, not SipHash (keys are
+/// names and uids, not attacker-chosen collisions worth defending against per lookup).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
 /// The scheduler's configuration (the parts of KubeSchedulerConfiguration we support).
 #[derive(Clone, Debug, Default)]
 pub struct Config {

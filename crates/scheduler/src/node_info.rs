@@ -27,7 +27,13 @@ pub struct NodeInfo {
     pub non_zero_cpu: i64,
     pub non_zero_memory: i64,
     pub used_ports: Vec<HostPort>,
+    /// Pods that are not terminating, by `PodInfo::controller_key` (default topology spreading
+    /// counts them per node for every pod it scores).
+    pub pods_by_controller: crate::FastMap<String, i64>,
 }
+
+pub const HOSTNAME: &str = "kubernetes.io/hostname";
+pub const ZONE: &str = "topology.kubernetes.io/zone";
 
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
@@ -89,7 +95,19 @@ impl NodeInfo {
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity.push(pod.clone());
         }
+        if let Some(key) = pod.controller_key.as_ref().filter(|_| !pod.terminating) {
+            *self.pods_by_controller.entry(key.clone()).or_default() += 1;
+        }
         self.pods.push(pod);
+    }
+
+    /// This node's pods (not terminating) of the controller `key`.
+    pub fn controller_pods(&self, key: &str) -> i64 {
+        self.pods_by_controller.get(key).copied().unwrap_or(0)
+    }
+
+    pub fn zone(&self) -> Option<&str> {
+        self.labels().get(ZONE).map(String::as_str)
     }
 
     /// Removes the pod with this UID; false when it is not here.
@@ -103,6 +121,14 @@ impl NodeInfo {
         self.requested.sub(&pod.requests);
         self.non_zero_cpu -= pod.non_zero_cpu;
         self.non_zero_memory -= pod.non_zero_memory;
+        if let Some(key) = pod.controller_key.as_ref().filter(|_| !pod.terminating)
+            && let Some(n) = self.pods_by_controller.get_mut(key)
+        {
+            *n -= 1;
+            if *n <= 0 {
+                self.pods_by_controller.remove(key);
+            }
+        }
         for port in &pod.host_ports {
             if let Some(i) = self.used_ports.iter().position(|p| p == port) {
                 self.used_ports.swap_remove(i);

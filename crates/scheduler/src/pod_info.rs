@@ -163,9 +163,10 @@ pub struct PodInfo {
     pub required_anti_affinity: Vec<AffinityTerm>,
     pub preferred_affinity: Vec<WeightedAffinityTerm>,
     pub preferred_anti_affinity: Vec<WeightedAffinityTerm>,
-    /// The UID of the controller owning this pod (its ReplicaSet, StatefulSet…): the stand-in
-    /// for upstream's default spreading selector built from the owner's selector.
-    pub controller_uid: Option<String>,
+    /// `<namespace>/<uid>` of the controller owning this pod (its ReplicaSet, StatefulSet…):
+    /// the stand-in for upstream's default spreading selector built from the owner's selector
+    /// (which only ever matches pods of the owner's namespace).
+    pub controller_key: Option<String>,
     pub terminating: bool,
 }
 
@@ -222,12 +223,12 @@ impl PodInfo {
             preferred(pa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()));
         let preferred_anti_affinity =
             preferred(paa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()));
-        let controller_uid = meta
+        let controller_key = meta
             .owner_references
             .iter()
             .flatten()
             .find(|o| o.controller == Some(true))
-            .map(|o| o.uid.clone());
+            .map(|o| format!("{namespace}/{}", o.uid));
         PodInfo {
             uid: meta.uid.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
@@ -240,7 +241,7 @@ impl PodInfo {
             required_anti_affinity,
             preferred_affinity,
             preferred_anti_affinity,
-            controller_uid,
+            controller_key,
             terminating: meta.deletion_timestamp.is_some(),
             namespace,
             pod: pod.clone(),

@@ -84,7 +84,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
             }
         }
     };
-    let (pods, pods_feed) = informer::informer(Api::<Pod>::all(ctx.client.clone()), on_pod);
+    let (pods, _pods_subscription) = ctx.pods.subscribe(on_pod);
     let controller = Arc::new(Controller {
         client: ctx.client.clone(),
         recorder: clientkit::Recorder::new(ctx.client.clone(), "deployment-controller"),
@@ -96,7 +96,6 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
     let _ = shared.set(controller.clone());
     tokio::spawn(deployments_feed);
     tokio::spawn(rs_feed);
-    tokio::spawn(pods_feed);
     controller.deployments.wait_synced().await;
     controller.replica_sets.wait_synced().await;
     controller.pods.wait_synced().await;

@@ -108,12 +108,13 @@ impl<T: Any + Send + Sync + Clone> StateData for T {
 }
 
 /// Data plugins keep for one scheduling cycle, by plugin name (upstream's `CycleState`).
+/// A handful of entries read once per node per plugin: a short list beats hashing the key.
 #[derive(Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Box<dyn StateData>>,
+    data: Vec<(&'static str, Box<dyn StateData>)>,
     /// Plugins whose PreFilter / PreScore answered Skip: their Filter / Score do not run.
-    pub skip_filter: HashSet<&'static str>,
-    pub skip_score: HashSet<&'static str>,
+    pub skip_filter: Vec<&'static str>,
+    pub skip_score: Vec<&'static str>,
 }
 
 impl Clone for CycleState {
@@ -128,16 +129,21 @@ impl Clone for CycleState {
 
 impl CycleState {
     pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {
-        self.data.insert(key, Box::new(value));
+        match self.data.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = Box::new(value),
+            None => self.data.push((key, Box::new(value))),
+        }
     }
 
     pub fn read<T: Any>(&self, key: &'static str) -> Option<&T> {
-        let data: &dyn Any = self.data.get(key)?.as_ref();
+        let (_, v) = self.data.iter().find(|(k, _)| *k == key)?;
+        let data: &dyn Any = v.as_ref();
         data.downcast_ref()
     }
 
     pub fn read_mut<T: Any>(&mut self, key: &'static str) -> Option<&mut T> {
-        let data: &mut dyn Any = self.data.get_mut(key)?.as_mut();
+        let (_, v) = self.data.iter_mut().find(|(k, _)| *k == key)?;
+        let data: &mut dyn Any = v.as_mut();
         data.downcast_mut()
     }
 }

@@ -46,7 +46,7 @@ impl Framework {
             match status.code {
                 Code::Success => {}
                 Code::Skip => {
-                    state.skip_filter.insert(plugin.name());
+                    state.skip_filter.push(plugin.name());
                     continue;
                 }
                 _ => return (None, status.with_plugin(plugin.name())),
@@ -71,7 +71,7 @@ impl Framework {
     /// Runs the Filter plugins on one node; the first failure is the node's status.
     pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         for plugin in &self.filter {
-            if !state.skip_filter.is_empty() && state.skip_filter.contains(plugin.name()) {
+            if !state.skip_filter.is_empty() && state.skip_filter.contains(&plugin.name()) {
                 continue;
             }
             let Some(p) = plugin.filter() else { continue };
@@ -124,7 +124,7 @@ impl Framework {
             match status.code {
                 Code::Success => {}
                 Code::Skip => {
-                    state.skip_score.insert(plugin.name());
+                    state.skip_score.push(plugin.name());
                 }
                 _ => return status.with_plugin(plugin.name()),
             }
@@ -138,7 +138,7 @@ impl Framework {
         let active: Vec<(&dyn super::ScorePlugin, i64)> = self
             .score
             .iter()
-            .filter(|(p, _)| !state.skip_score.contains(p.name()))
+            .filter(|(p, _)| !state.skip_score.contains(&p.name()))
             .filter_map(|(p, w)| p.score().map(|s| (s, *w)))
             .collect();
         let raw: Vec<Vec<i64>> = nodes

@@ -5,7 +5,6 @@
 //! upstream's system defaults (hostname maxSkew 3, zone maxSkew 5) to the pods of the same
 //! controller.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -17,16 +16,14 @@ use crate::framework::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, Plugin, PreFilterPlugin, PreFilterResult, PreScorePlugin,
     ScorePlugin, Status,
 };
-use crate::node_info::NodeInfo;
+use crate::node_info::{HOSTNAME, NodeInfo, ZONE};
 use crate::pod_info::{PodInfo, Requirement, Selector, SelectorOp};
+use crate::{FastMap, FastSet};
 
 pub const NAME: &str = "PodTopologySpread";
 pub const ERR_CONSTRAINTS: &str = "node(s) didn't match pod topology spread constraints";
 pub const ERR_MISSING_LABEL: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
-
-const HOSTNAME: &str = "kubernetes.io/hostname";
-const ZONE: &str = "topology.kubernetes.io/zone";
 
 pub struct PodTopologySpread;
 
@@ -74,12 +71,17 @@ impl Constraint {
         }
         match &self.selector {
             SpreadSelector::Labels(s) => s.matches(other.labels()),
-            SpreadSelector::SameController(uid) => other.controller_uid.as_deref() == Some(uid),
+            SpreadSelector::SameController(key) => other.controller_key.as_deref() == Some(key),
         }
     }
 
     fn count_on(&self, node: &NodeInfo, namespace: &str) -> i64 {
-        node.pods.iter().filter(|p| self.counts(p, namespace)).count() as i64
+        match &self.selector {
+            SpreadSelector::SameController(key) => node.controller_pods(key),
+            SpreadSelector::Labels(_) => {
+                node.pods.iter().filter(|p| self.counts(p, namespace)).count() as i64
+            }
+        }
     }
 
     /// Whether the node takes part in this constraint's domains (nodeAffinityPolicy,
@@ -132,7 +134,7 @@ fn own_constraints(pod: &PodInfo, hard: bool) -> Vec<Constraint> {
 }
 
 fn system_default_constraints(pod: &PodInfo) -> Vec<Constraint> {
-    let Some(uid) = pod.controller_uid.clone() else {
+    let Some(controller) = pod.controller_key.clone() else {
         return Vec::new();
     };
     [(HOSTNAME, 3), (ZONE, 5)]
@@ -140,7 +142,7 @@ fn system_default_constraints(pod: &PodInfo) -> Vec<Constraint> {
         .map(|(key, skew)| Constraint {
             max_skew: skew,
             topology_key: key.to_owned(),
-            selector: SpreadSelector::SameController(uid.clone()),
+            selector: SpreadSelector::SameController(controller.clone()),
             min_domains: 1,
             honor_node_affinity: true,
             honor_taints: false,
@@ -158,7 +160,7 @@ struct FilterState {
     constraints: Vec<Constraint>,
     required: Required,
     /// Per constraint: domain (label value) → matching pods.
-    match_num: Vec<HashMap<String, i64>>,
+    match_num: Vec<FastMap<String, i64>>,
     /// Per constraint: the smallest match count over its domains (0 below minDomains).
     min_match: Vec<i64>,
 }
@@ -205,7 +207,7 @@ impl PreFilterPlugin for PodTopologySpread {
             return (None, Status::skip());
         }
         let required = Required::of(pod);
-        let mut match_num: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
+        let mut match_num: Vec<FastMap<String, i64>> = vec![FastMap::default(); constraints.len()];
         for node in &snapshot.nodes {
             if !has_all_keys(node, &constraints) {
                 continue;
@@ -260,7 +262,7 @@ impl FilterPlugin for PodTopologySpread {
             };
             let self_match = i64::from(match &c.selector {
                 SpreadSelector::Labels(s) => s.matches(pod.labels()),
-                SpreadSelector::SameController(uid) => pod.controller_uid.as_deref() == Some(uid),
+                SpreadSelector::SameController(key) => pod.controller_key.as_deref() == Some(key),
             });
             let matched = st.match_num[i].get(value.as_str()).copied().unwrap_or(0);
             if matched + self_match - st.min_match[i] > c.max_skew {
@@ -274,9 +276,9 @@ impl FilterPlugin for PodTopologySpread {
 #[derive(Clone)]
 struct ScoreState {
     constraints: Vec<Constraint>,
-    ignored: HashSet<String>,
+    ignored: FastSet<String>,
     /// Per constraint (not hostname): domain → matching pods.
-    pair_counts: Vec<HashMap<String, i64>>,
+    pair_counts: Vec<FastMap<String, i64>>,
     weights: Vec<f64>,
 }
 
@@ -304,8 +306,8 @@ impl PreScorePlugin for PodTopologySpread {
             return Status::skip();
         }
         let required = Required::of(pod);
-        let mut ignored = HashSet::new();
-        let mut pair_counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
+        let mut ignored = FastSet::default();
+        let mut pair_counts: Vec<FastMap<String, i64>> = vec![FastMap::default(); constraints.len()];
         for node in nodes {
             if require_all && !has_all_keys(node, &constraints) {
                 ignored.insert(node.name.clone());
@@ -335,10 +337,36 @@ impl PreScorePlugin for PodTopologySpread {
                 ((size + 2) as f64).ln()
             })
             .collect();
-        if pair_counts.iter().any(|m| !m.is_empty()) {
+        // Zone counts of the default constraints come from the snapshot's index when every
+        // node takes part (no required node affinity, taints not honoured): the same sums as
+        // the pass below.
+        let indexed: Vec<bool> = constraints
+            .iter()
+            .map(|c| {
+                !require_all
+                    && c.topology_key == ZONE
+                    && matches!(c.selector, SpreadSelector::SameController(_))
+                    && !c.honor_taints
+                    && (!c.honor_node_affinity || required.is_empty())
+            })
+            .collect();
+        for (i, c) in constraints.iter().enumerate() {
+            if let (true, SpreadSelector::SameController(key)) = (indexed[i], &c.selector)
+                && let Some(zones) = snapshot.zone_pods_by_controller.get(key)
+            {
+                for (zone, n) in pair_counts[i].iter_mut() {
+                    *n += zones.get(zone).copied().unwrap_or(0);
+                }
+            }
+        }
+        if pair_counts
+            .iter()
+            .zip(&indexed)
+            .any(|(m, indexed)| !indexed && !m.is_empty())
+        {
             // Every node's matching pods, counted in parallel (the one per-pod pass over all
             // nodes in scoring, as upstream's).
-            let empty = || vec![HashMap::<&str, i64>::new(); constraints.len()];
+            let empty = || vec![FastMap::<&str, i64>::default(); constraints.len()];
             let counted = snapshot
                 .nodes
                 .par_iter()
@@ -349,7 +377,7 @@ impl PreScorePlugin for PodTopologySpread {
                         return acc;
                     }
                     for (i, c) in constraints.iter().enumerate() {
-                        if c.topology_key == HOSTNAME || !c.includes(pod, &required, node) {
+                        if indexed[i] || c.topology_key == HOSTNAME || !c.includes(pod, &required, node) {
                             continue;
                         }
                         let Some(value) = node.labels().get(&c.topology_key) else {
@@ -424,13 +452,13 @@ impl ScorePlugin for PodTopologySpread {
             nodes
                 .iter()
                 .zip(scores.iter())
-                .filter(|(n, _)| !st.ignored.contains(&n.name))
+                .filter(|(n, _)| st.ignored.is_empty() || !st.ignored.contains(&n.name))
                 .map(|(_, s)| *s)
         };
         let min = considered().min().unwrap_or(0);
         let max = considered().max().unwrap_or(0);
         for (node, s) in nodes.iter().zip(scores.iter_mut()) {
-            *s = if st.ignored.contains(&node.name) {
+            *s = if !st.ignored.is_empty() && st.ignored.contains(&node.name) {
                 0
             } else if max == 0 {
                 MAX_NODE_SCORE
