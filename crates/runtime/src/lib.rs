@@ -19,6 +19,14 @@
 //! records how it ended; containers and shims outlive the agent, and everything the runtime
 //! knows is read back from those files, so a restarted agent finds its containers again.
 //!
+//! A pod's life as the agent drives it:
+//!
+//! ```text
+//! create_sandbox (idempotent) → CNI setup on sandbox.netns → per container: create_container
+//! → start_container → container_status (poll; exit code, OOMKilled) → stop_container(grace)
+//! → remove_container → CNI teardown → remove_sandbox (unmounts, removes the pod cgroup)
+//! ```
+//!
 //! Modules: `process` (image config + Kubernetes command/args/env/workingDir/user, as kubelet
 //! and containerd merge them), `spec` (the OCI config.json), `rootfs` (overlayfs), `sandbox`
 //! (namespaces), `cgroups` (paths by QoS class, CPU/memory conversions, v1 and v2 files),
