@@ -36,6 +36,10 @@ enum Command {
     Image(image::Args),
     /// Simulate nodes (hollow kubelets) against an API server, for tests and benchmarks.
     Sim(sim::Args),
+    /// Supervise one container: run it, log its output, record its exit (started by the node's
+    /// container runtime, the `runtime` crate; not for interactive use).
+    #[command(hide = true)]
+    Shim { container_dir: std::path::PathBuf },
     /// Print the version.
     Version,
 }
@@ -53,6 +57,9 @@ fn main() -> ExitCode {
         Command::Datastore(args) => datastore::run(args),
         Command::Image(args) => image::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Shim { container_dir } => {
+            return ExitCode::from(runtime::shim::run(&container_dir).clamp(0, 255) as u8);
+        }
         Command::Version => {
             println!("rkube version v{}", env!("CARGO_PKG_VERSION"));
             Ok(())
