@@ -49,6 +49,19 @@ impl Propagation {
     }
 }
 
+/// The status of a DELETE's answer: upstream answers 202 Accepted only when the object stays
+/// (finalizers, a grace period) and the caller set the legacy `orphanDependents: false`; every
+/// other delete gets 200, a foreground one included.
+pub fn response_code(deleted: &Value, query: &Query, body: &[u8]) -> http::StatusCode {
+    let options: Value = serde_json::from_slice(body).unwrap_or_else(|_| json!({}));
+    let kept = objects::meta_str(deleted, "deletionTimestamp").is_some();
+    if kept && Propagation::read(&options, query).orphan_dependents == Some(false) {
+        http::StatusCode::ACCEPTED
+    } else {
+        http::StatusCode::OK
+    }
+}
+
 /// The warning upstream's Job registry adds to a delete that leaves the policy to the default
 /// (which orphans the Job's pods in batch/v1).
 pub fn warning(def: &ResourceDef, query: &Query, body: &[u8]) -> Option<String> {

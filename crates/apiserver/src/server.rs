@@ -304,7 +304,10 @@ async fn route(
                 Verb::Delete if custom.is_some() => {
                     crd::resource::delete_response(def, rest.delete(def, &r, &query, &body).await?)
                 }
-                Verb::Delete => (StatusCode::OK, rest.delete(def, &r, &query, &body).await?),
+                Verb::Delete => {
+                    let deleted = rest.delete(def, &r, &query, &body).await?;
+                    (crate::deletion::response_code(&deleted, &query, &body), deleted)
+                }
                 Verb::DeleteCollection => (
                     StatusCode::OK,
                     rest.delete_collection(def, &r, &query, &body).await?,

@@ -496,3 +496,47 @@ async fn metadata_only_gets_lists_and_watches() {
     tokio::join!(writer, reader);
     assert_eq!(names, ["one", "two"]);
 }
+
+/// A DELETE answers 202 Accepted only when the object stays and the caller set the legacy
+/// `orphanDependents: false`; a foreground delete that leaves the object answers 200.
+#[tokio::test]
+async fn delete_answers_202_only_for_orphan_dependents_false() {
+    let cluster = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), "default");
+    let held = |name: &str| {
+        let mut cm = configmap(name, &[], "v");
+        cm.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+        cm
+    };
+    for name in ["legacy", "foreground", "gone"] {
+        let cm = if name == "gone" {
+            configmap(name, &[], "v")
+        } else {
+            held(name)
+        };
+        api.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let delete = |name: &str, body: &str| {
+        http::Request::delete(format!("/api/v1/namespaces/default/configmaps/{name}"))
+            .header("Content-Type", "application/json")
+            .body(body.as_bytes().to_vec())
+            .unwrap()
+    };
+    let status = |name: &str, body: &str| {
+        let client = cluster.client.clone();
+        let request = delete(name, body);
+        async move {
+            client
+                .send(request.map(kube::client::Body::from))
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(status("legacy", r#"{"orphanDependents": false}"#).await, 202);
+    assert_eq!(
+        status("foreground", r#"{"propagationPolicy": "Foreground"}"#).await,
+        200
+    );
+    assert_eq!(status("gone", r#"{"orphanDependents": false}"#).await, 200);
+}
