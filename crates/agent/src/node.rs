@@ -145,7 +145,7 @@ pub fn conditions(machine: &Machine, usage: &Usage) -> [Condition; 4] {
 /// divides exactly (`16Gi`, `16380412Ki`), else plain bytes.
 pub fn bytes_quantity(bytes: u64) -> String {
     for (shift, suffix) in [(50, "Pi"), (40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
-        if bytes != 0 && bytes % (1 << shift) == 0 {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
             return format!("{}{suffix}", bytes >> shift);
         }
     }
