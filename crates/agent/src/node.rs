@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(status["capacity"]["memory"], "4Gi");
         assert_eq!(status["allocatable"]["memory"], "3996Mi");
         assert_eq!(status["capacity"]["ephemeral-storage"], "100Gi");
-        assert_eq!(status["allocatable"]["ephemeral-storage"], "92160Mi");
+        assert_eq!(status["allocatable"]["ephemeral-storage"], "90Gi");
         assert_eq!(status["capacity"]["hugepages-2Mi"], "0");
         assert_eq!(status["capacity"]["hugepages-1Gi"], "0");
         assert_eq!(status["capacity"]["pods"], "110");
