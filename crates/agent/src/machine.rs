@@ -44,7 +44,7 @@ impl Machine {
     pub fn probe() -> Machine {
         let machine_id = read_trimmed("/etc/machine-id").unwrap_or_default();
         let system_uuid = read_trimmed("/sys/class/dmi/id/product_uuid")
-            .or_else(|| uuid_from_hex(&machine_id))
+            .or_else(|| clientkit::kubelet::uuid_from_hex(&machine_id))
             .unwrap_or_default();
         Machine {
             cpus: online_cpus(),
@@ -210,19 +210,6 @@ fn runc_version(binary: &str) -> Option<String> {
     out.status.success().then(|| format!("runc://{version}"))
 }
 
-fn uuid_from_hex(hex: &str) -> Option<String> {
-    (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        )
-    })
-}
-
 fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -249,10 +236,6 @@ mod tests {
         assert_eq!(
             os_image("NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"),
             "Debian GNU/Linux 12 (bookworm)"
-        );
-        assert_eq!(
-            uuid_from_hex("0123456789abcdef0123456789abcdef").as_deref(),
-            Some("01234567-89ab-cdef-0123-456789abcdef")
         );
     }
 

@@ -98,3 +98,26 @@ pub fn conditions_changed(wanted: &[Condition], current: &Value) -> bool {
 pub fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
+
+/// A UUID spelled from 32 hex digits (a machine id), for a systemUUID the machine does not
+/// expose.
+pub fn uuid_from_hex(hex: &str) -> Option<String> {
+    (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
+        let part = |from: usize, to: usize| &hex[from..to];
+        [part(0, 8), part(8, 12), part(12, 16), part(16, 20), part(20, 32)].join("-")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_from_machine_ids() {
+        assert_eq!(
+            uuid_from_hex("0123456789abcdef0123456789abcdef").as_deref(),
+            Some("01234567-89ab-cdef-0123-456789abcdef")
+        );
+        assert_eq!(uuid_from_hex("xyz"), None);
+    }
+}

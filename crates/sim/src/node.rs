@@ -69,8 +69,8 @@ pub fn status(config: &Config, name: &str, index: usize, current: &Value, now: &
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
         "nodeInfo": {
             "machineID": fake_hex(name, "machine", 32),
-            "systemUUID": uuid_like(&fake_hex(name, "system", 32)),
-            "bootID": uuid_like(&fake_hex(name, "boot", 32)),
+            "systemUUID": kubelet::uuid_from_hex(&fake_hex(name, "system", 32)),
+            "bootID": kubelet::uuid_from_hex(&fake_hex(name, "boot", 32)),
             "kernelVersion": "6.8.0-hollow",
             "osImage": "rkube hollow node",
             "containerRuntimeVersion": "containerd://2.0.5",
@@ -151,17 +151,6 @@ pub fn fake_hex(seed: &str, purpose: &str, len: usize) -> String {
     }
     out.truncate(len);
     out
-}
-
-fn uuid_like(hex: &str) -> String {
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 #[cfg(test)]
