@@ -186,6 +186,40 @@ mod tests {
     }
 
     #[test]
+    fn node_certificates_for_the_join_token_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Arc::new(Pki::load_or_create(dir.path(), &Default::default()).unwrap());
+        let token = "K10abc::server:s3cret".to_owned();
+        let join = NodeJoin::new(token.clone(), pki);
+        let basic = |password: &str| {
+            let creds = base64::engine::general_purpose::STANDARD.encode(format!("node:{password}"));
+            format!("Basic {creds}")
+        };
+        for password in [token.as_str(), "s3cret"] {
+            let pem = join
+                .node_certificate(Some(&basic(password)), Some("worker-1"))
+                .unwrap();
+            assert!(pem.contains("BEGIN CERTIFICATE") && pem.contains("BEGIN PRIVATE KEY"));
+        }
+        for refused in [
+            Some(basic("wrong")),
+            Some(basic("s3cre")),
+            Some("Bearer s3cret".into()),
+            None,
+        ] {
+            let err = join
+                .node_certificate(refused.as_deref(), Some("worker-1"))
+                .unwrap_err();
+            assert_eq!(err.code, 401);
+        }
+        let err = join
+            .node_certificate(Some(&basic("s3cret")), Some("Bad_Name!"))
+            .unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(join.node_certificate(Some(&basic("s3cret")), None).is_err());
+    }
+
+    #[test]
     fn refuses_malformed_files() {
         assert!(Tokens::parse("justatoken\n").is_err());
         assert!(Tokens::parse("a,b,1\na,c,2\n").is_err());
