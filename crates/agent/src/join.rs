@@ -18,6 +18,8 @@ pub struct Credentials {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// Whether the token pinned the CA (a bare secret trusts whatever CA the server shows).
+    pub ca_pinned: bool,
 }
 
 /// A join token: the CA hash it pins (absent in a bare secret) and the whole token.
@@ -97,8 +99,7 @@ pub async fn join(url: &str, token: &Token, node_name: &str) -> anyhow::Result<C
         Some(want) if *want != hash => bail!(
             "the CA certificate of the server at {url} does not match the join token's CA hash: not trusting it (wrong token, or not the server that issued it)"
         ),
-        Some(_) => {}
-        None => tracing::warn!(%url, "the join token pins no CA hash; trusting the CA the server presents"),
+        _ => {}
     }
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("node:{}", token.token));
     let headers = [
@@ -129,6 +130,7 @@ pub async fn join(url: &str, token: &Token, node_name: &str) -> anyhow::Result<C
         ca_pem,
         cert_pem: pem[..key_at].to_owned(),
         key_pem: pem[key_at..].to_owned(),
+        ca_pinned: token.ca_hash.is_some(),
     })
 }
 

@@ -65,7 +65,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &credentials.key_pem,
         )
         .await?;
-        eprintln!("rkube agent: joined {server} as node {node_name} ({node_ip})");
+        let trust = if credentials.ca_pinned {
+            "CA verified against the token"
+        } else {
+            "WARNING: the token pins no CA hash, the server's CA was trusted as presented"
+        };
+        eprintln!("rkube agent: joined {server} as node {node_name} ({node_ip}); {trust}");
         let config = agent::Config {
             node_name,
             node_ip,

@@ -207,6 +207,17 @@ fn agents_join_with_the_token_and_go_unknown_when_stopped() {
         stderr.contains("refused the join token (401 Unauthorized)"),
         "{stderr}"
     );
+    // A bare wrong secret (no CA hash): refused the same way.
+    let bare = server.file("bare-token", b"not-the-secret\n");
+    let out = agent_command(&server, Path::new(&bare), "intruder")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("refused the join token"),
+        "{stderr}"
+    );
     // A token pinning another CA: the server is not trusted, nothing is sent.
     let other_ca = server.file(
         "other-ca-token",
