@@ -72,8 +72,8 @@ impl Default for Config {
 pub struct Context {
     pub client: kube::Client,
     pub config: Arc<Config>,
-    /// One pod watch for the controllers that follow every pod (ReplicaSet,
-    /// ReplicationController, Deployment, pod GC) instead of one each.
+    /// One pod watch for the controllers that follow pods (ReplicaSet, ReplicationController,
+    /// Deployment, pod GC, node lifecycle, taint eviction) instead of one each.
     pub pods: Arc<informer::Shared<k8s_openapi::api::core::v1::Pod>>,
 }
 

@@ -1,63 +1,53 @@
-//! The pods bound to nodes, indexed by node name, from one pod watch (`spec.nodeName!=`):
+//! The pods bound to nodes, indexed by node name, kept from the controllers' shared pod watch:
 //! what node controllers need without relisting pods per node.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::watch;
+
+use crate::informer::{Cache, Change, Shared, Subscription};
 
 type Index = HashMap<String, HashMap<String, Arc<Pod>>>;
 
-#[derive(Clone)]
 pub struct PodsByNode {
     index: Arc<Mutex<Index>>,
-    synced: watch::Receiver<bool>,
+    cache: Cache<Pod>,
+    _subscription: Subscription<Pod>,
 }
 
 impl PodsByNode {
-    /// The index and the future that keeps it up to date (run it alongside its users).
-    pub fn new(client: kube::Client) -> (PodsByNode, impl Future<Output = anyhow::Result<()>>) {
+    /// The index, following `pods` from now on (and seeded with what its cache holds).
+    pub fn new(pods: &Shared<Pod>) -> PodsByNode {
         let index: Arc<Mutex<Index>> = Arc::default();
-        let (tx, synced) = watch::channel(false);
-        let pods = PodsByNode {
-            index: index.clone(),
-            synced,
-        };
-        let driver = async move {
-            let api: Api<Pod> = Api::all(client);
-            let config = watcher::Config::default().fields("spec.nodeName!=");
-            let mut events = watcher(api, config).default_backoff().boxed();
-            let mut listed: Index = HashMap::new();
-            while let Some(event) = events.try_next().await? {
-                match event {
-                    watcher::Event::Init => listed.clear(),
-                    watcher::Event::InitApply(pod) => insert(&mut listed, pod),
-                    watcher::Event::InitDone => {
-                        *lock(&index) = std::mem::take(&mut listed);
-                        let _ = tx.send(true);
-                    }
-                    watcher::Event::Apply(pod) => insert(&mut lock(&index), pod),
-                    watcher::Event::Delete(pod) => {
-                        let (node, key) = node_and_key(&pod);
-                        if let Some(pods) = lock(&index).get_mut(&node) {
-                            pods.remove(&key);
-                        }
-                    }
-                }
+        let handler_index = index.clone();
+        let (cache, subscription) = pods.subscribe(move |(old, new): Change<Pod>| {
+            let mut index = lock(&handler_index);
+            if let Some(old) = old {
+                remove(&mut index, &old);
             }
-            Ok(())
-        };
-        (pods, driver)
+            if let Some(new) = new {
+                insert(&mut index, new);
+            }
+        });
+        // Subscribed first, then seeded under the lock: a change the handler applies after
+        // this is newer than what the cache held here.
+        {
+            let mut index = lock(&index);
+            for pod in cache.all() {
+                insert(&mut index, pod);
+            }
+        }
+        PodsByNode {
+            index,
+            cache,
+            _subscription: subscription,
+        }
     }
 
     /// Waits for the first complete list.
     pub async fn synced(&self) {
-        let mut synced = self.synced.clone();
-        let _ = synced.wait_for(|s| *s).await;
+        self.cache.wait_synced().await;
     }
 
     pub fn on(&self, node: &str) -> Vec<Arc<Pod>> {
@@ -68,11 +58,12 @@ impl PodsByNode {
     }
 }
 
-fn node_and_key(pod: &Pod) -> (String, String) {
+/// The pod's node ("" when unscheduled) and its `namespace/name`.
+fn node_and_key(pod: &Pod) -> (&str, String) {
     let node = pod
         .spec
         .as_ref()
-        .and_then(|s| s.node_name.clone())
+        .and_then(|s| s.node_name.as_deref())
         .unwrap_or_default();
     let key = format!(
         "{}/{}",
@@ -82,11 +73,23 @@ fn node_and_key(pod: &Pod) -> (String, String) {
     (node, key)
 }
 
-fn insert(index: &mut Index, mut pod: Pod) {
-    // Field ownership is most of a pod's size and no node controller reads it.
-    pod.metadata.managed_fields = None;
+fn insert(index: &mut Index, pod: Arc<Pod>) {
     let (node, key) = node_and_key(&pod);
-    index.entry(node).or_default().insert(key, Arc::new(pod));
+    if node.is_empty() {
+        return;
+    }
+    let node = node.to_owned();
+    index.entry(node).or_default().insert(key, pod);
+}
+
+fn remove(index: &mut Index, pod: &Pod) {
+    let (node, key) = node_and_key(pod);
+    if let Some(pods) = index.get_mut(node) {
+        pods.remove(&key);
+        if pods.is_empty() {
+            index.remove(node);
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

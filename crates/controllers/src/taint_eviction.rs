@@ -34,7 +34,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
     )
     .default_backoff()
     .for_each(|_| async {});
-    let (pods, pod_events) = PodsByNode::new(ctx.client.clone());
+    let pods = PodsByNode::new(&ctx.pods);
     let recorder = Recorder::new(ctx.client.clone(), "taint-eviction-controller");
     let work = async move {
         nodes.wait_until_ready().await?;
@@ -49,7 +49,6 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
     tokio::select! {
         result = work => result,
         () = node_events => anyhow::bail!("node watch ended"),
-        result = pod_events => result,
     }
 }
 

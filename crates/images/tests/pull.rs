@@ -4,8 +4,6 @@
 
 mod fake_registry;
 
-use std::path::{Path, PathBuf};
-
 use base64::Engine;
 use fake_registry::{FakeRegistry, sha};
 use images::registry::{Keyring, RegistriesConfig};
@@ -13,17 +11,7 @@ use images::{PullErrorKind, PullOptions, Reference, Store};
 use serde_json::json;
 use testkit::registry::DockerRegistry;
 
-fn test_image(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/test-images")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-test-images",
-        path.display()
-    );
-    path
-}
+use testkit::test_image;
 
 fn oci_source() -> String {
     format!("oci-archive:{}", test_image("busybox-oci.tar").display())

@@ -2,7 +2,6 @@
 //! Debian's busybox-static (scripts/test builds them before the tests run); pulls come from a
 //! local docker-registry (testkit).
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn rkube(args: &[&str]) -> Output {
@@ -12,17 +11,7 @@ fn rkube(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn test_image(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/test-images")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-test-images",
-        path.display()
-    );
-    path
-}
+use testkit::test_image;
 
 #[test]
 fn images_import_from_oci_and_docker_archives_and_list() {

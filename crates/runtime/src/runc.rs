@@ -89,6 +89,33 @@ pub fn error_message(text: &str) -> String {
     text.trim().to_owned()
 }
 
+/// Gives `command` a new pseudo-terminal (of `size` rows × columns) as its stdin, stdout and
+/// stderr: runc then proxies between it and the container's terminal. Returns the master side
+/// and the terminal's path.
+pub(crate) fn on_new_terminal(
+    command: &mut Command,
+    size: Option<(u16, u16)>,
+) -> Result<(std::fs::File, Option<PathBuf>), Error> {
+    let size = size.map(|(rows, columns)| nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: columns,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    });
+    let pty = nix::pty::openpty(size.as_ref(), None).map_err(|e| Error::Command {
+        command: "openpty".into(),
+        message: e.to_string(),
+    })?;
+    let path = nix::unistd::ttyname(&pty.slave).ok();
+    let slave = std::fs::File::from(pty.slave);
+    let pts = Path::new("/dev/pts");
+    command
+        .stdin(slave.try_clone().map_err(Error::io(pts))?)
+        .stdout(slave.try_clone().map_err(Error::io(pts))?)
+        .stderr(slave);
+    Ok((std::fs::File::from(pty.master), path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

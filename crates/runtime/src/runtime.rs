@@ -602,25 +602,8 @@ impl Runtime for RuncRuntime {
         write_json(&process_file, &process)?;
         let mut command = self.runc.exec_command(id, &process_file);
         let (terminal, terminal_path) = if config.tty {
-            let size = config.terminal_size.map(|(rows, columns)| nix::pty::Winsize {
-                ws_row: rows,
-                ws_col: columns,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            });
-            let pty = nix::pty::openpty(size.as_ref(), None).map_err(|e| Error::Command {
-                command: "openpty".into(),
-                message: e.to_string(),
-            })?;
-            let path = nix::unistd::ttyname(&pty.slave).ok();
-            // runc proxies between this terminal (its own stdio) and the container's.
-            let slave = std::fs::File::from(pty.slave);
-            let pts = Path::new("/dev/pts");
-            command
-                .stdin(slave.try_clone().map_err(Error::io(pts))?)
-                .stdout(slave.try_clone().map_err(Error::io(pts))?)
-                .stderr(slave);
-            (Some(std::fs::File::from(pty.master)), path)
+            let (master, path) = crate::runc::on_new_terminal(&mut command, config.terminal_size)?;
+            (Some(master), path)
         } else {
             command
                 .stdin(Stdio::piped())

@@ -67,21 +67,9 @@ fn supervise(dir: &Path) -> Result<(), Error> {
     if config.stdin {
         make_fifo(&stdin_fifo)?;
     }
-    // With a terminal, runc proxies between its own stdio (this terminal) and the container's.
     let mut terminal = None;
     if config.tty {
-        let pty = nix::pty::openpty(None, None).map_err(|e| Error::Command {
-            command: "openpty".into(),
-            message: e.to_string(),
-        })?;
-        let slave_path = nix::unistd::ttyname(&pty.slave).ok();
-        let slave = std::fs::File::from(pty.slave);
-        let pts = Path::new("/dev/pts");
-        command
-            .stdin(slave.try_clone().map_err(Error::io(pts))?)
-            .stdout(slave.try_clone().map_err(Error::io(pts))?)
-            .stderr(slave);
-        terminal = Some((std::fs::File::from(pty.master), slave_path));
+        terminal = Some(crate::runc::on_new_terminal(&mut command, None)?);
         make_fifo(&dir.join("resize"))?;
     } else {
         command

@@ -32,3 +32,17 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
             .port()
     })
 }
+
+/// A test image `scripts/build-test-images` wrote into `target/test-images` (e.g.
+/// `busybox-oci.tar`, `busybox-docker.tar`); fails the test with what to run when it is missing.
+pub fn test_image(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/test-images")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-test-images",
+        path.display()
+    );
+    path
+}

@@ -85,7 +85,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
     )
     .default_backoff()
     .for_each(|_| async {});
-    let (pods, pod_events) = PodsByNode::new(ctx.client.clone());
+    let pods = PodsByNode::new(&ctx.pods);
     let mut controller = Controller {
         client: ctx.client.clone(),
         config: ctx.config.clone(),
@@ -112,7 +112,6 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
         result = monitor => result,
         () = node_events => anyhow::bail!("node watch ended"),
         () = lease_events => anyhow::bail!("lease watch ended"),
-        result = pod_events => result,
     }
 }
 

@@ -44,13 +44,7 @@ pub struct Harness {
 }
 
 fn test_image() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-images/busybox-oci.tar");
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/build-test-images",
-        path.display()
-    );
-    path
+    testkit::test_image("busybox-oci.tar")
 }
 
 impl Harness {
