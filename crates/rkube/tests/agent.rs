@@ -190,8 +190,27 @@ fn server_node_is_ready_at_once_with_the_machines_capacity() {
 
 #[test]
 fn agents_join_with_the_token_and_go_unknown_when_stopped() {
-    let server = Server::start_with(&["--node-monitor-grace-period", "3s", "--node-monitor-period", "1s"]);
+    let server = Server::start_with(&[
+        "--node-monitor-grace-period",
+        "3s",
+        "--node-monitor-period",
+        "1s",
+        "--node-ip",
+        "127.0.0.2",
+    ]);
     let token_file = server.dir.path().join("data/token");
+
+    // Agents reach the server by its node IP: the serving certificate covers it.
+    let cert = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(server.dir.path().join("data/tls/serving.crt"))
+        .output()
+        .unwrap();
+    let sans = String::from_utf8_lossy(&cert.stdout);
+    assert!(
+        sans.contains("IP Address:127.0.0.2") && sans.contains("IP Address:127.0.0.1"),
+        "{sans}"
+    );
 
     // A wrong secret with the right CA hash: refused, with one readable line.
     let token = std::fs::read_to_string(&token_file).unwrap();
