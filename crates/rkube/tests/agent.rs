@@ -281,4 +281,18 @@ fn agents_join_with_the_token_and_go_unknown_when_stopped() {
             .ok(&["get", "node", "worker-1", "-o", "jsonpath={.spec.taints[*].key}"])
             .contains("node.kubernetes.io/unreachable")
     });
+
+    // Restarted, the agent takes its Node over again and posts Ready at once.
+    let uid = worker["metadata"]["uid"].clone();
+    let _agent = Agent(
+        agent_command(&server, &token_file, "worker-1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("worker-1 to be Ready again", Duration::from_secs(10), || {
+        ready_status(&server, "worker-1").as_deref() == Some("True")
+    });
+    assert_eq!(node(&server, "worker-1")["metadata"]["uid"], uid);
 }
