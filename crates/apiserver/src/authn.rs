@@ -1,13 +1,94 @@
 //! Authentication: x509 client certificates (verified by TLS, see `pki`) and static bearer
 //! tokens from a token file in upstream's `--token-auth-file` format, one per line:
 //! `token,user,uid,"group1,group2"` (groups optional; `#` starts a comment line).
+//!
+//! Nodes join as k3s agents do ([`NodeJoin`]): the join token `K10<ca-hash>::server:<secret>`
+//! lets an agent fetch the CA from `/cacerts` (public) and check it against the hash, then buy
+//! a client certificate for `system:node:<name>` in `system:nodes` from
+//! `/v1-rkube/client-kubelet.crt` with the token as its Basic password (user `node`); from then
+//! on it is an ordinary x509 client.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use apimachinery::status::ApiError;
+use base64::Engine as _;
 
-use crate::pki::UserInfo;
+use crate::pki::{Pki, UserInfo};
+
+/// Where joining nodes read the cluster CA (unauthenticated, as k3s's `/cacerts`).
+pub const CA_CERTS_PATH: &str = "/cacerts";
+/// Where joining nodes get their client certificate (k3s: `/v1-k3s/client-kubelet.crt`).
+pub const NODE_CERT_PATH: &str = "/v1-rkube/client-kubelet.crt";
+/// The header naming the node a certificate is asked for (k3s: `k3s-Node-Name`).
+pub const NODE_NAME_HEADER: &str = "rkube-node-name";
+/// The Basic-auth user name a joining node sends with the token as password (as k3s agents).
+pub const NODE_JOIN_USER: &str = "node";
+
+/// Issues node client certificates to holders of the join token.
+pub struct NodeJoin {
+    token: String,
+    pki: Arc<Pki>,
+}
+
+impl NodeJoin {
+    pub fn new(token: String, pki: Arc<Pki>) -> NodeJoin {
+        NodeJoin { token, pki }
+    }
+
+    pub fn ca_cert_pem(&self) -> &str {
+        self.pki.ca_cert_pem()
+    }
+
+    /// The PEM certificate and key of `system:node:<name>` for a request carrying the join token
+    /// (`Authorization: Basic node:<token>`, the full token or only its secret part, as k3s
+    /// accepts both) and the node's name.
+    pub fn node_certificate(
+        &self,
+        authorization: Option<&str>,
+        node_name: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let password = authorization
+            .and_then(|a| a.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|creds| Some(creds.split_once(':')?.1.to_owned()));
+        if !password.is_some_and(|p| self.admits(&p)) {
+            return Err(ApiError::unauthorized());
+        }
+        let name = node_name.unwrap_or("").trim();
+        if !crate::pki::is_dns_name(name)
+            || name.starts_with("*.")
+            || name.chars().any(|c| c.is_ascii_uppercase())
+        {
+            return Err(ApiError::bad_request(format!(
+                "invalid node name {name:?} in the {NODE_NAME_HEADER} header: must be a lowercase RFC 1123 subdomain"
+            )));
+        }
+        let issued = self
+            .pki
+            .issue_client_cert(&format!("system:node:{name}"), Some("system:nodes"))
+            .map_err(|e| ApiError::internal(format!("issuing the node certificate: {e:#}")))?;
+        Ok(format!("{}{}", issued.cert_pem, issued.key_pem))
+    }
+
+    /// The full token or its secret part, compared in constant time.
+    fn admits(&self, password: &str) -> bool {
+        let secret = self
+            .token
+            .rsplit_once("::server:")
+            .map_or(self.token.as_str(), |(_, s)| s);
+        [self.token.as_str(), secret]
+            .iter()
+            .any(|want| constant_time_eq(want.as_bytes(), password.as_bytes()))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// Static bearer tokens and whom they stand for.
 #[derive(Clone, Debug, Default)]
@@ -102,6 +183,40 @@ mod tests {
         assert!(tokens.authenticate(Some("Bearer nope")).is_none());
         assert!(tokens.authenticate(Some("Basic c2VjcmV0MQ==")).is_none());
         assert!(tokens.authenticate(None).is_none());
+    }
+
+    #[test]
+    fn node_certificates_for_the_join_token_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Arc::new(Pki::load_or_create(dir.path(), &Default::default()).unwrap());
+        let token = "K10abc::server:s3cret".to_owned();
+        let join = NodeJoin::new(token.clone(), pki);
+        let basic = |password: &str| {
+            let creds = base64::engine::general_purpose::STANDARD.encode(format!("node:{password}"));
+            format!("Basic {creds}")
+        };
+        for password in [token.as_str(), "s3cret"] {
+            let pem = join
+                .node_certificate(Some(&basic(password)), Some("worker-1"))
+                .unwrap();
+            assert!(pem.contains("BEGIN CERTIFICATE") && pem.contains("BEGIN PRIVATE KEY"));
+        }
+        for refused in [
+            Some(basic("wrong")),
+            Some(basic("s3cre")),
+            Some("Bearer s3cret".into()),
+            None,
+        ] {
+            let err = join
+                .node_certificate(refused.as_deref(), Some("worker-1"))
+                .unwrap_err();
+            assert_eq!(err.code, 401);
+        }
+        let err = join
+            .node_certificate(Some(&basic("s3cret")), Some("Bad_Name!"))
+            .unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(join.node_certificate(Some(&basic("s3cret")), None).is_err());
     }
 
     #[test]

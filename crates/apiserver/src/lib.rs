@@ -103,7 +103,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         &config.data_dir.join("tls"),
         &config.serving_names,
     )?);
-    pki::load_or_create_token(&config.data_dir.join("token"), &pki)?;
+    let join_token = pki::load_or_create_token(&config.data_dir.join("token"), &pki)?;
     let tokens = match &config.token_auth_file {
         Some(path) => authn::Tokens::load(path)?,
         None => authn::Tokens::default(),
@@ -142,6 +142,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     let state = Arc::new(server::State {
         rest,
         tokens,
+        node_join: authn::NodeJoin::new(join_token, pki.clone()),
         openapi: openapi::OpenApi::default(),
     });
     let task = tokio::spawn(server::serve(listener, pki.server_config()?, state));

@@ -608,7 +608,7 @@ fn hostname() -> Option<String> {
 
 /// A DNS name (labels of letters, digits, `-`, `_`, not starting or ending with `-`), or a
 /// wildcard `*.` in front of one.
-fn is_dns_name(name: &str) -> bool {
+pub(crate) fn is_dns_name(name: &str) -> bool {
     let name = name.strip_prefix("*.").unwrap_or(name);
     !name.is_empty()
         && name.len() <= 253

@@ -23,7 +23,7 @@ use crate::pki::{UserInfo, identity_from_cert};
 use crate::query::Query;
 use crate::request::{self, Target, Verb};
 use crate::rest::Rest;
-use crate::{crd, discovery, subresources, table, watch};
+use crate::{authn, crd, discovery, subresources, table, watch};
 
 /// Request bodies larger than this get 413, as upstream's limit for JSON bodies (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -34,6 +34,7 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 pub struct State {
     pub rest: Rest,
     pub tokens: crate::authn::Tokens,
+    pub node_join: crate::authn::NodeJoin,
     pub openapi: crate::openapi::OpenApi,
 }
 
@@ -104,6 +105,15 @@ async fn route(
     match path.as_str() {
         "/livez" | "/readyz" | "/healthz" => return Ok(text(StatusCode::OK, "ok")),
         "/version" => return Ok(json(StatusCode::OK, &discovery::version())),
+        // Joining nodes: the CA they check against their token, then their certificate.
+        authn::CA_CERTS_PATH => return Ok(text(StatusCode::OK, state.node_join.ca_cert_pem().to_owned())),
+        authn::NODE_CERT_PATH => {
+            let pem = state.node_join.node_certificate(
+                header_str(&req, header::AUTHORIZATION),
+                header_str(&req, header::HeaderName::from_static(authn::NODE_NAME_HEADER)),
+            )?;
+            return Ok(text(StatusCode::OK, pem));
+        }
         _ => {}
     }
     // A verified client certificate, else a known bearer token (upstream's union authenticator).
@@ -488,7 +498,7 @@ fn json(code: StatusCode, value: &Value) -> Response<Body> {
     response
 }
 
-fn text(code: StatusCode, body: &'static str) -> Response<Body> {
+fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = code;
     response.headers_mut().insert(

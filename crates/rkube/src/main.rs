@@ -1,6 +1,7 @@
 //! `rkube`: one binary, one subcommand per role: `server` (the control plane) and the
-//! `datastore` and `image` tools, and `sim` (hollow nodes); later issues add `agent`.
+//! `datastore` and `image` tools, `agent` (a node joining a server) and `sim` (hollow nodes).
 
+mod agent;
 mod datastore;
 mod image;
 mod server;
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: datastore and Kubernetes API server.
     Server(server::Args),
+    /// Run a node agent that joins a server with its join token.
+    Agent(agent::Args),
     /// Inspect and maintain the datastore (SQLite file or etcd cluster).
     Datastore(datastore::Args),
     /// Manage the node's images (import archives, pull, list).
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Agent(args) => agent::run(args),
         Command::Datastore(args) => datastore::run(args),
         Command::Image(args) => image::run(args),
         Command::Sim(args) => sim::run(args),

@@ -1,6 +1,6 @@
 //! `rkube server`: the control plane in one process: datastore, compaction, API server, and the
 //! controllers and the scheduler (each under leader election on its own Lease), each a client
-//! of the API server over HTTPS. (The node agent joins in later.)
+//! of the API server over HTTPS, and (unless `--disable-agent`) the node agent for this machine.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -36,6 +36,8 @@ pub struct Args {
     /// Do not run a node agent in this process.
     #[arg(long)]
     disable_agent: bool,
+    #[command(flatten)]
+    node: crate::agent::NodeArgs,
     /// Also write the admin kubeconfig here.
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
@@ -89,6 +91,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             names.ips.push(args.bind_address);
         }
         names.ips.push(first_service_ip(&args.service_cidr)?);
+        let node_ip = args.node.node_ip.unwrap_or_else(agent::machine::default_node_ip);
+        names.ips.push(node_ip);
         for san in &args.tls_san {
             match san.parse::<IpAddr>() {
                 Ok(ip) => names.ips.push(ip),
@@ -105,10 +109,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             node_port_range: args.service_node_port_range,
         };
         let running = apiserver::start(config, store).await?;
-        let _ = args.disable_agent;
         let identity = leader_identity();
         let client = clientkit::from_kubeconfig(&running.kubeconfig).await?;
         let mut components = tokio::task::JoinSet::new();
+        if !args.disable_agent {
+            let config = agent::Config {
+                node_name: args.node.name(),
+                node_ip,
+                data_dir: args.data_dir.clone(),
+                control_plane: true,
+            };
+            let client = node_client(&running, &config.node_name).await?;
+            components.spawn(agent::run(client, config));
+        }
         if !args.disable_controller_manager {
             let ctx = controllers::Context::new(client.clone(), controllers_config(&args));
             let election = clientkit::LeaderElection::new(
@@ -143,6 +156,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("rkube server: shutting down");
         anyhow::Ok(())
     })
+}
+
+/// A client for the in-process agent: `system:node:<name>` by a certificate from our own CA
+/// (what a joining agent gets for the join token).
+async fn node_client(running: &apiserver::Running, node_name: &str) -> anyhow::Result<kube::Client> {
+    let cert = running
+        .pki
+        .issue_client_cert(&format!("system:node:{node_name}"), Some("system:nodes"))?;
+    let host = match running.addr.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        ip => ip.to_string(),
+    };
+    let url = format!("https://{host}:{}", running.addr.port());
+    clientkit::from_pem(&url, running.pki.ca_cert_pem(), &cert.cert_pem, &cert.key_pem).await
 }
 
 fn controllers_config(args: &Args) -> controllers::Config {
@@ -223,7 +251,7 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     Ok((first, last))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

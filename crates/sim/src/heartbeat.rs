@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -21,9 +20,6 @@ use crate::{Sim, WRITE_CONCURRENCY, node};
 const SLOTS: u64 = 10;
 /// How often an unchanged status is posted anyway (kubelet's nodeStatusReportFrequency).
 const REPORT_FREQUENCY: Duration = Duration::from_secs(300);
-/// The Lease duration the kubelet asks for.
-const LEASE_DURATION_SECONDS: i32 = 40;
-const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// How long a node waits for node IPAM before it takes a fallback pod range.
 const FALLBACK_AFTER: Duration = Duration::from_secs(10);
 
@@ -130,40 +126,9 @@ async fn post_status(sim: &Sim, index: usize, current: &Value) -> anyhow::Result
     Ok(())
 }
 
-/// Creates or renews the node's Lease (holder = node name, 40 s, owned by the Node).
+/// Creates or renews the node's Lease.
 async fn renew_lease(sim: &Sim, index: usize, uid: Option<&str>) -> anyhow::Result<()> {
-    let name = &sim.names[index];
-    let leases: Api<Lease> = Api::namespaced(sim.client.clone(), LEASE_NAMESPACE);
-    let now = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
-    let spec = json!({
-        "holderIdentity": name,
-        "leaseDurationSeconds": LEASE_DURATION_SECONDS,
-        "renewTime": now,
-    });
-    match leases
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": spec})),
-        )
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => return Err(e.into()),
-    }
-    let mut metadata = json!({"name": name, "namespace": LEASE_NAMESPACE});
-    if let Some(uid) = uid {
-        metadata["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}]);
-    }
-    let lease: Lease = serde_json::from_value(json!({"metadata": metadata, "spec": spec}))?;
-    match leases.create(&PostParams::default(), &lease).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    clientkit::kubelet::renew_node_lease(&sim.client, &sim.names[index], uid).await
 }
 
 /// A node that node IPAM gave no pod range (IPAM disabled, or the cluster CIDR exhausted:

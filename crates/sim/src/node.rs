@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 
+use clientkit::kubelet::{self, Condition};
 use serde_json::{Value, json};
 
 use crate::Config;
@@ -60,7 +61,7 @@ pub fn status(config: &Config, name: &str, index: usize, current: &Value, now: &
     json!({
         "capacity": capacity,
         "allocatable": allocatable,
-        "conditions": conditions(current, now),
+        "conditions": kubelet::conditions(&HEALTHY, current, now),
         "addresses": [
             {"type": "InternalIP", "address": internal_ip(index).to_string()},
             {"type": "Hostname", "address": name},
@@ -68,8 +69,8 @@ pub fn status(config: &Config, name: &str, index: usize, current: &Value, now: &
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
         "nodeInfo": {
             "machineID": fake_hex(name, "machine", 32),
-            "systemUUID": uuid_like(&fake_hex(name, "system", 32)),
-            "bootID": uuid_like(&fake_hex(name, "boot", 32)),
+            "systemUUID": kubelet::uuid_from_hex(&fake_hex(name, "system", 32)),
+            "bootID": kubelet::uuid_from_hex(&fake_hex(name, "boot", 32)),
             "kernelVersion": "6.8.0-hollow",
             "osImage": "rkube hollow node",
             "containerRuntimeVersion": "containerd://2.0.5",
@@ -80,73 +81,40 @@ pub fn status(config: &Config, name: &str, index: usize, current: &Value, now: &
     })
 }
 
-/// The healthy conditions (kubelet's setters), keeping transition times of unchanged ones.
-fn conditions(current: &Value, now: &str) -> Value {
-    let healthy = [
-        (
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available",
-        ),
-        (
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
-        ),
-        (
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available",
-        ),
-        ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-    ];
-    let existing = current["status"]["conditions"].as_array();
-    Value::Array(
-        healthy
-            .iter()
-            .map(|(kind, status, reason, message)| {
-                let old = existing.and_then(|c| c.iter().find(|c| c["type"] == *kind));
-                let transition = match old {
-                    Some(old) if old["status"] == *status => old["lastTransitionTime"].clone(),
-                    _ => now.into(),
-                };
-                json!({
-                    "type": kind,
-                    "status": status,
-                    "lastHeartbeatTime": now,
-                    "lastTransitionTime": transition,
-                    "reason": reason,
-                    "message": message,
-                })
-            })
-            .collect(),
-    )
-}
+/// The healthy conditions (kubelet's setters).
+const HEALTHY: [Condition; 4] = [
+    Condition {
+        kind: "MemoryPressure",
+        status: "False",
+        reason: "KubeletHasSufficientMemory",
+        message: "kubelet has sufficient memory available",
+    },
+    Condition {
+        kind: "DiskPressure",
+        status: "False",
+        reason: "KubeletHasNoDiskPressure",
+        message: "kubelet has no disk pressure",
+    },
+    Condition {
+        kind: "PIDPressure",
+        status: "False",
+        reason: "KubeletHasSufficientPID",
+        message: "kubelet has sufficient PID available",
+    },
+    Condition {
+        kind: "Ready",
+        status: "True",
+        reason: "KubeletReady",
+        message: "kubelet is posting ready status",
+    },
+];
 
-/// Whether the conditions the API server has differ from what this kubelet would post (then
-/// the kubelet posts at once rather than at the next report period): e.g. the node lifecycle
-/// controller set them Unknown while heartbeats were stopped.
+/// Whether the conditions the API server has differ from the healthy ones a hollow node posts.
 pub fn status_changed(current: &Value) -> bool {
-    let want = conditions(current, "");
-    let have = current["status"]["conditions"].as_array();
-    want.as_array().into_iter().flatten().any(|w| {
-        !have.is_some_and(|have| {
-            have.iter().any(|h| {
-                h["type"] == w["type"]
-                    && h["status"] == w["status"]
-                    && h["reason"] == w["reason"]
-                    && h["message"] == w["message"]
-            })
-        })
-    })
+    kubelet::conditions_changed(&HEALTHY, current)
 }
 
-pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
+pub use kubelet::now;
 
 /// A quantity in bytes (`16Gi`, `512Mi`, `1G`, `1000000`), for memory sizes.
 pub fn parse_quantity_bytes(quantity: &str) -> Option<u64> {
@@ -183,17 +151,6 @@ pub fn fake_hex(seed: &str, purpose: &str, len: usize) -> String {
     }
     out.truncate(len);
     out
-}
-
-fn uuid_like(hex: &str) -> String {
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 pub use auth::Credentials;
+pub use client::SkipVerification;
 pub use config::{AuthConfig, EndpointConfig, Mirror, RegistriesConfig, TlsConfig};
 pub use keyring::Keyring;
 

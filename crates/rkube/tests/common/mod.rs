@@ -56,12 +56,23 @@ impl Server {
     /// A server with extra `rkube server` flags (e.g. `--controllers=-deployment`,
     /// `--node-monitor-grace-period=5s`).
     pub fn start_with(extra_args: &[&str]) -> Server {
+        Server::launch(&["--disable-agent"], extra_args)
+    }
+
+    /// A server that runs its node agent (its own Node, heartbeats), with extra flags.
+    pub fn start_with_agent(extra_args: &[&str]) -> Server {
+        Server::launch(&[], extra_args)
+    }
+
+    fn launch(agent_args: &[&str], extra_args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let tokens = dir.path().join("tokens.csv");
         std::fs::write(&tokens, format!("{TOKEN},token-user,1000,\"e2e\"\n")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+            .arg("server")
+            .args(agent_args)
+            .args(["--bind-address", "127.0.0.1"])
             .args(["--https-port", &testkit::free_port().to_string()])
             .arg("--data-dir")
             .arg(dir.path().join("data"))

@@ -1,0 +1,150 @@
+//! Registration and heartbeats, as kubelet 1.33 does them: the Node is created with its status
+//! (an existing one is taken over, as by a restarted kubelet); then every 10 s
+//! (nodeStatusUpdateFrequency) the Lease in `kube-node-lease` is renewed and the Node read: when
+//! it is gone the agent registers it again; its status is posted when it differs from what the
+//! machine says (a pressure condition flipped, the node lifecycle controller set Unknown, the
+//! capacity changed) or was last posted 5 minutes ago (nodeStatusReportFrequency).
+
+use std::time::{Duration, Instant};
+
+use clientkit::kubelet;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::machine::{self, Machine, Usage};
+use crate::{Config, node};
+
+/// How often the Lease is renewed and the status checked (kubelet's nodeStatusUpdateFrequency).
+pub const UPDATE_FREQUENCY: Duration = Duration::from_secs(10);
+/// How often an unchanged status is posted anyway (kubelet's nodeStatusReportFrequency).
+pub const REPORT_FREQUENCY: Duration = Duration::from_secs(300);
+/// The wait between failed registrations (kubelet backs off up to 7 s).
+const REGISTER_RETRY: Duration = Duration::from_secs(1);
+
+pub struct Heartbeat {
+    nodes: Api<Node>,
+    client: kube::Client,
+    config: Config,
+    machine: Machine,
+    /// The Node's uid, once registered (owner of the Lease).
+    uid: Option<String>,
+    /// The status last posted, heartbeat times left out, and when.
+    last_posted: Option<(Value, Instant)>,
+}
+
+impl Heartbeat {
+    pub fn new(client: kube::Client, config: Config) -> Heartbeat {
+        Heartbeat {
+            nodes: Api::all(client.clone()),
+            client,
+            config,
+            machine: Machine::probe(),
+            uid: None,
+            last_posted: None,
+        }
+    }
+
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        self.register_until_done().await;
+        let mut tick = tokio::time::interval(UPDATE_FREQUENCY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(err) = self.beat().await {
+                tracing::warn!(node = %self.config.node_name, "heartbeat failed: {err:#}");
+            }
+        }
+    }
+
+    async fn register_until_done(&mut self) {
+        loop {
+            match self.register().await {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(node = %self.config.node_name, "unable to register the node: {err:#}");
+                    tokio::time::sleep(REGISTER_RETRY).await;
+                }
+            }
+        }
+    }
+
+    /// Creates the Node (or takes over an existing one) and its Lease.
+    async fn register(&mut self) -> anyhow::Result<()> {
+        let usage = self.usage()?;
+        let wanted = node::object(&self.config, &self.machine, &usage);
+        let object: Node = serde_json::from_value(wanted.clone())?;
+        self.uid = match self.nodes.create(&PostParams::default(), &object).await {
+            Ok(created) => {
+                self.remember_posted(&wanted["status"]);
+                created.metadata.uid
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let existing = self.nodes.get(&self.config.node_name).await?;
+                self.post_status(&serde_json::to_value(&existing)?, &usage)
+                    .await?;
+                existing.metadata.uid
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(node = %self.config.node_name, "node registered");
+        kubelet::renew_node_lease(&self.client, &self.config.node_name, self.uid.as_deref()).await
+    }
+
+    /// One heartbeat: the Lease, then the Node (registered again if gone, status if due).
+    async fn beat(&mut self) -> anyhow::Result<()> {
+        kubelet::renew_node_lease(&self.client, &self.config.node_name, self.uid.as_deref()).await?;
+        let current = match self.nodes.get(&self.config.node_name).await {
+            Ok(current) => serde_json::to_value(&current)?,
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                tracing::warn!(node = %self.config.node_name, "the Node was deleted; registering it again");
+                return self.register().await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let usage = self.usage()?;
+        let wanted = node::status(&self.config, &self.machine, &usage, &current, "");
+        let changed = self.last_posted.as_ref().is_none_or(|(last, at)| {
+            at.elapsed() >= REPORT_FREQUENCY || *last != without_heartbeats(&wanted)
+        });
+        let conditions = node::conditions(&self.machine, &usage);
+        if changed || kubelet::conditions_changed(&conditions, &current) {
+            self.post_status(&current, &usage).await?;
+        }
+        Ok(())
+    }
+
+    async fn post_status(&mut self, current: &Value, usage: &Usage) -> anyhow::Result<()> {
+        let status = node::status(&self.config, &self.machine, usage, current, &kubelet::now());
+        self.nodes
+            .patch_status(
+                &self.config.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await?;
+        self.remember_posted(&status);
+        Ok(())
+    }
+
+    fn remember_posted(&mut self, status: &Value) {
+        self.last_posted = Some((without_heartbeats(status), Instant::now()));
+    }
+
+    fn usage(&self) -> anyhow::Result<Usage> {
+        Usage::read(&machine::agent_dir(&self.config.data_dir))
+    }
+}
+
+/// A status with the condition times blanked, to compare what was posted with what would be.
+fn without_heartbeats(status: &Value) -> Value {
+    let mut status = status.clone();
+    if let Some(conditions) = status["conditions"].as_array_mut() {
+        for c in conditions {
+            c["lastHeartbeatTime"] = Value::Null;
+            c["lastTransitionTime"] = Value::Null;
+        }
+    }
+    status
+}
