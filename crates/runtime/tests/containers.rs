@@ -116,7 +116,9 @@ fn containers_of_a_pod_share_localhost_hostname_and_shm() {
         &h.container(
             &pod,
             "server",
-            "echo pong | nc -l -p 8080 > /dev/shm/got; cat /dev/shm/got",
+            // The reply's stdin stays open a while: busybox nc hangs up when its stdin ends,
+            // which could be before the client's "ping" arrived.
+            "(echo pong; sleep 2) | nc -l -p 8080 > /dev/shm/got; cat /dev/shm/got",
         ),
     );
     let client = h.container(
