@@ -431,7 +431,8 @@ fn exec_in_a_running_container() {
         &[
             "sh",
             "-c",
-            "tty; stty size; while read x; do stty size; done; exit 7",
+            // The first `stty size` can find no size yet (see below): retried.
+            "tty; until stty size 2>/dev/null; do sleep 0.1; done; while read x; do stty size; done; exit 7",
         ],
         true,
     );
@@ -451,6 +452,17 @@ fn exec_in_a_running_container() {
         }
     });
     let mut seen = String::new();
+    // runc sets the exec'd terminal's size once its console is up, which can be after the
+    // command's first `stty size` (0×0 then; the shell retries): resizing to the same size
+    // nudges it, as kubectl sends its terminal size at the start of an exec anyway.
+    let deadline = Instant::now() + T;
+    while !seen.split("\r\n").any(|l| l == "40 100") {
+        assert!(Instant::now() < deadline, "no size on the terminal: {seen:?}");
+        match chunks.recv_timeout(std::time::Duration::from_millis(500)) {
+            Ok(chunk) => seen.push_str(&chunk),
+            Err(_) => tty.resize(40, 100).unwrap(),
+        }
+    }
     // Reads until the terminal has shown `count` sizes (`stty size` lines); returns the last.
     let mut read_sizes = |_: &mut std::fs::File, count: usize| loop {
         let sizes: Vec<&str> = seen
