@@ -400,7 +400,7 @@ fn rolling_update_stays_within_max_surge_and_max_unavailable() {
     let violations = violations.lock().unwrap().clone();
     assert!(
         violations.is_empty(),
-        "bounds violated: {violations:?}\nLOG {}",
+        "bounds violated: {violations:?}\nserver log:\n{}",
         server.log()
     );
 
