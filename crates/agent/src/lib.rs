@@ -11,9 +11,12 @@ pub mod heartbeat;
 pub mod join;
 pub mod machine;
 pub mod node;
+pub mod server;
+pub mod streaming;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Who this node is and where it keeps its state.
 #[derive(Clone, Debug)]
@@ -26,12 +29,64 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The server's own node: labelled `node-role.kubernetes.io/control-plane`, as k3s does.
     pub control_plane: bool,
+    /// The kubelet API's port (`--kubelet-port`, 10250 as upstream), advertised in the Node's
+    /// `status.daemonEndpoints`.
+    pub kubelet_port: u16,
+    /// The cluster CA (PEM): the kubelet API accepts client certificates it signed.
+    pub ca_pem: String,
 }
+
+/// kubelet's default port.
+pub const DEFAULT_KUBELET_PORT: u16 = 10250;
 
 /// Runs the agent with an API client that acts as `system:node:<name>` until the process ends.
 pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let dir = machine::agent_dir(&config.data_dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create the agent directory {}: {e}", dir.display()))?;
-    heartbeat::Heartbeat::new(client, config).run().await
+    let runtime = runtime::RuntimeConfig::new(&dir.join("runtime")).and_then(runtime::RuncRuntime::new);
+    let kubelet_api = match runtime {
+        Ok(runtime) => {
+            let runtime: Arc<dyn runtime::Runtime> = Arc::new(runtime);
+            Some(start_kubelet_api(&config, runtime).await?)
+        }
+        Err(err) => {
+            tracing::warn!(%err, "no container runtime: the kubelet API is not served");
+            None
+        }
+    };
+    let result = heartbeat::Heartbeat::new(client, config).run().await;
+    drop(kubelet_api);
+    result
+}
+
+/// Listens on the node IP (and localhost) at the kubelet port and serves the kubelet API over
+/// `runtime` until the returned set is dropped.
+pub async fn start_kubelet_api(
+    config: &Config,
+    runtime: Arc<dyn runtime::Runtime>,
+) -> anyhow::Result<tokio::task::JoinSet<()>> {
+    let mut ips = vec![config.node_ip];
+    if !config.node_ip.is_loopback() {
+        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let tls = server::tls::server_config(
+        &machine::agent_dir(&config.data_dir).join("tls"),
+        &config.ca_pem,
+        &config.node_name,
+        &ips,
+    )?;
+    let state = Arc::new(server::State {
+        runtime,
+        node_name: config.node_name.clone(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for ip in ips {
+        let addr = SocketAddr::new(ip, config.kubelet_port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("kubelet API: cannot listen on {addr}: {e}"))?;
+        tasks.spawn(server::serve(listener, tls.clone(), state.clone()));
+    }
+    Ok(tasks)
 }

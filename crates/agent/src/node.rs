@@ -70,7 +70,7 @@ pub fn status(config: &Config, machine: &Machine, usage: &Usage, current: &Value
             {"type": "InternalIP", "address": config.node_ip.to_string()},
             {"type": "Hostname", "address": config.node_name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": config.kubelet_port}},
         "nodeInfo": {
             "machineID": machine.machine_id,
             "systemUUID": machine.system_uuid,
@@ -187,6 +187,8 @@ mod tests {
             node_ip: [10, 0, 0, 5].into(),
             data_dir: "/tmp".into(),
             control_plane,
+            kubelet_port: 10250,
+            ca_pem: String::new(),
         }
     }
 

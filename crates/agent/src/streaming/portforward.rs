@@ -1,0 +1,100 @@
+//! Port forwarding (`portforward.k8s.io`) over a SPDY session: for each connection the client
+//! opens an `error` and a `data` stream with the same `requestID` and a `port` header; the
+//! server connects to that port in the pod and copies bytes both ways on the data stream,
+//! writing what went wrong on the error stream (kubelet's `error forwarding port …`).
+//! The same session runs over a raw upgraded connection (SPDY) or binary WebSocket messages
+//! (kubectl ≥ 1.31's `SPDY/3.1+portforward.k8s.io`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::ByteTransport;
+use super::session::{self, SessionWriter, Stream};
+
+pub const PROTOCOL: &str = "portforward.k8s.io";
+/// The subprotocol of SPDY tunnelled through a WebSocket.
+pub const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+
+/// Opens a connection to a port of the pod.
+pub type Connector =
+    Arc<dyn Fn(u16) -> Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>> + Send + Sync>;
+
+/// Serves port-forward streams until the client goes away. `describe` names the pod in error
+/// messages (`<pod>, uid <uid>`).
+pub async fn serve(transport: ByteTransport, connector: Connector, describe: String) {
+    let (mut streams, writer) = session::start(transport);
+    let mut pending: HashMap<String, (Option<Stream>, Option<Stream>)> = HashMap::new();
+    while let Some(stream) = streams.recv().await {
+        let request = stream.header("requestid").unwrap_or_default().to_owned();
+        let kind = stream.header("streamtype").unwrap_or_default().to_owned();
+        let entry = pending.entry(request.clone()).or_default();
+        match kind.as_str() {
+            "error" => entry.0 = Some(stream),
+            "data" => entry.1 = Some(stream),
+            _ => {
+                let _ = writer.reset(stream.id, super::spdy::RST_REFUSED_STREAM).await;
+                continue;
+            }
+        }
+        if entry.0.is_some() && entry.1.is_some() {
+            let Some((Some(error), Some(data))) = pending.remove(&request) else {
+                continue;
+            };
+            tokio::spawn(forward(
+                error,
+                data,
+                writer.clone(),
+                connector.clone(),
+                describe.clone(),
+            ));
+        }
+    }
+}
+
+async fn forward(error: Stream, data: Stream, writer: SessionWriter, connector: Connector, describe: String) {
+    let port = data.header("port").unwrap_or_default().to_owned();
+    let result = match port.parse::<u16>() {
+        Ok(port) if port > 0 => connector(port).await.map_err(|e| e.to_string()),
+        _ => Err(format!("invalid port {port:?}")),
+    };
+    let tcp = match result {
+        Ok(tcp) => tcp,
+        Err(err) => {
+            let message = format!("error forwarding port {port} to pod {describe}: {err}");
+            let _ = writer.data(error.id, message.as_bytes()).await;
+            let _ = writer.fin(error.id).await;
+            let _ = writer.fin(data.id).await;
+            return;
+        }
+    };
+    let (mut tcp_read, mut tcp_write) = tcp.into_split();
+    let mut from_client = data.data;
+    let upload = tokio::spawn(async move {
+        while let Some(bytes) = from_client.recv().await {
+            if tcp_write.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = tcp_write.shutdown().await;
+    });
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match tcp_read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if writer.data(data.id, &buf[..n]).await.is_err() {
+                    upload.abort();
+                    return;
+                }
+            }
+        }
+    }
+    let _ = writer.fin(data.id).await;
+    let _ = upload.await;
+    let _ = writer.fin(error.id).await;
+}
