@@ -48,7 +48,15 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let kubelet_api = match runtime {
         Ok(runtime) => {
             let runtime: Arc<dyn runtime::Runtime> = Arc::new(runtime);
-            Some(start_kubelet_api(&config, runtime).await?)
+            // A node whose API cannot listen still runs and reports its pods.
+            match start_kubelet_api(&config, runtime).await {
+                Ok(tasks) => Some(tasks),
+                Err(err) => {
+                    tracing::error!(%err, "the kubelet API is not served");
+                    eprintln!("rkube agent: the kubelet API is not served: {err:#}");
+                    None
+                }
+            }
         }
         Err(err) => {
             tracing::warn!(%err, "no container runtime: the kubelet API is not served");

@@ -33,6 +33,9 @@ pub struct NodeArgs {
     /// for a server its default-route interface, else 127.0.0.1).
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
+    /// The port of the node's kubelet API (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = agent::DEFAULT_KUBELET_PORT)]
+    pub kubelet_port: u16,
 }
 
 impl NodeArgs {
@@ -76,6 +79,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             node_ip,
             data_dir: args.data_dir,
             control_plane: false,
+            kubelet_port: args.node.kubelet_port,
+            ca_pem: credentials.ca_pem.clone(),
         };
         tokio::select! {
             result = agent::run(client, config) => result,

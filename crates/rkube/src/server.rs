@@ -118,6 +118,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 node_ip,
                 data_dir: args.data_dir.clone(),
                 control_plane: true,
+                kubelet_port: args.node.kubelet_port,
+                ca_pem: running.pki.ca_cert_pem().to_owned(),
             };
             let client = node_client(&running, &config.node_name).await?;
             components.spawn(agent::run(client, config));

@@ -66,12 +66,20 @@ impl Server {
 
     fn launch(agent_args: &[&str], extra_args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        // Each agent's kubelet API on a port of its own (tests run in parallel).
+        let kubelet_port = testkit::free_port().to_string();
+        let kubelet_args: &[&str] = if agent_args.is_empty() && !extra_args.contains(&"--kubelet-port") {
+            &["--kubelet-port", &kubelet_port]
+        } else {
+            &[]
+        };
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let tokens = dir.path().join("tokens.csv");
         std::fs::write(&tokens, format!("{TOKEN},token-user,1000,\"e2e\"\n")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
             .arg("server")
             .args(agent_args)
+            .args(kubelet_args)
             .args(["--bind-address", "127.0.0.1"])
             .args(["--https-port", &testkit::free_port().to_string()])
             .arg("--data-dir")
