@@ -75,6 +75,16 @@ impl Pods {
             &format!("{name}.yaml"),
             &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {NODE}\n  containers:\n{list}"),
         );
+        // No pod workers here: the status says Running (kubectl port-forward checks it).
+        server.ok(&[
+            "patch",
+            "pod",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Running"}}"#,
+        ]);
         let uid = server.ok(&["get", "pod", name, "-o", "jsonpath={.metadata.uid}"]);
         let sandbox = self
             .runtime
@@ -468,10 +478,11 @@ fn attach_and_port_forward() {
             }
             std::thread::sleep(Duration::from_millis(200));
         };
-        assert!(page.starts_with("HTTP/1.0 200"), "{what}: {page}");
+        assert!(page.starts_with("HTTP/1.1 200 OK"), "{what}: {page}");
         // A second connection through the same forward.
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut again = String::new();
         conn.read_to_string(&mut again).unwrap();
         assert!(again.contains("hello-from-pod"), "{what}: {again}");

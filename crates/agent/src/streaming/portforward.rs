@@ -20,6 +20,9 @@ pub const PROTOCOL: &str = "portforward.k8s.io";
 /// The subprotocol of SPDY tunnelled through a WebSocket.
 pub const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 
+/// How long one direction may go on once the other has ended.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Opens a connection to a port of the pod.
 pub type Connector =
     Arc<dyn Fn(u16) -> Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>> + Send + Sync>;
@@ -74,7 +77,7 @@ async fn forward(error: Stream, data: Stream, writer: SessionWriter, connector: 
     };
     let (mut tcp_read, mut tcp_write) = tcp.into_split();
     let mut from_client = data.data;
-    let upload = tokio::spawn(async move {
+    let mut upload = tokio::spawn(async move {
         while let Some(bytes) = from_client.recv().await {
             if tcp_write.write_all(&bytes).await.is_err() {
                 return;
@@ -82,19 +85,29 @@ async fn forward(error: Stream, data: Stream, writer: SessionWriter, connector: 
         }
         let _ = tcp_write.shutdown().await;
     });
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match tcp_read.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if writer.data(data.id, &buf[..n]).await.is_err() {
-                    upload.abort();
-                    return;
+    let download_writer = writer.clone();
+    let mut download = tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match tcp_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if download_writer.data(data.id, &buf[..n]).await.is_err() {
+                        return;
+                    }
                 }
             }
         }
+    });
+    // As containerd's port forward: once one direction ends, the other gets a second to
+    // finish, then both streams close (kubectl closes its local connection on that).
+    let other = tokio::select! {
+        _ = &mut upload => &mut download,
+        _ = &mut download => &mut upload,
+    };
+    if tokio::time::timeout(LINGER, &mut *other).await.is_err() {
+        other.abort();
     }
     let _ = writer.fin(data.id).await;
-    let _ = upload.await;
     let _ = writer.fin(error.id).await;
 }
