@@ -139,7 +139,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let parts: Vec<String> = path
         .trim_matches('/')
         .split('/')
-        .map(|p| percent_decode(p))
+        .map(percent_decode)
         .collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let read = matches!(*req.method(), Method::GET | Method::HEAD);

@@ -65,9 +65,9 @@ where
         while let Ok(Some(message)) = reader.next().await {
             match message.opcode {
                 ws::Opcode::Binary | ws::Opcode::Text => {
-                    if in_tx.send(message.data).await.is_err() {
+                    let Ok(()) = in_tx.send(message.data).await else {
                         break;
-                    }
+                    };
                 }
                 ws::Opcode::Ping => {
                     let _ = pong_tx.send(message.data).await;

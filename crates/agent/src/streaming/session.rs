@@ -175,9 +175,9 @@ pub fn start(transport: ByteTransport) -> (mpsc::Receiver<Stream>, SessionWriter
                         streams.remove(&stream_id);
                     }
                     Frame::Ping { id } => {
-                        if replies.send(Out::Frame(Frame::Ping { id })).await.is_err() {
+                        let Ok(()) = replies.send(Out::Frame(Frame::Ping { id })).await else {
                             break 'read;
-                        }
+                        };
                     }
                     Frame::GoAway { .. } => break 'read,
                     Frame::Headers {
