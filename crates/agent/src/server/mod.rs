@@ -136,11 +136,7 @@ fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
 
 async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
-    let parts: Vec<String> = path
-        .trim_matches('/')
-        .split('/')
-        .map(percent_decode)
-        .collect();
+    let parts: Vec<String> = path.trim_matches('/').split('/').map(percent_decode).collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
     let stream = matches!(*req.method(), Method::GET | Method::POST);
@@ -422,19 +418,60 @@ async fn port_forward(state: &Arc<State>, mut req: Request<Incoming>, ns: &str, 
     match upgrade {
         Upgrade::WebSocket { key } => {
             let offered = ws::offered_protocols(req.headers());
-            if !offered.iter().any(|p| p == portforward::TUNNEL_PROTOCOL) {
+            if offered.iter().any(|p| p == portforward::TUNNEL_PROTOCOL) {
+                tokio::spawn(async move {
+                    if let Ok(upgraded) = on_upgrade.await {
+                        let transport = crate::streaming::websocket_transport(TokioIo::new(upgraded));
+                        portforward::serve(transport, connector, describe).await;
+                    }
+                });
+                return websocket_accept(&key, portforward::TUNNEL_PROTOCOL);
+            }
+            // The channel form: the client's first supported protocol (none offered: binary).
+            let chosen = if offered.is_empty() {
+                Some(("", false))
+            } else {
+                offered.iter().find_map(|o| {
+                    portforward::WEBSOCKET_PROTOCOLS
+                        .iter()
+                        .find(|(name, _)| name == o)
+                        .copied()
+                })
+            };
+            let Some((protocol, base64)) = chosen else {
                 return text(
                     StatusCode::BAD_REQUEST,
                     format!("none of the offered subprotocols {offered:?} is supported"),
                 );
+            };
+            let mut ports = Vec::new();
+            for value in query_pairs(&req)
+                .into_iter()
+                .filter(|(k, _)| k == "ports")
+                .map(|(_, v)| v)
+            {
+                for port in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    match port.parse::<u16>() {
+                        Ok(port) if port > 0 => ports.push(port),
+                        _ => {
+                            return text(
+                                StatusCode::BAD_REQUEST,
+                                format!("unable to parse {port:?} as a port: invalid port"),
+                            );
+                        }
+                    }
+                }
+            }
+            if ports.is_empty() {
+                return text(StatusCode::BAD_REQUEST, "query parameter \"port\" is required");
             }
             tokio::spawn(async move {
                 if let Ok(upgraded) = on_upgrade.await {
-                    let transport = crate::streaming::websocket_transport(TokioIo::new(upgraded));
-                    portforward::serve(transport, connector, describe).await;
+                    portforward::serve_websocket(TokioIo::new(upgraded), base64, ports, connector, describe)
+                        .await;
                 }
             });
-            websocket_accept(&key, portforward::TUNNEL_PROTOCOL)
+            websocket_accept(&key, protocol)
         }
         Upgrade::Spdy { offered } => {
             if !offered.iter().any(|p| p == portforward::PROTOCOL) {
