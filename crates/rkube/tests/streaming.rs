@@ -490,3 +490,92 @@ fn attach_and_port_forward() {
         let _ = forward.wait();
     }
 }
+
+/// kube-rs (WebSocket: `v5`/`v4.channel.k8s.io` exec, channel-form port-forward).
+#[test]
+fn kube_rs_exec_and_port_forward() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, AttachParams};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = start();
+    let pods = Pods::new(&server);
+    let pod = pods.pod(&server, "kube-rs", &["main"]);
+    pods.run(
+        &pod,
+        "main",
+        0,
+        "mkdir -p /www && echo hello-kube-rs > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www",
+        false,
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let api: Api<Pod> = Api::default_namespaced(client);
+
+        let mut attached = api
+            .exec(
+                "kube-rs",
+                ["sh", "-c", "cat; echo bye >&2; exit 7"],
+                &AttachParams::default().stdin(true).stderr(true),
+            )
+            .await
+            .unwrap();
+        let mut stdin = attached.stdin().unwrap();
+        let mut stdout = attached.stdout().unwrap();
+        let mut stderr = attached.stderr().unwrap();
+        let status = attached.take_status().unwrap();
+        stdin.write_all(b"from kube-rs\n").await.unwrap();
+        // The end of stdin (v5's close signal); dropping the half would not end the stream.
+        stdin.shutdown().await.unwrap();
+        let mut out = String::new();
+        let mut err = String::new();
+        let (o, e) = tokio::time::timeout(T, async {
+            tokio::join!(stdout.read_to_string(&mut out), stderr.read_to_string(&mut err))
+        })
+        .await
+        .unwrap_or_else(|_| panic!("exec output did not end: {out:?} {err:?}"));
+        o.unwrap();
+        e.unwrap();
+        let status = tokio::time::timeout(T, status).await.expect("no status").unwrap();
+        assert_eq!(out, "from kube-rs\n");
+        assert_eq!(err, "bye\n");
+        assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"), "{status:?}");
+        let causes = status.details.unwrap().causes.unwrap();
+        assert_eq!(causes[0].message.as_deref(), Some("7"));
+        tokio::time::timeout(T, attached.join())
+            .await
+            .expect("exec did not end")
+            .unwrap();
+
+        let mut forwarder = tokio::time::timeout(T, api.portforward("kube-rs", &[8080]))
+            .await
+            .expect("no port-forward connection")
+            .unwrap();
+        let mut stream = forwarder.take_stream(8080).unwrap();
+        stream
+            .write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut page = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&page).contains("hello-kube-rs") {
+            let n = tokio::time::timeout(T, stream.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                n > 0,
+                "port-forward ended early: {:?}",
+                String::from_utf8_lossy(&page)
+            );
+            page.extend_from_slice(&buf[..n]);
+        }
+        drop(stream);
+        forwarder.abort();
+    });
+}
