@@ -288,9 +288,12 @@ fn logs_tail_previous_timestamps_and_follow() {
     assert_eq!(follow.lines(), ["line1", "line2", "line3", "later"]);
 
     // The node's summary through nodes/proxy.
-    let summary: serde_json::Value =
-        serde_json::from_str(&server.ok(&["get", "--raw", &format!("/api/v1/nodes/{NODE}/proxy/stats/summary")]))
-            .unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&server.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{NODE}/proxy/stats/summary"),
+    ]))
+    .unwrap();
     assert_eq!(summary["node"]["nodeName"], NODE);
     let pod_stats = summary["pods"]
         .as_array()
@@ -299,13 +302,29 @@ fn logs_tail_previous_timestamps_and_follow() {
         .find(|p| p["podRef"]["name"] == "logger")
         .unwrap_or_else(|| panic!("{summary}"));
     assert_eq!(pod_stats["containers"][0]["name"], "main");
-    assert!(pod_stats["containers"][0]["memory"]["workingSetBytes"].as_u64().is_some(), "{pod_stats}");
+    assert!(
+        pod_stats["containers"][0]["memory"]["workingSetBytes"]
+            .as_u64()
+            .is_some(),
+        "{pod_stats}"
+    );
 
     // The kubelet API wants a client certificate from the cluster CA.
-    let port = server.ok(&["get", "node", NODE, "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]);
+    let port = server.ok(&[
+        "get",
+        "node",
+        NODE,
+        "-o",
+        "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+    ]);
     let curl = |extra: &[&str]| {
         let out = Command::new("curl")
-            .args(["-sk", "-w", " %{http_code}", &format!("https://127.0.0.1:{}/healthz", port.trim())])
+            .args([
+                "-sk",
+                "-w",
+                " %{http_code}",
+                &format!("https://127.0.0.1:{}/healthz", port.trim()),
+            ])
             .args(extra)
             .output()
             .unwrap();
