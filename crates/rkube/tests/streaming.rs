@@ -356,6 +356,15 @@ fn logs_tail_previous_timestamps_and_follow() {
     );
     let err = server.fails(&["exec", "pending", "--", "true"]);
     assert!(err.contains("nodes \"other-node\" not found"), "{err}");
+    // Bound to this node, not started: kubelet's words.
+    let _waiting = pods.pod(&server, "waiting", &["app"]);
+    let err = server.fails(&["logs", "waiting"]);
+    assert!(
+        err.contains("container \"app\" in pod \"waiting\" is waiting to start: ContainerCreating"),
+        "{err}"
+    );
+    let err = server.fails(&["exec", "waiting", "--", "true"]);
+    assert!(err.contains("container not found (\"app\")"), "{err}");
 }
 
 #[test]

@@ -50,7 +50,22 @@ pub fn container(
     name: &str,
     previous: bool,
 ) -> Result<(Sandbox, ContainerStatus), LookupError> {
-    let sandbox = sandbox(runtime, namespace, pod)?;
+    // Not started yet (no sandbox, or no run of the container): what kubelet says of a
+    // container still being created.
+    let waiting = || {
+        LookupError::BadRequest(format!(
+            "container \"{name}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+        ))
+    };
+    let sandbox = match sandbox(runtime, namespace, pod) {
+        Err(LookupError::PodNotFound(_)) if !previous => return Err(waiting()),
+        Err(LookupError::PodNotFound(_)) => {
+            return Err(LookupError::BadRequest(format!(
+                "previous terminated container \"{name}\" in pod \"{pod}\" not found"
+            )));
+        }
+        other => other?,
+    };
     let mut runs: Vec<ContainerStatus> = runtime
         .list_containers(Some(&sandbox.pod_uid))
         .map_err(|e| LookupError::Runtime(e.to_string()))?
@@ -66,9 +81,7 @@ pub fn container(
         }
         runs.swap_remove(runs.len() - 2)
     } else {
-        runs.pop().ok_or_else(|| {
-            LookupError::BadRequest(format!("container \"{name}\" in pod \"{pod}\" is not available"))
-        })?
+        runs.pop().ok_or_else(waiting)?
     };
     Ok((sandbox, found))
 }
@@ -105,8 +118,11 @@ mod tests {
         assert_eq!(container(&rt, "ns", "web", "app", true).unwrap().1.id, first);
         assert_eq!(container(&rt, "ns", "web", "db", false).unwrap_err().code(), 400);
         assert_eq!(
-            container(&rt, "ns", "gone", "app", false).unwrap_err().code(),
-            404
+            container(&rt, "ns", "gone", "app", false).unwrap_err(),
+            LookupError::BadRequest(
+                "container \"app\" in pod \"gone\" is waiting to start: ContainerCreating".into()
+            )
         );
+        assert_eq!(super::sandbox(&rt, "ns", "gone").unwrap_err().code(), 404);
     }
 }

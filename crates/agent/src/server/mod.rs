@@ -312,13 +312,15 @@ async fn exec_or_attach(
     })
     .await;
     let container = match found {
-        Ok(Ok((_, container))) => container,
+        Ok(Ok((_, container))) if container.state == runtime::ContainerState::Running => container,
+        // kubelet's words for a container it cannot stream from.
+        Ok(Ok(_))
+        | Ok(Err(containers::LookupError::BadRequest(_) | containers::LookupError::PodNotFound(_))) => {
+            return text(StatusCode::BAD_REQUEST, format!("container not found ({name:?})"));
+        }
         Ok(Err(err)) => return lookup_error(&err),
         Err(err) => return text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     };
-    if container.state != runtime::ContainerState::Running {
-        return text(StatusCode::BAD_REQUEST, format!("container not found ({name:?})"));
-    }
     let runner: Runner = if is_exec {
         exec::exec_runner(state.runtime.clone(), container.id, command, options)
     } else {
