@@ -415,15 +415,13 @@ fn exec_exit_codes_stdin_tty_and_cp() {
 
         // A terminal: kubectl needs one of its own (script gives it a pty).
         let command = format!(
-            "{} --kubeconfig {} exec -it shell -- sh -c 'tty; stty size'",
+            "stty rows 45 cols 123; {} --kubeconfig {} exec -it shell -- sh -c 'tty; stty size'",
             kubectl.path,
             server.kubeconfig.display()
         );
         let mut child = Command::new("script")
             .args(["-q", "-e", "-c", &command, "/dev/null"])
             .envs(env.iter().copied())
-            .env("COLUMNS", "100")
-            .env("LINES", "30")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -435,6 +433,8 @@ fn exec_exit_codes_stdin_tty_and_cp() {
         let text = stdout(&out);
         assert!(out.status.success(), "{what}: {out:?}");
         assert!(text.contains("/dev/pts/"), "{what}: {text:?}");
+        // kubectl's terminal size reached the exec'd process's terminal.
+        assert!(text.contains("45 123"), "{what}: {text:?}");
     }
 
     // cp both ways (exec of tar; stdin's end must reach tar).
