@@ -287,6 +287,21 @@ fn logs_tail_previous_timestamps_and_follow() {
     }
     assert_eq!(follow.lines(), ["line1", "line2", "line3", "later"]);
 
+    // -f ends when the container exits.
+    let short = pods.pod(&server, "short", &["c"]);
+    pods.run(&short, "c", 0, "echo a; sleep 1; echo b", false);
+    let child = server
+        .client()
+        .command()
+        .args(["logs", "-f", "short"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_with_timeout(child, T);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "a\nb\n");
+
     // The node's summary through nodes/proxy.
     let summary: serde_json::Value = serde_json::from_str(&server.ok(&[
         "get",
