@@ -46,11 +46,12 @@ impl Backoff {
         (elapsed < entry.backoff).then(|| (entry.backoff, entry.backoff - elapsed))
     }
 
-    /// Whether the key backs off now, counted from its last attempt (image pulls).
-    pub fn in_backoff_since_update(&self, key: &str, now: Timestamp) -> bool {
-        self.entries
-            .get(key)
-            .is_some_and(|e| since(now, e.last_update) < e.backoff)
+    /// Whether the key backs off now, counted from its last attempt (image pulls): how much
+    /// of the back-off is left.
+    pub fn in_backoff_since_update(&self, key: &str, now: Timestamp) -> Option<Duration> {
+        let entry = self.entries.get(key)?;
+        let elapsed = since(now, entry.last_update);
+        (elapsed < entry.backoff).then(|| entry.backoff - elapsed)
     }
 
     /// Records an attempt: the first (or the first after expiry) starts at [`INITIAL`], each

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use images::registry::{Keyring, RegistriesConfig};
 use images::{PullOptions, Reference};
@@ -30,7 +30,12 @@ pub struct Ready {
 pub struct Failure {
     pub reason: &'static str,
     pub message: String,
+    /// When to try again.
+    pub retry_after: Duration,
 }
+
+/// The wait before looking again after a failure that does not back off.
+const RETRY: Duration = Duration::from_secs(2);
 
 /// An event the caller records on the container.
 pub struct Event {
@@ -75,6 +80,7 @@ impl ImageManager {
             message: format!(
                 "Failed to apply default image tag {spec_image:?}: couldn't parse image name {spec_image:?}: invalid reference format"
             ),
+            retry_after: RETRY,
         })?;
         let policy = container.image_pull_policy.as_deref().unwrap_or(
             if reference.tag.as_deref() == Some("latest") && reference.digest.is_none() {
@@ -104,17 +110,18 @@ impl ImageManager {
                 return Err(Failure {
                     reason: "ErrImageNeverPull",
                     message,
+                    retry_after: RETRY,
                 });
             }
         }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let key = format!("{uid}_{spec_image}");
-        if self
+        let backing_off = self
             .backoff
             .lock()
             .unwrap()
-            .in_backoff_since_update(&key, Timestamp::now())
-        {
+            .in_backoff_since_update(&key, Timestamp::now());
+        if let Some(left) = backing_off {
             let last = self
                 .last_error
                 .lock()
@@ -135,6 +142,7 @@ impl ImageManager {
             return Err(Failure {
                 reason: "ImagePullBackOff",
                 message: format!("Back-off pulling image {spec_image:?}: ErrImagePull: {last}"),
+                retry_after: left,
             });
         }
         events.push(Event {
@@ -179,6 +187,7 @@ impl ImageManager {
                 Err(Failure {
                     reason: "ErrImagePull",
                     message,
+                    retry_after: RETRY,
                 })
             }
         }
@@ -188,6 +197,7 @@ impl ImageManager {
         let failed = |e: String| Failure {
             reason: "CreateContainerError",
             message: format!("failed to read the image of {reference}: {e}"),
+            retry_after: RETRY,
         };
         let blob = self
             .store

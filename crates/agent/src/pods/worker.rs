@@ -101,10 +101,25 @@ impl Worker {
                     }
                 }
             };
-            tokio::select! {
-                changed = updates.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(next) => {}
-                () = wake.notified() => {}
+            // Wait for the next pass: its time, news from probes, or a change of the pod
+            // that matters (our own status writes come back as updates too: not those).
+            let deadline = tokio::time::sleep(next);
+            tokio::pin!(deadline);
+            let seen = significant(&pod);
+            loop {
+                tokio::select! {
+                    changed = updates.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let update = updates.borrow();
+                        if update.removed || significant(&update.pod) != seen {
+                            break;
+                        }
+                    }
+                    () = &mut deadline => break,
+                    () = wake.notified() => break,
+                }
             }
         }
     }
@@ -369,9 +384,9 @@ impl Worker {
         let restart_count = latest.map_or(0, |c| c.restart_count + 1);
         match self.start_container(pod, container, restart_count, init).await {
             Ok(()) => POLL,
-            Err((reason, message)) => {
+            Err((reason, message, retry)) => {
                 self.waiting.insert(name.clone(), (reason, message));
-                RETRY
+                retry
             }
         }
     }
@@ -383,7 +398,7 @@ impl Worker {
         container: &Container,
         restart_count: u32,
         init: bool,
-    ) -> Result<(), (String, String)> {
+    ) -> Result<(), (String, String, Duration)> {
         let mut events = Vec::new();
         let image = self
             .node
@@ -393,7 +408,7 @@ impl Worker {
         for e in events {
             self.event(pod, Some(container), e.warning, e.reason, &e.message);
         }
-        let image = image.map_err(|f| (f.reason.to_owned(), f.message))?;
+        let image = image.map_err(|f| (f.reason.to_owned(), f.message, f.retry_after))?;
         self.images.insert(
             container.name.clone(),
             (image.image.clone(), image.image_id.clone()),
@@ -402,14 +417,14 @@ impl Worker {
             Ok(env) => env,
             Err(message) => {
                 self.event(pod, Some(container), true, "Failed", &format!("Error: {message}"));
-                return Err(("CreateContainerConfigError".into(), message));
+                return Err(("CreateContainerConfigError".into(), message, RETRY));
             }
         };
         let mut mounts = match self.node.inputs.mounts(pod, container) {
             Ok(m) => m,
             Err(message) => {
                 self.event(pod, Some(container), true, "Failed", &format!("Error: {message}"));
-                return Err(("CreateContainerConfigError".into(), message));
+                return Err(("CreateContainerConfigError".into(), message, RETRY));
             }
         };
         let pod_dir = self.pod_dir();
@@ -418,7 +433,7 @@ impl Worker {
             .join(&container.name)
             .join(restart_count.to_string());
         if let Err(e) = create_empty_file(&termination_file) {
-            return Err(("CreateContainerError".into(), e.to_string()));
+            return Err(("CreateContainerError".into(), e.to_string(), RETRY));
         }
         mounts.push(Mount {
             container_path: container
@@ -466,7 +481,7 @@ impl Worker {
             Ok(id)
         })
         .await
-        .map_err(|e| ("CreateContainerError".to_owned(), e.to_string()))?;
+        .map_err(|e| ("CreateContainerError".to_owned(), e.to_string(), RETRY))?;
         let _ = init;
         match created {
             Ok(id) => {
@@ -491,7 +506,7 @@ impl Worker {
             Err((id_or_reason, err)) => {
                 self.event(pod, Some(container), true, "Failed", &format!("Error: {err}"));
                 if id_or_reason == "CreateContainerError" {
-                    return Err((id_or_reason, err.to_string()));
+                    return Err((id_or_reason, err.to_string(), RETRY));
                 }
                 // Created but not started: the runtime reports it exited with StartError,
                 // which counts as a failed run (and backs off).
@@ -831,6 +846,21 @@ impl Worker {
         let message = message.to_owned();
         tokio::spawn(async move { recorder.record(&reference, kind, &reason, &message).await });
     }
+}
+
+/// What of a pod object makes its worker look again: everything but the status (which the
+/// worker writes itself) and the resource version.
+fn significant(pod: &Pod) -> (Option<&k8s_openapi::api::core::v1::PodSpec>, Value) {
+    let meta = &pod.metadata;
+    (
+        pod.spec.as_ref(),
+        json!([
+            meta.labels,
+            meta.annotations,
+            meta.deletion_timestamp,
+            meta.deletion_grace_period_seconds
+        ]),
+    )
 }
 
 /// Removes everything a pod has on this node (also for orphans found at start).
