@@ -154,10 +154,12 @@ spec:
         ),
     );
     cluster.wait_for("the first init container to run", Duration::from_secs(60), || {
-        cluster.pod_field(
-            "init-order",
-            "{.status.initContainerStatuses[0].state.running.startedAt}",
-        ) != ""
+        !cluster
+            .pod_field(
+                "init-order",
+                "{.status.initContainerStatuses[0].state.running.startedAt}",
+            )
+            .is_empty()
     });
     let field = |path: &str| cluster.pod_field("init-order", path);
     assert_eq!(field("{.status.phase}"), "Pending");
