@@ -11,6 +11,7 @@ pub mod heartbeat;
 pub mod join;
 pub mod machine;
 pub mod node;
+pub mod probes;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
