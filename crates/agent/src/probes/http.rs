@@ -304,7 +304,7 @@ pub(crate) async fn get(
             return Ok(Response { status, body });
         }
         redirects += 1;
-        if redirects >= MAX_REDIRECTS + 1 {
+        if redirects >= MAX_REDIRECTS {
             return Err(format!("Get \"{next}\": stopped after {MAX_REDIRECTS} redirects"));
         }
         let absolute = location.contains("://") || location.starts_with("//");

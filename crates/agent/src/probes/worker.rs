@@ -134,7 +134,7 @@ async fn run(config: WorkerConfig, results: watch::Sender<Option<bool>>) {
         }
         if !container_running(&target).await {
             if kind == ProbeKind::Readiness {
-                results.send_if_modified(|r| std::mem::replace(r, Some(false)) != Some(false));
+                results.send_if_modified(|r| r.replace(false) != Some(false));
             }
             continue;
         }
@@ -152,7 +152,7 @@ async fn run(config: WorkerConfig, results: watch::Sender<Option<bool>>) {
         let Some(result) = thresholds.observe(success) else {
             continue;
         };
-        results.send_if_modified(|r| std::mem::replace(r, Some(result)) != Some(result));
+        results.send_if_modified(|r| r.replace(result) != Some(result));
         match (kind, result) {
             (ProbeKind::Liveness | ProbeKind::Startup, false) => {
                 thresholds.reset();
