@@ -119,7 +119,7 @@ async fn tcp_probe(
         Ok(port) => port,
         Err(err) => return Outcome::Error(err),
     };
-    let addr = match target_addr(action.host.as_deref(), target, port) {
+    let addr = match target_addr(action.host.as_deref(), target, port).await {
         Ok(addr) => addr,
         Err(err) => return Outcome::Failure(err),
     };
@@ -130,20 +130,41 @@ async fn tcp_probe(
     }
 }
 
-/// The address a handler connects to: its `host` (an IP; names are not resolved here) or
-/// the pod IP.
-pub(crate) fn target_addr(host: Option<&str>, target: &Target, port: u16) -> Result<SocketAddr, String> {
-    let ip = match host.filter(|h| !h.is_empty()) {
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .map_err(|_| format!("dial tcp: lookup {host}: host names are not resolved by probes"))?,
-        None => target
-            .pod_ip
-            .ok_or_else(|| format!("dial tcp :{port}: connect: the pod has no IP"))?,
-    };
-    Ok(SocketAddr::new(ip, port))
+/// The address a handler connects to: its `host` or the pod IP.
+pub(crate) async fn target_addr(
+    host: Option<&str>,
+    target: &Target,
+    port: u16,
+) -> Result<SocketAddr, String> {
+    match host.filter(|h| !h.is_empty()) {
+        Some(host) => resolve(host, port).await,
+        None => Ok(SocketAddr::new(pod_ip(target, port)?, port)),
+    }
+}
+
+pub(crate) fn pod_ip(target: &Target, port: u16) -> Result<IpAddr, String> {
+    target
+        .pod_ip
+        .ok_or_else(|| format!("dial tcp :{port}: connect: the pod has no IP"))
+}
+
+/// An IP address as it is, a name through the node's resolver (its first IPv4 address, else
+/// its first), with Go's wording when it has none.
+pub(crate) async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
+        .await
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("dial tcp: lookup {bare}: no such host"))
 }
 
 /// A handler's port: a number, a name from the container's ports, or a number written as a

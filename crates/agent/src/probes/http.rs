@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Container, HTTPGetAction};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::handler::{resolve_port, target_addr};
+use super::handler::{pod_ip, resolve, resolve_port};
 use super::{KUBE_VERSION, Outcome, Purpose, Target};
 
 /// How much of a body is read (upstream's `maxRespBodyLength`, 10 KiB).
@@ -171,7 +171,7 @@ impl Request {
         let port = resolve_port(&action.port, container)?;
         let host = match action.host.as_deref().filter(|h| !h.is_empty()) {
             Some(host) => host.trim_start_matches('[').trim_end_matches(']').to_owned(),
-            None => target_addr(None, target, port)?.ip().to_string(),
+            None => pod_ip(target, port)?.to_string(),
         };
         let path = action.path.clone().unwrap_or_default();
         let path = path.split('#').next().unwrap_or_default();
@@ -331,13 +331,7 @@ async fn once(
     target: &Target,
     deadline: Option<Instant>,
 ) -> Result<(u16, Option<String>, String), String> {
-    let ip: std::net::IpAddr = url.host.parse().map_err(|_| {
-        format!(
-            "dial tcp: lookup {}: host names are not resolved by probes",
-            url.host
-        )
-    })?;
-    let addr = std::net::SocketAddr::new(ip, url.port);
+    let addr = resolve(&url.host, url.port).await?;
     let dial_timeout = deadline.map_or(Duration::from_secs(30), |d| {
         d.saturating_duration_since(Instant::now())
     });
@@ -365,7 +359,10 @@ async fn exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    // Header names go out in Go's canonical case, as kubelet's do.
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| hyper_error(&e))?;
     tokio::spawn(async move {

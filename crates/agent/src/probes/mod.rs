@@ -83,6 +83,20 @@ impl ProbeKind {
     }
 }
 
+/// An [`EventSink`] writing through `recorder` about `object`: the pod, with the container as
+/// `fieldPath` (`spec.containers{name}`), as kubelet's container events. Each event is written
+/// by a task of its own, so a probe never waits on the API server.
+pub fn recorder_sink(
+    recorder: clientkit::events::Recorder,
+    object: k8s_openapi::api::core::v1::ObjectReference,
+) -> EventSink {
+    std::sync::Arc::new(move |kind, reason, message| {
+        let recorder = recorder.clone();
+        let object = object.clone();
+        tokio::spawn(async move { recorder.record(&object, kind, reason, &message).await });
+    })
+}
+
 /// Go's `%q` of a string: double quotes, backslash escapes.
 pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
