@@ -81,7 +81,8 @@ pub enum Purpose {
 
 /// Runs a handler once. `timeout` is the probe's `timeoutSeconds` (`None`: hooks, bounded by
 /// the caller). exec: exit code 0 is success, the output is stdout then stderr (at most
-/// 10 KiB); httpGet: 2xx/3xx (see `http`); tcpSocket: the connection opens.
+/// 10 KiB); httpGet: 2xx/3xx (see `http`); tcpSocket: the connection opens; grpc: the
+/// health service answers SERVING.
 pub async fn run_handler(
     handler: Handler<'_>,
     purpose: Purpose,
@@ -96,10 +97,7 @@ pub async fn run_handler(
         }
         Handler::HttpGet(action) => super::http::probe(action, purpose, container, target, timeout).await,
         Handler::TcpSocket(action) => tcp_probe(action, container, target, timeout).await,
-        Handler::Grpc(action) => Outcome::Error(format!(
-            "gRPC probes are not supported by this node (port {})",
-            action.port
-        )),
+        Handler::Grpc(action) => super::grpc::probe(action, target, timeout).await,
         Handler::Sleep(sleep) => {
             tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)).await;
             Outcome::Success(String::new())

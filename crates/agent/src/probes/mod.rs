@@ -5,13 +5,14 @@
 //! - `handler` — what one run of a handler does and what it reports (upstream's
 //!   `pkg/probe/{exec,http,tcp}` results and output texts).
 //! - `dial` — TCP connects from the node (or from inside a pod's netns), Go-worded errors.
-//! - `exec` / `http` — the exec and httpGet handlers.
+//! - `exec` / `http` / `grpc` — the exec, httpGet and grpc (health checking over h2c) handlers.
 //! - `worker` — one task per (container, probe kind), results on a watch channel;
 //!   `thresholds` is its pure state machine.
 //! - `lifecycle` — postStart / preStop hooks and their failure messages.
 
 mod dial;
 mod exec;
+mod grpc;
 mod handler;
 mod http;
 pub mod lifecycle;
