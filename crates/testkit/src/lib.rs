@@ -6,6 +6,7 @@
 //! started, by PID (never by name).
 
 pub mod etcd;
+pub mod netns;
 pub mod registry;
 
 use std::net::{Ipv4Addr, TcpListener};
