@@ -7,7 +7,9 @@ mod common;
 use std::time::{Duration, Instant, SystemTime};
 
 use agent::probes::lifecycle::{pod_description, run_hook};
-use agent::probes::{Handler, Outcome, ProbeKind, Purpose, WorkerConfig, run_handler, spawn};
+use agent::probes::{
+    ContainerProbes, Handler, Outcome, ProbeKind, Purpose, WorkerConfig, run_handler, spawn,
+};
 use clientkit::events::EventType;
 use common::{Events, Harness};
 use k8s_openapi::api::core::v1::{
@@ -229,6 +231,7 @@ async fn readiness_follows_the_probe_with_thresholds_and_events() {
         started_at: SystemTime::now(),
         startup: None,
         events: events.sink(),
+        wake: None,
     });
     let mut rx = handle.subscribe();
     assert_eq!(handle.result(), Some(false), "readiness starts false");
@@ -296,6 +299,7 @@ async fn liveness_fails_after_the_failure_threshold_then_holds() {
         started_at: SystemTime::now(),
         startup: None,
         events: events.sink(),
+        wake: None,
     });
     let mut rx = handle.subscribe();
     assert_eq!(handle.result(), Some(true), "liveness starts true");
@@ -337,6 +341,7 @@ async fn initial_delay_and_startup_gating() {
         started_at,
         startup: None,
         events: events.sink(),
+        wake: None,
     });
 
     // Liveness that fails at once, gated on a startup probe that waits for a file.
@@ -348,6 +353,7 @@ async fn initial_delay_and_startup_gating() {
         started_at,
         startup: None,
         events: events.sink(),
+        wake: None,
     });
     let liveness = spawn(WorkerConfig {
         kind: ProbeKind::Liveness,
@@ -357,6 +363,7 @@ async fn initial_delay_and_startup_gating() {
         started_at,
         startup: Some(startup.subscribe()),
         events: events.sink(),
+        wake: None,
     });
     assert_eq!(startup.result(), None, "startup starts unknown");
 
@@ -455,4 +462,57 @@ async fn lifecycle_hooks_exec_http_and_sleep() {
         .unwrap();
     assert!(start.elapsed() >= Duration::from_secs(1));
     assert!(events.all().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn container_probes_report_started_ready_and_failed_and_wake_the_pod_worker() {
+    let h = Harness::new();
+    let pod = h.sandbox("wired");
+    let id = h.run(&pod, &h.busybox(&pod, "c", "sleep 3600"));
+    let target = h.target(&pod, &id);
+    let mut container = spec("c");
+    container.startup_probe = Some(probe_of(exec(&["test", "-f", "/tmp/started"]), 1, 1, 30));
+    container.readiness_probe = Some(probe_of(exec(&["true"]), 1, 1, 1));
+    container.liveness_probe = Some(probe_of(exec(&["test", "!", "-f", "/tmp/dead"]), 1, 1, 1));
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let events = Events::default();
+    let probes = ContainerProbes::start(
+        &container,
+        target.clone(),
+        SystemTime::now(),
+        events.sink(),
+        Some(wake.clone()),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!probes.started() && !probes.ready() && probes.failed().is_none());
+
+    let touch = exec(&["touch", "/tmp/started"]);
+    assert!(
+        run_handler(Handler::Exec(&touch), Purpose::Probe, &container, &target, None)
+            .await
+            .is_success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(probes.started() && probes.ready()) {
+        assert!(Instant::now() < deadline, "not started and ready");
+        tokio::time::timeout(Duration::from_secs(5), wake.notified())
+            .await
+            .expect("a wake-up");
+    }
+
+    let kill = exec(&["touch", "/tmp/dead"]);
+    assert!(
+        run_handler(Handler::Exec(&kill), Purpose::Probe, &container, &target, None)
+            .await
+            .is_success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while probes.failed().is_none() {
+        assert!(Instant::now() < deadline, "liveness did not fail");
+        tokio::time::timeout(Duration::from_secs(5), wake.notified())
+            .await
+            .expect("a wake-up");
+    }
+    assert_eq!(probes.failed(), Some(ProbeKind::Liveness));
+    assert!(events.messages().contains(&"Liveness probe failed: ".to_owned()));
 }

@@ -8,8 +8,11 @@
 //! - `exec` / `http` / `grpc` — the exec, httpGet and grpc (health checking over h2c) handlers.
 //! - `worker` — one task per (container, probe kind), results on a watch channel;
 //!   `thresholds` is its pure state machine.
+//! - `container` — [`ContainerProbes`]: a container's workers wired together, and its
+//!   `started` / `ready` / must-be-killed as kubelet derives them.
 //! - `lifecycle` — postStart / preStop hooks and their failure messages.
 
+mod container;
 mod dial;
 mod exec;
 mod grpc;
@@ -19,6 +22,7 @@ pub mod lifecycle;
 mod thresholds;
 mod worker;
 
+pub use container::ContainerProbes;
 pub use handler::{Handler, Outcome, Purpose, Target, run_handler};
 pub use thresholds::Thresholds;
 pub use worker::{EventSink, ProbeHandle, WorkerConfig, spawn};

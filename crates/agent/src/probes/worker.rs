@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use clientkit::events::EventType;
 use k8s_openapi::api::core::v1::{Container, Probe};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::{Handler, Outcome, ProbeKind, Purpose, Target, Thresholds, reasons, run_handler};
@@ -41,6 +41,8 @@ pub struct WorkerConfig {
     /// results ([`ProbeHandle::subscribe`]); they probe only once it has succeeded.
     pub startup: Option<watch::Receiver<Option<bool>>>,
     pub events: EventSink,
+    /// Notified whenever the published result changes (the pod worker's wake-up).
+    pub wake: Option<Arc<Notify>>,
 }
 
 /// A running probe worker; dropping it stops it.
@@ -112,7 +114,15 @@ async fn run(config: WorkerConfig, results: watch::Sender<Option<bool>>) {
         started_at,
         startup,
         events,
+        wake,
     } = config;
+    let publish = |result: bool| {
+        if results.send_if_modified(|r| r.replace(result) != Some(result))
+            && let Some(wake) = &wake
+        {
+            wake.notify_one();
+        }
+    };
     let Some(handler) = Handler::of_probe(&probe) else {
         tracing::warn!(container = %container.name, "{} probe without a handler", kind.as_str());
         return;
@@ -134,7 +144,7 @@ async fn run(config: WorkerConfig, results: watch::Sender<Option<bool>>) {
         }
         if !container_running(&target).await {
             if kind == ProbeKind::Readiness {
-                results.send_if_modified(|r| r.replace(false) != Some(false));
+                publish(false);
             }
             continue;
         }
@@ -152,7 +162,7 @@ async fn run(config: WorkerConfig, results: watch::Sender<Option<bool>>) {
         let Some(result) = thresholds.observe(success) else {
             continue;
         };
-        results.send_if_modified(|r| r.replace(result) != Some(result));
+        publish(result);
         match (kind, result) {
             (ProbeKind::Liveness | ProbeKind::Startup, false) => {
                 thresholds.reset();
