@@ -13,6 +13,7 @@ use super::{EventSink, ProbeHandle, ProbeKind, Target, WorkerConfig, spawn};
 /// Dropping it stops the workers; start a new one for a new container instance (results
 /// start over, as upstream's reset on a new container ID).
 pub struct ContainerProbes {
+    container: Container,
     startup: Option<ProbeHandle>,
     liveness: Option<ProbeHandle>,
     readiness: Option<ProbeHandle>,
@@ -55,6 +56,7 @@ impl ContainerProbes {
             startup.as_ref(),
         );
         ContainerProbes {
+            container: container.clone(),
             startup,
             liveness,
             readiness,
@@ -71,6 +73,17 @@ impl ContainerProbes {
     /// succeeded (or it has none).
     pub fn ready(&self) -> bool {
         self.started() && self.readiness.as_ref().is_none_or(|h| h.result() == Some(true))
+    }
+
+    /// The grace period a kill after this probe's failure uses instead of the pod's:
+    /// the probe's `terminationGracePeriodSeconds`, when set.
+    pub fn grace_period(&self, kind: ProbeKind) -> Option<i64> {
+        let probe = match kind {
+            ProbeKind::Liveness => self.container.liveness_probe.as_ref(),
+            ProbeKind::Startup => self.container.startup_probe.as_ref(),
+            ProbeKind::Readiness => None,
+        };
+        probe.and_then(|p| p.termination_grace_period_seconds)
     }
 
     /// The probe whose failure means the container must be killed (and restarted as the
