@@ -17,6 +17,9 @@ pub(crate) async fn dial(
     netns: Option<&Path>,
     timeout: Duration,
 ) -> Result<TcpStream, String> {
+    if timeout.is_zero() {
+        return Err(format!("dial tcp {addr}: i/o timeout"));
+    }
     let Some(netns) = netns else {
         return match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => Ok(stream),
