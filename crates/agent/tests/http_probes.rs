@@ -15,17 +15,25 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Answers each connection after its first read: `/` and `/loop` redirect (to `/next`, to
-/// itself), anything else is 200 with the request's User-Agent as the body.
+/// itself), `/host` is 200 with the request's Host, anything else 200 with its User-Agent.
 async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let mut buf = vec![0u8; 4096];
     let n = stream.read(&mut buf).await.unwrap_or(0);
     let request = String::from_utf8_lossy(&buf[..n]).into_owned();
     let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
-    let agent = request
-        .lines()
-        .find_map(|l| l.strip_prefix("User-Agent: "))
-        .unwrap_or("none")
-        .to_owned();
+    let header = |name: &str| {
+        request
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or("none")
+            .to_owned()
+    };
+    // The body: the request's Host on /host, its User-Agent elsewhere.
+    let agent = if path == "/host" {
+        header("Host")
+    } else {
+        header("User-Agent")
+    };
     let response = match path.as_str() {
         "/" => "HTTP/1.1 302 Found\r\nLocation: /next\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             .to_owned(),
@@ -126,6 +134,17 @@ async fn https_without_verification_and_redirect_chains() {
             "Get \"http://127.0.0.1:{plain}/loop\": stopped after 10 redirects"
         ))
     );
+    // The Host header: the URL's authority, unless the handler sets one.
+    assert_eq!(
+        probe(get("HTTP", "/host", plain)).await,
+        Outcome::Success(format!("127.0.0.1:{plain}"))
+    );
+    let mut host = get("HTTP", "/host", plain);
+    host.http_headers = Some(vec![k8s_openapi::api::core::v1::HTTPHeader {
+        name: "host".into(),
+        value: "example.com".into(),
+    }]);
+    assert_eq!(probe(host).await, Outcome::Success("example.com".into()));
     // A host name is resolved by the node.
     let mut named = get("HTTP", "/x", plain);
     named.host = Some("localhost".into());

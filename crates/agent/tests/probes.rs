@@ -89,6 +89,11 @@ async fn exec_handler_success_failure_timeout_and_missing_container() {
     let outcome = run_handler(Handler::Exec(&fail), Purpose::Probe, &c, &target, one).await;
     assert_eq!(outcome, Outcome::Failure("out\nerr\n".into()));
 
+    // At most 10 KiB of output is kept.
+    let loud = exec(&["sh", "-c", "head -c 20000 /dev/zero | tr '\\0' a"]);
+    let outcome = run_handler(Handler::Exec(&loud), Purpose::Probe, &c, &target, one).await;
+    assert_eq!(outcome, Outcome::Success("a".repeat(10 * 1024)));
+
     let slow = exec(&["sleep", "30"]);
     let start = Instant::now();
     let outcome = run_handler(Handler::Exec(&slow), Purpose::Probe, &c, &target, one).await;
