@@ -365,3 +365,131 @@ fn a_missing_image_gives_err_image_pull_then_image_pull_back_off() {
         "Container image \"busybox:absent\" is not present with pull policy of Never"
     );
 }
+
+/// Everything of this node's pods the host could still hold: mounts, shim processes and cgroups
+/// of the given pod uids, pod addresses, veth interfaces.
+fn leftovers(cluster: &PodCluster, uids: &[String]) -> Vec<String> {
+    let data = cluster.server.dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let mut found = Vec::new();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(data))
+            .map(|l| format!("mount: {l}")),
+    );
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(data) && !cmdline.contains(" server ") {
+            found.push(format!(
+                "process {}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    let cgroups = std::process::Command::new("find")
+        .args(["/sys/fs/cgroup", "-type", "d", "-name", "pod*"])
+        .output()
+        .unwrap();
+    for line in String::from_utf8_lossy(&cgroups.stdout).lines() {
+        if uids.iter().any(|uid| line.contains(uid.as_str())) {
+            found.push(format!("cgroup: {line}"));
+        }
+    }
+    let networks = cluster.agent_dir().join("cni/networks");
+    for network in std::fs::read_dir(networks).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(network.path()).unwrap().flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name.parse::<std::net::IpAddr>().is_ok() {
+                found.push(format!("allocated address: {name}"));
+            }
+        }
+    }
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    found.extend(
+        String::from_utf8_lossy(&links.stdout)
+            .lines()
+            .filter(|l| l.contains("veth"))
+            .map(|l| format!("link: {l}")),
+    );
+    for dir in ["runtime/containers", "runtime/sandboxes", "pods"] {
+        for entry in std::fs::read_dir(cluster.agent_dir().join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            found.push(format!("{dir}: {}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_hundred_pods_created_and_deleted_leave_nothing_behind() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    let mut uids = Vec::new();
+    for round in 0..5 {
+        let manifest: String = (0..20)
+            .map(|i| {
+                format!(
+                    "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: cycle-{round}-{i}, labels: {{cycle: \"{round}\"}}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  volumes: [{{name: scratch, emptyDir: {{}}}}]\n  containers:\n  - {{name: c, image: busybox, command: [sleep, '3600'], volumeMounts: [{{name: scratch, mountPath: /scratch}}]}}\n"
+                )
+            })
+            .collect();
+        s.create(&format!("round-{round}.yaml"), &manifest);
+        cluster.wait_for(
+            &format!("round {round}'s pods to run"),
+            Duration::from_secs(120),
+            || {
+                let phases = s.ok(&[
+                    "get",
+                    "pods",
+                    "-l",
+                    &format!("cycle={round}"),
+                    "-o",
+                    "jsonpath={.items[*].status.phase}",
+                ]);
+                phases.split_whitespace().filter(|p| *p == "Running").count() == 20
+            },
+        );
+        let ids = s.ok(&[
+            "get",
+            "pods",
+            "-l",
+            &format!("cycle={round}"),
+            "-o",
+            "jsonpath={.items[*].metadata.uid}",
+        ]);
+        uids.extend(ids.split_whitespace().map(str::to_owned));
+        if round == 0 {
+            // The check sees what running pods hold.
+            let held = leftovers(&cluster, &uids);
+            for kind in [
+                "mount:",
+                "process",
+                "cgroup:",
+                "allocated address:",
+                "link:",
+                "runtime/sandboxes:",
+            ] {
+                assert!(
+                    held.iter().any(|l| l.starts_with(kind)),
+                    "no {kind} found for running pods in {held:#?}"
+                );
+            }
+        }
+        s.ok(&["delete", "pods", "-l", &format!("cycle={round}"), "--timeout=60s"]);
+    }
+    assert_eq!(uids.len(), 100);
+    cluster.wait_for("the node to be clean", Duration::from_secs(30), || {
+        leftovers(&cluster, &uids).is_empty()
+    });
+}

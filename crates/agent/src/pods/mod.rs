@@ -98,7 +98,10 @@ impl Node {
             .filter(|c| !c.is_empty())
             .or_else(|| spec.pod_cidr.map(|c| vec![c]))
             .ok_or_else(|| anyhow::anyhow!("network is not ready: the node has no pod CIDR yet"))?;
-        cni::DefaultNetwork::new(&cidrs)?.write(&self.network.options().conf_dir)?;
+        let mut network = cni::DefaultNetwork::new(&cidrs)?;
+        // Addresses are kept in the node's data dir, not the host-wide /var/lib/cni.
+        network.ipam_data_dir = Some(self.network.options().ipam_data_dir());
+        network.write(&self.network.options().conf_dir)?;
         *done = true;
         Ok(())
     }
