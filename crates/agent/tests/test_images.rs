@@ -57,7 +57,7 @@ async fn nginx_serves_the_welcome_page_on_port_80() {
         Purpose::Probe,
         &c,
         &target,
-        Some(Duration::from_secs(2)),
+        Some(Duration::from_secs(5)),
     )
     .await;
     let Outcome::Success(body) = outcome else {
@@ -74,7 +74,7 @@ async fn nginx_serves_the_welcome_page_on_port_80() {
         Purpose::Probe,
         &c,
         &target,
-        Some(Duration::from_secs(2)),
+        Some(Duration::from_secs(5)),
     )
     .await;
     let Outcome::Success(pid1) = outcome else {
