@@ -13,6 +13,7 @@ pub mod join;
 pub mod machine;
 pub mod node;
 pub mod pods;
+pub mod probes;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
