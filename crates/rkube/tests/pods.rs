@@ -493,3 +493,106 @@ fn a_hundred_pods_created_and_deleted_leave_nothing_behind() {
         leftovers(&cluster, &uids).is_empty()
     });
 }
+
+#[test]
+fn a_failing_liveness_probe_restarts_the_container_and_readiness_gates_ready() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    s.create(
+        "probed.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  containers:
+  - name: live
+    image: busybox
+    command: [sh, -c, 'touch /tmp/healthy; sleep 4; rm /tmp/healthy; sleep 3600']
+    livenessProbe: {exec: {command: [cat, /tmp/healthy]}, periodSeconds: 1, failureThreshold: 2}
+  - name: web
+    image: busybox
+    command: [sh, -c, 'mkdir /www; (sleep 4; echo ok > /www/index.html) & httpd -f -p 8080 -h /www']
+    readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
+",
+    );
+    cluster.wait_phase("probed", "Running", Duration::from_secs(60));
+    let field = |path: &str| cluster.pod_field("probed", path);
+    assert_eq!(
+        field("{.status.containerStatuses[?(@.name==\"web\")].ready}"),
+        "false"
+    );
+    assert_eq!(
+        field("{.status.conditions[?(@.type==\"Ready\")].status}"),
+        "False"
+    );
+    cluster.wait_for("readiness", Duration::from_secs(30), || {
+        field("{.status.containerStatuses[?(@.name==\"web\")].ready}") == "true"
+    });
+    cluster.wait_for("the liveness restart", Duration::from_secs(60), || {
+        field("{.status.containerStatuses[?(@.name==\"live\")].restartCount}") == "1"
+    });
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=probed",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        events.contains(
+            "Unhealthy: Liveness probe failed: cat: can't open '/tmp/healthy': No such file or directory"
+        ),
+        "{events}"
+    );
+    assert!(
+        events.contains("Killing: Container live failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 404"),
+        "{events}"
+    );
+}
+
+#[test]
+fn deletion_runs_the_pre_stop_hook_then_sigterm_within_the_grace_period() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    let host = tempfile::tempdir().unwrap();
+    s.create(
+        "graceful.yaml",
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: graceful}}
+spec:
+  terminationGracePeriodSeconds: 20
+  volumes: [{{name: host, hostPath: {{path: {}}}}}]
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'trap \"echo term >> /host/log; exit 0\" TERM; while true; do sleep 0.1; done']
+    lifecycle: {{preStop: {{exec: {{command: [sh, -c, 'echo prestop >> /host/log; sleep 1']}}}}}}
+    volumeMounts: [{{name: host, mountPath: /host}}]
+",
+            host.path().display()
+        ),
+    );
+    cluster.wait_phase("graceful", "Running", Duration::from_secs(60));
+    let started = Instant::now();
+    s.ok(&["delete", "pod", "graceful"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "the preStop hook's second was skipped: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the container did not stop at SIGTERM: {took:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("log")).unwrap(),
+        "prestop\nterm\n"
+    );
+}
