@@ -146,7 +146,7 @@ spec:
   restartPolicy: Never
   volumes: [{{name: work, emptyDir: {{}}}}]
   initContainers:
-  - {{name: first, image: busybox, command: [sh, -c, 'sleep 1; echo first >> /work/order'], {mount}}}
+  - {{name: first, image: busybox, command: [sh, -c, 'sleep 4; echo first >> /work/order'], {mount}}}
   - {{name: second, image: busybox, command: [sh, -c, 'echo second >> /work/order'], {mount}}}
   containers:
   - {{name: main, image: busybox, command: [sh, -c, 'echo main >> /work/order; cat /work/order > /dev/termination-log'], {mount}}}
@@ -595,4 +595,47 @@ spec:
         std::fs::read_to_string(host.path().join("log")).unwrap(),
         "prestop\nterm\n"
     );
+}
+
+#[test]
+fn a_restarted_agent_adopts_its_running_pods_and_cleans_up_deleted_ones() {
+    let mut cluster = PodCluster::start();
+    cluster
+        .server
+        .ok(&["run", "keeper", "--image=busybox", "--", "sleep", "3600"]);
+    cluster
+        .server
+        .ok(&["run", "goner", "--image=busybox", "--", "sleep", "3600"]);
+    cluster.wait_phase("keeper", "Running", Duration::from_secs(60));
+    cluster.wait_phase("goner", "Running", Duration::from_secs(60));
+    let before = |c: &PodCluster| {
+        (
+            c.pod_field("keeper", "{.status.containerStatuses[0].containerID}"),
+            c.pod_field("keeper", "{.status.containerStatuses[0].imageID}"),
+            c.pod_field("keeper", "{.status.podIP}"),
+        )
+    };
+    let running = before(&cluster);
+    // The agent goes away with the server; the containers stay. While it is gone, one pod is
+    // force-deleted from the API.
+    cluster.server.restart();
+    cluster
+        .server
+        .ok(&["delete", "pod", "goner", "--grace-period=0", "--force"]);
+    cluster.wait_for(
+        "the deleted pod's containers to go",
+        Duration::from_secs(30),
+        || cluster.runtime_containers() == 1,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        before(&cluster),
+        running,
+        "the running pod was not adopted as it was"
+    );
+    assert_eq!(
+        cluster.pod_field("keeper", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    assert_eq!(cluster.pod_field("keeper", "{.status.phase}"), "Running");
 }

@@ -882,7 +882,12 @@ impl Worker {
                 && current
                     .as_ref()
                     .is_some_and(|c| c.state == ContainerState::Exited && c.exit_code == Some(0));
-            let (image, image_id) = self.images.get(&container.name).cloned().unzip();
+            let (image, mut image_id) = self.images.get(&container.name).cloned().unzip();
+            if image_id.is_none()
+                && let Some(c) = &current
+            {
+                image_id = self.node.images.image_id(&c.image);
+            }
             let waiting = self.waiting.get(&container.name).cloned();
             let probes = current.as_ref().and_then(|c| self.probes.get(&c.id));
             let (ready, started) = match probes {
@@ -907,11 +912,8 @@ impl Worker {
         }
         Observed {
             host_ip: Some(self.node.config.node_ip),
-            pod_ips: if self.network_released {
-                Vec::new()
-            } else {
-                self.pod_ips.clone()
-            },
+            // A finished pod keeps its addresses in its status, as upstream's.
+            pod_ips: self.pod_ips.clone(),
             sandbox_ready: self.sandbox.is_some() && self.network_ready,
             containers: views,
             terminal: self.terminal,
