@@ -639,3 +639,65 @@ fn a_restarted_agent_adopts_its_running_pods_and_cleans_up_deleted_ones() {
     );
     assert_eq!(cluster.pod_field("keeper", "{.status.phase}"), "Running");
 }
+
+#[test]
+fn image_garbage_collection_removes_unused_images_when_the_disk_is_full() {
+    // Thresholds of 0 %: the disk is always "full", every unused image old enough goes.
+    let cluster = PodCluster::start_with(&[
+        "--image-gc-high-threshold=0",
+        "--image-gc-low-threshold=0",
+        "--image-gc-period=1s",
+        "--image-minimum-gc-age=3s",
+    ]);
+    let s = &cluster.server;
+    s.ok(&["run", "user", "--image=busybox", "--", "sleep", "3600"]);
+    cluster.wait_phase("user", "Running", Duration::from_secs(60));
+    let data = cluster.server.dir.path().join("data");
+    let registries = data.join("registries.yaml");
+    std::fs::write(
+        &registries,
+        format!(
+            "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://{}\"\n",
+            cluster.registry.host()
+        ),
+    )
+    .unwrap();
+    let rkube = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    rkube(&[
+        "image",
+        "pull",
+        "--registry-config",
+        registries.to_str().unwrap(),
+        "nginx:latest",
+    ]);
+    s.ok(&["get", "node"]);
+    assert!(rkube(&["image", "ls"]).contains("docker.io/library/nginx "));
+    cluster.wait_for(
+        "the unused image to be collected",
+        Duration::from_secs(30),
+        || !rkube(&["image", "ls"]).contains("docker.io/library/nginx "),
+    );
+    // The image the running pod uses stays; the node says it could not free enough.
+    assert!(rkube(&["image", "ls"]).contains("docker.io/library/busybox "));
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=ImageGCFailed",
+        "-o",
+        "jsonpath={.items[0].message}",
+    ]);
+    assert!(
+        events.starts_with("Failed to garbage collect required amount of images."),
+        "{events}"
+    );
+}
