@@ -195,7 +195,11 @@ fn removing_an_image_keeps_content_other_images_share() {
         "example.com/one:v1",
         &[shared.clone(), own.clone()],
     );
-    oci_layout(&tmp.path().join("two"), "example.com/two:v1", &[shared.clone()]);
+    oci_layout(
+        &tmp.path().join("two"),
+        "example.com/two:v1",
+        std::slice::from_ref(&shared),
+    );
     let store = Store::open(&tmp.path().join("store")).unwrap();
     store.import(&tmp.path().join("one")).unwrap();
     store.import(&tmp.path().join("two")).unwrap();
