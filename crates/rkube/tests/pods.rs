@@ -701,3 +701,56 @@ fn image_garbage_collection_removes_unused_images_when_the_disk_is_full() {
         "{events}"
     );
 }
+
+#[test]
+fn security_context_and_resources_reach_the_container_and_its_cgroups() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    s.create(
+        "secure.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: secure}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 1000, runAsGroup: 3000}
+  containers:
+  - name: check
+    image: busybox
+    command: [sh, -c, 'id -u > /dev/termination-log; id -g >> /dev/termination-log; touch /x 2>> /dev/termination-log; grep CapEff /proc/self/status >> /dev/termination-log']
+    securityContext: {readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+    resources: {limits: {cpu: 250m, memory: 32Mi}}
+  - name: keep
+    image: busybox
+    command: [sleep, '3600']
+    resources: {limits: {cpu: 250m, memory: 32Mi}}
+",
+    );
+    cluster.wait_for("the check", Duration::from_secs(60), || {
+        cluster.pod_field(
+            "secure",
+            "{.status.containerStatuses[?(@.name==\"check\")].state.terminated.exitCode}",
+        ) == "0"
+    });
+    assert_eq!(
+        cluster.pod_field(
+            "secure",
+            "{.status.containerStatuses[?(@.name==\"check\")].state.terminated.message}"
+        ),
+        "1000\n3000\ntouch: /x: Read-only file system\nCapEff:\t0000000000000000\n"
+    );
+    assert_eq!(cluster.pod_field("secure", "{.status.qosClass}"), "Guaranteed");
+    let uid = cluster.pod_field("secure", "{.metadata.uid}");
+    // Guaranteed pods sit right under kubepods, limited to the sum of their containers'.
+    let pod_cgroup = |controller: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{controller}/kubepods/pod{uid}/{file}"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|e| format!("{e}"))
+    };
+    assert_eq!(
+        pod_cgroup("memory", "memory.limit_in_bytes"),
+        (64 << 20).to_string()
+    );
+    assert_eq!(pod_cgroup("cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(pod_cgroup("cpu", "cpu.shares"), "512");
+}
