@@ -754,3 +754,46 @@ spec:
     assert_eq!(pod_cgroup("cpu", "cpu.cfs_quota_us"), "50000");
     assert_eq!(pod_cgroup("cpu", "cpu.shares"), "512");
 }
+
+#[test]
+fn host_network_pods_use_the_nodes_address_and_on_failure_restarts_only_failures() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    s.create(
+        "host.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: host}
+spec:
+  hostNetwork: true
+  containers:
+  - {name: c, image: busybox, command: [sleep, '3600']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec:
+  restartPolicy: OnFailure
+  volumes: [{name: state, emptyDir: {}}]
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'if [ -e /state/tried ]; then exit 0; fi; touch /state/tried; exit 7']
+    volumeMounts: [{name: state, mountPath: /state}]
+",
+    );
+    cluster.wait_phase("host", "Running", Duration::from_secs(60));
+    assert_eq!(cluster.pod_field("host", "{.status.podIP}"), NODE_IP);
+    cluster.wait_phase("once", "Succeeded", Duration::from_secs(60));
+    assert_eq!(
+        cluster.pod_field("once", "{.status.containerStatuses[0].restartCount}"),
+        "1"
+    );
+    assert_eq!(
+        cluster.pod_field(
+            "once",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "7"
+    );
+}
