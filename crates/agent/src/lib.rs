@@ -7,10 +7,14 @@
 //! the pods bound to this node) will run beside the heartbeat there, sharing the same client
 //! and [`Config`].
 
+pub mod downward;
+pub mod env;
 pub mod heartbeat;
 pub mod join;
 pub mod machine;
 pub mod node;
+pub mod objects;
+pub mod volumes;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
