@@ -120,7 +120,9 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
 /// `name` enables, `*` enables the rest. Names match with or without the `-controller` suffix.
 pub fn enabled(name: &str, list: &[String]) -> bool {
     let short = name.strip_suffix("-controller").unwrap_or(name);
-    let is = |entry: &str| entry == name || entry == short;
+    // Upstream's one alias that is not the name without `-controller`.
+    let alias = (name == "root-ca-certificate-publisher-controller").then_some("root-ca-cert-publisher");
+    let is = |entry: &str| entry == name || entry == short || Some(entry) == alias;
     if list.iter().any(|e| e.strip_prefix('-').is_some_and(is)) {
         return false;
     }
@@ -172,5 +174,8 @@ mod tests {
         ));
         assert!(enabled("deployment-controller", &list(&["deployment"])));
         assert!(!enabled("deployment-controller", &list(&["replicaset"])));
+        let publisher = "root-ca-certificate-publisher-controller";
+        assert!(!enabled(publisher, &list(&["*", "-root-ca-cert-publisher"])));
+        assert!(enabled(publisher, &list(&["root-ca-certificate-publisher"])));
     }
 }

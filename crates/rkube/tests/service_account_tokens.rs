@@ -112,19 +112,36 @@ fn kubectl_create_token_is_accepted_as_the_service_account() {
     forged.push(if token.ends_with('A') { 'B' } else { 'A' });
     let out = as_token(&server, &forged, &["get", "configmaps"]);
     assert!(!out.status.success());
-    server.ok(&["delete", "sa", "default"]);
-    let out = as_token(&server, &token, &["get", "configmaps"]);
+    // An account deleted (and even recreated by the same name) ends its tokens.
+    server.ok(&["create", "serviceaccount", "robot"]);
+    let robot = server.ok(&["create", "token", "robot"]).trim().to_owned();
+    assert!(as_token(&server, &robot, &["get", "configmaps"]).status.success());
+    server.ok(&["delete", "sa", "robot"]);
+    let out = as_token(&server, &robot, &["get", "configmaps"]);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Unauthorized"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer = json_of(&server.ok(&["create", "-f", &review, "-o", "json"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Unauthorized"), "{stderr}");
+    let review = |token: &str| {
+        let file = server.manifest(
+            "review.yaml",
+            &format!("apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: {token}\n"),
+        );
+        json_of(&server.ok(&["create", "-f", &file, "-o", "json"]))
+    };
+    let answer = review(&robot);
     assert_eq!(answer["status"]["authenticated"], false);
     assert_eq!(
         answer["status"]["error"],
-        "service account default/default has been deleted"
+        "service account default/robot has been deleted"
+    );
+    server.ok(&["create", "serviceaccount", "robot"]);
+    let answer = review(&robot);
+    assert!(
+        answer["status"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not match claim"),
+        "{answer}"
     );
 }
 
@@ -152,10 +169,10 @@ fn token_requests_are_validated_as_upstream() {
         ])
         .trim()
         .to_owned();
-    let claims = claims(&token);
-    assert_eq!(claims["aud"], serde_json::json!(["a", "b"]));
+    let audience_claims = claims(&token);
+    assert_eq!(audience_claims["aud"], serde_json::json!(["a", "b"]));
     assert_eq!(
-        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        audience_claims["exp"].as_i64().unwrap() - audience_claims["iat"].as_i64().unwrap(),
         7200
     );
     // Not for the API server's audience: not accepted there.
