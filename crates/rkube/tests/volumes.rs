@@ -46,7 +46,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn pod(server: &Server, name: &str) -> (kube::Client, Pod) {
+async fn fetch_pod(server: &Server, name: &str) -> (kube::Client, Pod) {
     let client = clientkit::from_kubeconfig(&server.kubeconfig).await.unwrap();
     let pod = kube::Api::<Pod>::namespaced(client.clone(), "default")
         .get(name)
@@ -160,7 +160,7 @@ fn volumes_are_written_follow_their_objects_and_go_away() {
     server.create("pod.yaml", &POD.replace("HOSTDIR", host_dir.to_str().unwrap()));
     let pods_dir = server.dir.path().join("agent/pods");
     let rt = runtime();
-    let (client, pod) = rt.block_on(pod(&server, "vols"));
+    let (client, pod) = rt.block_on(fetch_pod(&server, "vols"));
     let uid = pod.metadata.uid.clone().unwrap();
     let volumes = rt.block_on(async { Volumes::new(client.clone(), pods_dir.clone()) });
     let ready = rt.block_on(volumes.setup(&pod)).unwrap();
@@ -316,7 +316,7 @@ fn volumes_are_written_follow_their_objects_and_go_away() {
     assert_eq!(std::fs::read_to_string(&one_file).unwrap_or_default(), "");
     // downwardAPI labels follow the pod when setup sees it again.
     server.ok(&["label", "pod", "vols", "tier=back", "--overwrite"]);
-    let (_, relabelled) = rt.block_on(pod(&server, "vols"));
+    let (_, relabelled) = rt.block_on(fetch_pod(&server, "vols"));
     rt.block_on(volumes.setup(&relabelled)).unwrap();
     assert_eq!(
         std::fs::read_to_string(info.join("labels")).unwrap(),
@@ -338,7 +338,7 @@ fn missing_objects_fail_as_the_kubelet_reports_them() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: missing\nspec:\n  containers:\n  - name: c\n    image: busybox\n    env:\n    - {name: X, valueFrom: {configMapKeyRef: {name: cfg, key: nokey}}}\n  volumes:\n  - name: gone\n    configMap: {name: nope}\n",
     );
     let rt = runtime();
-    let (client, pod) = rt.block_on(pod(&server, "missing"));
+    let (client, pod) = rt.block_on(fetch_pod(&server, "missing"));
     let pods_dir = server.dir.path().join("agent/pods");
     let volumes = rt.block_on(async { Volumes::new(client, pods_dir.clone()) });
     let err = rt.block_on(volumes.setup(&pod)).unwrap_err();
