@@ -55,7 +55,7 @@ fn claims(token: &str) -> serde_json::Value {
 
 #[test]
 fn kubectl_create_token_is_accepted_as_the_service_account() {
-    let server = Server::start();
+    let server = Server::start_with_root_ca(&[]);
     wait_for_default_account(&server, "default");
     let token = server.ok(&["create", "token", "default"]).trim().to_owned();
     assert_eq!(token.split('.').count(), 3, "{token}");
@@ -147,7 +147,7 @@ fn kubectl_create_token_is_accepted_as_the_service_account() {
 
 #[test]
 fn token_requests_are_validated_as_upstream() {
-    let server = Server::start();
+    let server = Server::start_with_root_ca(&[]);
     wait_for_default_account(&server, "default");
     let err = server.fails(&["create", "token", "default", "--duration=5m"]);
     assert!(
@@ -237,7 +237,7 @@ fn wait_for_root_ca(server: &Server, namespace: &str, ca: &str) {
 
 #[test]
 fn every_namespace_gets_the_root_ca_config_map() {
-    let server = Server::start();
+    let server = Server::start_with_root_ca(&[]);
     let ca = std::fs::read_to_string(server.dir.path().join("data/tls/ca.crt")).unwrap();
     wait_for_root_ca(&server, "default", &ca);
     server.ok(&["create", "namespace", "fresh"]);

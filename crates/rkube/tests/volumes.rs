@@ -23,7 +23,7 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 fn ready_server() -> Server {
-    let server = Server::start();
+    let server = Server::start_with_root_ca(&[]);
     wait_until(
         "the default ServiceAccount and root CA",
         Duration::from_secs(20),
