@@ -108,7 +108,7 @@ impl Heartbeat {
         let changed = self.last_posted.as_ref().is_none_or(|(last, at)| {
             at.elapsed() >= REPORT_FREQUENCY || *last != without_heartbeats(&wanted)
         });
-        let conditions = node::conditions(&self.machine, &usage);
+        let conditions = node::conditions(&self.machine, &usage, &self.config.eviction_hard);
         if changed || kubelet::conditions_changed(&conditions, &current) {
             self.post_status(&current, &usage).await?;
         }

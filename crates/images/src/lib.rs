@@ -155,6 +155,13 @@ impl Store {
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| Error::io(&path)(e.into()))
     }
 
+    /// The image's config blob (what the runtime reads the default command, env and user
+    /// from).
+    pub fn config_blob(&self, image: &Image) -> Result<Vec<u8>, Error> {
+        let path = self.blob_path(&image.config);
+        std::fs::read(&path).map_err(Error::io(&path))
+    }
+
     pub(crate) fn blob_path(&self, digest: &str) -> PathBuf {
         self.root.join("blobs").join(digest.replacen(':', "/", 1))
     }

@@ -33,9 +33,35 @@ pub struct NodeArgs {
     /// for a server its default-route interface, else 127.0.0.1).
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
+    /// The cluster DNS address pods resolve with (default: the 10th address of the service
+    /// CIDR, 10.43.0.10).
+    #[arg(long)]
+    pub cluster_dns: Option<IpAddr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// A registries.yaml: registry mirrors, endpoint auth and TLS (k3s's format).
+    #[arg(long, default_value = "/etc/rkube/registries.yaml")]
+    pub private_registry: PathBuf,
+    /// Hard eviction thresholds, in kubelet's syntax: kept out of allocatable, and crossing
+    /// one sets the node's pressure condition.
+    #[arg(long, default_value = "memory.available<100Mi,nodefs.available<10%", value_parser = agent::eviction::EvictionHard::parse)]
+    pub eviction_hard: agent::eviction::EvictionHard,
+    /// The OCI runtime binary containers run with (runc; crun or youki work too).
+    #[arg(long, default_value = "runc")]
+    pub oci_runtime: PathBuf,
 }
 
 impl NodeArgs {
+    pub fn pods_config(&self, default_dns: IpAddr) -> agent::PodsConfig {
+        agent::PodsConfig {
+            cluster_dns: vec![self.cluster_dns.unwrap_or(default_dns)],
+            cluster_domain: self.cluster_domain.clone(),
+            private_registry: Some(self.private_registry.clone()),
+            oci_runtime: self.oci_runtime.clone(),
+        }
+    }
+
     pub fn name(&self) -> String {
         self.node_name.clone().unwrap_or_else(agent::machine::hostname)
     }
@@ -74,6 +100,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let config = agent::Config {
             node_name,
             node_ip,
+            eviction_hard: args.node.eviction_hard.clone(),
+            pods: args.node.pods_config(std::net::IpAddr::from([10, 43, 0, 10])),
             data_dir: args.data_dir,
             control_plane: false,
         };

@@ -118,6 +118,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 node_ip,
                 data_dir: args.data_dir.clone(),
                 control_plane: true,
+                eviction_hard: args.node.eviction_hard.clone(),
+                pods: args.node.pods_config(nth_service_ip(&args.service_cidr, 10)?),
             };
             let client = node_client(&running, &config.node_name).await?;
             components.spawn(agent::run(client, config));
@@ -232,6 +234,11 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// The first address of the service range (the `kubernetes` Service's ClusterIP).
 fn first_service_ip(cidr: &str) -> anyhow::Result<IpAddr> {
+    nth_service_ip(cidr, 1)
+}
+
+/// The `n`th address of the service CIDR (the 10th is the cluster DNS's, as k3s's).
+fn nth_service_ip(cidr: &str, n: u32) -> anyhow::Result<IpAddr> {
     let (base, _) = cidr
         .split_once('/')
         .with_context(|| format!("--service-cidr {cidr:?} is not a CIDR"))?;
@@ -239,8 +246,8 @@ fn first_service_ip(cidr: &str) -> anyhow::Result<IpAddr> {
         .parse()
         .with_context(|| format!("--service-cidr {cidr:?} is not a CIDR"))?;
     Ok(match base {
-        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) + 1).into()),
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) + 1).into()),
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) + n).into()),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) + u128::from(n)).into()),
     })
 }
 
