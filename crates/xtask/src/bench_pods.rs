@@ -15,8 +15,8 @@ use anyhow::{Context, bail, ensure};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 
 use crate::{rkube_process, stats};
 
@@ -59,7 +59,11 @@ fn rss_kib(pid: u32) -> u64 {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let binary = rkube_process::build_release()?;
     let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-images/busybox-oci.tar");
-    ensure!(image.is_file(), "{} is missing: run scripts/build-test-images", image.display());
+    ensure!(
+        image.is_file(),
+        "{} is missing: run scripts/build-test-images",
+        image.display()
+    );
     let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("target/bench"));
     std::fs::create_dir_all(&base)?;
     let data = tempfile::tempdir_in(&base)?;
@@ -115,7 +119,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         delete_all(&pods).await?;
         let agent_rss = agent_idle_rss(&binary, data.path(), &port).await?;
-        anyhow::Ok((ready, stats::latency(&sequential), stats::latency(&parallel), agent_rss))
+        anyhow::Ok((
+            ready,
+            stats::latency(&sequential),
+            stats::latency(&parallel),
+            agent_rss,
+        ))
     });
     let server_rss = rss_kib(server.0.id());
     drop(server);
@@ -131,8 +140,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "| pod startup, {} at once | p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms |",
         parallel.events, parallel.p50_ms, parallel.p99_ms, parallel.max_ms
     );
-    println!("| `rkube agent` idle RSS (joined, no pods) | {:.1} MiB |", agent_rss as f64 / 1024.0);
-    println!("| `rkube server` RSS after the runs | {:.1} MiB |", server_rss as f64 / 1024.0);
+    println!(
+        "| `rkube agent` idle RSS (joined, no pods) | {:.1} MiB |",
+        agent_rss as f64 / 1024.0
+    );
+    println!(
+        "| `rkube server` RSS after the runs | {:.1} MiB |",
+        server_rss as f64 / 1024.0
+    );
     Ok(())
 }
 
@@ -150,7 +165,10 @@ async fn wait_node_ready(client: &kube::Client, name: &str, since: Instant) -> a
                 return Ok(since.elapsed().as_secs_f64());
             }
         }
-        ensure!(since.elapsed() < Duration::from_secs(60), "node {name} did not become Ready");
+        ensure!(
+            since.elapsed() < Duration::from_secs(60),
+            "node {name} did not become Ready"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -231,7 +249,10 @@ async fn delete_all(pods: &Api<Pod>) -> anyhow::Result<()> {
     pods.delete_collection(&DeleteParams::default(), &params).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while !pods.list(&params).await?.items.is_empty() {
-        ensure!(Instant::now() < deadline, "pods were not deleted within 2 minutes");
+        ensure!(
+            Instant::now() < deadline,
+            "pods were not deleted within 2 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())

@@ -65,7 +65,12 @@ impl Node {
         Node {
             recorder: clientkit::events::Recorder::new(client.clone(), "kubelet")
                 .with_host(&config.node_name),
-            inputs: inputs::Inputs::new(client.clone(), pods_dir.clone()),
+            inputs: inputs::Inputs::new(
+                client.clone(),
+                pods_dir.clone(),
+                &config.node_name,
+                config.node_ip,
+            ),
             client,
             config,
             runtime,
