@@ -31,7 +31,7 @@ spec:
     - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
     - {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
     - {name: BOTH, value: "$(FROM_CM)-$(POD_NAME)"}
-    envFrom: [{prefix: CM_, configMapRef: {name: cfg}}]
+    envFrom: [{prefix: CM_, configMapRef: {name: cfg}}, {configMapRef: {name: cfg}}]
     volumeMounts:
     - {name: cfg, mountPath: /cfg}
     - {name: sec, mountPath: /sec}
@@ -55,7 +55,13 @@ spec:
 fn pods_read_config_maps_secrets_downward_api_and_their_token() {
     let cluster = PodCluster::start();
     let s = &cluster.server;
-    s.ok(&["create", "configmap", "cfg", "--from-literal=greeting=hello"]);
+    s.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=greeting=hello",
+        "--from-literal=1bad=x",
+    ]);
     s.ok(&[
         "create",
         "secret",
@@ -102,6 +108,21 @@ fn pods_read_config_maps_secrets_downward_api_and_their_token() {
     assert_eq!(
         answer["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"][0],
         "reader"
+    );
+    // `1bad` is no variable name: skipped, with kubelet's event.
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=reader,reason=InvalidEnvironmentVariableNames",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains(
+            "Keys [1bad] from the EnvFrom configMap default/cfg were skipped since they are considered invalid environment variable names."
+        ),
+        "{events}"
     );
 }
 

@@ -17,6 +17,7 @@ use crate::volumes::{PodVolumes, Volumes};
 
 pub struct Inputs {
     client: kube::Client,
+    recorder: clientkit::events::Recorder,
     volumes: Volumes,
     node: NodeFacts,
     /// The node's allocatable, read from the Node once (what unset limits read as).
@@ -27,8 +28,15 @@ pub struct Inputs {
 
 impl Inputs {
     /// Must be called inside a Tokio runtime (the volume manager starts its refresh task).
-    pub fn new(client: kube::Client, pods_dir: PathBuf, node_name: &str, node_ip: IpAddr) -> Inputs {
+    pub fn new(
+        client: kube::Client,
+        recorder: clientkit::events::Recorder,
+        pods_dir: PathBuf,
+        node_name: &str,
+        node_ip: IpAddr,
+    ) -> Inputs {
         Inputs {
+            recorder,
             volumes: Volumes::new(client.clone(), pods_dir),
             client,
             node: NodeFacts {
@@ -103,7 +111,11 @@ impl Inputs {
             .await
             .map_err(|e| e.to_string())?;
         for warning in &env.warnings {
-            tracing::info!(pod = ?pod.metadata.name, "InvalidEnvironmentVariableNames: {warning}");
+            let pod_ref = clientkit::events::reference(pod);
+            let kind = clientkit::events::EventType::Warning;
+            self.recorder
+                .record(&pod_ref, kind, "InvalidEnvironmentVariableNames", warning)
+                .await;
         }
         Ok(env.vars)
     }
