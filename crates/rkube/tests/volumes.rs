@@ -381,3 +381,48 @@ fn missing_objects_fail_as_the_kubelet_reports_them() {
     rt.block_on(volumes.teardown(&uid)).unwrap();
     assert_eq!(mounts_under(&pods_dir), Vec::<String>::new());
 }
+
+#[test]
+fn fs_group_and_run_as_user_own_the_files() {
+    use std::os::unix::fs::MetadataExt as _;
+    let server = ready_server();
+    server.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "--from-literal=password=hunter2",
+    ]);
+    server.create(
+        "pod.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: owned}
+spec:
+  securityContext: {fsGroup: 2000, runAsUser: 1000}
+  containers: [{name: c, image: busybox}]
+  volumes:
+  - {name: scratch, emptyDir: {}}
+  - {name: sec, secret: {secretName: sec, defaultMode: 0400}}
+  - name: token
+    projected: {sources: [{serviceAccountToken: {path: token}}]}
+",
+    );
+    let rt = runtime();
+    let (client, pod) = rt.block_on(fetch_pod(&server, "owned"));
+    let pods_dir = server.dir.path().join("agent/pods");
+    let volumes = rt.block_on(async { Volumes::new(client, pods_dir.clone()) });
+    let ready = rt.block_on(volumes.setup(&pod)).unwrap();
+    let scratch = std::fs::metadata(volume_dir(&ready, "scratch")).unwrap();
+    assert_eq!((scratch.gid(), scratch.mode() & 0o7777), (2000, 0o2777));
+    let secret = std::fs::metadata(volume_dir(&ready, "sec").join("password")).unwrap();
+    assert_eq!((secret.gid(), secret.mode() & 0o777), (2000, 0o440));
+    let token = std::fs::metadata(volume_dir(&ready, "token").join("token")).unwrap();
+    assert_eq!(
+        (token.uid(), token.gid(), token.mode() & 0o777),
+        (1000, 2000, 0o600)
+    );
+    rt.block_on(volumes.teardown(pod.metadata.uid.as_deref().unwrap()))
+        .unwrap();
+    assert_eq!(mounts_under(&pods_dir), Vec::<String>::new());
+}

@@ -9,8 +9,9 @@
 //!
 //! [`Volumes::setup`] makes every volume of a pod ready under
 //! `<pods-dir>/<uid>/volumes/kubernetes.io~<plugin>/<name>` and is idempotent:
-//! - `emptyDir`: a directory (0777); `medium: Memory` is a tmpfs of `sizeLimit` (else the pod's
-//!   memory limit when every container has one);
+//! - `emptyDir`: a directory (0777; with an `fsGroup`, owned by that group and setgid);
+//!   `medium: Memory` is a tmpfs of `sizeLimit` (else the pod's memory limit when every
+//!   container has one);
 //! - `hostPath`: the host's path after the `type` check ([`host_path`]), mounted as it is;
 //! - `configMap` (on disk), `secret`, `downwardAPI` and `projected` (each on its own tmpfs):
 //!   files written by the [`atomic_writer`], always mounted read-only into containers;
@@ -246,6 +247,13 @@ impl Volumes {
                     .and_then(|q| apimachinery::quantity::parse(&q.0))
                     .or_else(|| pod_memory_limit(pod));
                 mount_tmpfs(&dir, size)?;
+            }
+            if let Some(gid) = ownership(pod).fs_group {
+                // The kubelet's SetVolumeOwnership: the pod's fsGroup owns the directory, and
+                // what is created in it inherits the group (setgid).
+                std::os::unix::fs::chown(&dir, None, Some(gid)).map_err(|e| e.to_string())?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2777))
+                    .map_err(|e| e.to_string())?;
             }
             return Ok(ReadyVolume {
                 host_path: dir,
