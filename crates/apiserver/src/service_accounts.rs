@@ -287,13 +287,11 @@ async fn check_live(
     };
     let internal = |e: ApiError| e.message;
     let (ns, name) = (v.namespace.as_str(), v.name.as_str());
+    // upstream's validator, check for check and word for word (pkg/serviceaccount/claims.go).
     let account = lookup(rest, "serviceaccounts", Some(ns), name)
         .await
-        .map_err(internal)?;
-    let account = match account {
-        Some(a) if !deleted_long_ago(&a) => a,
-        _ => return Err(format!("service account {ns}/{name} has been deleted")),
-    };
+        .map_err(internal)?
+        .ok_or_else(|| format!("serviceaccount {name:?} not found"))?;
     if uid(&account) != v.uid {
         return Err(format!(
             "service account UID ({}) does not match claim ({})",
@@ -301,6 +299,10 @@ async fn check_live(
             v.uid
         ));
     }
+    if deleted_long_ago(&account) {
+        return Err(format!("service account {ns}/{name} has been deleted"));
+    }
+    const INVALIDATED: &str = "service account token has been invalidated";
     let mut extra = BTreeMap::new();
     let pod_bound = v.bound.iter().any(|(k, ..)| *k == "Pod");
     for (kind, bound_name, bound_uid) in &v.bound {
@@ -309,24 +311,24 @@ async fn check_live(
             "Secret" => ("secrets", Some(ns), "secret"),
             _ => ("nodes", None, "node"),
         };
-        let key = |what: &str| format!("authentication.kubernetes.io/{lower}-{what}");
+        // A pod-bound token's node claim is information only.
         if *kind != "Node" || !pod_bound {
             let object = lookup(rest, plural, namespace, bound_name)
                 .await
-                .map_err(internal)?;
-            let shown = namespace.map_or(bound_name.clone(), |ns| format!("{ns}/{bound_name}"));
-            let object = match object {
-                Some(o) if !deleted_long_ago(&o) => o,
-                _ => return Err(format!("{kind} {shown} has been deleted")),
-            };
+                .map_err(internal)?
+                .ok_or_else(|| INVALIDATED.to_owned())?;
             if &uid(&object) != bound_uid {
                 return Err(format!(
-                    "{kind} UID ({}) does not match claim ({bound_uid})",
+                    "{lower} UID ({}) does not match service account {lower} ref claim ({bound_uid})",
                     uid(&object)
                 ));
             }
+            if deleted_long_ago(&object) {
+                return Err(INVALIDATED.to_owned());
+            }
         }
         if *kind != "Secret" {
+            let key = |what: &str| format!("authentication.kubernetes.io/{lower}-{what}");
             extra.insert(key("name"), vec![bound_name.clone()]);
             extra.insert(key("uid"), vec![bound_uid.clone()]);
         }

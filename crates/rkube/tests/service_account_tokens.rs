@@ -130,10 +130,7 @@ fn kubectl_create_token_is_accepted_as_the_service_account() {
     };
     let answer = review(&robot);
     assert_eq!(answer["status"]["authenticated"], false);
-    assert_eq!(
-        answer["status"]["error"],
-        "service account default/robot has been deleted"
-    );
+    assert_eq!(answer["status"]["error"], "serviceaccount \"robot\" not found");
     server.ok(&["create", "serviceaccount", "robot"]);
     let answer = review(&robot);
     assert!(
