@@ -194,3 +194,36 @@ spec:
     s.ok(&["create", "configmap", "later", "--from-literal=a=b"]);
     cluster.wait_phase("waiting", "Running", Duration::from_secs(60));
 }
+
+#[test]
+fn downward_api_labels_follow_the_pod() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    s.create(
+        "labelled.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: labelled, labels: {stage: one}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: info
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'until grep -q two /info/labels; do sleep 0.2; done; cat /info/labels > /dev/termination-log']
+    volumeMounts: [{name: info, mountPath: /info}]
+",
+    );
+    cluster.wait_phase("labelled", "Running", Duration::from_secs(60));
+    s.ok(&["label", "pod", "labelled", "stage=two", "--overwrite"]);
+    cluster.wait_phase("labelled", "Succeeded", Duration::from_secs(15));
+    assert_eq!(
+        cluster.pod_field(
+            "labelled",
+            "{.status.containerStatuses[0].state.terminated.message}"
+        ),
+        "stage=\"two\""
+    );
+}
