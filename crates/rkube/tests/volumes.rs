@@ -393,9 +393,8 @@ fn fs_group_and_run_as_user_own_the_files() {
         "sec",
         "--from-literal=password=hunter2",
     ]);
-    server.create(
-        "pod.yaml",
-        "apiVersion: v1
+    let untyped = server.dir.path().join("untyped/dir");
+    let manifest = "apiVersion: v1
 kind: Pod
 metadata: {name: owned}
 spec:
@@ -406,7 +405,11 @@ spec:
   - {name: sec, secret: {secretName: sec, defaultMode: 0400}}
   - name: token
     projected: {sources: [{serviceAccountToken: {path: token}}]}
-",
+  - {name: untyped, hostPath: {path: UNTYPED}}
+";
+    server.create(
+        "pod.yaml",
+        &manifest.replace("UNTYPED", untyped.to_str().unwrap()),
     );
     let rt = runtime();
     let (client, pod) = rt.block_on(fetch_pod(&server, "owned"));
@@ -422,6 +425,7 @@ spec:
         (token.uid(), token.gid(), token.mode() & 0o777),
         (1000, 2000, 0o600)
     );
+    assert!(untyped.is_dir(), "a hostPath without a type is made a directory");
     rt.block_on(volumes.teardown(pod.metadata.uid.as_deref().unwrap()))
         .unwrap();
     assert_eq!(mounts_under(&pods_dir), Vec::<String>::new());

@@ -12,7 +12,8 @@
 //! - `emptyDir`: a directory (0777; with an `fsGroup`, owned by that group and setgid);
 //!   `medium: Memory` is a tmpfs of `sizeLimit` (else the pod's memory limit when every
 //!   container has one);
-//! - `hostPath`: the host's path after the `type` check ([`host_path`]), mounted as it is;
+//! - `hostPath`: the host's path after the `type` check ([`host_path`]), mounted as it is
+//!   (without a type, a missing path is made a directory, as containerd does);
 //! - `configMap` (on disk), `secret`, `downwardAPI` and `projected` (each on its own tmpfs):
 //!   files written by the [`atomic_writer`], always mounted read-only into containers;
 //!   `projected` serves configMap, secret, downwardAPI and serviceAccountToken sources
@@ -220,6 +221,14 @@ impl Volumes {
         if let Some(host) = &volume.host_path {
             let path = PathBuf::from(&host.path);
             host_path::check_type(&path, host.type_.as_deref())?;
+            if host.type_.as_deref().unwrap_or("").is_empty() && std::fs::symlink_metadata(&path).is_err() {
+                // No type: as containerd and Docker do, a missing source becomes a directory.
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(&path)
+                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            }
             return Ok(ReadyVolume {
                 host_path: path,
                 read_only: false,
