@@ -50,6 +50,7 @@ pub struct PodsConfig {
     pub private_registry: Option<PathBuf>,
     /// The OCI runtime binary (runc, crun, youki).
     pub oci_runtime: PathBuf,
+    pub image_gc: pods::image_gc::ImageGcPolicy,
 }
 
 impl Default for PodsConfig {
@@ -59,6 +60,7 @@ impl Default for PodsConfig {
             cluster_domain: "cluster.local".into(),
             private_registry: None,
             oci_runtime: "runc".into(),
+            image_gc: Default::default(),
         }
     }
 }

@@ -89,6 +89,36 @@ pub fn status(config: &Config, machine: &Machine, usage: &Usage, current: &Value
     })
 }
 
+/// kubelet's `nodeStatusMaxImages`.
+const MAX_IMAGES: usize = 50;
+
+/// `status.images` as kubelet reports them: the largest images first, each named by its
+/// digest (`repo@sha256:…`) and its tags.
+pub fn images(store: &images::Store) -> Value {
+    let Ok(named) = store.list() else {
+        return Value::Array(Vec::new());
+    };
+    let mut by_manifest: std::collections::BTreeMap<String, (Vec<String>, u64)> = Default::default();
+    for (name, image) in named {
+        let entry = by_manifest
+            .entry(image.manifest.clone())
+            .or_insert_with(|| (Vec::new(), image.size));
+        if let Ok(reference) = images::Reference::parse(&name) {
+            let digest = format!("{}@{}", reference.name(), image.manifest);
+            if !entry.0.contains(&digest) {
+                entry.0.insert(0, digest);
+            }
+        }
+        entry.0.push(name);
+    }
+    let mut list: Vec<(Vec<String>, u64)> = by_manifest.into_values().collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    list.truncate(MAX_IMAGES);
+    list.into_iter()
+        .map(|(names, size)| json!({"names": names, "sizeBytes": size}))
+        .collect()
+}
+
 /// The conditions kubelet's setters compute, from the machine's usage.
 pub fn conditions(machine: &Machine, usage: &Usage, eviction: &EvictionHard) -> [Condition; 4] {
     let memory = if eviction

@@ -50,6 +50,18 @@ pub struct NodeArgs {
     /// The OCI runtime binary containers run with (runc; crun or youki work too).
     #[arg(long, default_value = "runc")]
     pub oci_runtime: PathBuf,
+    /// Disk usage (percent) of the image filesystem at which unused images are removed.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: u8,
+    /// Disk usage (percent) image garbage collection frees down to.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
+    /// How long an image stays at least, unused or not (kubelet's imageMinimumGCAge).
+    #[arg(long, default_value = "2m", value_parser = crate::server::parse_duration)]
+    pub image_minimum_gc_age: std::time::Duration,
+    /// How often image garbage collection checks the disk (kubelet: 5 minutes).
+    #[arg(long, default_value = "5m", value_parser = crate::server::parse_duration, hide = true)]
+    pub image_gc_period: std::time::Duration,
 }
 
 impl NodeArgs {
@@ -59,6 +71,12 @@ impl NodeArgs {
             cluster_domain: self.cluster_domain.clone(),
             private_registry: Some(self.private_registry.clone()),
             oci_runtime: self.oci_runtime.clone(),
+            image_gc: agent::pods::image_gc::ImageGcPolicy {
+                high_percent: self.image_gc_high_threshold,
+                low_percent: self.image_gc_low_threshold.min(self.image_gc_high_threshold),
+                period: self.image_gc_period,
+                minimum_age: self.image_minimum_gc_age,
+            },
         }
     }
 

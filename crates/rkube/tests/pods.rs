@@ -146,7 +146,7 @@ spec:
   restartPolicy: Never
   volumes: [{{name: work, emptyDir: {{}}}}]
   initContainers:
-  - {{name: first, image: busybox, command: [sh, -c, 'sleep 1; echo first >> /work/order'], {mount}}}
+  - {{name: first, image: busybox, command: [sh, -c, 'sleep 4; echo first >> /work/order'], {mount}}}
   - {{name: second, image: busybox, command: [sh, -c, 'echo second >> /work/order'], {mount}}}
   containers:
   - {{name: main, image: busybox, command: [sh, -c, 'echo main >> /work/order; cat /work/order > /dev/termination-log'], {mount}}}
@@ -492,4 +492,212 @@ fn a_hundred_pods_created_and_deleted_leave_nothing_behind() {
     cluster.wait_for("the node to be clean", Duration::from_secs(30), || {
         leftovers(&cluster, &uids).is_empty()
     });
+}
+
+#[test]
+fn a_failing_liveness_probe_restarts_the_container_and_readiness_gates_ready() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    s.create(
+        "probed.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  containers:
+  - name: live
+    image: busybox
+    command: [sh, -c, 'touch /tmp/healthy; sleep 4; rm /tmp/healthy; sleep 3600']
+    livenessProbe: {exec: {command: [cat, /tmp/healthy]}, periodSeconds: 1, failureThreshold: 2}
+  - name: web
+    image: busybox
+    command: [sh, -c, 'mkdir /www; (sleep 4; echo ok > /www/index.html) & httpd -f -p 8080 -h /www']
+    readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
+",
+    );
+    cluster.wait_phase("probed", "Running", Duration::from_secs(60));
+    let field = |path: &str| cluster.pod_field("probed", path);
+    assert_eq!(
+        field("{.status.containerStatuses[?(@.name==\"web\")].ready}"),
+        "false"
+    );
+    assert_eq!(
+        field("{.status.conditions[?(@.type==\"Ready\")].status}"),
+        "False"
+    );
+    cluster.wait_for("readiness", Duration::from_secs(30), || {
+        field("{.status.containerStatuses[?(@.name==\"web\")].ready}") == "true"
+    });
+    cluster.wait_for("the liveness restart", Duration::from_secs(60), || {
+        field("{.status.containerStatuses[?(@.name==\"live\")].restartCount}") == "1"
+    });
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=probed",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        events.contains(
+            "Unhealthy: Liveness probe failed: cat: can't open '/tmp/healthy': No such file or directory"
+        ),
+        "{events}"
+    );
+    assert!(
+        events.contains("Killing: Container live failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 404"),
+        "{events}"
+    );
+}
+
+#[test]
+fn deletion_runs_the_pre_stop_hook_then_sigterm_within_the_grace_period() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    let host = tempfile::tempdir().unwrap();
+    s.create(
+        "graceful.yaml",
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: graceful}}
+spec:
+  terminationGracePeriodSeconds: 20
+  volumes: [{{name: host, hostPath: {{path: {}}}}}]
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'trap \"echo term >> /host/log; exit 0\" TERM; while true; do sleep 0.1; done']
+    lifecycle: {{preStop: {{exec: {{command: [sh, -c, 'echo prestop >> /host/log; sleep 1']}}}}}}
+    volumeMounts: [{{name: host, mountPath: /host}}]
+",
+            host.path().display()
+        ),
+    );
+    cluster.wait_phase("graceful", "Running", Duration::from_secs(60));
+    let started = Instant::now();
+    s.ok(&["delete", "pod", "graceful"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "the preStop hook's second was skipped: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the container did not stop at SIGTERM: {took:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("log")).unwrap(),
+        "prestop\nterm\n"
+    );
+}
+
+#[test]
+fn a_restarted_agent_adopts_its_running_pods_and_cleans_up_deleted_ones() {
+    let mut cluster = PodCluster::start();
+    cluster
+        .server
+        .ok(&["run", "keeper", "--image=busybox", "--", "sleep", "3600"]);
+    cluster
+        .server
+        .ok(&["run", "goner", "--image=busybox", "--", "sleep", "3600"]);
+    cluster.wait_phase("keeper", "Running", Duration::from_secs(60));
+    cluster.wait_phase("goner", "Running", Duration::from_secs(60));
+    let before = |c: &PodCluster| {
+        (
+            c.pod_field("keeper", "{.status.containerStatuses[0].containerID}"),
+            c.pod_field("keeper", "{.status.containerStatuses[0].imageID}"),
+            c.pod_field("keeper", "{.status.podIP}"),
+        )
+    };
+    let running = before(&cluster);
+    // The agent goes away with the server; the containers stay. While it is gone, one pod is
+    // force-deleted from the API.
+    cluster.server.restart();
+    cluster
+        .server
+        .ok(&["delete", "pod", "goner", "--grace-period=0", "--force"]);
+    cluster.wait_for(
+        "the deleted pod's containers to go",
+        Duration::from_secs(30),
+        || cluster.runtime_containers() == 1,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        before(&cluster),
+        running,
+        "the running pod was not adopted as it was"
+    );
+    assert_eq!(
+        cluster.pod_field("keeper", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    assert_eq!(cluster.pod_field("keeper", "{.status.phase}"), "Running");
+}
+
+#[test]
+fn image_garbage_collection_removes_unused_images_when_the_disk_is_full() {
+    // Thresholds of 0 %: the disk is always "full", every unused image old enough goes.
+    let cluster = PodCluster::start_with(&[
+        "--image-gc-high-threshold=0",
+        "--image-gc-low-threshold=0",
+        "--image-gc-period=1s",
+        "--image-minimum-gc-age=3s",
+    ]);
+    let s = &cluster.server;
+    s.ok(&["run", "user", "--image=busybox", "--", "sleep", "3600"]);
+    cluster.wait_phase("user", "Running", Duration::from_secs(60));
+    let data = cluster.server.dir.path().join("data");
+    let registries = data.join("registries.yaml");
+    std::fs::write(
+        &registries,
+        format!(
+            "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://{}\"\n",
+            cluster.registry.host()
+        ),
+    )
+    .unwrap();
+    let rkube = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    rkube(&[
+        "image",
+        "pull",
+        "--registry-config",
+        registries.to_str().unwrap(),
+        "nginx:latest",
+    ]);
+    s.ok(&["get", "node"]);
+    assert!(rkube(&["image", "ls"]).contains("docker.io/library/nginx "));
+    cluster.wait_for(
+        "the unused image to be collected",
+        Duration::from_secs(30),
+        || !rkube(&["image", "ls"]).contains("docker.io/library/nginx "),
+    );
+    // The image the running pod uses stays; the node says it could not free enough.
+    assert!(rkube(&["image", "ls"]).contains("docker.io/library/busybox "));
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=ImageGCFailed",
+        "-o",
+        "jsonpath={.items[0].message}",
+    ]);
+    assert!(
+        events.starts_with("Failed to garbage collect required amount of images."),
+        "{events}"
+    );
 }

@@ -66,6 +66,14 @@ impl ImageManager {
         &self.store
     }
 
+    /// `repository@sha256:…` of a stored image, by the name the runtime reports (what a
+    /// restarted agent shows for containers it found running).
+    pub fn image_id(&self, image: &str) -> Option<String> {
+        let reference = Reference::parse(image).ok()?;
+        let stored = self.store.resolve(&reference).ok()??;
+        Some(format!("{}@{}", reference.name(), stored.manifest))
+    }
+
     /// Makes the container's image present as its pull policy says.
     pub async fn ensure(
         &self,

@@ -6,10 +6,12 @@
 //! - `status`: the pod status kubelet reports; `spec`: what the spec asks of the runtime
 //!   (QoS, resources, security, host ports); `files`: /etc/hosts, resolv.conf, hostname,
 //!   termination messages; `images`: pull policy, pull secrets, pull back-off; `backoff`:
-//!   kubelet's exponential back-off; `inputs`: volumes and env for containers.
+//!   kubelet's exponential back-off; `inputs`: volumes and env for containers; `image_gc`:
+//!   unused images removed when the disk fills.
 
 pub mod backoff;
 pub mod files;
+pub mod image_gc;
 pub mod images;
 pub mod inputs;
 pub mod spec;
@@ -116,6 +118,7 @@ impl Node {
 
 /// Runs the pod workers of this node until the watch ends for good.
 pub async fn run(node: Arc<Node>) -> anyhow::Result<()> {
+    tokio::spawn(image_gc::run(node.clone(), node.config.pods.image_gc.clone()));
     let api: Api<Pod> = Api::all(node.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", node.config.node_name));
     let mut events = watcher::watcher(api, config).default_backoff().boxed();

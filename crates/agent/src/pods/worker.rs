@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clientkit::events::EventType;
 use jiff::Timestamp;
@@ -22,6 +22,7 @@ use tokio::sync::{Notify, watch};
 use super::backoff::Backoff;
 use super::status::{self, ContainerView, Observed};
 use super::{Node, files, spec};
+use crate::probes::{self, ContainerProbes, lifecycle};
 
 /// What the manager tells a worker: the latest pod object, or that it left the API.
 #[derive(Clone)]
@@ -54,6 +55,8 @@ pub struct Worker {
     /// Termination messages read once per exited container, by container id.
     messages: HashMap<String, Option<String>>,
     last_posted: Option<Value>,
+    /// The probes of running containers, by container id.
+    probes: HashMap<String, ContainerProbes>,
     /// The pod reached a terminal phase (or was stopped for deletion): nothing restarts.
     terminal: bool,
     network_released: bool,
@@ -75,6 +78,7 @@ impl Worker {
             restarts: Backoff::default(),
             messages: HashMap::new(),
             last_posted: None,
+            probes: HashMap::new(),
             terminal: false,
             network_released: false,
         }
@@ -220,6 +224,8 @@ impl Worker {
                 }
             }
         }
+        self.kill_unhealthy(pod).await;
+        self.ensure_probes(pod);
         if self.any_running() {
             next = next.min(POLL);
         }
@@ -297,7 +303,11 @@ impl Worker {
                     "Killing",
                     &format!("Stopping container {}", c.name),
                 );
-                app.push(self.stop_container(id, deadline));
+                let this: &Worker = self;
+                app.push(async move {
+                    this.run_pre_stop(pod, c, &id, deadline).await;
+                    this.stop_container(id, deadline).await;
+                });
             }
         }
         futures::future::join_all(app).await;
@@ -316,9 +326,11 @@ impl Worker {
                     "Killing",
                     &format!("Stopping container {}", c.name),
                 );
+                self.run_pre_stop(pod, c, &id, deadline).await;
                 self.stop_container(id, deadline).await;
             }
         }
+        self.probes.clear();
         let _ = self.refresh().await;
     }
 
@@ -336,6 +348,116 @@ impl Worker {
             let result = tokio::task::spawn_blocking(move || runtime.stop_container(&id, grace)).await;
             if let Ok(Err(err)) = result {
                 tracing::warn!("stopping a container: {err}");
+            }
+        }
+    }
+
+    /// The probe target of a container of this pod.
+    fn target(&self, container_id: &str) -> probes::Target {
+        probes::Target {
+            runtime: self.node.runtime.clone(),
+            container_id: container_id.to_owned(),
+            pod_ip: self.pod_ips.first().copied(),
+            netns: None,
+        }
+    }
+
+    fn event_sink(&self, pod: &Pod, container: &Container) -> probes::EventSink {
+        probes::recorder_sink(self.node.recorder.clone(), self.reference(pod, Some(container)))
+    }
+
+    /// Starts the probes of running containers that have none yet (new containers, or
+    /// containers a restarted agent found), and forgets those of containers that ended.
+    fn ensure_probes(&mut self, pod: &Pod) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut running = Vec::new();
+        for container in spec::all_containers(&spec) {
+            let Some(latest) = self.latest(&container.name) else {
+                continue;
+            };
+            if latest.state != ContainerState::Running {
+                continue;
+            }
+            running.push(latest.id.clone());
+            let has_probes = container.liveness_probe.is_some()
+                || container.readiness_probe.is_some()
+                || container.startup_probe.is_some();
+            if !has_probes || self.probes.contains_key(&latest.id) {
+                continue;
+            }
+            let started_at = latest
+                .started_at
+                .map(SystemTime::from)
+                .unwrap_or_else(SystemTime::now);
+            let id = latest.id.clone();
+            let probes = ContainerProbes::start(
+                container,
+                self.target(&id),
+                started_at,
+                self.event_sink(pod, container),
+                Some(self.wake.clone()),
+            );
+            self.probes.insert(id, probes);
+        }
+        self.probes.retain(|id, _| running.contains(id));
+    }
+
+    /// Kills containers whose liveness or startup probe failed; the restart policy then
+    /// decides what comes next.
+    async fn kill_unhealthy(&mut self, pod: &Pod) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let restart = spec.restart_policy.as_deref() != Some("Never");
+        let mut kills = Vec::new();
+        for container in spec::all_containers(&spec) {
+            let Some(latest) = self.latest(&container.name) else {
+                continue;
+            };
+            let Some(probes) = self.probes.get(&latest.id) else {
+                continue;
+            };
+            if let Some(kind) = probes.failed() {
+                let grace = probes
+                    .grace_period(kind)
+                    .unwrap_or_else(|| spec::grace_period(pod));
+                kills.push((container.clone(), latest.id.clone(), kind, grace));
+            }
+        }
+        for (container, id, kind, grace) in kills {
+            self.event(
+                pod,
+                Some(&container),
+                false,
+                "Killing",
+                &kind.kill_message(&container.name, restart),
+            );
+            self.probes.remove(&id);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(grace.max(1) as u64);
+            self.run_pre_stop(pod, &container, &id, deadline).await;
+            self.stop_container(id, deadline).await;
+        }
+        let _ = self.refresh().await;
+    }
+
+    /// Runs the container's preStop hook, bounded by the grace period.
+    async fn run_pre_stop(&self, pod: &Pod, container: &Container, id: &str, deadline: tokio::time::Instant) {
+        let Some(handler) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) else {
+            return;
+        };
+        let target = self.target(id);
+        let sink = self.event_sink(pod, container);
+        let description = lifecycle::pod_description(&name_of(pod), &namespace_of(pod), &self.uid);
+        let hook = lifecycle::run_hook(handler, container, &target, &description, &sink);
+        match tokio::time::timeout_at(deadline, hook).await {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => self.event(
+                pod,
+                Some(container),
+                true,
+                probes::reasons::FAILED_PRE_STOP_HOOK,
+                &message,
+            ),
+            Err(_) => {
+                tracing::info!(pod = %name_of(pod), container = %container.name, "preStop hook outlived the grace period")
             }
         }
     }
@@ -506,7 +628,7 @@ impl Worker {
                 );
                 self.track(&id).await;
                 self.waiting.remove(&container.name);
-                Ok(())
+                self.run_post_start(pod, container, &id).await
             }
             Err((id_or_reason, err)) => {
                 self.event(pod, Some(container), true, "Failed", &format!("Error: {err}"));
@@ -520,6 +642,37 @@ impl Worker {
                 Ok(())
             }
         }
+    }
+
+    /// Runs the container's postStart hook; a failure kills the container (kubelet's
+    /// `FailedPostStartHook`), which then restarts as its policy says.
+    async fn run_post_start(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        id: &str,
+    ) -> Result<(), (String, String, Duration)> {
+        let Some(handler) = container.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
+            return Ok(());
+        };
+        let target = self.target(id);
+        let sink = self.event_sink(pod, container);
+        let description = lifecycle::pod_description(&name_of(pod), &namespace_of(pod), &self.uid);
+        let Err(message) = lifecycle::run_hook(handler, container, &target, &description, &sink).await else {
+            return Ok(());
+        };
+        self.event(
+            pod,
+            Some(container),
+            true,
+            probes::reasons::FAILED_POST_START_HOOK,
+            &message,
+        );
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(spec::grace_period(pod).max(1) as u64);
+        self.stop_container(id.to_owned(), deadline).await;
+        let _ = self.refresh().await;
+        Err((lifecycle::POST_START_HOOK_ERROR.to_owned(), message, RETRY))
     }
 
     /// Creates the sandbox, its network, and the pod's /etc files, once.
@@ -734,13 +887,26 @@ impl Worker {
                 && current
                     .as_ref()
                     .is_some_and(|c| c.state == ContainerState::Exited && c.exit_code == Some(0));
-            let (image, image_id) = self.images.get(&container.name).cloned().unzip();
+            let (image, mut image_id) = self.images.get(&container.name).cloned().unzip();
+            if image_id.is_none()
+                && let Some(c) = &current
+            {
+                image_id = self.node.images.image_id(&c.image);
+            }
             let waiting = self.waiting.get(&container.name).cloned();
+            let probes = current.as_ref().and_then(|c| self.probes.get(&c.id));
+            let (ready, started) = match probes {
+                Some(p) => (p.ready(), p.started()),
+                None => (
+                    container.readiness_probe.is_none() && container.startup_probe.is_none(),
+                    container.startup_probe.is_none(),
+                ),
+            };
             views.insert(
                 container.name.clone(),
                 ContainerView {
-                    ready: (running && container.readiness_probe.is_none()) || completed_init,
-                    started: running && container.startup_probe.is_none(),
+                    ready: (running && ready) || completed_init,
+                    started: running && started,
                     waiting: if running { None } else { waiting },
                     image: image.or_else(|| current.as_ref().map(|c| c.image.clone())),
                     image_id,
@@ -751,11 +917,8 @@ impl Worker {
         }
         Observed {
             host_ip: Some(self.node.config.node_ip),
-            pod_ips: if self.network_released {
-                Vec::new()
-            } else {
-                self.pod_ips.clone()
-            },
+            // A finished pod keeps its addresses in its status, as upstream's.
+            pod_ips: self.pod_ips.clone(),
             sandbox_ready: self.sandbox.is_some() && self.network_ready,
             containers: views,
             terminal: self.terminal,
@@ -820,6 +983,20 @@ impl Worker {
 
     /// Records an event in the background (events never hold the pod up).
     fn event(&self, pod: &Pod, container: Option<&Container>, warning: bool, reason: &str, message: &str) {
+        let reference = self.reference(pod, container);
+        let kind = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let recorder = self.node.recorder.clone();
+        let reason = reason.to_owned();
+        let message = message.to_owned();
+        tokio::spawn(async move { recorder.record(&reference, kind, &reason, &message).await });
+    }
+
+    /// The pod as events name it, with the container as `fieldPath`.
+    fn reference(&self, pod: &Pod, container: Option<&Container>) -> ObjectReference {
         let field_path = container.map(|c| {
             let init = pod
                 .spec
@@ -832,7 +1009,7 @@ impl Worker {
                 format!("spec.containers{{{}}}", c.name)
             }
         });
-        let reference = ObjectReference {
+        ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Pod".into()),
             name: pod.metadata.name.clone(),
@@ -840,16 +1017,7 @@ impl Worker {
             uid: pod.metadata.uid.clone(),
             resource_version: pod.metadata.resource_version.clone(),
             field_path,
-        };
-        let kind = if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        let recorder = self.node.recorder.clone();
-        let reason = reason.to_owned();
-        let message = message.to_owned();
-        tokio::spawn(async move { recorder.record(&reference, kind, &reason, &message).await });
+        }
     }
 }
 

@@ -35,7 +35,7 @@ impl PodCluster {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../target/test-images")
                 .join(file);
-            if file == "busybox-oci.tar" || path.exists() {
+            if file == "busybox-oci.tar" || file == "nginx-oci.tar" || path.exists() {
                 let path = testkit::test_image(file);
                 registry
                     .push(&format!("oci-archive:{}", path.display()), name)
