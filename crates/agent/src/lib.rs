@@ -7,13 +7,17 @@
 //! `runtime`, `cni` and `images` crates for the pods bound to this node) share its client and
 //! [`Config`].
 
+pub mod downward;
+pub mod env;
 pub mod eviction;
 pub mod heartbeat;
 pub mod join;
 pub mod machine;
 pub mod node;
+pub mod objects;
 pub mod pods;
 pub mod probes;
+pub mod volumes;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

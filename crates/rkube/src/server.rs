@@ -125,7 +125,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             components.spawn(agent::run(client, config));
         }
         if !args.disable_controller_manager {
-            let ctx = controllers::Context::new(client.clone(), controllers_config(&args));
+            let config = controllers::Config {
+                root_ca: Some(running.pki.ca_cert_pem().to_owned()),
+                ..controllers_config(&args)
+            };
+            let ctx = controllers::Context::new(client.clone(), config);
             let election = clientkit::LeaderElection::new(
                 client.clone(),
                 clientkit::LeaseConfig::new("kube-controller-manager", &identity),
@@ -185,6 +189,7 @@ fn controllers_config(args: &Args) -> controllers::Config {
         node_monitor_grace_period: args.node_monitor_grace_period,
         node_startup_grace_period: args.node_startup_grace_period,
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+        root_ca: None,
     }
 }
 

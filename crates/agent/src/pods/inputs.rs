@@ -1,140 +1,131 @@
 //! What a container gets from outside its image: volumes mounted into it and its environment.
-//! The worker asks this adapter; it holds the node's volume manager and resolves env.
-//!
-//! This first version knows emptyDir and hostPath volumes and literal env values (with
-//! `$(VAR)` references); the volume manager (`crate::volumes`) and the full env resolution
-//! (`crate::env`) replace its insides.
+//! The worker asks this adapter; it holds the node's volume manager ([`crate::volumes`]) and
+//! resolves env ([`crate::env`]), both sharing one cache of the ConfigMaps, Secrets and
+//! Services pods refer to.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Node as NodeObject, Pod};
+use kube::Api;
 use runtime::Mount;
 
+use crate::downward::NodeFacts;
+use crate::volumes::{PodVolumes, Volumes};
+
 pub struct Inputs {
-    pods_dir: PathBuf,
+    client: kube::Client,
+    recorder: clientkit::events::Recorder,
+    volumes: Volumes,
+    node: NodeFacts,
+    /// The node's allocatable, read from the Node once (what unset limits read as).
+    allocatable: tokio::sync::Mutex<Option<BTreeMap<String, String>>>,
+    /// Each pod's ready volumes, from its latest `setup`.
+    ready: Mutex<HashMap<String, PodVolumes>>,
 }
 
 impl Inputs {
-    pub fn new(_client: kube::Client, pods_dir: PathBuf) -> Inputs {
-        Inputs { pods_dir }
+    /// Must be called inside a Tokio runtime (the volume manager starts its refresh task).
+    pub fn new(
+        client: kube::Client,
+        recorder: clientkit::events::Recorder,
+        pods_dir: PathBuf,
+        node_name: &str,
+        node_ip: IpAddr,
+    ) -> Inputs {
+        Inputs {
+            recorder,
+            volumes: Volumes::new(client.clone(), pods_dir),
+            client,
+            node: NodeFacts {
+                node_name: node_name.to_owned(),
+                host_ips: vec![node_ip.to_string()],
+                allocatable: BTreeMap::new(),
+            },
+            allocatable: tokio::sync::Mutex::new(None),
+            ready: Mutex::new(HashMap::new()),
+        }
     }
 
-    fn volume_dir(&self, uid: &str, name: &str) -> PathBuf {
-        self.pods_dir
-            .join(uid)
-            .join("volumes/kubernetes.io~empty-dir")
-            .join(name)
+    async fn node_facts(&self) -> NodeFacts {
+        let mut allocatable = self.allocatable.lock().await;
+        if allocatable.is_none() {
+            let nodes: Api<NodeObject> = Api::all(self.client.clone());
+            if let Ok(node) = nodes.get(&self.node.node_name).await
+                && let Some(found) = node.status.and_then(|s| s.allocatable)
+            {
+                let found: BTreeMap<String, String> = found.into_iter().map(|(k, q)| (k, q.0)).collect();
+                let mut facts = self.node.clone();
+                facts.allocatable = found.clone();
+                self.volumes.set_node(facts);
+                *allocatable = Some(found);
+            }
+        }
+        NodeFacts {
+            allocatable: allocatable.clone().unwrap_or_default(),
+            ..self.node.clone()
+        }
     }
 
     /// Makes the pod's volumes ready; the error is the FailedMount event's message.
     pub async fn setup(&self, pod: &Pod) -> Result<(), String> {
+        self.node_facts().await;
+        let ready = self.volumes.setup(pod).await.map_err(|e| e.to_string())?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-            if volume.empty_dir.is_some() {
-                let dir = self.volume_dir(&uid, &volume.name);
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| format!("MountVolume.SetUp failed for volume {:?} : {e}", volume.name))?;
-            }
-        }
+        self.ready.lock().expect("not poisoned").insert(uid, ready);
         Ok(())
     }
 
-    /// The container's mounts from its volumeMounts.
-    pub fn mounts(&self, pod: &Pod, container: &Container) -> Result<Vec<Mount>, String> {
+    /// The container's mounts from its volumeMounts (`env` expands `subPathExpr`).
+    pub fn mounts(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        env: &[(String, String)],
+    ) -> Result<Vec<Mount>, String> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let volumes: HashMap<&str, _> = pod
-            .spec
-            .iter()
-            .flat_map(|s| s.volumes.iter().flatten())
-            .map(|v| (v.name.as_str(), v))
-            .collect();
-        let mut mounts = Vec::new();
-        for m in container.volume_mounts.iter().flatten() {
-            let Some(volume) = volumes.get(m.name.as_str()) else {
-                return Err(format!(
-                    "cannot find volume {:?} to mount into container {:?}",
-                    m.name, container.name
-                ));
-            };
-            let host_path = if volume.empty_dir.is_some() {
-                self.volume_dir(&uid, &volume.name)
-            } else if let Some(host) = &volume.host_path {
-                PathBuf::from(&host.path)
-            } else {
-                tracing::warn!(volume = %m.name, "volume type not supported yet; not mounted");
-                continue;
-            };
-            let host_path = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-                Some(sub) => {
-                    let path = host_path.join(sub);
-                    std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
-                    path
-                }
-                None => host_path,
-            };
-            mounts.push(Mount {
-                container_path: m.mount_path.clone(),
-                host_path,
-                read_only: m.read_only == Some(true),
-                propagation: Default::default(),
-            });
-        }
-        Ok(mounts)
+        let ready = self
+            .ready
+            .lock()
+            .expect("not poisoned")
+            .get(&uid)
+            .cloned()
+            .unwrap_or_default();
+        self.volumes
+            .mounts(pod, container, &ready, env)
+            .map_err(|e| e.to_string())
     }
 
     /// The container's environment; the error is the CreateContainerConfigError message.
-    pub fn container_env(
+    pub async fn container_env(
         &self,
-        _pod: &Pod,
+        pod: &Pod,
         container: &Container,
-        _pod_ips: &[IpAddr],
+        pod_ips: &[IpAddr],
     ) -> Result<Vec<(String, String)>, String> {
-        let mut env: Vec<(String, String)> = Vec::new();
-        for var in container.env.iter().flatten() {
-            let value = var.value.clone().unwrap_or_default();
-            let known: HashMap<String, String> = env.iter().cloned().collect();
-            env.push((var.name.clone(), expand(&value, &known)));
+        let node = self.node_facts().await;
+        let ips: Vec<String> = pod_ips.iter().map(IpAddr::to_string).collect();
+        let env = crate::env::container_environment(self.volumes.objects(), pod, container, &node, &ips)
+            .await
+            .map_err(|e| e.to_string())?;
+        for warning in &env.warnings {
+            let pod_ref = clientkit::events::reference(pod);
+            let kind = clientkit::events::EventType::Warning;
+            self.recorder
+                .record(&pod_ref, kind, "InvalidEnvironmentVariableNames", warning)
+                .await;
         }
-        Ok(env)
+        Ok(env.vars)
     }
 
-    /// Removes the pod's volumes.
+    /// Unmounts and removes the pod's volumes.
     pub async fn teardown(&self, uid: &str) -> anyhow::Result<()> {
-        let dir = self.pods_dir.join(uid).join("volumes");
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(anyhow::anyhow!("{}: {e}", dir.display())),
-        }
+        self.ready.lock().expect("not poisoned").remove(uid);
+        self.volumes
+            .teardown(uid)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
-}
-
-/// `$(VAR)` references to earlier variables, `$$` for a literal `$`.
-fn expand(value: &str, known: &HashMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(inner) = after.strip_prefix('(')
-            && let Some(end) = inner.find(')')
-        {
-            let name = &inner[..end];
-            match known.get(name) {
-                Some(v) => out.push_str(v),
-                None => out.push_str(&format!("$({name})")),
-            }
-            rest = &inner[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
 }

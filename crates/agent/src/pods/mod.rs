@@ -64,10 +64,17 @@ impl Node {
     ) -> Node {
         let agent = crate::machine::agent_dir(&config.data_dir);
         let pods_dir = agent.join("pods");
+        let recorder =
+            clientkit::events::Recorder::new(client.clone(), "kubelet").with_host(&config.node_name);
         Node {
-            recorder: clientkit::events::Recorder::new(client.clone(), "kubelet")
-                .with_host(&config.node_name),
-            inputs: inputs::Inputs::new(client.clone(), pods_dir.clone()),
+            inputs: inputs::Inputs::new(
+                client.clone(),
+                recorder.clone(),
+                pods_dir.clone(),
+                &config.node_name,
+                config.node_ip,
+            ),
+            recorder,
             client,
             config,
             runtime,

@@ -535,14 +535,19 @@ impl Worker {
             container.name.clone(),
             (image.image.clone(), image.image_id.clone()),
         );
-        let env = match self.node.inputs.container_env(pod, container, &self.pod_ips) {
+        let env = match self
+            .node
+            .inputs
+            .container_env(pod, container, &self.pod_ips)
+            .await
+        {
             Ok(env) => env,
             Err(message) => {
                 self.event(pod, Some(container), true, "Failed", &format!("Error: {message}"));
                 return Err(("CreateContainerConfigError".into(), message, RETRY));
             }
         };
-        let mut mounts = match self.node.inputs.mounts(pod, container) {
+        let mut mounts = match self.node.inputs.mounts(pod, container, &env) {
             Ok(m) => m,
             Err(message) => {
                 self.event(pod, Some(container), true, "Failed", &format!("Error: {message}"));

@@ -67,9 +67,18 @@ impl Server {
         Server::start_with(&[])
     }
 
-    /// A server with extra `rkube server` flags (e.g. `--controllers=-deployment`,
-    /// `--node-monitor-grace-period=5s`).
+    /// A server with extra `rkube server` flags (e.g. `--controllers=*,-deployment`,
+    /// `--node-monitor-grace-period=5s`). Without an agent nothing needs the `kube-root-ca.crt`
+    /// ConfigMaps, so the root CA publisher is off: a namespace holds only what the test makes.
     pub fn start_with(extra_args: &[&str]) -> Server {
+        Server::launch(
+            &["--disable-agent", "--controllers=*,-root-ca-cert-publisher"],
+            extra_args,
+        )
+    }
+
+    /// A server without an agent but with every controller, the root CA publisher included.
+    pub fn start_with_root_ca(extra_args: &[&str]) -> Server {
         Server::launch(&["--disable-agent"], extra_args)
     }
 
