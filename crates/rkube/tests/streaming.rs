@@ -185,7 +185,7 @@ fn exec_exit_codes_stdin_tty_and_cp() {
     ] {
         let what = format!("kubectl {} {env:?}", kubectl.label);
         let out = kubectl_input(
-            &server,
+            server,
             kubectl,
             env,
             &[
@@ -206,7 +206,7 @@ fn exec_exit_codes_stdin_tty_and_cp() {
         );
 
         let out = kubectl_input(
-            &server,
+            server,
             kubectl,
             env,
             &["exec", "-i", "shell", "--", "sh", "-c", "cat; echo done"],
