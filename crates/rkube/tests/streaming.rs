@@ -358,3 +358,56 @@ spec:
         let _ = forward.wait();
     }
 }
+
+#[test]
+fn an_nginx_deployment_serves_its_page_through_port_forward() {
+    let cluster = start();
+    let server = &cluster.server;
+    server.ok(&["create", "deployment", "nginx", "--image=nginx"]);
+    cluster.wait_for("the Deployment to be available", Duration::from_secs(90), || {
+        server
+            .kubectl(&[
+                "get",
+                "deployment",
+                "nginx",
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+            ])
+            .stdout
+            == b"1"
+    });
+    let port = testkit::free_port();
+    let mut forward = server
+        .client()
+        .command()
+        .args(["port-forward", "deployment/nginx", &format!("{port}:80")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + T;
+    let page = loop {
+        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            conn.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut page = String::new();
+            let _ = conn.read_to_string(&mut page);
+            if !page.is_empty() {
+                break page;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = forward.kill(); // our own child, by PID
+            let out = forward.wait_with_output().unwrap();
+            panic!("no page through port-forward: {out:?}\n{}", server.log());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = forward.kill(); // our own child, by PID
+    let _ = forward.wait();
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("<title>Welcome to nginx!</title>"), "{page}");
+    // nginx logs the request to stdout, as the official image does.
+    let logs = server.ok(&["logs", "deployment/nginx"]);
+    assert!(logs.contains("\"GET / HTTP/1.0\" 200"), "{logs}");
+}
