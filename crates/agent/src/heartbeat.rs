@@ -73,7 +73,8 @@ impl Heartbeat {
     /// Creates the Node (or takes over an existing one) and its Lease.
     async fn register(&mut self) -> anyhow::Result<()> {
         let usage = self.usage()?;
-        let wanted = node::object(&self.config, &self.machine, &usage);
+        let mut wanted = node::object(&self.config, &self.machine, &usage);
+        wanted["status"]["images"] = self.images();
         let object: Node = serde_json::from_value(wanted.clone())?;
         self.uid = match self.nodes.create(&PostParams::default(), &object).await {
             Ok(created) => {
@@ -104,11 +105,12 @@ impl Heartbeat {
             Err(e) => return Err(e.into()),
         };
         let usage = self.usage()?;
-        let wanted = node::status(&self.config, &self.machine, &usage, &current, "");
+        let mut wanted = node::status(&self.config, &self.machine, &usage, &current, "");
+        wanted["images"] = self.images();
         let changed = self.last_posted.as_ref().is_none_or(|(last, at)| {
             at.elapsed() >= REPORT_FREQUENCY || *last != without_heartbeats(&wanted)
         });
-        let conditions = node::conditions(&self.machine, &usage);
+        let conditions = node::conditions(&self.machine, &usage, &self.config.eviction_hard);
         if changed || kubelet::conditions_changed(&conditions, &current) {
             self.post_status(&current, &usage).await?;
         }
@@ -116,7 +118,8 @@ impl Heartbeat {
     }
 
     async fn post_status(&mut self, current: &Value, usage: &Usage) -> anyhow::Result<()> {
-        let status = node::status(&self.config, &self.machine, usage, current, &kubelet::now());
+        let mut status = node::status(&self.config, &self.machine, usage, current, &kubelet::now());
+        status["images"] = self.images();
         self.nodes
             .patch_status(
                 &self.config.node_name,
@@ -130,6 +133,15 @@ impl Heartbeat {
 
     fn remember_posted(&mut self, status: &Value) {
         self.last_posted = Some((without_heartbeats(status), Instant::now()));
+    }
+
+    /// The images in the node's store.
+    fn images(&self) -> serde_json::Value {
+        let dir = machine::agent_dir(&self.config.data_dir).join("images");
+        match images::Store::open(&dir) {
+            Ok(store) => node::images(&store),
+            Err(_) => serde_json::Value::Array(Vec::new()),
+        }
     }
 
     fn usage(&self) -> anyhow::Result<Usage> {

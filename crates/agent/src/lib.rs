@@ -3,16 +3,23 @@
 //! the node's Lease renewed every 10 s, the status posted when it changed or every 5 minutes,
 //! and the Node registered again if it is deleted.
 //!
-//! [`run`] is the agent's main loop; the pod workers (driving the `runtime` and `cni` crates for
-//! the pods bound to this node) will run beside the heartbeat there, sharing the same client
-//! and [`Config`].
+//! [`run`] is the agent's main loop: the heartbeat and the pod workers ([`pods`], driving the
+//! `runtime`, `cni` and `images` crates for the pods bound to this node) share its client and
+//! [`Config`].
 
+pub mod downward;
+pub mod env;
+pub mod eviction;
 pub mod heartbeat;
 pub mod join;
 pub mod machine;
 pub mod node;
+pub mod objects;
+pub mod pods;
+pub mod probes;
 pub mod server;
 pub mod streaming;
+pub mod volumes;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -29,11 +36,41 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The server's own node: labelled `node-role.kubernetes.io/control-plane`, as k3s does.
     pub control_plane: bool,
+    /// What pods run with.
+    pub pods: PodsConfig,
+    /// kubelet's `--eviction-hard`: kept out of allocatable; crossing one is pressure.
+    pub eviction_hard: eviction::EvictionHard,
     /// The kubelet API's port (`--kubelet-port`, 10250 as upstream), advertised in the Node's
     /// `status.daemonEndpoints`.
     pub kubelet_port: u16,
     /// The cluster CA (PEM): the kubelet API accepts client certificates it signed.
     pub ca_pem: String,
+}
+
+/// How this node runs pods (kubelet's and the container runtime's settings).
+#[derive(Clone, Debug)]
+pub struct PodsConfig {
+    /// The cluster DNS Service's address for pods' resolv.conf (kubelet's `--cluster-dns`).
+    pub cluster_dns: Vec<IpAddr>,
+    /// kubelet's `--cluster-domain`.
+    pub cluster_domain: String,
+    /// A registries.yaml (k3s's `--private-registry`): mirrors, endpoint auth and TLS.
+    pub private_registry: Option<PathBuf>,
+    /// The OCI runtime binary (runc, crun, youki).
+    pub oci_runtime: PathBuf,
+    pub image_gc: pods::image_gc::ImageGcPolicy,
+}
+
+impl Default for PodsConfig {
+    fn default() -> PodsConfig {
+        PodsConfig {
+            cluster_dns: vec![IpAddr::from([10, 43, 0, 10])],
+            cluster_domain: "cluster.local".into(),
+            private_registry: None,
+            oci_runtime: "runc".into(),
+            image_gc: Default::default(),
+        }
+    }
 }
 
 /// kubelet's default port.
@@ -44,28 +81,58 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let dir = machine::agent_dir(&config.data_dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create the agent directory {}: {e}", dir.display()))?;
-    let runtime = runtime::RuntimeConfig::new(&dir.join("runtime")).and_then(runtime::RuncRuntime::new);
-    let kubelet_api = match runtime {
-        Ok(runtime) => {
-            let runtime: Arc<dyn runtime::Runtime> = Arc::new(runtime);
-            // A node whose API cannot listen still runs and reports its pods.
-            match start_kubelet_api(&config, runtime).await {
-                Ok(tasks) => Some(tasks),
-                Err(err) => {
-                    tracing::error!(%err, "the kubelet API is not served");
-                    eprintln!("rkube agent: the kubelet API is not served: {err:#}");
-                    None
-                }
-            }
-        }
+    let runtime_config = {
+        let mut c = runtime::RuntimeConfig::new(&dir.join("runtime"))?;
+        c.runc = config.pods.oci_runtime.clone();
+        c
+    };
+    let runtime: Arc<dyn runtime::Runtime> = Arc::new(runtime::RuncRuntime::new(runtime_config)?);
+    // A node whose kubelet API cannot listen still runs and reports its pods.
+    let kubelet_api = match start_kubelet_api(&config, runtime.clone()).await {
+        Ok(tasks) => Some(tasks),
         Err(err) => {
-            tracing::warn!(%err, "no container runtime: the kubelet API is not served");
+            tracing::error!(%err, "the kubelet API is not served");
+            eprintln!("rkube agent: the kubelet API is not served: {err:#}");
             None
         }
     };
-    let result = heartbeat::Heartbeat::new(client, config).run().await;
+    let node = Arc::new(pod_node(client.clone(), config.clone(), runtime)?);
+    let result = tokio::select! {
+        result = heartbeat::Heartbeat::new(client, config).run() => result,
+        result = pods::run(node) => result,
+    };
     drop(kubelet_api);
     result
+}
+
+/// The networking and image store the pod workers use, from the agent's directory.
+fn pod_node(
+    client: kube::Client,
+    config: Config,
+    runtime: Arc<dyn runtime::Runtime>,
+) -> anyhow::Result<pods::Node> {
+    let dir = machine::agent_dir(&config.data_dir);
+    let network = cni::PodNetworking::new(cni::Options::for_data_dir(&config.data_dir));
+    let store = images::Store::open(&dir.join("images"))?;
+    let registries = match &config.pods.private_registry {
+        Some(path) if path.exists() => images::registry::RegistriesConfig::load(path)?,
+        _ => Default::default(),
+    };
+    let dns = pods::files::Dns {
+        cluster_dns: config.pods.cluster_dns.clone(),
+        cluster_domain: config.pods.cluster_domain.clone(),
+        host_resolv_conf: "/etc/resolv.conf".into(),
+    };
+    let memory = machine::Machine::probe().memory_bytes as i64;
+    Ok(pods::Node::new(
+        client,
+        config,
+        runtime,
+        network,
+        pods::images::ImageManager::new(store, registries),
+        dns,
+        memory,
+    ))
 }
 
 /// Listens on the node IP (and localhost) at the kubelet port and serves the kubelet API over

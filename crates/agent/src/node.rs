@@ -6,16 +6,13 @@ use clientkit::kubelet::{self, Condition};
 use serde_json::{Value, json};
 
 use crate::Config;
+use crate::eviction::EvictionHard;
 use crate::machine::{Machine, Usage};
 
 /// Pods per node (kubelet's maxPods default).
 pub const MAX_PODS: u32 = 110;
 /// The version this agent reports: the API server's `/version` gitVersion.
 pub const KUBELET_VERSION: &str = concat!("v1.33.0+rkube-", env!("CARGO_PKG_VERSION"));
-/// kubelet's default hard eviction thresholds (allocatable leaves them out; crossing them is
-/// pressure): memory.available < 100Mi, nodefs.available < 10%.
-const EVICTION_MEMORY_BYTES: u64 = 100 << 20;
-const EVICTION_NODEFS_PERCENT: u64 = 10;
 /// PID pressure when fewer than this share of kernel.pid_max is left (kubelet's pid.available
 /// signal; kubelet sets no default threshold, so the agent keeps this headroom).
 const PID_HEADROOM_PERCENT: u64 = 10;
@@ -59,13 +56,19 @@ pub fn status(config: &Config, machine: &Machine, usage: &Usage, current: &Value
         capacity[format!("hugepages-{}", bytes_quantity(kib * 1024))] = bytes_quantity(*bytes).into();
     }
     let mut allocatable = capacity.clone();
-    allocatable["memory"] = bytes_quantity(machine.memory_bytes.saturating_sub(EVICTION_MEMORY_BYTES)).into();
-    let nodefs_reserved = usage.fs_capacity * EVICTION_NODEFS_PERCENT / 100;
+    let eviction = &config.eviction_hard;
+    allocatable["memory"] = bytes_quantity(
+        machine
+            .memory_bytes
+            .saturating_sub(eviction.memory_available.reserved(machine.memory_bytes)),
+    )
+    .into();
+    let nodefs_reserved = eviction.nodefs_available.reserved(usage.fs_capacity);
     allocatable["ephemeral-storage"] = bytes_quantity(usage.fs_capacity - nodefs_reserved).into();
     json!({
         "capacity": capacity,
         "allocatable": allocatable,
-        "conditions": kubelet::conditions(&conditions(machine, usage), current, now),
+        "conditions": kubelet::conditions(&conditions(machine, usage, eviction), current, now),
         "addresses": [
             {"type": "InternalIP", "address": config.node_ip.to_string()},
             {"type": "Hostname", "address": config.node_name},
@@ -86,9 +89,42 @@ pub fn status(config: &Config, machine: &Machine, usage: &Usage, current: &Value
     })
 }
 
+/// kubelet's `nodeStatusMaxImages`.
+const MAX_IMAGES: usize = 50;
+
+/// `status.images` as kubelet reports them: the largest images first, each named by its
+/// digest (`repo@sha256:…`) and its tags.
+pub fn images(store: &images::Store) -> Value {
+    let Ok(named) = store.list() else {
+        return Value::Array(Vec::new());
+    };
+    let mut by_manifest: std::collections::BTreeMap<String, (Vec<String>, u64)> = Default::default();
+    for (name, image) in named {
+        let entry = by_manifest
+            .entry(image.manifest.clone())
+            .or_insert_with(|| (Vec::new(), image.size));
+        if let Ok(reference) = images::Reference::parse(&name) {
+            let digest = format!("{}@{}", reference.name(), image.manifest);
+            if !entry.0.contains(&digest) {
+                entry.0.insert(0, digest);
+            }
+        }
+        entry.0.push(name);
+    }
+    let mut list: Vec<(Vec<String>, u64)> = by_manifest.into_values().collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    list.truncate(MAX_IMAGES);
+    list.into_iter()
+        .map(|(names, size)| json!({"names": names, "sizeBytes": size}))
+        .collect()
+}
+
 /// The conditions kubelet's setters compute, from the machine's usage.
-pub fn conditions(machine: &Machine, usage: &Usage) -> [Condition; 4] {
-    let memory = if usage.memory_available < EVICTION_MEMORY_BYTES {
+pub fn conditions(machine: &Machine, usage: &Usage, eviction: &EvictionHard) -> [Condition; 4] {
+    let memory = if eviction
+        .memory_available
+        .crossed(usage.memory_available, machine.memory_bytes)
+    {
         (
             "True",
             "KubeletHasInsufficientMemory",
@@ -101,7 +137,10 @@ pub fn conditions(machine: &Machine, usage: &Usage) -> [Condition; 4] {
             "kubelet has sufficient memory available",
         )
     };
-    let disk = if usage.fs_available * 100 < usage.fs_capacity * EVICTION_NODEFS_PERCENT {
+    let disk = if eviction
+        .nodefs_available
+        .crossed(usage.fs_available, usage.fs_capacity)
+    {
         ("True", "KubeletHasDiskPressure", "kubelet has disk pressure")
     } else {
         (
@@ -187,6 +226,8 @@ mod tests {
             node_ip: [10, 0, 0, 5].into(),
             data_dir: "/tmp".into(),
             control_plane,
+            pods: Default::default(),
+            eviction_hard: Default::default(),
             kubelet_port: 10250,
             ca_pem: String::new(),
         }
@@ -216,7 +257,7 @@ mod tests {
 
     #[test]
     fn pressure_conditions() {
-        let healthy = conditions(&machine(), &usage());
+        let healthy = conditions(&machine(), &usage(), &EvictionHard::default());
         assert!(healthy[..3].iter().all(|c| c.status == "False"));
         assert_eq!((healthy[3].status, healthy[3].reason), ("True", "KubeletReady"));
         let starved = Usage {
@@ -225,7 +266,7 @@ mod tests {
             pids: 4_000_000,
             ..usage()
         };
-        let pressure = conditions(&machine(), &starved);
+        let pressure = conditions(&machine(), &starved, &EvictionHard::default());
         assert_eq!(pressure[0].reason, "KubeletHasInsufficientMemory");
         assert_eq!(pressure[1].reason, "KubeletHasDiskPressure");
         assert_eq!(pressure[2].reason, "KubeletHasInsufficientPID");
@@ -233,6 +274,9 @@ mod tests {
             container_runtime_version: None,
             ..machine()
         };
-        assert_eq!(conditions(&no_runtime, &usage())[3].status, "False");
+        assert_eq!(
+            conditions(&no_runtime, &usage(), &EvictionHard::default())[3].status,
+            "False"
+        );
     }
 }

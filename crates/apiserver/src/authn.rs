@@ -127,6 +127,8 @@ impl Tokens {
                     UserInfo {
                         name: fields[1].clone(),
                         groups,
+                        uid: Some(fields[2].clone()).filter(|u| !u.is_empty()),
+                        extra: Default::default(),
                     },
                 )
                 .is_some()

@@ -40,7 +40,9 @@ mod query;
 pub mod request;
 mod rest;
 mod reviews;
+mod sa_token;
 pub mod server;
+mod service_accounts;
 mod strategy;
 mod subresources;
 mod table;
@@ -146,6 +148,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         tokens,
         node_join: authn::NodeJoin::new(join_token, pki.clone()),
         openapi: openapi::OpenApi::default(),
+        sa_signer: sa_token::Signer::load_or_create(pki.dir(), format!("{url}/openid/v1/jwks"))?,
         kubelet_tls: kubelet_proxy::client_config(pki.kubelet_client())?,
     });
     let task = tokio::spawn(server::serve(listener, pki.server_config()?, state));

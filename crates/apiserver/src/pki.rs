@@ -79,11 +79,15 @@ pub struct ServingNames {
     pub dns: Vec<String>,
 }
 
-/// An authenticated user as the x509 authenticator sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An authenticated user (upstream's `user.Info`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserInfo {
     pub name: String,
     pub groups: Vec<String>,
+    /// Set by token authenticators (a service account's uid, a static token's uid column).
+    pub uid: Option<String>,
+    /// Upstream's `extra` (service-account tokens: `authentication.kubernetes.io/pod-name` …).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// A certificate and its private key, both PEM (the key in PKCS#8).
@@ -267,6 +271,7 @@ pub fn identity_from_cert(der: &[u8]) -> Option<UserInfo> {
     Some(UserInfo {
         name: name.to_owned(),
         groups,
+        ..UserInfo::default()
     })
 }
 
@@ -494,6 +499,7 @@ fn stale_reason(der: &[u8], key: &KeyPair, ca_der: &[u8], spec: &LeafSpec) -> an
     let wanted = UserInfo {
         name: spec.common_name.clone(),
         groups: spec.organization.iter().cloned().collect(),
+        ..UserInfo::default()
     };
     if identity_from_cert(der) != Some(wanted) {
         return Ok(Some("its subject changed".into()));
@@ -659,7 +665,7 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Writes `data` to `path` with `mode` through a temporary file in the same directory and a
 /// rename, so readers see the old or the new contents, never a mix.
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
@@ -700,7 +706,7 @@ fn read_cert(path: &Path) -> anyhow::Result<(String, CertificateDer<'static>)> {
 }
 
 /// Reads a PEM private key file.
-fn read_key(path: &Path) -> anyhow::Result<KeyPair> {
+pub(crate) fn read_key(path: &Path) -> anyhow::Result<KeyPair> {
     let pem = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     KeyPair::from_pem(&pem).map_err(|e| anyhow!("{}: not a valid private key: {e}", path.display()))
 }

@@ -20,8 +20,19 @@ fn user_info(user: &UserInfo) -> Value {
     if !groups.iter().any(|g| g == "system:authenticated") {
         groups.push("system:authenticated".into());
     }
-    json!({"username": user.name, "groups": groups})
+    let mut info = json!({"username": user.name, "groups": groups});
+    if let Some(uid) = &user.uid {
+        info["uid"] = uid.as_str().into();
+    }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
+    }
+    info
 }
+
+/// What the service-account authenticator made of a TokenReview's token: `None` when it is
+/// not a service-account token, else the user and the audiences it was accepted for, or why not.
+pub type AccountReview = Option<Result<(UserInfo, Vec<String>), String>>;
 
 /// Answers a review `body` (already decoded) posted by `user`.
 pub fn review(
@@ -29,6 +40,7 @@ pub fn review(
     user: &UserInfo,
     tokens: &Tokens,
     mut body: Value,
+    account: AccountReview,
 ) -> Result<Value, ApiError> {
     if !body.is_object() {
         return Err(ApiError::bad_request("the request body must be a JSON object"));
@@ -51,9 +63,13 @@ pub fn review(
         }),
         "tokenreviews" => {
             let token = body["spec"]["token"].as_str().unwrap_or_default();
-            match tokens.authenticate(Some(&format!("Bearer {token}"))) {
-                Some(user) => json!({"authenticated": true, "user": user_info(user)}),
-                None => json!({"authenticated": false, "error": "invalid bearer token"}),
+            match (tokens.authenticate(Some(&format!("Bearer {token}"))), account) {
+                (Some(user), _) => json!({"authenticated": true, "user": user_info(user)}),
+                (None, Some(Ok((user, audiences)))) => {
+                    json!({"authenticated": true, "user": user_info(&user), "audiences": audiences})
+                }
+                (None, Some(Err(reason))) => json!({"authenticated": false, "error": reason}),
+                (None, None) => json!({"authenticated": false, "error": "invalid bearer token"}),
             }
         }
         _ => return Err(ApiError::method_not_allowed()),
@@ -71,13 +87,14 @@ mod tests {
         UserInfo {
             name: "system:admin".into(),
             groups: vec!["system:masters".into()],
+            ..UserInfo::default()
         }
     }
 
     #[test]
     fn whoami_names_the_user_and_groups() {
         let def = find("authentication.k8s.io", "v1", "selfsubjectreviews").unwrap();
-        let review = review(def, &admin(), &Tokens::default(), json!({})).unwrap();
+        let review = review(def, &admin(), &Tokens::default(), json!({}), None).unwrap();
         assert_eq!(
             review["status"]["userInfo"],
             json!({"username": "system:admin", "groups": ["system:masters", "system:authenticated"]})
@@ -89,14 +106,14 @@ mod tests {
     fn access_and_token_reviews() {
         let def = find("authorization.k8s.io", "v1", "selfsubjectaccessreviews").unwrap();
         let body = json!({"spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}});
-        let answered = review(def, &admin(), &Tokens::default(), body).unwrap();
+        let answered = review(def, &admin(), &Tokens::default(), body, None).unwrap();
         assert_eq!(answered["status"]["allowed"], true);
         assert_eq!(answered["spec"]["resourceAttributes"]["verb"], "get");
         let def = find("authentication.k8s.io", "v1", "tokenreviews").unwrap();
         let tokens = Tokens::parse("t0k3n,bob,1\n").unwrap();
-        let ok = review(def, &admin(), &tokens, json!({"spec": {"token": "t0k3n"}})).unwrap();
+        let ok = review(def, &admin(), &tokens, json!({"spec": {"token": "t0k3n"}}), None).unwrap();
         assert_eq!(ok["status"]["user"]["username"], "bob");
-        let bad = review(def, &admin(), &tokens, json!({"spec": {"token": "nope"}})).unwrap();
+        let bad = review(def, &admin(), &tokens, json!({"spec": {"token": "nope"}}), None).unwrap();
         assert_eq!(bad["status"]["authenticated"], false);
     }
 }

@@ -36,6 +36,8 @@ pub struct State {
     pub tokens: crate::authn::Tokens,
     pub node_join: crate::authn::NodeJoin,
     pub openapi: crate::openapi::OpenApi,
+    /// Signs and verifies service-account tokens.
+    pub sa_signer: crate::sa_token::Signer,
     /// TLS towards kubelets (the API server's kubelet client certificate).
     pub kubelet_tls: Arc<rustls::ClientConfig>,
 }
@@ -124,9 +126,46 @@ async fn route(
     }
     // A verified client certificate, else a known bearer token (upstream's union authenticator).
     let authorization = header_str(&req, header::AUTHORIZATION);
-    let Some(user) = user.or_else(|| state.tokens.authenticate(authorization)) else {
-        return Err(ApiError::unauthorized());
+    let account;
+    let user = match user.or_else(|| state.tokens.authenticate(authorization)) {
+        Some(user) => user,
+        None => {
+            let bearer = authorization
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .map(str::trim);
+            let verified = match bearer {
+                Some(token) => {
+                    crate::service_accounts::authenticate(&state.rest, &state.sa_signer, token, &[]).await
+                }
+                None => None,
+            };
+            match verified {
+                Some(Ok((user, _))) => {
+                    account = user;
+                    &account
+                }
+                Some(Err(reason)) => {
+                    tracing::debug!(%reason, "service account token refused");
+                    return Err(ApiError::unauthorized());
+                }
+                None => return Err(ApiError::unauthorized()),
+            }
+        }
     };
+    match path.as_str() {
+        "/.well-known/openid-configuration" => {
+            return Ok(json(StatusCode::OK, &state.sa_signer.openid_configuration()));
+        }
+        "/openid/v1/jwks" => {
+            let mut response = json(StatusCode::OK, &state.sa_signer.jwks());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwk-set+json"),
+            );
+            return Ok(response);
+        }
+        _ => {}
+    }
     let query =
         Query::parse(req.uri().query()).with_user_agent(header_str(&req, header::USER_AGENT).unwrap_or(""));
     if let Some(document) = path.strip_prefix("/openapi/") {
@@ -190,7 +229,26 @@ async fn route(
                     .unwrap_or("application/json")
                     .to_owned();
                 let body = decode(&content_type, &read_body(req.into_body()).await?)?;
-                let answer = crate::reviews::review(def, user, &state.tokens, body)?;
+                // Service-account tokens need the store; the review itself is synchronous.
+                let account = match (def.plural, body["spec"]["token"].as_str()) {
+                    ("tokenreviews", Some(token)) => {
+                        let audiences: Vec<String> = body["spec"]["audiences"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|a| a.as_str().map(str::to_owned))
+                            .collect();
+                        crate::service_accounts::authenticate(
+                            &state.rest,
+                            &state.sa_signer,
+                            token,
+                            &audiences,
+                        )
+                        .await
+                    }
+                    _ => None,
+                };
+                let answer = crate::reviews::review(def, user, &state.tokens, body, account)?;
                 return Ok(json(StatusCode::CREATED, &answer));
             }
             let scale = r.subresource.as_deref() == Some("scale") && custom.is_some();
@@ -200,6 +258,21 @@ async fn route(
             {
                 // A custom resource serves only the subresources its CRD enables.
                 return Err(ApiError::path_not_found());
+            }
+            if def.plural == "serviceaccounts"
+                && def.group.is_empty()
+                && r.subresource.as_deref() == Some("token")
+            {
+                if r.verb != Verb::Create {
+                    return Err(ApiError::method_not_allowed());
+                }
+                let content_type = header_str(&req, header::CONTENT_TYPE)
+                    .unwrap_or("application/json")
+                    .to_owned();
+                let body = decode(&content_type, &read_body(req.into_body()).await?)?;
+                let answer =
+                    crate::service_accounts::token_request(&state.rest, &state.sa_signer, &r, body).await?;
+                return Ok(json(StatusCode::CREATED, &answer));
             }
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")

@@ -25,6 +25,7 @@ pub mod pod_ranking;
 pub mod podgc;
 mod pods_by_node;
 pub mod replicaset;
+pub mod root_ca_publisher;
 pub mod serviceaccount;
 pub mod taint_eviction;
 pub mod workqueue;
@@ -50,6 +51,9 @@ pub struct Config {
     /// Terminated pods above this count are deleted, oldest first
     /// (`--terminated-pod-gc-threshold`, 12500).
     pub terminated_pod_gc_threshold: usize,
+    /// The cluster CA (PEM) the root CA publisher puts in every namespace's `kube-root-ca.crt`
+    /// (`--root-ca-file`); without it that controller does nothing, as upstream's.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Config {
@@ -63,6 +67,7 @@ impl Default for Config {
             node_monitor_grace_period: Duration::from_secs(50),
             node_startup_grace_period: Duration::from_secs(60),
             terminated_pod_gc_threshold: 12500,
+            root_ca: None,
         }
     }
 }
@@ -95,6 +100,10 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
     ("garbage-collector-controller", garbage_collector::start),
     ("namespace-controller", namespace::start),
     ("serviceaccount-controller", serviceaccount::start),
+    (
+        "root-ca-certificate-publisher-controller",
+        root_ca_publisher::start,
+    ),
     ("pod-garbage-collector-controller", podgc::start),
     ("node-ipam-controller", node_ipam::start),
     ("node-lifecycle-controller", node_lifecycle::start),
@@ -111,7 +120,9 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
 /// `name` enables, `*` enables the rest. Names match with or without the `-controller` suffix.
 pub fn enabled(name: &str, list: &[String]) -> bool {
     let short = name.strip_suffix("-controller").unwrap_or(name);
-    let is = |entry: &str| entry == name || entry == short;
+    // Upstream's one alias that is not the name without `-controller`.
+    let alias = (name == "root-ca-certificate-publisher-controller").then_some("root-ca-cert-publisher");
+    let is = |entry: &str| entry == name || entry == short || Some(entry) == alias;
     if list.iter().any(|e| e.strip_prefix('-').is_some_and(is)) {
         return false;
     }
@@ -163,5 +174,8 @@ mod tests {
         ));
         assert!(enabled("deployment-controller", &list(&["deployment"])));
         assert!(!enabled("deployment-controller", &list(&["replicaset"])));
+        let publisher = "root-ca-certificate-publisher-controller";
+        assert!(!enabled(publisher, &list(&["*", "-root-ca-cert-publisher"])));
+        assert!(enabled(publisher, &list(&["root-ca-certificate-publisher"])));
     }
 }

@@ -140,6 +140,49 @@ impl Store {
         Ok(names)
     }
 
+    /// Removes names; content no remaining image uses (manifest and config blobs, layer blobs
+    /// and their unpacked directories) goes with them. Returns the bytes of blobs removed.
+    /// Only what the removed images referenced is considered, so a pull in progress (its blobs
+    /// stored, its name not yet) loses nothing.
+    pub fn remove(&self, names: &[String]) -> Result<u64, Error> {
+        let _lock = self.lock()?;
+        let mut images = self.list()?;
+        let removed: Vec<Image> = names.iter().filter_map(|n| images.remove(n)).collect();
+        self.save(&images)?;
+        let kept: std::collections::HashSet<&str> = images
+            .values()
+            .flat_map(|i| {
+                [i.manifest.as_str(), i.config.as_str()].into_iter().chain(
+                    i.layers
+                        .iter()
+                        .flat_map(|l| [l.digest.as_str(), l.diff_id.as_str()]),
+                )
+            })
+            .collect();
+        let mut freed = 0;
+        for image in &removed {
+            let blobs = [image.manifest.as_str(), image.config.as_str()]
+                .into_iter()
+                .chain(image.layers.iter().map(|l| l.digest.as_str()));
+            for digest in blobs.filter(|d| !kept.contains(d)) {
+                let path = self.blob_path(digest);
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    std::fs::remove_file(&path).map_err(Error::io(&path))?;
+                    freed += meta.len();
+                }
+            }
+            for layer in image.layers.iter().filter(|l| !kept.contains(l.diff_id.as_str())) {
+                let dir = self.layer_dir(&layer.diff_id);
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&dir)(e)),
+                }
+            }
+        }
+        Ok(freed)
+    }
+
     fn save(&self, images: &BTreeMap<String, Image>) -> Result<(), Error> {
         let path = self.root.join("images.json");
         let tmp = self.root.join("tmp/images.json");
@@ -153,6 +196,13 @@ impl Store {
         let path = self.root.join("lock");
         let file = File::create(&path).map_err(Error::io(&path))?;
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| Error::io(&path)(e.into()))
+    }
+
+    /// The image's config blob (what the runtime reads the default command, env and user
+    /// from).
+    pub fn config_blob(&self, image: &Image) -> Result<Vec<u8>, Error> {
+        let path = self.blob_path(&image.config);
+        std::fs::read(&path).map_err(Error::io(&path))
     }
 
     pub(crate) fn blob_path(&self, digest: &str) -> PathBuf {

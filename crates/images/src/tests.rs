@@ -184,3 +184,35 @@ fn docker_archives_keep_their_repo_tags() {
         "world"
     );
 }
+
+#[test]
+fn removing_an_image_keeps_content_other_images_share() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = layer(&[("shared", "s")]);
+    let own = layer(&[("own", "o")]);
+    oci_layout(
+        &tmp.path().join("one"),
+        "example.com/one:v1",
+        &[shared.clone(), own.clone()],
+    );
+    oci_layout(
+        &tmp.path().join("two"),
+        "example.com/two:v1",
+        std::slice::from_ref(&shared),
+    );
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    store.import(&tmp.path().join("one")).unwrap();
+    store.import(&tmp.path().join("two")).unwrap();
+    let one = store
+        .resolve(&Reference::parse("example.com/one:v1").unwrap())
+        .unwrap()
+        .unwrap();
+    let freed = store.remove(&["example.com/one:v1".to_owned()]).unwrap();
+    assert!(freed > 0);
+    assert!(store.list().unwrap().keys().eq(["example.com/two:v1"]));
+    assert!(!store.layer_dir(&sha(&own)).exists());
+    assert!(!store.blob_path(&one.config).exists());
+    assert!(store.layer_dir(&sha(&shared)).join("shared").exists());
+    // Unknown names are nothing to remove.
+    assert_eq!(store.remove(&["example.com/nope:v1".to_owned()]).unwrap(), 0);
+}

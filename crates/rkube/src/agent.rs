@@ -33,12 +33,56 @@ pub struct NodeArgs {
     /// for a server its default-route interface, else 127.0.0.1).
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
+    /// The cluster DNS address pods resolve with (default: the 10th address of the service
+    /// CIDR, 10.43.0.10).
+    #[arg(long)]
+    pub cluster_dns: Option<IpAddr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// A registries.yaml: registry mirrors, endpoint auth and TLS (k3s's format).
+    #[arg(long, default_value = "/etc/rkube/registries.yaml")]
+    pub private_registry: PathBuf,
+    /// Hard eviction thresholds, in kubelet's syntax: kept out of allocatable, and crossing
+    /// one sets the node's pressure condition.
+    #[arg(long, default_value = "memory.available<100Mi,nodefs.available<10%", value_parser = agent::eviction::EvictionHard::parse)]
+    pub eviction_hard: agent::eviction::EvictionHard,
+    /// The OCI runtime binary containers run with (runc; crun or youki work too).
+    #[arg(long, default_value = "runc")]
+    pub oci_runtime: PathBuf,
+    /// Disk usage (percent) of the image filesystem at which unused images are removed.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: u8,
+    /// Disk usage (percent) image garbage collection frees down to.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
+    /// How long an image stays at least, unused or not (kubelet's imageMinimumGCAge).
+    #[arg(long, default_value = "2m", value_parser = crate::server::parse_duration)]
+    pub image_minimum_gc_age: std::time::Duration,
+    /// How often image garbage collection checks the disk (kubelet: 5 minutes).
+    #[arg(long, default_value = "5m", value_parser = crate::server::parse_duration, hide = true)]
+    pub image_gc_period: std::time::Duration,
     /// The port of the node's kubelet API (logs, exec, attach, port-forward).
     #[arg(long, default_value_t = agent::DEFAULT_KUBELET_PORT)]
     pub kubelet_port: u16,
 }
 
 impl NodeArgs {
+    pub fn pods_config(&self, default_dns: IpAddr) -> agent::PodsConfig {
+        agent::PodsConfig {
+            cluster_dns: vec![self.cluster_dns.unwrap_or(default_dns)],
+            cluster_domain: self.cluster_domain.clone(),
+            private_registry: Some(self.private_registry.clone()),
+            oci_runtime: self.oci_runtime.clone(),
+            image_gc: agent::pods::image_gc::ImageGcPolicy {
+                high_percent: self.image_gc_high_threshold,
+                low_percent: self.image_gc_low_threshold.min(self.image_gc_high_threshold),
+                period: self.image_gc_period,
+                minimum_age: self.image_minimum_gc_age,
+            },
+        }
+    }
+
     pub fn name(&self) -> String {
         self.node_name.clone().unwrap_or_else(agent::machine::hostname)
     }
@@ -77,6 +121,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let config = agent::Config {
             node_name,
             node_ip,
+            eviction_hard: args.node.eviction_hard.clone(),
+            pods: args.node.pods_config(std::net::IpAddr::from([10, 43, 0, 10])),
             data_dir: args.data_dir,
             control_plane: false,
             kubelet_port: args.node.kubelet_port,

@@ -30,9 +30,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane: datastore and Kubernetes API server.
-    Server(server::Args),
+    Server(Box<server::Args>),
     /// Run a node agent that joins a server with its join token.
-    Agent(agent::Args),
+    Agent(Box<agent::Args>),
     /// Inspect and maintain the datastore (SQLite file or etcd cluster).
     Datastore(datastore::Args),
     /// Manage the node's images (import archives, pull, list).
@@ -56,8 +56,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Server(args) => server::run(args),
-        Command::Agent(args) => agent::run(args),
+        Command::Server(args) => server::run(*args),
+        Command::Agent(args) => agent::run(*args),
         Command::Datastore(args) => datastore::run(args),
         Command::Image(args) => image::run(args),
         Command::Sim(args) => sim::run(args),

@@ -118,6 +118,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 node_ip,
                 data_dir: args.data_dir.clone(),
                 control_plane: true,
+                eviction_hard: args.node.eviction_hard.clone(),
+                pods: args.node.pods_config(nth_service_ip(&args.service_cidr, 10)?),
                 kubelet_port: args.node.kubelet_port,
                 ca_pem: running.pki.ca_cert_pem().to_owned(),
             };
@@ -125,7 +127,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             components.spawn(agent::run(client, config));
         }
         if !args.disable_controller_manager {
-            let ctx = controllers::Context::new(client.clone(), controllers_config(&args));
+            let config = controllers::Config {
+                root_ca: Some(running.pki.ca_cert_pem().to_owned()),
+                ..controllers_config(&args)
+            };
+            let ctx = controllers::Context::new(client.clone(), config);
             let election = clientkit::LeaderElection::new(
                 client.clone(),
                 clientkit::LeaseConfig::new("kube-controller-manager", &identity),
@@ -185,6 +191,7 @@ fn controllers_config(args: &Args) -> controllers::Config {
         node_monitor_grace_period: args.node_monitor_grace_period,
         node_startup_grace_period: args.node_startup_grace_period,
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+        root_ca: None,
     }
 }
 
@@ -229,6 +236,11 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// The first address of the service range (the `kubernetes` Service's ClusterIP).
 fn first_service_ip(cidr: &str) -> anyhow::Result<IpAddr> {
+    nth_service_ip(cidr, 1)
+}
+
+/// The `n`th address of the service CIDR (the 10th is the cluster DNS's, as k3s's).
+fn nth_service_ip(cidr: &str, n: u32) -> anyhow::Result<IpAddr> {
     let (base, _) = cidr
         .split_once('/')
         .with_context(|| format!("--service-cidr {cidr:?} is not a CIDR"))?;
@@ -236,8 +248,8 @@ fn first_service_ip(cidr: &str) -> anyhow::Result<IpAddr> {
         .parse()
         .with_context(|| format!("--service-cidr {cidr:?} is not a CIDR"))?;
     Ok(match base {
-        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) + 1).into()),
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) + 1).into()),
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) + n).into()),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) + u128::from(n)).into()),
     })
 }
 

@@ -2,189 +2,41 @@
 //! (1.33: WebSocket exec/attach and tunnelled-SPDY port-forward; 1.29 and the
 //! `KUBECTL_*_WEBSOCKETS=false` fallbacks: SPDY): logs (tail, previous, timestamps, follow),
 //! exec (exit codes, stdin, tty), cp both ways, attach, port-forward to a port bound to
-//! 127.0.0.1 inside the pod, and the errors upstream gives. The pod objects are bound to the
-//! server's node; their sandboxes and containers are made here with the runtime, over the
-//! agent's runtime root, where the agent finds them (root: real runc).
+//! 127.0.0.1 inside the pod, and the errors upstream gives. Pods run on the server's own node
+//! (real runc and CNI) inside a network namespace each test creates (`common::pods`).
 
 mod common;
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::pods::PodCluster;
 use common::{KUBECTL_1_29, KUBECTL_1_33, Server};
-use runtime::{
-    ContainerConfig, ContainerState, ImageConfig, RuncRuntime, Runtime, RuntimeConfig, Sandbox, SandboxConfig,
-};
 
-const NODE: &str = "stream-node";
 const T: Duration = Duration::from_secs(20);
 
-/// The server's runtime root, seen from the test: sandboxes and containers made through it.
-struct Pods {
-    runtime: RuncRuntime,
-    image: ImageConfig,
-    layers: Vec<PathBuf>,
-    logs: PathBuf,
-    cgroup_base: String,
-    _images: tempfile::TempDir,
+/// A single-node cluster whose agent serves the kubelet API on a port of its own.
+fn start() -> PodCluster {
+    let cluster = PodCluster::start();
+    let port = cluster.server.ok(&[
+        "get",
+        "node",
+        "node-1",
+        "-o",
+        "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+    ]);
+    assert_ne!(
+        port, "10250",
+        "the test server's agent listens on a port of its own"
+    );
+    cluster
 }
 
-impl Pods {
-    fn new(server: &Server) -> Pods {
-        let images_dir = tempfile::tempdir().unwrap();
-        let store = images::Store::open(&images_dir.path().join("images")).unwrap();
-        let names = store.import(&testkit::test_image("busybox-oci.tar")).unwrap();
-        let image = store
-            .resolve(&images::Reference::parse(&names[0]).unwrap())
-            .unwrap()
-            .unwrap();
-        let blob = images_dir
-            .path()
-            .join("images/blobs")
-            .join(image.config.replacen(':', "/", 1));
-        let image_config = ImageConfig::from_config_blob(&std::fs::read(blob).unwrap()).unwrap();
-        let layers = image.layers.iter().map(|l| store.layer_dir(&l.diff_id)).collect();
-        let cgroup_base = format!("rkube-test-{}", uuid::Uuid::new_v4().simple());
-        let data = server.dir.path().join("data/agent");
-        let runtime = RuncRuntime::new(RuntimeConfig {
-            root: data.join("runtime"),
-            runc: "runc".into(),
-            shim: vec![env!("CARGO_BIN_EXE_rkube").into(), "shim".into()],
-            cgroup_root: format!("{cgroup_base}/kubepods"),
-        })
-        .unwrap();
-        Pods {
-            runtime,
-            image: image_config,
-            layers,
-            logs: data.join("pods"),
-            cgroup_base,
-            _images: images_dir,
-        }
-    }
-
-    /// A pod object bound to the node, and its sandbox (loopback up, as CNI would).
-    fn pod(&self, server: &Server, name: &str, containers: &[&str]) -> Sandbox {
-        let list: String = containers
-            .iter()
-            .map(|c| format!("  - name: {c}\n    image: busybox\n    stdin: true\n"))
-            .collect();
-        server.create(
-            &format!("{name}.yaml"),
-            &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {NODE}\n  containers:\n{list}"),
-        );
-        // No pod workers here: the status says Running (kubectl port-forward checks it).
-        server.ok(&[
-            "patch",
-            "pod",
-            name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"phase":"Running"}}"#,
-        ]);
-        let uid = server.ok(&["get", "pod", name, "-o", "jsonpath={.metadata.uid}"]);
-        let sandbox = self
-            .runtime
-            .create_sandbox(&SandboxConfig {
-                pod_uid: uid.trim().to_owned(),
-                pod_name: name.into(),
-                namespace: "default".into(),
-                hostname: name.into(),
-                ..Default::default()
-            })
-            .unwrap();
-        let netns = sandbox.netns.as_ref().unwrap();
-        let status = Command::new("nsenter")
-            .arg(format!("--net={}", netns.display()))
-            .args(["ip", "link", "set", "lo", "up"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        sandbox
-    }
-
-    /// Starts busybox `sh -c script` as run `restart` of container `name`.
-    fn run(&self, sandbox: &Sandbox, name: &str, restart: u32, script: &str, stdin: bool) -> String {
-        let config = ContainerConfig {
-            name: name.into(),
-            image: "docker.io/library/busybox:latest".into(),
-            image_config: self.image.clone(),
-            layers: self.layers.clone(),
-            command: vec!["sh".into(), "-c".into(), script.into()],
-            log_path: runtime::logs::container_log_path(
-                &runtime::logs::pod_log_dir(
-                    &self.logs,
-                    &sandbox.namespace,
-                    &sandbox.pod_name,
-                    &sandbox.pod_uid,
-                ),
-                name,
-                restart,
-            ),
-            restart_count: restart,
-            stdin,
-            ..Default::default()
-        };
-        let id = self.runtime.create_container(&sandbox.pod_uid, &config).unwrap();
-        self.runtime.start_container(&id).unwrap();
-        id
-    }
-
-    fn wait_exited(&self, id: &str) {
-        let deadline = Instant::now() + T;
-        while self.runtime.container_status(id).unwrap().state != ContainerState::Exited {
-            assert!(Instant::now() < deadline, "container {id} still runs");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Pods {
-    fn drop(&mut self) {
-        for c in self.runtime.list_containers(None).unwrap_or_default() {
-            if let Err(e) = self.runtime.remove_container(&c.id) {
-                eprintln!("cleanup: container {}: {e}", c.id);
-            }
-        }
-        for s in self.runtime.list_sandboxes().unwrap_or_default() {
-            if let Err(e) = self.runtime.remove_sandbox(&s.pod_uid) {
-                eprintln!("cleanup: sandbox {}: {e}", s.pod_uid);
-            }
-        }
-        if let Ok(cgroups) = runtime::cgroups::Cgroups::detect()
-            && let Err(e) = cgroups.remove(&self.cgroup_base)
-        {
-            eprintln!("cleanup: cgroups {}: {e}", self.cgroup_base);
-        }
-    }
-}
-
-fn start() -> Server {
-    let server = Server::start_with_agent(&["--node-name", NODE, "--node-ip", "127.0.0.1"]);
-    let deadline = Instant::now() + T;
-    loop {
-        let out = server.kubectl(&[
-            "get",
-            "node",
-            NODE,
-            "-o",
-            "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
-        ]);
-        if out.status.success() && !out.stdout.is_empty() {
-            let port = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            assert_ne!(
-                port, "10250",
-                "the test server's agent listens on a port of its own"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "node not registered: {}", server.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server
+/// Creates a pod from YAML and waits for it to run.
+fn run_pod(cluster: &PodCluster, name: &str, yaml: &str) {
+    cluster.server.create(&format!("{name}.yaml"), yaml);
+    cluster.wait_phase(name, "Running", Duration::from_secs(60));
 }
 
 /// kubectl with stdin from `input`.
@@ -240,18 +92,29 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn logs_tail_previous_timestamps_and_follow() {
-    let server = start();
-    let pods = Pods::new(&server);
-    let pod = pods.pod(&server, "logger", &["main"]);
-    let first = pods.run(&pod, "main", 0, "echo first run; exit 1", false);
-    pods.wait_exited(&first);
-    pods.run(
-        &pod,
-        "main",
-        1,
-        "echo line1; sleep 0.1; echo line2 >&2; sleep 0.1; echo line3; \
-         while [ ! -e /tmp/go ]; do sleep 0.1; done; echo later; exec sleep 3600",
-        false,
+    let cluster = start();
+    let server = &cluster.server;
+    // The first run fails; the second prints and waits.
+    run_pod(
+        &cluster,
+        "logger",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: logger}
+spec:
+  volumes: [{name: state, emptyDir: {}}]
+  containers:
+  - name: main
+    image: busybox
+    volumeMounts: [{name: state, mountPath: /state}]
+    command:
+    - sh
+    - -c
+    - |
+      if [ ! -e /state/ran ]; then touch /state/ran; echo first run; exit 1; fi
+      echo line1; sleep 0.1; echo line2 >&2; sleep 0.1; echo line3
+      while [ ! -e /tmp/go ]; do sleep 0.1; done; echo later; exec sleep 3600
+",
     );
     let deadline = Instant::now() + T;
     while server.ok(&["logs", "logger"]) != "line1\nline2\nline3\n" {
@@ -288,8 +151,11 @@ fn logs_tail_previous_timestamps_and_follow() {
     assert_eq!(follow.lines(), ["line1", "line2", "line3", "later"]);
 
     // -f ends when the container exits.
-    let short = pods.pod(&server, "short", &["c"]);
-    pods.run(&short, "c", 0, "echo a; sleep 1; echo b", false);
+    run_pod(
+        &cluster,
+        "short",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: short}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: busybox, command: [sh, -c, 'echo a; sleep 2; echo b']}\n",
+    );
     let child = server
         .client()
         .command()
@@ -303,13 +169,10 @@ fn logs_tail_previous_timestamps_and_follow() {
     assert_eq!(stdout(&out), "a\nb\n");
 
     // The node's summary through nodes/proxy.
-    let summary: serde_json::Value = serde_json::from_str(&server.ok(&[
-        "get",
-        "--raw",
-        &format!("/api/v1/nodes/{NODE}/proxy/stats/summary"),
-    ]))
-    .unwrap();
-    assert_eq!(summary["node"]["nodeName"], NODE);
+    let summary: serde_json::Value =
+        serde_json::from_str(&server.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/stats/summary"]))
+            .unwrap();
+    assert_eq!(summary["node"]["nodeName"], "node-1");
     let pod_stats = summary["pods"]
         .as_array()
         .unwrap()
@@ -328,7 +191,7 @@ fn logs_tail_previous_timestamps_and_follow() {
     let port = server.ok(&[
         "get",
         "node",
-        NODE,
+        "node-1",
         "-o",
         "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
     ]);
@@ -347,15 +210,15 @@ fn logs_tail_previous_timestamps_and_follow() {
     };
     assert_eq!(curl(&[]), "Unauthorized 401");
     let tls = server.dir.path().join("data/tls");
-    let with_cert = |name: &str| {
+    assert_eq!(
         curl(&[
             "--cert",
-            tls.join(format!("{name}.crt")).to_str().unwrap(),
+            tls.join("kubelet-client.crt").to_str().unwrap(),
             "--key",
-            tls.join(format!("{name}.key")).to_str().unwrap(),
-        ])
-    };
-    assert_eq!(with_cert("kubelet-client"), "ok 200");
+            tls.join("kubelet-client.key").to_str().unwrap(),
+        ]),
+        "ok 200"
+    );
 
     // Upstream's errors.
     let err = server.fails(&["logs", "logger", "-c", "nope"]);
@@ -371,23 +234,17 @@ fn logs_tail_previous_timestamps_and_follow() {
     );
     let err = server.fails(&["exec", "pending", "--", "true"]);
     assert!(err.contains("nodes \"other-node\" not found"), "{err}");
-    // Bound to this node, not started: kubelet's words.
-    let _waiting = pods.pod(&server, "waiting", &["app"]);
-    let err = server.fails(&["logs", "waiting"]);
-    assert!(
-        err.contains("container \"app\" in pod \"waiting\" is waiting to start: ContainerCreating"),
-        "{err}"
-    );
-    let err = server.fails(&["exec", "waiting", "--", "true"]);
-    assert!(err.contains("container not found (\"app\")"), "{err}");
 }
 
 #[test]
 fn exec_exit_codes_stdin_tty_and_cp() {
-    let server = start();
-    let pods = Pods::new(&server);
-    let pod = pods.pod(&server, "shell", &["main"]);
-    pods.run(&pod, "main", 0, "exec sleep 3600", false);
+    let cluster = start();
+    let server = &cluster.server;
+    run_pod(
+        &cluster,
+        "shell",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: shell}\nspec:\n  containers:\n  - {name: main, image: busybox, command: [sleep, '3600']}\n",
+    );
     for (kubectl, env) in [
         (KUBECTL_1_33, &[][..]),
         (
@@ -398,7 +255,7 @@ fn exec_exit_codes_stdin_tty_and_cp() {
     ] {
         let what = format!("kubectl {} {env:?}", kubectl.label);
         let out = kubectl_input(
-            &server,
+            server,
             kubectl,
             env,
             &[
@@ -419,7 +276,7 @@ fn exec_exit_codes_stdin_tty_and_cp() {
         );
 
         let out = kubectl_input(
-            &server,
+            server,
             kubectl,
             env,
             &["exec", "-i", "shell", "--", "sh", "-c", "cat; echo done"],
@@ -472,22 +329,24 @@ fn exec_exit_codes_stdin_tty_and_cp() {
 
 #[test]
 fn attach_and_port_forward() {
-    let server = start();
-    let pods = Pods::new(&server);
-    let pod = pods.pod(&server, "web", &["echo", "httpd"]);
-    pods.run(
-        &pod,
-        "echo",
-        0,
-        "while read line; do echo \"got $line\"; done",
-        true,
-    );
-    pods.run(
-        &pod,
-        "httpd",
-        0,
-        "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www",
-        false,
+    let cluster = start();
+    let server = &cluster.server;
+    run_pod(
+        &cluster,
+        "web",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: echo
+    image: busybox
+    stdin: true
+    command: [sh, -c, 'while read line; do echo \"got $line\"; done']
+  - name: httpd
+    image: busybox
+    command: [sh, -c, 'mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www']
+",
     );
 
     // attach -i: input to the container's stdin, its output back.
@@ -570,26 +429,76 @@ fn attach_and_port_forward() {
     }
 }
 
-/// kube-rs (WebSocket: `v5`/`v4.channel.k8s.io` exec, channel-form port-forward).
+#[test]
+fn an_nginx_deployment_serves_its_page_through_port_forward() {
+    let cluster = start();
+    let server = &cluster.server;
+    server.ok(&["create", "deployment", "nginx", "--image=nginx"]);
+    cluster.wait_for("the Deployment to be available", Duration::from_secs(90), || {
+        server
+            .kubectl(&[
+                "get",
+                "deployment",
+                "nginx",
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+            ])
+            .stdout
+            == b"1"
+    });
+    let port = testkit::free_port();
+    let mut forward = server
+        .client()
+        .command()
+        .args(["port-forward", "deployment/nginx", &format!("{port}:80")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + T;
+    let page = loop {
+        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            conn.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut page = String::new();
+            let _ = conn.read_to_string(&mut page);
+            if !page.is_empty() {
+                break page;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = forward.kill(); // our own child, by PID
+            let out = forward.wait_with_output().unwrap();
+            panic!("no page through port-forward: {out:?}\n{}", server.log());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = forward.kill(); // our own child, by PID
+    let _ = forward.wait();
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("<title>Welcome to nginx!</title>"), "{page}");
+    // nginx logs the request to stdout, as the official image does.
+    let logs = server.ok(&["logs", "deployment/nginx"]);
+    assert!(logs.contains("\"GET / HTTP/1.0\" 200"), "{logs}");
+}
+
+/// kube-rs (WebSocket: `v5.channel.k8s.io` exec with its close signal, channel-form
+/// port-forward).
 #[test]
 fn kube_rs_exec_and_port_forward() {
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, AttachParams};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let server = start();
-    let pods = Pods::new(&server);
-    let pod = pods.pod(&server, "kube-rs", &["main"]);
-    pods.run(
-        &pod,
-        "main",
-        0,
-        "mkdir -p /www && echo hello-kube-rs > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www",
-        false,
+    let cluster = start();
+    run_pod(
+        &cluster,
+        "kube-rs",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: kube-rs}\nspec:\n  containers:\n  - name: main\n    image: busybox\n    command: [sh, -c, 'mkdir -p /www && echo hello-kube-rs > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www']\n",
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+        let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.server.kubeconfig).unwrap();
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .unwrap();
@@ -617,7 +526,7 @@ fn kube_rs_exec_and_port_forward() {
             tokio::join!(stdout.read_to_string(&mut out), stderr.read_to_string(&mut err))
         })
         .await
-        .unwrap_or_else(|_| panic!("exec output did not end: {out:?} {err:?}"));
+        .expect("exec output did not end");
         o.unwrap();
         e.unwrap();
         let status = tokio::time::timeout(T, status).await.expect("no status").unwrap();

@@ -6,6 +6,7 @@
 //! started, by PID (never by name).
 
 pub mod etcd;
+pub mod netns;
 pub mod registry;
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -34,7 +35,8 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
 }
 
 /// A test image `scripts/build-test-images` wrote into `target/test-images` (e.g.
-/// `busybox-oci.tar`, `busybox-docker.tar`); fails the test with what to run when it is missing.
+/// `busybox-oci.tar`, `busybox-docker.tar`, `nginx-oci.tar`, `python-oci.tar`); fails the test
+/// with what to run when it is missing.
 pub fn test_image(name: &str) -> std::path::PathBuf {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/test-images")

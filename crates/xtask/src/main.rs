@@ -1,7 +1,8 @@
 //! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`,
-//! `bench-scheduler`, `fuzz`.
+//! `bench-scheduler`, `bench-pods`, `fuzz`.
 
 mod bench_api;
+mod bench_pods;
 mod bench_rss;
 mod bench_scheduler;
 mod bench_store;
@@ -32,6 +33,8 @@ enum Task {
     /// Scheduler throughput on hollow nodes (upstream's scheduler_perf SchedulingBasic) and a
     /// large Deployment's time to Available, on a real server and `rkube sim`.
     BenchScheduler(bench_scheduler::Args),
+    /// Pod startup latency with real containers, server start → node Ready, agent idle RSS.
+    BenchPods(bench_pods::Args),
     /// Mutation fuzzing of request decoding, patching and validation (`apiserver::fuzz`):
     /// any panic is a bug; the input is written to target/fuzz-crashes/.
     Fuzz(fuzz::Args),
@@ -43,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         Task::BenchApi(args) => bench_api::run(args),
         Task::BenchRss(args) => bench_rss::run(args),
         Task::BenchScheduler(args) => bench_scheduler::run(args),
+        Task::BenchPods(args) => bench_pods::run(args),
         Task::Fuzz(args) => fuzz::run(args),
     }
 }

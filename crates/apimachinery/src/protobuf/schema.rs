@@ -83,10 +83,18 @@ pub fn fields(name: &str) -> Option<&'static [Field]> {
         .map(|i| MESSAGES[i].1)
 }
 
+/// Kinds posted to subresources, which the generated table (resources only) lacks.
+const SUBRESOURCE_KINDS: &[(&str, &str, &str)] = &[(
+    "authentication.k8s.io/v1",
+    "TokenRequest",
+    "authentication.v1.TokenRequest",
+)];
+
 /// The message of a top-level kind.
 pub fn for_kind(api_version: &str, kind: &str) -> Option<&'static str> {
     KINDS
         .iter()
+        .chain(SUBRESOURCE_KINDS)
         .find(|(v, k, _)| *v == api_version && *k == kind)
         .map(|(_, _, m)| *m)
 }

@@ -88,8 +88,9 @@ impl Run {
             let user = crate::pki::UserInfo {
                 name: "fuzz".into(),
                 groups: vec!["system:masters".into()],
+                ..Default::default()
             };
-            let answer = crate::reviews::review(self.def, &user, &Default::default(), obj)?;
+            let answer = crate::reviews::review(self.def, &user, &Default::default(), obj, None)?;
             self.stage();
             return Ok(answer);
         }

@@ -181,6 +181,7 @@ fn the_admin_certificate_is_signed_by_the_ca_and_names_the_admin() {
         Some(UserInfo {
             name: "system:admin".into(),
             groups: vec!["system:masters".into()],
+            ..UserInfo::default()
         })
     );
     let node = pki

@@ -233,14 +233,21 @@ impl Store {
             }
         }
         // Layers download a few at a time, as containerd's default max_concurrent_downloads.
-        let downloads = futures::stream::iter(layers.iter().map(|layer| {
-            let mut endpoints = endpoints.clone();
-            let order = &order;
-            async move { self.fetch_blob(&mut endpoints, order, layer).await }
-        }))
-        .buffered(CONCURRENT_DOWNLOADS)
-        .collect::<Vec<_>>()
-        .await;
+        // Boxed as `Send`: a lazily mapped stream of borrowing futures is not provably Send
+        // (a rustc limitation), and the agent pulls on spawned tasks.
+        type Download<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
+        let fetches: Vec<Download<'_>> = layers
+            .iter()
+            .map(|layer| {
+                let mut endpoints = endpoints.clone();
+                let order = &order;
+                Box::pin(async move { self.fetch_blob(&mut endpoints, order, layer).await }) as Download<'_>
+            })
+            .collect();
+        let downloads = futures::stream::iter(fetches)
+            .buffered(CONCURRENT_DOWNLOADS)
+            .collect::<Vec<_>>()
+            .await;
         for result in downloads {
             result.map_err(copy)?;
         }

@@ -4,6 +4,8 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod pods;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -46,6 +48,18 @@ pub struct Server {
     child: Child,
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
+    /// The command line, for restarts.
+    args: Vec<String>,
+}
+
+fn spawn_server(args: &[String], log: std::fs::File) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(args)
+        .env_remove("RKUBE_DATASTORE_ENDPOINT")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 impl Server {
@@ -53,9 +67,18 @@ impl Server {
         Server::start_with(&[])
     }
 
-    /// A server with extra `rkube server` flags (e.g. `--controllers=-deployment`,
-    /// `--node-monitor-grace-period=5s`).
+    /// A server with extra `rkube server` flags (e.g. `--controllers=*,-deployment`,
+    /// `--node-monitor-grace-period=5s`). Without an agent nothing needs the `kube-root-ca.crt`
+    /// ConfigMaps, so the root CA publisher is off: a namespace holds only what the test makes.
     pub fn start_with(extra_args: &[&str]) -> Server {
+        Server::launch(
+            &["--disable-agent", "--controllers=*,-root-ca-cert-publisher"],
+            extra_args,
+        )
+    }
+
+    /// A server without an agent but with every controller, the root CA publisher included.
+    pub fn start_with_root_ca(extra_args: &[&str]) -> Server {
         Server::launch(&["--disable-agent"], extra_args)
     }
 
@@ -76,28 +99,48 @@ impl Server {
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let tokens = dir.path().join("tokens.csv");
         std::fs::write(&tokens, format!("{TOKEN},token-user,1000,\"e2e\"\n")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .arg("server")
-            .args(agent_args)
-            .args(kubelet_args)
-            .args(["--bind-address", "127.0.0.1"])
-            .args(["--https-port", &testkit::free_port().to_string()])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--token-auth-file")
-            .arg(&tokens)
-            .args(extra_args)
-            .env_remove("RKUBE_DATASTORE_ENDPOINT")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut args: Vec<String> = vec!["server".into()];
+        args.extend(agent_args.iter().map(|a| a.to_string()));
+        args.extend(kubelet_args.iter().map(|a| a.to_string()));
+        args.extend(["--bind-address".into(), "127.0.0.1".into()]);
+        args.extend(["--https-port".into(), testkit::free_port().to_string()]);
+        args.extend(["--data-dir".into(), dir.path().join("data").display().to_string()]);
+        args.extend(["--token-auth-file".into(), tokens.display().to_string()]);
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let child = spawn_server(&args, log);
         let kubeconfig = dir.path().join("data/kubeconfig.yaml");
-        let mut server = Server {
+        let server = Server {
             child,
             dir,
             kubeconfig,
+            args,
         };
+        server.wait_ready()
+    }
+
+    /// Stops the server (SIGKILL: containers and shims outlive it, as after a crash) and
+    /// starts it again on the same data dir, address and flags.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill(); // our own child, by PID
+        let _ = self.child.wait();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        self.child = spawn_server(&self.args, log);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.kubectl(&["get", "--raw", "/readyz"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "not ready after a restart: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_ready(mut self) -> Server {
+        let server = &mut self;
         let deadline = Instant::now() + Duration::from_secs(20);
         while !(server.kubeconfig.exists() && server.kubectl(&["get", "--raw", "/readyz"]).status.success()) {
             if let Ok(Some(status)) = server.child.try_wait() {
@@ -106,7 +149,7 @@ impl Server {
             assert!(Instant::now() < deadline, "not ready: {}", server.log());
             std::thread::sleep(Duration::from_millis(100));
         }
-        server
+        self
     }
 
     pub fn log(&self) -> String {

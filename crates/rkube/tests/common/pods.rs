@@ -1,0 +1,154 @@
+//! A single-node cluster that runs real containers, for the pod tests: the test thread enters
+//! a network namespace of its own (no route out; the node's address on a dummy interface), a
+//! docker registry inside it serves the test images as the `docker.io` mirror, and `rkube
+//! server` runs with its agent there. On drop, pods are deleted and waited for, so their
+//! containers, mounts, cgroups and addresses go with them.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::Server;
+
+pub const NODE_IP: &str = "172.31.0.1";
+
+pub struct PodCluster {
+    pub server: Server,
+    pub registry: testkit::registry::DockerRegistry,
+    // Dropped last: processes inside must be gone first.
+    pub netns: testkit::netns::NetNs,
+}
+
+impl PodCluster {
+    pub fn start() -> PodCluster {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra_args: &[&str]) -> PodCluster {
+        let netns = testkit::netns::NetNs::create("rkube-pods").unwrap();
+        netns.add_interface("node0", &format!("{NODE_IP}/24")).unwrap();
+        netns.enter().unwrap();
+        let registry = testkit::registry::DockerRegistry::start().unwrap();
+        for (file, name) in [
+            ("busybox-oci.tar", "library/busybox:latest"),
+            ("nginx-oci.tar", "library/nginx:latest"),
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/test-images")
+                .join(file);
+            if file == "busybox-oci.tar" || file == "nginx-oci.tar" || path.exists() {
+                let path = testkit::test_image(file);
+                registry
+                    .push(&format!("oci-archive:{}", path.display()), name)
+                    .unwrap();
+            }
+        }
+        let registries = tempfile::Builder::new()
+            .prefix("rkube-registries-")
+            .suffix(".yaml")
+            .tempfile()
+            .unwrap();
+        std::fs::write(
+            registries.path(),
+            format!(
+                "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://{}\"\n",
+                registry.host()
+            ),
+        )
+        .unwrap();
+        let (_, registries_path) = registries.keep().unwrap();
+        let mut args = vec![
+            "--node-ip",
+            NODE_IP,
+            "--node-name",
+            "node-1",
+            "--eviction-hard",
+            "nodefs.available<1%",
+            "--private-registry",
+            registries_path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra_args);
+        let server = Server::start_with_agent(&args);
+        let cluster = PodCluster {
+            server,
+            registry,
+            netns,
+        };
+        cluster.wait_for(
+            "the node to be Ready with a pod CIDR",
+            Duration::from_secs(30),
+            || {
+                let out = cluster.server.kubectl(&[
+                    "get",
+                    "node",
+                    "node-1",
+                    "-o",
+                    "jsonpath={.spec.podCIDR} {.status.conditions[?(@.type==\"Ready\")].status}",
+                ]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.ends_with("True") && !text.starts_with(' ')
+            },
+        );
+        let _ = std::fs::remove_file(registries_path);
+        cluster
+    }
+
+    /// Polls `ready` every 100 ms until it holds; fails the test with the server log after
+    /// `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !ready() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n--- pods ---\n{}\n--- server log ---\n{}",
+                String::from_utf8_lossy(&self.server.kubectl(&["describe", "pods", "-A"]).stdout),
+                self.server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A JSONPath of a pod (`{.status.phase}`).
+    pub fn pod_field(&self, pod: &str, path: &str) -> String {
+        let out = self
+            .server
+            .kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the pod's phase is `phase`.
+    pub fn wait_phase(&self, pod: &str, phase: &str, timeout: Duration) {
+        self.wait_for(&format!("pod {pod} to be {phase}"), timeout, || {
+            self.pod_field(pod, "{.status.phase}") == phase
+        });
+    }
+
+    /// The agent's directory in the server's data dir.
+    pub fn agent_dir(&self) -> PathBuf {
+        self.server.dir.path().join("data/agent")
+    }
+
+    /// Containers the node's runtime still has.
+    pub fn runtime_containers(&self) -> usize {
+        std::fs::read_dir(self.agent_dir().join("runtime/containers"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for PodCluster {
+    fn drop(&mut self) {
+        // Pods go first (containers, mounts, cgroups and addresses with them).
+        let _ = self.server.kubectl(&[
+            "delete",
+            "pods",
+            "--all",
+            "--all-namespaces",
+            "--grace-period=1",
+            "--timeout=60s",
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.runtime_containers() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
