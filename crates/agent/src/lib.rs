@@ -88,7 +88,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     };
     let runtime: Arc<dyn runtime::Runtime> = Arc::new(runtime::RuncRuntime::new(runtime_config)?);
     // A node whose kubelet API cannot listen still runs and reports its pods.
-    let kubelet_api = match start_kubelet_api(&config, runtime.clone()).await {
+    let kubelet_api = match start_kubelet_api(&config, runtime.clone(), Some(client.clone())).await {
         Ok(tasks) => Some(tasks),
         Err(err) => {
             tracing::error!(%err, "the kubelet API is not served");
@@ -136,10 +136,12 @@ fn pod_node(
 }
 
 /// Listens on the node IP (and localhost) at the kubelet port and serves the kubelet API over
-/// `runtime` until the returned set is dropped.
+/// `runtime` until the returned set is dropped; `client` reads pod statuses for kubelet's
+/// wording of containers not started yet.
 pub async fn start_kubelet_api(
     config: &Config,
     runtime: Arc<dyn runtime::Runtime>,
+    client: Option<kube::Client>,
 ) -> anyhow::Result<tokio::task::JoinSet<()>> {
     let mut ips = vec![config.node_ip];
     if !config.node_ip.is_loopback() {
@@ -154,6 +156,7 @@ pub async fn start_kubelet_api(
     let state = Arc::new(server::State {
         runtime,
         node_name: config.node_name.clone(),
+        client,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for ip in ips {

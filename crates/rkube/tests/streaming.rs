@@ -234,6 +234,23 @@ spec:
     );
     let err = server.fails(&["exec", "pending", "--", "true"]);
     assert!(err.contains("nodes \"other-node\" not found"), "{err}");
+    // A container that cannot start: kubelet's words from the pod's status.
+    server.create(
+        "no-image.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: no-image\nspec:\n  containers:\n  - name: c\n    image: no-such-image\n",
+    );
+    cluster.wait_for("an image pull error", T, || {
+        let reason = cluster.pod_field("no-image", "{.status.containerStatuses[0].state.waiting.reason}");
+        reason == "ErrImagePull" || reason == "ImagePullBackOff"
+    });
+    let err = server.fails(&["logs", "no-image"]);
+    assert!(
+        err.contains("container \"c\" in pod \"no-image\" is waiting to start: image can't be pulled")
+            || err.contains(
+                "container \"c\" in pod \"no-image\" is waiting to start: trying and failing to pull image"
+            ),
+        "{err}"
+    );
 }
 
 #[test]

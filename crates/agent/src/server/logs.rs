@@ -158,6 +158,42 @@ pub fn stream(
     rx
 }
 
+/// Why a container has no run to read logs from, from its status in the pod (kubelet's
+/// `validateContainerLogStatus`); `None` when the API does not say.
+pub async fn waiting_message(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> Option<String> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client.clone(), namespace);
+    let object = api.get_opt(pod).await.ok()??;
+    let status = object.status?;
+    let statuses = [
+        status.container_statuses,
+        status.init_container_statuses,
+        status.ephemeral_container_statuses,
+    ];
+    let found = statuses
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|s| s.name == container);
+    let Some(found) = found else {
+        return Some(format!("container {container:?} in pod {pod:?} is not available"));
+    };
+    let waiting = found.state.and_then(|s| s.waiting)?;
+    let reason = waiting.reason.unwrap_or_default();
+    let why = match reason.as_str() {
+        "ErrImagePull" => "image can't be pulled",
+        "ImagePullBackOff" => "trying and failing to pull image",
+        other => other,
+    };
+    Some(format!(
+        "container {container:?} in pod {pod:?} is waiting to start: {why}"
+    ))
+}
+
 /// The complete lines written after `offset`, advancing it past them.
 fn read_complete_lines(path: &std::path::Path, offset: &mut u64) -> String {
     let Ok(mut file) = std::fs::File::open(path) else {

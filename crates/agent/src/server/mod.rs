@@ -50,6 +50,8 @@ const ADMIN_GROUP: &str = "system:masters";
 pub struct State {
     pub runtime: Arc<dyn Runtime>,
     pub node_name: String,
+    /// Reads pod statuses (why a container has not started: kubelet's log errors).
+    pub client: Option<kube::Client>,
 }
 
 /// Serves the kubelet API on `listener` until the task is dropped.
@@ -198,6 +200,17 @@ async fn container_logs(
     .await;
     let container = match found {
         Ok(Ok((_, container))) => container,
+        Ok(Err(err @ containers::LookupError::BadRequest(_))) if !params.previous => {
+            // No run of the container yet: the pod's status says why, as kubelet words it.
+            let message = match &state.client {
+                Some(client) => logs::waiting_message(client, ns, pod, name).await,
+                None => None,
+            };
+            return match message {
+                Some(message) => text(StatusCode::BAD_REQUEST, message),
+                None => lookup_error(&err),
+            };
+        }
         Ok(Err(err)) => return lookup_error(&err),
         Err(err) => return text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     };
