@@ -179,7 +179,7 @@ pub fn downward_api(
                 .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
                 .find(|c| c.name == wanted)
                 .ok_or_else(|| format!("container {wanted} not found"))?;
-            downward::resource_value(ctx.pod, container, resource, ctx.node)?
+            downward::resource_value(container, resource, ctx.node)?
         } else {
             continue;
         };
