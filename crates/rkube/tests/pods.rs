@@ -701,3 +701,218 @@ fn image_garbage_collection_removes_unused_images_when_the_disk_is_full() {
         "{events}"
     );
 }
+
+#[test]
+fn security_context_and_resources_reach_the_container_and_its_cgroups() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    s.create(
+        "secure.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: secure}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 1000, runAsGroup: 3000}
+  containers:
+  - name: check
+    image: busybox
+    command: [sh, -c, 'id -u > /dev/termination-log; id -g >> /dev/termination-log; touch /x 2>> /dev/termination-log; grep CapEff /proc/self/status >> /dev/termination-log']
+    securityContext: {readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+    resources: {limits: {cpu: 250m, memory: 32Mi}}
+  - name: keep
+    image: busybox
+    command: [sleep, '3600']
+    resources: {limits: {cpu: 250m, memory: 32Mi}}
+",
+    );
+    cluster.wait_for("the check", Duration::from_secs(60), || {
+        cluster.pod_field(
+            "secure",
+            "{.status.containerStatuses[?(@.name==\"check\")].state.terminated.exitCode}",
+        ) == "0"
+    });
+    assert_eq!(
+        cluster.pod_field(
+            "secure",
+            "{.status.containerStatuses[?(@.name==\"check\")].state.terminated.message}"
+        ),
+        "1000\n3000\ntouch: /x: Read-only file system\nCapEff:\t0000000000000000\n"
+    );
+    assert_eq!(cluster.pod_field("secure", "{.status.qosClass}"), "Guaranteed");
+    let uid = cluster.pod_field("secure", "{.metadata.uid}");
+    // Guaranteed pods sit right under kubepods, limited to the sum of their containers'.
+    let pod_cgroup = |controller: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{controller}/kubepods/pod{uid}/{file}"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|e| format!("{e}"))
+    };
+    assert_eq!(
+        pod_cgroup("memory", "memory.limit_in_bytes"),
+        (64 << 20).to_string()
+    );
+    assert_eq!(pod_cgroup("cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(pod_cgroup("cpu", "cpu.shares"), "512");
+}
+
+#[test]
+fn host_network_pods_use_the_nodes_address_and_on_failure_restarts_only_failures() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    s.create(
+        "host.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: host}
+spec:
+  hostNetwork: true
+  containers:
+  - {name: c, image: busybox, command: [sleep, '3600']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec:
+  restartPolicy: OnFailure
+  volumes: [{name: state, emptyDir: {}}]
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'if [ -e /state/tried ]; then exit 0; fi; touch /state/tried; exit 7']
+    volumeMounts: [{name: state, mountPath: /state}]
+",
+    );
+    cluster.wait_phase("host", "Running", Duration::from_secs(60));
+    assert_eq!(cluster.pod_field("host", "{.status.podIP}"), NODE_IP);
+    cluster.wait_phase("once", "Succeeded", Duration::from_secs(60));
+    assert_eq!(
+        cluster.pod_field("once", "{.status.containerStatuses[0].restartCount}"),
+        "1"
+    );
+    assert_eq!(
+        cluster.pod_field(
+            "once",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "7"
+    );
+}
+
+#[test]
+fn config_maps_secrets_and_the_downward_api_reach_env_and_files_and_follow_updates() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    s.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=greeting=hello",
+        "--from-literal=color=blue",
+    ]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=s3cret",
+    ]);
+    s.create(
+        "reader.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: reader, labels: {app: reader, tier: test}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: cfg, configMap: {name: settings}}
+  - {name: sec, secret: {secretName: creds}}
+  - name: info
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  containers:
+  - name: snapshot
+    image: busybox
+    command: [sh, -c, 'echo \"$GREETING $PASSWORD $POD_NAME $MEMORY $CFG_color $COMBINED\" > /dev/termination-log; cat /cfg/greeting /sec/password >> /dev/termination-log; echo >> /dev/termination-log; cat /info/labels >> /dev/termination-log']
+    resources: {limits: {memory: 64Mi}}
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: settings, key: greeting}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: MEMORY, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+    - {name: COMBINED, value: '$(GREETING)-$(POD_NAME)'}
+    envFrom: [{prefix: CFG_, configMapRef: {name: settings}}]
+    volumeMounts:
+    - {name: cfg, mountPath: /cfg}
+    - {name: sec, mountPath: /sec}
+    - {name: info, mountPath: /info}
+  - name: watcher
+    image: busybox
+    command: [sh, -c, 'until grep -q updated /cfg/greeting; do sleep 0.2; done; cat /cfg/greeting > /dev/termination-log']
+    volumeMounts: [{name: cfg, mountPath: /cfg}]
+",
+    );
+    cluster.wait_for("the snapshot", Duration::from_secs(60), || {
+        cluster.pod_field(
+            "reader",
+            "{.status.containerStatuses[?(@.name==\"snapshot\")].state.terminated.exitCode}",
+        ) == "0"
+    });
+    assert_eq!(
+        cluster.pod_field(
+            "reader",
+            "{.status.containerStatuses[?(@.name==\"snapshot\")].state.terminated.message}"
+        ),
+        "hello s3cret reader 64 blue hello-reader\nhellos3cret\napp=\"reader\"\ntier=\"test\""
+    );
+    s.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"greeting":"updated"}}"#,
+    ]);
+    let changed = Instant::now();
+    cluster.wait_for(
+        "the mounted file to follow the ConfigMap",
+        Duration::from_secs(30),
+        || {
+            cluster.pod_field(
+                "reader",
+                "{.status.containerStatuses[?(@.name==\"watcher\")].state.terminated.message}",
+            ) == "updated"
+        },
+    );
+    assert!(
+        changed.elapsed() < Duration::from_secs(15),
+        "propagation took {:?}",
+        changed.elapsed()
+    );
+}
+
+#[test]
+fn a_missing_config_map_keeps_the_container_waiting_with_kubelets_reason() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    s.create(
+        "missing.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: missing}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, '3600']
+    env: [{name: X, valueFrom: {configMapKeyRef: {name: absent, key: k}}}]
+",
+    );
+    cluster.wait_for("CreateContainerConfigError", Duration::from_secs(60), || {
+        cluster.pod_field("missing", "{.status.containerStatuses[0].state.waiting.reason}")
+            == "CreateContainerConfigError"
+    });
+    assert_eq!(
+        cluster.pod_field("missing", "{.status.containerStatuses[0].state.waiting.message}"),
+        "configmap \"absent\" not found"
+    );
+    s.ok(&["create", "configmap", "absent", "--from-literal=k=v"]);
+    cluster.wait_phase("missing", "Running", Duration::from_secs(30));
+}

@@ -1077,7 +1077,10 @@ fn create_empty_file(path: &std::path::Path) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(path, b"")
+    std::fs::write(path, b"")?;
+    // Writable by whichever user the container runs as, as kubelet makes it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
 }
 
 pub fn name_of(pod: &Pod) -> String {
