@@ -17,10 +17,13 @@ pub mod node;
 pub mod objects;
 pub mod pods;
 pub mod probes;
+pub mod server;
+pub mod streaming;
 pub mod volumes;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Who this node is and where it keeps its state.
 #[derive(Clone, Debug)]
@@ -37,6 +40,11 @@ pub struct Config {
     pub pods: PodsConfig,
     /// kubelet's `--eviction-hard`: kept out of allocatable; crossing one is pressure.
     pub eviction_hard: eviction::EvictionHard,
+    /// The kubelet API's port (`--kubelet-port`, 10250 as upstream), advertised in the Node's
+    /// `status.daemonEndpoints`.
+    pub kubelet_port: u16,
+    /// The cluster CA (PEM): the kubelet API accepts client certificates it signed.
+    pub ca_pem: String,
 }
 
 /// How this node runs pods (kubelet's and the container runtime's settings).
@@ -65,24 +73,45 @@ impl Default for PodsConfig {
     }
 }
 
+/// kubelet's default port.
+pub const DEFAULT_KUBELET_PORT: u16 = 10250;
+
 /// Runs the agent with an API client that acts as `system:node:<name>` until the process ends.
 pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let dir = machine::agent_dir(&config.data_dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create the agent directory {}: {e}", dir.display()))?;
-    let node = std::sync::Arc::new(pod_node(client.clone(), config.clone())?);
-    tokio::select! {
+    let runtime_config = {
+        let mut c = runtime::RuntimeConfig::new(&dir.join("runtime"))?;
+        c.runc = config.pods.oci_runtime.clone();
+        c
+    };
+    let runtime: Arc<dyn runtime::Runtime> = Arc::new(runtime::RuncRuntime::new(runtime_config)?);
+    // A node whose kubelet API cannot listen still runs and reports its pods.
+    let kubelet_api = match start_kubelet_api(&config, runtime.clone()).await {
+        Ok(tasks) => Some(tasks),
+        Err(err) => {
+            tracing::error!(%err, "the kubelet API is not served");
+            eprintln!("rkube agent: the kubelet API is not served: {err:#}");
+            None
+        }
+    };
+    let node = Arc::new(pod_node(client.clone(), config.clone(), runtime)?);
+    let result = tokio::select! {
         result = heartbeat::Heartbeat::new(client, config).run() => result,
         result = pods::run(node) => result,
-    }
+    };
+    drop(kubelet_api);
+    result
 }
 
-/// The runtime, networking and image store the pod workers use, from the agent's directory.
-fn pod_node(client: kube::Client, config: Config) -> anyhow::Result<pods::Node> {
+/// The networking and image store the pod workers use, from the agent's directory.
+fn pod_node(
+    client: kube::Client,
+    config: Config,
+    runtime: Arc<dyn runtime::Runtime>,
+) -> anyhow::Result<pods::Node> {
     let dir = machine::agent_dir(&config.data_dir);
-    let mut runtime_config = runtime::RuntimeConfig::new(&dir.join("runtime"))?;
-    runtime_config.runc = config.pods.oci_runtime.clone();
-    let runtime = runtime::RuncRuntime::new(runtime_config)?;
     let network = cni::PodNetworking::new(cni::Options::for_data_dir(&config.data_dir));
     let store = images::Store::open(&dir.join("images"))?;
     let registries = match &config.pods.private_registry {
@@ -98,10 +127,41 @@ fn pod_node(client: kube::Client, config: Config) -> anyhow::Result<pods::Node> 
     Ok(pods::Node::new(
         client,
         config,
-        std::sync::Arc::new(runtime),
+        runtime,
         network,
         pods::images::ImageManager::new(store, registries),
         dns,
         memory,
     ))
+}
+
+/// Listens on the node IP (and localhost) at the kubelet port and serves the kubelet API over
+/// `runtime` until the returned set is dropped.
+pub async fn start_kubelet_api(
+    config: &Config,
+    runtime: Arc<dyn runtime::Runtime>,
+) -> anyhow::Result<tokio::task::JoinSet<()>> {
+    let mut ips = vec![config.node_ip];
+    if !config.node_ip.is_loopback() {
+        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let tls = server::tls::server_config(
+        &machine::agent_dir(&config.data_dir).join("tls"),
+        &config.ca_pem,
+        &config.node_name,
+        &ips,
+    )?;
+    let state = Arc::new(server::State {
+        runtime,
+        node_name: config.node_name.clone(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for ip in ips {
+        let addr = SocketAddr::new(ip, config.kubelet_port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("kubelet API: cannot listen on {addr}: {e}"))?;
+        tasks.spawn(server::serve(listener, tls.clone(), state.clone()));
+    }
+    Ok(tasks)
 }

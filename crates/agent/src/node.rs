@@ -73,7 +73,7 @@ pub fn status(config: &Config, machine: &Machine, usage: &Usage, current: &Value
             {"type": "InternalIP", "address": config.node_ip.to_string()},
             {"type": "Hostname", "address": config.node_name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": config.kubelet_port}},
         "nodeInfo": {
             "machineID": machine.machine_id,
             "systemUUID": machine.system_uuid,
@@ -228,6 +228,8 @@ mod tests {
             control_plane,
             pods: Default::default(),
             eviction_hard: Default::default(),
+            kubelet_port: 10250,
+            ca_pem: String::new(),
         }
     }
 

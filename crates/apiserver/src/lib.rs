@@ -9,6 +9,7 @@
 //!   managed fields; `cache`: the watch cache; `field_validation`: unknown fields.
 //! - `defaults`, `strategy`, `admission`: what upstream fills in and resets on writes;
 //!   `allocator`: Service ClusterIPs and NodePorts; `bootstrap`: what exists from the start.
+//! - `kubelet_proxy`: pods/log, exec, attach, portforward and nodes/proxy, proxied to the agent.
 //! - `fuzz`: the fuzz entry point (`fuzz::one_input`) and the mutation fuzzer behind
 //!   `cargo xtask fuzz`.
 
@@ -28,6 +29,7 @@ mod field_validation;
 mod filter;
 pub mod fuzz;
 mod graceful;
+mod kubelet_proxy;
 mod objects;
 mod openapi;
 mod partial;
@@ -147,6 +149,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         node_join: authn::NodeJoin::new(join_token, pki.clone()),
         openapi: openapi::OpenApi::default(),
         sa_signer: sa_token::Signer::load_or_create(pki.dir(), format!("{url}/openid/v1/jwks"))?,
+        kubelet_tls: kubelet_proxy::client_config(pki.kubelet_client())?,
     });
     let task = tokio::spawn(server::serve(listener, pki.server_config()?, state));
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "API server listening");

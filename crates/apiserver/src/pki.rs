@@ -58,6 +58,9 @@ pub const ADMIN_USER: &str = "system:admin";
 /// The group of the admin client certificate; upstream's RBAC binds it to `cluster-admin`.
 pub const ADMIN_GROUP: &str = "system:masters";
 
+/// The user of the API server's client certificate towards kubelets.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -108,6 +111,7 @@ pub struct Pki {
     ca: Issuer<'static, KeyPair>,
     serving: CertAndKey,
     admin: CertAndKey,
+    kubelet_client: CertAndKey,
 }
 
 impl std::fmt::Debug for Pki {
@@ -144,6 +148,13 @@ impl Pki {
             &ca,
             &client_spec(ADMIN_USER, Some(ADMIN_GROUP)),
         )?;
+        let kubelet_client = load_or_issue_leaf(
+            dir,
+            "kubelet-client",
+            &ca_cert_der,
+            &ca,
+            &client_spec(KUBELET_CLIENT_USER, Some(ADMIN_GROUP)),
+        )?;
         Ok(Pki {
             dir: dir.to_owned(),
             ca_cert_pem,
@@ -151,6 +162,7 @@ impl Pki {
             ca,
             serving,
             admin,
+            kubelet_client,
         })
     }
 
@@ -173,6 +185,12 @@ impl Pki {
     /// The admin client certificate (`system:admin`, group `system:masters`).
     pub fn admin(&self) -> &CertAndKey {
         &self.admin
+    }
+
+    /// The client certificate the API server presents to kubelets (`kube-apiserver-kubelet-client`,
+    /// group `system:masters`, as k3s issues it).
+    pub fn kubelet_client(&self) -> &CertAndKey {
+        &self.kubelet_client
     }
 
     /// Issues a new client certificate (1 year, clientAuth) for `user` in `group`, signed by the

@@ -38,6 +38,8 @@ pub struct State {
     pub openapi: crate::openapi::OpenApi,
     /// Signs and verifies service-account tokens.
     pub sa_signer: crate::sa_token::Signer,
+    /// TLS towards kubelets (the API server's kubelet client certificate).
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
 }
 
 /// Serves TLS connections from `listener` until the task is dropped.
@@ -73,7 +75,11 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
                 async move { Ok::<_, Infallible>(handle(&state, user.as_ref().as_ref(), peer, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(err) = builder.serve_connection(TokioIo::new(tls), service).await {
+            // With upgrades: exec, attach and port-forward switch protocols (HTTP/1.1).
+            if let Err(err) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
                 tracing::debug!(%err, %peer, "connection ended");
             }
         });
@@ -169,6 +175,9 @@ async fn route(
             .openapi
             .use_custom(catalog.revision(), || crd::openapi::schemas(&catalog));
         return openapi(&state.openapi, document, &query, accept);
+    }
+    if let Some(target) = crate::kubelet_proxy::target(&path) {
+        return crate::kubelet_proxy::serve(state, target, req).await;
     }
     let target = request::parse(req.method(), &path, query.flag("watch"))?;
     if !matches!(target, Target::Resource(_)) && req.method() != Method::GET && req.method() != Method::HEAD {

@@ -62,6 +62,9 @@ pub struct NodeArgs {
     /// How often image garbage collection checks the disk (kubelet: 5 minutes).
     #[arg(long, default_value = "5m", value_parser = crate::server::parse_duration, hide = true)]
     pub image_gc_period: std::time::Duration,
+    /// The port of the node's kubelet API (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = agent::DEFAULT_KUBELET_PORT)]
+    pub kubelet_port: u16,
 }
 
 impl NodeArgs {
@@ -122,6 +125,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             pods: args.node.pods_config(std::net::IpAddr::from([10, 43, 0, 10])),
             data_dir: args.data_dir,
             control_plane: false,
+            kubelet_port: args.node.kubelet_port,
+            ca_pem: credentials.ca_pem.clone(),
         };
         tokio::select! {
             result = agent::run(client, config) => result,

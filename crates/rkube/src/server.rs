@@ -120,6 +120,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 control_plane: true,
                 eviction_hard: args.node.eviction_hard.clone(),
                 pods: args.node.pods_config(nth_service_ip(&args.service_cidr, 10)?),
+                kubelet_port: args.node.kubelet_port,
+                ca_pem: running.pki.ca_cert_pem().to_owned(),
             };
             let client = node_client(&running, &config.node_name).await?;
             components.spawn(agent::run(client, config));

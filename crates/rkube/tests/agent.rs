@@ -29,7 +29,8 @@ fn agent_command(server: &Server, token_file: &Path, node_name: &str) -> Command
         .arg(token_file)
         .arg("--data-dir")
         .arg(server.dir.path().join(format!("agent-{node_name}")))
-        .args(["--node-name", node_name]);
+        .args(["--node-name", node_name])
+        .args(["--kubelet-port", &testkit::free_port().to_string()]);
     command
 }
 

@@ -89,11 +89,19 @@ impl Server {
 
     fn launch(agent_args: &[&str], extra_args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        // Each agent's kubelet API on a port of its own (tests run in parallel).
+        let kubelet_port = testkit::free_port().to_string();
+        let kubelet_args: &[&str] = if agent_args.is_empty() && !extra_args.contains(&"--kubelet-port") {
+            &["--kubelet-port", &kubelet_port]
+        } else {
+            &[]
+        };
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let tokens = dir.path().join("tokens.csv");
         std::fs::write(&tokens, format!("{TOKEN},token-user,1000,\"e2e\"\n")).unwrap();
         let mut args: Vec<String> = vec!["server".into()];
         args.extend(agent_args.iter().map(|a| a.to_string()));
+        args.extend(kubelet_args.iter().map(|a| a.to_string()));
         args.extend(["--bind-address".into(), "127.0.0.1".into()]);
         args.extend(["--https-port".into(), testkit::free_port().to_string()]);
         args.extend(["--data-dir".into(), dir.path().join("data").display().to_string()]);

@@ -1,0 +1,413 @@
+//! Streaming through the API server to the node agent's kubelet API, with real kubectl
+//! (1.33: WebSocket exec/attach and tunnelled-SPDY port-forward; 1.29 and the
+//! `KUBECTL_*_WEBSOCKETS=false` fallbacks: SPDY): logs (tail, previous, timestamps, follow),
+//! exec (exit codes, stdin, tty), cp both ways, attach, port-forward to a port bound to
+//! 127.0.0.1 inside the pod, and the errors upstream gives. Pods run on the server's own node
+//! (real runc and CNI) inside a network namespace each test creates (`common::pods`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::pods::PodCluster;
+use common::{KUBECTL_1_29, KUBECTL_1_33, Server};
+
+const T: Duration = Duration::from_secs(20);
+
+/// A single-node cluster whose agent serves the kubelet API on a port of its own.
+fn start() -> PodCluster {
+    let cluster = PodCluster::start();
+    let port = cluster.server.ok(&[
+        "get",
+        "node",
+        "node-1",
+        "-o",
+        "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+    ]);
+    assert_ne!(
+        port, "10250",
+        "the test server's agent listens on a port of its own"
+    );
+    cluster
+}
+
+/// Creates a pod from YAML and waits for it to run.
+fn run_pod(cluster: &PodCluster, name: &str, yaml: &str) {
+    cluster.server.create(&format!("{name}.yaml"), yaml);
+    cluster.wait_phase(name, "Running", Duration::from_secs(60));
+}
+
+/// kubectl with stdin from `input`.
+fn kubectl_input(
+    server: &Server,
+    kubectl: common::Kubectl,
+    env: &[(&str, &str)],
+    args: &[&str],
+    input: &[u8],
+) -> Output {
+    let mut child = server
+        .with(kubectl)
+        .command()
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let output = wait_with_timeout(child, T);
+    writer.join().unwrap();
+    output
+}
+
+fn wait_with_timeout(mut child: std::process::Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill(); // our own child, by PID
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "kubectl did not finish in {timeout:?}: stdout {:?} stderr {:?}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn logs_tail_previous_timestamps_and_follow() {
+    let cluster = start();
+    let server = &cluster.server;
+    // The first run fails; the second prints and waits.
+    run_pod(
+        &cluster,
+        "logger",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: logger}
+spec:
+  volumes: [{name: state, emptyDir: {}}]
+  containers:
+  - name: main
+    image: busybox
+    volumeMounts: [{name: state, mountPath: /state}]
+    command:
+    - sh
+    - -c
+    - |
+      if [ ! -e /state/ran ]; then touch /state/ran; echo first run; exit 1; fi
+      echo line1; sleep 0.1; echo line2 >&2; sleep 0.1; echo line3
+      while [ ! -e /tmp/go ]; do sleep 0.1; done; echo later; exec sleep 3600
+",
+    );
+    let deadline = Instant::now() + T;
+    while server.ok(&["logs", "logger"]) != "line1\nline2\nline3\n" {
+        assert!(
+            Instant::now() < deadline,
+            "logs: {:?}",
+            server.kubectl(&["logs", "logger"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        server.ok(&["logs", "logger", "-c", "main", "--tail=1"]),
+        "line3\n"
+    );
+    assert_eq!(server.ok(&["logs", "logger", "--previous"]), "first run\n");
+    assert_eq!(server.ok(&["logs", "logger", "--limit-bytes=3"]), "lin");
+    let stamped = server.ok(&["logs", "logger", "--timestamps", "--tail=1"]);
+    let (time, rest) = stamped.split_once(' ').unwrap();
+    assert_eq!(rest, "line3\n");
+    assert!(
+        time.parse::<jiff::Timestamp>().is_ok() && time.len() == 30,
+        "{time}"
+    );
+
+    // -f: what was there, then what comes.
+    let follow = server.stream(&["logs", "-f", "logger"]);
+    follow.wait_for(3);
+    server.ok(&["exec", "logger", "--", "touch", "/tmp/go"]);
+    let deadline = Instant::now() + T;
+    while !follow.lines().contains(&"later".to_owned()) {
+        assert!(Instant::now() < deadline, "followed: {:?}", follow.lines());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(follow.lines(), ["line1", "line2", "line3", "later"]);
+
+    // Upstream's errors.
+    let err = server.fails(&["logs", "logger", "-c", "nope"]);
+    assert!(
+        err.contains("container nope is not valid for pod logger"),
+        "{err}"
+    );
+    let err = server.fails(&["logs", "missing"]);
+    assert!(err.contains("pods \"missing\" not found"), "{err}");
+    server.create(
+        "pending.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pending\nspec:\n  nodeName: other-node\n  containers:\n  - name: c\n    image: busybox\n",
+    );
+    let err = server.fails(&["exec", "pending", "--", "true"]);
+    assert!(err.contains("nodes \"other-node\" not found"), "{err}");
+}
+
+#[test]
+fn exec_exit_codes_stdin_tty_and_cp() {
+    let cluster = start();
+    let server = &cluster.server;
+    run_pod(
+        &cluster,
+        "shell",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: shell}\nspec:\n  containers:\n  - {name: main, image: busybox, command: [sleep, '3600']}\n",
+    );
+    for (kubectl, env) in [
+        (KUBECTL_1_33, &[][..]),
+        (
+            KUBECTL_1_33,
+            &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")][..],
+        ),
+        (KUBECTL_1_29, &[][..]),
+    ] {
+        let what = format!("kubectl {} {env:?}", kubectl.label);
+        let out = kubectl_input(
+            server,
+            kubectl,
+            env,
+            &[
+                "exec",
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(3), "{what}: {out:?}");
+        assert_eq!(stdout(&out), "out\n", "{what}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("err\n"),
+            "{what}: {out:?}"
+        );
+
+        let out = kubectl_input(
+            server,
+            kubectl,
+            env,
+            &["exec", "-i", "shell", "--", "sh", "-c", "cat; echo done"],
+            b"abc\ndef",
+        );
+        assert!(out.status.success(), "{what}: {out:?}");
+        assert_eq!(stdout(&out), "abc\ndefdone\n", "{what}");
+
+        // A terminal: kubectl needs one of its own (script gives it a pty).
+        let command = format!(
+            "{} --kubeconfig {} exec -it shell -- sh -c 'tty; stty size'",
+            kubectl.path,
+            server.kubeconfig.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-q", "-e", "-c", &command, "/dev/null"])
+            .envs(env.iter().copied())
+            .env("COLUMNS", "100")
+            .env("LINES", "30")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let keep_open = child.stdin.take();
+        let out = wait_with_timeout(child, T);
+        drop(keep_open);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{what}: {out:?}");
+        assert!(text.contains("/dev/pts/"), "{what}: {text:?}");
+    }
+
+    // cp both ways (exec of tar; stdin's end must reach tar).
+    let local = tempfile::tempdir().unwrap();
+    let file = local.path().join("payload.txt");
+    let payload: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&file, &payload).unwrap();
+    server.ok(&["cp", file.to_str().unwrap(), "shell:/tmp/payload.txt"]);
+    assert_eq!(
+        server
+            .ok(&["exec", "shell", "--", "wc", "-l", "/tmp/payload.txt"])
+            .split_whitespace()
+            .next(),
+        Some("5000")
+    );
+    let back = local.path().join("back.txt");
+    server.ok(&["cp", "shell:/tmp/payload.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), payload);
+}
+
+#[test]
+fn attach_and_port_forward() {
+    let cluster = start();
+    let server = &cluster.server;
+    run_pod(
+        &cluster,
+        "web",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: echo
+    image: busybox
+    stdin: true
+    command: [sh, -c, 'while read line; do echo \"got $line\"; done']
+  - name: httpd
+    image: busybox
+    command: [sh, -c, 'mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www']
+",
+    );
+
+    // attach -i: input to the container's stdin, its output back.
+    let mut child = server
+        .client()
+        .command()
+        .args(["attach", "-i", "web", "-c", "echo"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains("got hello") {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let deadline = Instant::now() + T;
+    while !reader.is_finished() && Instant::now() < deadline {
+        let _ = stdin.write_all(b"hello\n");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let _ = child.kill(); // our own child, by PID
+    let _ = child.wait();
+    let seen = reader.join().unwrap();
+    assert!(seen.contains("got hello"), "attach saw {seen:?}");
+
+    for (kubectl, env) in [
+        (KUBECTL_1_33, &[][..]),
+        (KUBECTL_1_33, &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]),
+        (KUBECTL_1_29, &[][..]),
+    ] {
+        let what = format!("kubectl {} {env:?}", kubectl.label);
+        let port = testkit::free_port();
+        let mut forward = server
+            .with(kubectl)
+            .command()
+            .args(["port-forward", "pod/web", &format!("{port}:8080")])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + T;
+        let page = loop {
+            if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+                let mut page = String::new();
+                let _ = conn.read_to_string(&mut page);
+                if page.contains("hello-from-pod") {
+                    break page;
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = forward.kill(); // our own child, by PID
+                let out = forward.wait_with_output().unwrap();
+                panic!("{what}: no page through port-forward: {out:?}\n{}", server.log());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(page.starts_with("HTTP/1.1 200 OK"), "{what}: {page}");
+        // A second connection through the same forward.
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut again = String::new();
+        conn.read_to_string(&mut again).unwrap();
+        assert!(again.contains("hello-from-pod"), "{what}: {again}");
+        let _ = forward.kill(); // our own child, by PID
+        let _ = forward.wait();
+    }
+}
+
+#[test]
+fn an_nginx_deployment_serves_its_page_through_port_forward() {
+    let cluster = start();
+    let server = &cluster.server;
+    server.ok(&["create", "deployment", "nginx", "--image=nginx"]);
+    cluster.wait_for("the Deployment to be available", Duration::from_secs(90), || {
+        server
+            .kubectl(&[
+                "get",
+                "deployment",
+                "nginx",
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+            ])
+            .stdout
+            == b"1"
+    });
+    let port = testkit::free_port();
+    let mut forward = server
+        .client()
+        .command()
+        .args(["port-forward", "deployment/nginx", &format!("{port}:80")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + T;
+    let page = loop {
+        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            conn.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut page = String::new();
+            let _ = conn.read_to_string(&mut page);
+            if !page.is_empty() {
+                break page;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = forward.kill(); // our own child, by PID
+            let out = forward.wait_with_output().unwrap();
+            panic!("no page through port-forward: {out:?}\n{}", server.log());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = forward.kill(); // our own child, by PID
+    let _ = forward.wait();
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("<title>Welcome to nginx!</title>"), "{page}");
+    // nginx logs the request to stdout, as the official image does.
+    let logs = server.ok(&["logs", "deployment/nginx"]);
+    assert!(logs.contains("\"GET / HTTP/1.0\" 200"), "{logs}");
+}
