@@ -107,7 +107,6 @@ pub fn field_value(pod: &Pod, path: &str, node: &NodeFacts, pod_ips: &[String]) 
 /// A resource reference resolved against a container: upstream's
 /// `ExtractContainerResourceValue`, with unset limits read as the node's allocatable.
 pub fn resource_value(
-    pod: &Pod,
     container: &Container,
     selector: &ResourceFieldSelector,
     node: &NodeFacts,
@@ -127,7 +126,6 @@ pub fn resource_value(
         "requests" => get(resources.and_then(|r| r.requests.as_ref())).unwrap_or_else(|| "0".into()),
         _ => return Err(format!("unsupported container resource : {}", selector.resource)),
     };
-    let _ = pod;
     let divisor = selector.divisor.as_ref().map_or("1", |d| d.0.as_str());
     let parse = |q: &str| apimachinery::quantity::parse(q).ok_or_else(|| format!("invalid quantity {q:?}"));
     let (value, divisor) = (parse(&value)?, parse(divisor)?);
@@ -207,7 +205,6 @@ mod tests {
 
     #[test]
     fn resources_round_up_by_divisor_and_default_to_allocatable() {
-        let pod = pod();
         let mut container = Container {
             name: "c".into(),
             resources: Some(ResourceRequirements {
@@ -226,7 +223,7 @@ mod tests {
             divisor: d.map(|d| Quantity(d.into())),
             container_name: None,
         };
-        let value = |s| resource_value(&pod, &container, &s, &node).unwrap();
+        let value = |s| resource_value(&container, &s, &node).unwrap();
         assert_eq!(value(sel("requests.cpu", None)), "1");
         assert_eq!(value(sel("requests.cpu", Some("1m"))), "250");
         assert_eq!(value(sel("limits.memory", None)), "67108864");
@@ -234,6 +231,6 @@ mod tests {
         assert_eq!(value(sel("limits.cpu", None)), "4");
         assert_eq!(value(sel("requests.memory", None)), "0");
         container.resources = None;
-        assert!(resource_value(&pod, &container, &sel("bogus", None), &node).is_err());
+        assert!(resource_value(&container, &sel("bogus", None), &node).is_err());
     }
 }

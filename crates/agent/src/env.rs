@@ -130,7 +130,7 @@ pub async fn container_environment(
                             .ok_or_else(|| EnvError(format!("container {name} not found")))?,
                         None => container,
                     };
-                    downward::resource_value(pod, target, resource, node).map_err(EnvError)?
+                    downward::resource_value(target, resource, node).map_err(EnvError)?
                 } else if let Some(r) = &from.config_map_key_ref {
                     let optional = r.optional.unwrap_or(false);
                     let Some(cm) = objects.config_map(namespace, &r.name).await.map_err(EnvError)? else {

@@ -916,3 +916,58 @@ spec:
     s.ok(&["create", "configmap", "absent", "--from-literal=k=v"]);
     cluster.wait_phase("missing", "Running", Duration::from_secs(30));
 }
+
+#[test]
+fn image_pull_secrets_give_credentials_for_a_private_registry() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    let private = testkit::registry::DockerRegistry::start_with_htpasswd("puller", "s3cret").unwrap();
+    let image = testkit::test_image("busybox-oci.tar");
+    private
+        .push(&format!("oci-archive:{}", image.display()), "team/tool:1")
+        .unwrap();
+    let reference = format!("{}/team/tool:1", private.host());
+    // Without credentials the registry refuses.
+    s.ok(&[
+        "run",
+        "anonymous",
+        &format!("--image={reference}"),
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    cluster.wait_for("ErrImagePull", Duration::from_secs(60), || {
+        cluster.pod_field("anonymous", "{.status.containerStatuses[0].state.waiting.reason}")
+            == "ErrImagePull"
+    });
+    let message = cluster.pod_field(
+        "anonymous",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert!(
+        message.contains("401 Unauthorized") || message.contains("unauthorized"),
+        "{message}"
+    );
+    // A dockerconfigjson Secret named in imagePullSecrets.
+    s.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={}", private.host()),
+        "--docker-username=puller",
+        "--docker-password=s3cret",
+    ]);
+    s.create(
+        "authorized.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: authorized}}\nspec:\n  imagePullSecrets: [{{name: regcred}}]\n  containers:\n  - {{name: c, image: '{reference}', command: [sleep, '3600']}}\n"
+        ),
+    );
+    cluster.wait_phase("authorized", "Running", Duration::from_secs(60));
+    assert!(
+        cluster
+            .pod_field("authorized", "{.status.containerStatuses[0].imageID}")
+            .starts_with(&format!("{}/team/tool@sha256:", private.host()))
+    );
+}

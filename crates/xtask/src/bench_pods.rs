@@ -2,8 +2,8 @@
 //! bridge), inside a network namespace this command creates (no route out):
 //! - `rkube server` start → its own Node Ready (kubelet registered, heartbeat posted);
 //! - pod startup latency, create → Running as a watch sees it, with the image present
-//!   (imported beforehand; `imagePullPolicy: IfNotPresent`): pods one at a time, then many at
-//!   once;
+//!   (imported beforehand; `imagePullPolicy: IfNotPresent`) and the service-account token volume
+//!   every pod gets (a TokenRequest, a tmpfs): pods one at a time, then many at once;
 //! - the idle RSS of a joined `rkube agent` process (a second node; no pods).
 
 use std::collections::HashMap;
@@ -103,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let ready = wait_node_ready(&client, "bench-node", started).await?;
         eprintln!("server start → node Ready: {ready:.2} s");
         wait_pod_cidr(&client, "bench-node").await?;
+        wait_default_service_account(&client).await?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         // One pod first: the network configuration and first-use costs.
         start_pods(&pods, "warmup", 1).await?;
@@ -183,6 +184,17 @@ async fn wait_pod_cidr(client: &kube::Client, name: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Pods get their token volume only once the namespace's `default` ServiceAccount exists.
+async fn wait_default_service_account(client: &kube::Client) -> anyhow::Result<()> {
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), "default");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while accounts.get_opt("default").await?.is_none() {
+        ensure!(Instant::now() < deadline, "no default ServiceAccount");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 fn pod(name: &str) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
@@ -190,7 +202,6 @@ fn pod(name: &str) -> anyhow::Result<Pod> {
         "metadata": {"name": name, "labels": {"bench": "pods"}},
         "spec": {
             "terminationGracePeriodSeconds": 0,
-            "automountServiceAccountToken": false,
             "containers": [{
                 "name": "c",
                 "image": "busybox",

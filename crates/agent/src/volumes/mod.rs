@@ -353,15 +353,15 @@ impl Volumes {
     }
 
     /// The runtime mounts of one container from its `volumeMounts`. `env` is the container's
-    /// environment (from [`crate::env::container_env`]), which `subPathExpr` expands.
+    /// environment (from [`crate::env::container_env`]), which `subPathExpr` expands. (`_pod` is
+    /// there for what upstream also reads from it, e.g. host-user namespaces; unused today.)
     pub fn mounts(
         &self,
-        pod: &Pod,
+        _pod: &Pod,
         container: &Container,
         volumes: &PodVolumes,
         env: &[(String, String)],
     ) -> Result<Vec<runtime::Mount>, VolumeError> {
-        let _ = pod;
         let privileged = container
             .security_context
             .as_ref()

@@ -179,7 +179,7 @@ pub fn downward_api(
                 .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
                 .find(|c| c.name == wanted)
                 .ok_or_else(|| format!("container {wanted} not found"))?;
-            downward::resource_value(ctx.pod, container, resource, ctx.node)?
+            downward::resource_value(container, resource, ctx.node)?
         } else {
             continue;
         };
@@ -254,5 +254,91 @@ pub async fn projected(
         1 => Err(errors.remove(0)),
         // upstream's utilerrors.Aggregate.
         _ => Err(format!("[{}]", errors.join(", "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<(String, Vec<u8>)> {
+        vec![("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]
+    }
+
+    fn item(key: &str, path: &str, mode: Option<i32>) -> KeyToPath {
+        KeyToPath {
+            key: key.into(),
+            path: path.into(),
+            mode,
+        }
+    }
+
+    fn missing(key: &str) -> String {
+        format!("configmap references non-existent config key: {key}")
+    }
+
+    #[test]
+    fn all_keys_or_the_listed_items_with_modes() {
+        let owner = Ownership::default();
+        let mut payload = Payload::new();
+        key_payload(&entries(), None, 0o600, false, &owner, missing, &mut payload).unwrap();
+        assert_eq!(payload.len(), 2);
+        assert_eq!(payload["a"], File::new(*b"1", 0o600));
+        let items = vec![item("b", "dir/b.txt", Some(0o400)), item("a", "a", None)];
+        let mut payload = Payload::new();
+        key_payload(
+            &entries(),
+            Some(&items),
+            0o644,
+            false,
+            &owner,
+            missing,
+            &mut payload,
+        )
+        .unwrap();
+        assert_eq!(payload["dir/b.txt"], File::new(*b"2", 0o400));
+        assert_eq!(payload["a"], File::new(*b"1", 0o644));
+    }
+
+    #[test]
+    fn missing_keys_fail_unless_optional() {
+        let owner = Ownership::default();
+        let items = vec![item("nope", "x", None), item("a", "a", None)];
+        let mut payload = Payload::new();
+        let err = key_payload(
+            &entries(),
+            Some(&items),
+            0o644,
+            false,
+            &owner,
+            missing,
+            &mut payload,
+        );
+        assert_eq!(
+            err.unwrap_err(),
+            "configmap references non-existent config key: nope"
+        );
+        let mut payload = Payload::new();
+        key_payload(
+            &entries(),
+            Some(&items),
+            0o644,
+            true,
+            &owner,
+            missing,
+            &mut payload,
+        )
+        .unwrap();
+        assert_eq!(payload.keys().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn fs_group_makes_files_group_readable_and_owned() {
+        let owner = Ownership {
+            fs_group: Some(2000),
+            fs_user: None,
+        };
+        let file = owner.file(*b"x", 0o400);
+        assert_eq!((file.mode, file.gid, file.uid), (0o440, Some(2000), None));
     }
 }
