@@ -192,3 +192,86 @@ pub fn start(transport: ByteTransport) -> (mpsc::Receiver<Stream>, SessionWriter
     });
     (streams_rx, writer)
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Reads from `io` until the decoder yields a frame.
+    async fn next_frame(io: &mut tokio::io::DuplexStream, decoder: &mut Decoder) -> Frame {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(frame) = decoder.next_frame().unwrap() {
+                return frame;
+            }
+            let n = io.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the session closed");
+            decoder.feed(&buf[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_are_accepted_and_carry_data_both_ways() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (mut streams, writer) = start(crate::streaming::raw_transport(server));
+        let (mut encoder, mut decoder) = (Encoder::default(), Decoder::default());
+        let syn = Frame::SynStream {
+            stream_id: 1,
+            associated: 0,
+            priority: 0,
+            fin: false,
+            headers: vec![("streamtype".into(), "stdin".into())],
+        };
+        client.write_all(&encoder.encode(&syn)).await.unwrap();
+        assert_eq!(
+            next_frame(&mut client, &mut decoder).await,
+            Frame::SynReply {
+                stream_id: 1,
+                fin: false,
+                headers: vec![]
+            }
+        );
+        let mut stream = streams.recv().await.unwrap();
+        assert_eq!(stream.header("streamType"), Some("stdin"));
+        let data = Frame::Data {
+            stream_id: 1,
+            fin: true,
+            data: b"hello".to_vec(),
+        };
+        client.write_all(&encoder.encode(&data)).await.unwrap();
+        assert_eq!(stream.data.recv().await.unwrap(), b"hello");
+        // FIN ends the stream's data.
+        assert_eq!(stream.data.recv().await, None);
+
+        client
+            .write_all(&encoder.encode(&Frame::Ping { id: 7 }))
+            .await
+            .unwrap();
+        assert_eq!(next_frame(&mut client, &mut decoder).await, Frame::Ping { id: 7 });
+        writer.data(1, b"back").await.unwrap();
+        writer.fin(1).await.unwrap();
+        assert_eq!(
+            next_frame(&mut client, &mut decoder).await,
+            Frame::Data {
+                stream_id: 1,
+                fin: false,
+                data: b"back".to_vec()
+            }
+        );
+        assert_eq!(
+            next_frame(&mut client, &mut decoder).await,
+            Frame::Data {
+                stream_id: 1,
+                fin: true,
+                data: vec![]
+            }
+        );
+        writer.close().await;
+        assert!(matches!(
+            next_frame(&mut client, &mut decoder).await,
+            Frame::GoAway { last_good: 1, .. }
+        ));
+    }
+}
