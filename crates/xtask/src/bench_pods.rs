@@ -186,7 +186,8 @@ async fn wait_pod_cidr(client: &kube::Client, name: &str) -> anyhow::Result<()> 
 
 /// Pods get their token volume only once the namespace's `default` ServiceAccount exists.
 async fn wait_default_service_account(client: &kube::Client) -> anyhow::Result<()> {
-    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), "default");
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), "default");
     let deadline = Instant::now() + Duration::from_secs(30);
     while accounts.get_opt("default").await?.is_none() {
         ensure!(Instant::now() < deadline, "no default ServiceAccount");
