@@ -497,6 +497,15 @@ fn an_nginx_deployment_serves_its_page_through_port_forward() {
     // nginx logs the request to stdout, as the official image does.
     let logs = server.ok(&["logs", "deployment/nginx"]);
     assert!(logs.contains("\"GET / HTTP/1.0\" 200"), "{logs}");
+    // Gone with its ReplicaSet and pods before the cluster's cleanup deletes pods (a live
+    // ReplicaSet would replace them and leave a container behind).
+    server.ok(&[
+        "delete",
+        "deployment",
+        "nginx",
+        "--cascade=foreground",
+        "--timeout=60s",
+    ]);
 }
 
 /// kube-rs (WebSocket: `v5.channel.k8s.io` exec with its close signal, channel-form
