@@ -2,6 +2,7 @@
 //! needs to speak the Kubernetes API as upstream does.
 
 pub mod fields;
+pub mod gostr;
 pub mod managed_fields;
 pub mod protobuf;
 pub mod quantity;

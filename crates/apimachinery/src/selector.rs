@@ -21,6 +21,7 @@
 //! One deliberate difference: a run of commas that ends a value set (`x in (a,,)`) parses, as
 //! upstream's parser does since a 2025 fix; v1.33's rejects it.
 
+use crate::gostr::go_quote;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -1036,32 +1037,6 @@ fn aggregate(errs: Vec<String>) -> Option<String> {
         1 => unique.pop(),
         _ => Some(format!("[{}]", unique.join(", "))),
     }
-}
-
-/// A string quoted as Go's `%q` does (printable characters kept, others escaped).
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
