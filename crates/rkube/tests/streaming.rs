@@ -593,3 +593,41 @@ fn kube_rs_exec_and_port_forward() {
         forwarder.abort();
     });
 }
+
+#[test]
+fn kubectl_run_interactive_attaches_to_the_new_pod_and_removes_it() {
+    let cluster = start();
+    let server = &cluster.server;
+    // kubectl needs a terminal of its own for -t: `script` gives it one.
+    let command = format!(
+        "kubectl --kubeconfig {} run -it --rm once --image=busybox --restart=Never -- sh -c 'read line; echo \"got $line\"'",
+        server.kubeconfig.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The line goes in once the session is up (kubectl prints its hint first).
+    let writer = std::thread::spawn(move || {
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(500));
+            if stdin.write_all(b"hello\r").is_err() {
+                break;
+            }
+        }
+    });
+    let out = wait_with_timeout(child, Duration::from_secs(90));
+    let _ = writer.join();
+    let text = stdout(&out);
+    assert!(
+        text.contains("got hello"),
+        "{text:?} {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("pod \"once\" deleted"), "{text:?}");
+    assert!(out.status.success(), "{out:?}");
+}
