@@ -24,6 +24,7 @@ const REGISTER_RETRY: Duration = Duration::from_secs(1);
 
 pub struct Heartbeat {
     nodes: Api<Node>,
+    recorder: clientkit::events::Recorder,
     client: kube::Client,
     config: Config,
     machine: Machine,
@@ -37,6 +38,8 @@ impl Heartbeat {
     pub fn new(client: kube::Client, config: Config) -> Heartbeat {
         Heartbeat {
             nodes: Api::all(client.clone()),
+            recorder: clientkit::events::Recorder::new(client.clone(), "kubelet")
+                .with_host(&config.node_name),
             client,
             config,
             machine: Machine::probe(),
@@ -79,6 +82,7 @@ impl Heartbeat {
         self.uid = match self.nodes.create(&PostParams::default(), &object).await {
             Ok(created) => {
                 self.remember_posted(&wanted["status"]);
+                self.condition_events(&Value::Null, &wanted["status"]).await;
                 created.metadata.uid
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
@@ -90,6 +94,12 @@ impl Heartbeat {
             Err(e) => return Err(e.into()),
         };
         tracing::info!(node = %self.config.node_name, "node registered");
+        self.node_event("Starting", "Starting kubelet.").await;
+        self.node_event(
+            "NodeAllocatableEnforced",
+            "Updated Node Allocatable limit across pods",
+        )
+        .await;
         kubelet::renew_node_lease(&self.client, &self.config.node_name, self.uid.as_deref()).await
     }
 
@@ -127,8 +137,57 @@ impl Heartbeat {
                 &Patch::Merge(&json!({"status": status})),
             )
             .await?;
+        self.condition_events(current, &status).await;
         self.remember_posted(&status);
         Ok(())
+    }
+
+    /// kubelet's node status events: `Node <name> status is now: NodeHasSufficientMemory`, …,
+    /// `NodeReady`, for each condition whose status changed.
+    async fn condition_events(&self, before: &Value, after: &Value) {
+        let status_of = |v: &Value, kind: &str| -> Option<String> {
+            v["status"]["conditions"]
+                .as_array()
+                .or_else(|| v["conditions"].as_array())?
+                .iter()
+                .find(|c| c["type"] == kind)
+                .and_then(|c| c["status"].as_str().map(str::to_owned))
+        };
+        for (kind, if_true, if_false) in [
+            (
+                "MemoryPressure",
+                "NodeHasInsufficientMemory",
+                "NodeHasSufficientMemory",
+            ),
+            ("DiskPressure", "NodeHasDiskPressure", "NodeHasNoDiskPressure"),
+            ("PIDPressure", "NodeHasInsufficientPID", "NodeHasSufficientPID"),
+            ("Ready", "NodeReady", "NodeNotReady"),
+        ] {
+            let now = status_of(after, kind);
+            if now.is_none() || now == status_of(before, kind) {
+                continue;
+            }
+            let reason = if now.as_deref() == Some("True") {
+                if_true
+            } else {
+                if_false
+            };
+            let message = format!("Node {} status is now: {reason}", self.config.node_name);
+            self.node_event(reason, &message).await;
+        }
+    }
+
+    async fn node_event(&self, reason: &str, message: &str) {
+        let name = self.config.node_name.clone();
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(name.clone()),
+            uid: Some(name),
+            ..Default::default()
+        };
+        self.recorder
+            .record(&reference, clientkit::events::EventType::Normal, reason, message)
+            .await;
     }
 
     fn remember_posted(&mut self, status: &Value) {

@@ -110,6 +110,26 @@ fn server_node_is_ready_at_once_with_the_machines_capacity() {
         started.elapsed(),
         serving.elapsed()
     );
+    // kubelet's events about its node.
+    wait_for("the node's events", Duration::from_secs(10), || {
+        let reasons = server.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Node,involvedObject.name=cp-1",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        [
+            "Starting",
+            "NodeAllocatableEnforced",
+            "NodeHasSufficientMemory",
+            "NodeHasNoDiskPressure",
+            "NodeReady",
+        ]
+        .iter()
+        .all(|r| reasons.split_whitespace().any(|have| have == *r))
+    });
     let node = node(&server, "cp-1");
     let status = &node["status"];
     assert_eq!(status["capacity"]["cpu"], online_cpus().to_string());

@@ -50,6 +50,17 @@ pub struct Node {
     pub memory_capacity: i64,
     /// Held while the pod network's configuration is written.
     network_config: Mutex<bool>,
+    /// Events go out one at a time, in the order they happened (`Pulling` before `Pulled`),
+    /// without holding the workers up.
+    events: mpsc::UnboundedSender<PendingEvent>,
+}
+
+/// An event waiting to be written.
+pub struct PendingEvent {
+    pub object: k8s_openapi::api::core::v1::ObjectReference,
+    pub kind: clientkit::events::EventType,
+    pub reason: String,
+    pub message: String,
 }
 
 impl Node {
@@ -66,7 +77,15 @@ impl Node {
         let pods_dir = agent.join("pods");
         let recorder =
             clientkit::events::Recorder::new(client.clone(), "kubelet").with_host(&config.node_name);
+        let (events, mut queue) = mpsc::unbounded_channel::<PendingEvent>();
+        let writer = recorder.clone();
+        tokio::spawn(async move {
+            while let Some(e) = queue.recv().await {
+                writer.record(&e.object, e.kind, &e.reason, &e.message).await;
+            }
+        });
         Node {
+            events,
             inputs: inputs::Inputs::new(
                 client.clone(),
                 recorder.clone(),
@@ -86,6 +105,11 @@ impl Node {
             memory_capacity,
             network_config: Mutex::new(false),
         }
+    }
+
+    /// Queues an event (written in order by one task).
+    pub fn event(&self, event: PendingEvent) {
+        let _ = self.events.send(event);
     }
 
     /// Writes the node's pod network configuration (a bridge on its pod CIDRs) once the

@@ -989,10 +989,12 @@ impl Worker {
         } else {
             EventType::Normal
         };
-        let recorder = self.node.recorder.clone();
-        let reason = reason.to_owned();
-        let message = message.to_owned();
-        tokio::spawn(async move { recorder.record(&reference, kind, &reason, &message).await });
+        self.node.event(super::PendingEvent {
+            object: reference,
+            kind,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        });
     }
 
     /// The pod as events name it, with the container as `fieldPath`.
