@@ -33,8 +33,11 @@ pub struct Update {
 
 /// How often running containers are checked for exits (kubelet's PLEG relists every second).
 const POLL: Duration = Duration::from_secs(1);
-/// The wait before retrying a failed sandbox or volume setup.
+/// The first wait before retrying a failed sandbox, volume or container setup; it doubles
+/// with each failure in a row up to [`MAX_RETRY`] (kubelet's pod workers back off too, and
+/// every attempt writes an event).
 const RETRY: Duration = Duration::from_secs(2);
+const MAX_RETRY: Duration = Duration::from_secs(32);
 /// A pod with nothing running is looked at again this often.
 const IDLE: Duration = Duration::from_secs(10);
 
@@ -60,6 +63,8 @@ pub struct Worker {
     /// The pod reached a terminal phase (or was stopped for deletion): nothing restarts.
     terminal: bool,
     network_released: bool,
+    /// Setup failures in a row (sandbox, volumes, container config): the retry back-off.
+    failures: u32,
 }
 
 impl Worker {
@@ -81,6 +86,7 @@ impl Worker {
             probes: HashMap::new(),
             terminal: false,
             network_released: false,
+            failures: 0,
         }
     }
 
@@ -151,12 +157,12 @@ impl Worker {
                 &format!("Failed to create pod sandbox: {err:#}"),
             );
             self.post_status(pod).await?;
-            return Ok(RETRY);
+            return Ok(self.retry());
         }
         if let Err(message) = self.node.inputs.setup(pod).await {
             self.event(pod, None, true, "FailedMount", &message);
             self.post_status(pod).await?;
-            return Ok(RETRY);
+            return Ok(self.retry());
         }
         let mut next = IDLE;
         let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
@@ -240,6 +246,13 @@ impl Worker {
         }
         self.post_status(pod).await?;
         Ok(next)
+    }
+
+    /// The wait after a setup failure: [`RETRY`] doubling per failure in a row.
+    fn retry(&mut self) -> Duration {
+        let wait = RETRY.saturating_mul(1 << self.failures.min(8)).min(MAX_RETRY);
+        self.failures += 1;
+        wait
     }
 
     /// The pod was deleted: stop it within its grace period, report the final status, release
@@ -544,14 +557,14 @@ impl Worker {
             Ok(env) => env,
             Err(message) => {
                 self.event(pod, Some(container), true, "Failed", &format!("Error: {message}"));
-                return Err(("CreateContainerConfigError".into(), message, RETRY));
+                return Err(("CreateContainerConfigError".into(), message, self.retry()));
             }
         };
         let mut mounts = match self.node.inputs.mounts(pod, container, &env) {
             Ok(m) => m,
             Err(message) => {
                 self.event(pod, Some(container), true, "Failed", &format!("Error: {message}"));
-                return Err(("CreateContainerConfigError".into(), message, RETRY));
+                return Err(("CreateContainerConfigError".into(), message, self.retry()));
             }
         };
         let pod_dir = self.pod_dir();
@@ -628,6 +641,7 @@ impl Worker {
                 );
                 self.track(&id).await;
                 self.waiting.remove(&container.name);
+                self.failures = 0;
                 self.run_post_start(pod, container, &id).await
             }
             Err((id_or_reason, err)) => {

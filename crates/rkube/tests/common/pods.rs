@@ -127,6 +127,13 @@ impl PodCluster {
         self.server.dir.path().join("data/agent")
     }
 
+    /// Sandboxes the node's runtime still has.
+    pub fn runtime_sandboxes(&self) -> usize {
+        std::fs::read_dir(self.agent_dir().join("runtime/sandboxes"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     /// Containers the node's runtime still has.
     pub fn runtime_containers(&self) -> usize {
         std::fs::read_dir(self.agent_dir().join("runtime/containers"))
@@ -137,7 +144,15 @@ impl PodCluster {
 
 impl Drop for PodCluster {
     fn drop(&mut self) {
-        // Pods go first (containers, mounts, cgroups and addresses with them).
+        // Workloads first (their controllers would make new pods), then the pods: containers,
+        // mounts, cgroups and addresses go with them.
+        let _ = self.server.kubectl(&[
+            "delete",
+            "deployments,replicasets,replicationcontrollers",
+            "--all",
+            "--all-namespaces",
+            "--wait=false",
+        ]);
         let _ = self.server.kubectl(&[
             "delete",
             "pods",
@@ -147,8 +162,34 @@ impl Drop for PodCluster {
             "--timeout=60s",
         ]);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.runtime_containers() > 0 && Instant::now() < deadline {
+        while (self.runtime_containers() > 0 || self.runtime_sandboxes() > 0) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
+        }
+        // Whatever is left (a test that failed half-way): containers killed, mounts gone, so
+        // the temporary directory can be removed.
+        let runtime = self.agent_dir().join("runtime");
+        for entry in std::fs::read_dir(runtime.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::process::Command::new("runc")
+                .arg("--root")
+                .arg(runtime.join("runc"))
+                .args(["delete", "--force"])
+                .arg(entry.file_name())
+                .output();
+        }
+        let data = self.server.dir.path().to_string_lossy().into_owned();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+            .filter(|m| m.starts_with(&data))
+            .collect();
+        mounts.sort_by(|a, b| b.cmp(a));
+        for mount in mounts {
+            let _ = std::process::Command::new("umount").args(["-l", &mount]).output();
         }
     }
 }
