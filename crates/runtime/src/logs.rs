@@ -97,13 +97,27 @@ pub fn read(path: &Path, options: &ReadOptions) -> std::io::Result<Vec<u8>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e),
     };
-    let lines: Vec<&str> = text.lines().collect();
-    let start = options.tail_lines.map_or(0, |n| lines.len().saturating_sub(n));
     let mut out = Vec::new();
+    format_records(&text, options, options.tail_lines, &mut 0, &mut out);
+    Ok(out)
+}
+
+/// Formats the complete records of `text` as kubelet serves them; false once `limit_bytes` is
+/// reached (`written` counts across calls).
+pub fn format_records(
+    text: &str,
+    options: &ReadOptions,
+    tail: Option<usize>,
+    written: &mut usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = tail.map_or(0, |n| lines.len().saturating_sub(n));
     for record in lines[start..].iter().filter_map(|l| parse_record(l)) {
         if options.since.is_some_and(|since| record.time < since) {
             continue;
         }
+        let before = out.len();
         if options.timestamps {
             let time = record.time;
             out.extend_from_slice(
@@ -119,14 +133,15 @@ pub fn read(path: &Path, options: &ReadOptions) -> std::io::Result<Vec<u8>> {
         if !record.partial {
             out.push(b'\n');
         }
+        *written += out.len() - before;
         if let Some(limit) = options.limit_bytes
-            && out.len() >= limit
+            && *written >= limit
         {
-            out.truncate(limit);
-            break;
+            out.truncate(out.len() - (*written - limit));
+            return false;
         }
     }
-    Ok(out)
+    true
 }
 
 /// Copies one output stream (a pipe, or a terminal) into the log until EOF, a record per line (the trailing `\n` or

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use runtime::logs::{ReadOptions, parse_record};
+use runtime::logs::{ReadOptions, format_records};
 use runtime::{ContainerState, Runtime};
 use tokio::sync::mpsc;
 
@@ -76,48 +76,6 @@ pub fn parse_params(query: &[(String, String)]) -> Result<LogParams, String> {
     Ok(params)
 }
 
-/// Formats the complete records of `text` as kubelet serves them; false once `limit_bytes` is
-/// reached (`written` counts across calls).
-fn format(
-    text: &str,
-    options: &ReadOptions,
-    tail: Option<usize>,
-    written: &mut usize,
-    out: &mut Vec<u8>,
-) -> bool {
-    let lines: Vec<&str> = text.lines().collect();
-    let start = tail.map_or(0, |n| lines.len().saturating_sub(n));
-    for record in lines[start..].iter().filter_map(|l| parse_record(l)) {
-        if options.since.is_some_and(|since| record.time < since) {
-            continue;
-        }
-        let before = out.len();
-        if options.timestamps {
-            let time = record.time;
-            out.extend_from_slice(
-                format!(
-                    "{}.{:09}Z ",
-                    time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    time.subsec_nanosecond()
-                )
-                .as_bytes(),
-            );
-        }
-        out.extend_from_slice(record.content.as_bytes());
-        if !record.partial {
-            out.push(b'\n');
-        }
-        *written += out.len() - before;
-        if let Some(limit) = options.limit_bytes
-            && *written >= limit
-        {
-            out.truncate(out.len() - (*written - limit));
-            return false;
-        }
-    }
-    true
-}
-
 /// Streams the log of container `id` (file `path`) into the returned channel, from a thread of
 /// its own; it ends when all was sent (following: once the container has exited and its last
 /// output was sent) or the receiver is dropped.
@@ -136,7 +94,7 @@ pub fn stream(
         loop {
             let chunk = read_complete_lines(&path, &mut offset);
             let mut out = Vec::new();
-            let more = format(&chunk, &params.options, tail.take(), &mut written, &mut out);
+            let more = format_records(&chunk, &params.options, tail.take(), &mut written, &mut out);
             if !out.is_empty() && tx.blocking_send(out).is_err() {
                 return;
             }
@@ -223,7 +181,7 @@ mod tests {
     fn run(options: ReadOptions) -> String {
         let mut out = Vec::new();
         let tail = options.tail_lines;
-        format(LOG, &options, tail, &mut 0, &mut out);
+        format_records(LOG, &options, tail, &mut 0, &mut out);
         String::from_utf8(out).unwrap()
     }
 
