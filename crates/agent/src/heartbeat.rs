@@ -35,14 +35,14 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    pub fn new(client: kube::Client, config: Config) -> Heartbeat {
+    pub fn new(client: kube::Client, config: Config, machine: Machine) -> Heartbeat {
         Heartbeat {
             nodes: Api::all(client.clone()),
             recorder: clientkit::events::Recorder::new(client.clone(), "kubelet")
                 .with_host(&config.node_name),
             client,
             config,
-            machine: Machine::probe(),
+            machine,
             uid: None,
             last_posted: None,
         }

@@ -96,9 +96,16 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
             None
         }
     };
-    let node = Arc::new(pod_node(client.clone(), config.clone(), runtime)?);
+    // Probed once (it runs `runc --version`): the heartbeat and the pod workers share it.
+    let machine = machine::Machine::probe();
+    let node = Arc::new(pod_node(
+        client.clone(),
+        config.clone(),
+        runtime,
+        machine.memory_bytes as i64,
+    )?);
     let result = tokio::select! {
-        result = heartbeat::Heartbeat::new(client, config).run() => result,
+        result = heartbeat::Heartbeat::new(client, config, machine).run() => result,
         result = pods::run(node) => result,
     };
     drop(kubelet_api);
@@ -110,6 +117,7 @@ fn pod_node(
     client: kube::Client,
     config: Config,
     runtime: Arc<dyn runtime::Runtime>,
+    memory: i64,
 ) -> anyhow::Result<pods::Node> {
     let dir = machine::agent_dir(&config.data_dir);
     let network = cni::PodNetworking::new(cni::Options::for_data_dir(&config.data_dir));
@@ -123,7 +131,6 @@ fn pod_node(
         cluster_domain: config.pods.cluster_domain.clone(),
         host_resolv_conf: "/etc/resolv.conf".into(),
     };
-    let memory = machine::Machine::probe().memory_bytes as i64;
     Ok(pods::Node::new(
         client,
         config,

@@ -236,15 +236,15 @@ impl Worker {
             next = next.min(POLL);
         }
 
-        let observed = self.observe(pod);
-        let generated = status::generate(pod, &observed, &clientkit::kubelet::now());
+        let mut generated = self.status(pod);
         if matches!(generated["phase"].as_str(), Some("Succeeded" | "Failed")) {
             // Done for good: sidecars stop, the network goes; logs stay until deletion.
             self.terminal = true;
             self.stop_all(pod, None).await;
             self.release_network(pod).await;
+            generated = self.status(pod);
         }
-        self.post_status(pod).await?;
+        self.write_status(pod, generated).await?;
         Ok(next)
     }
 
@@ -742,12 +742,7 @@ impl Worker {
     }
 
     fn cni_sandbox(&self, pod: &Pod) -> cni::PodSandbox {
-        cni::PodSandbox {
-            id: self.uid.clone(),
-            namespace: namespace_of(pod),
-            name: name_of(pod),
-            uid: self.uid.clone(),
-        }
+        cni_sandbox(&self.uid, &namespace_of(pod), &name_of(pod))
     }
 
     /// A finished pod gives its address back (kubelet stops the sandbox).
@@ -791,12 +786,7 @@ impl Worker {
             let uid = self.uid.clone();
             self.sandbox = tokio::task::spawn_blocking(move || runtime.sandbox(&uid)).await??;
             if let Some(sandbox) = &self.sandbox {
-                let cni = cni::PodSandbox {
-                    id: self.uid.clone(),
-                    namespace: sandbox.namespace.clone(),
-                    name: sandbox.pod_name.clone(),
-                    uid: self.uid.clone(),
-                };
+                let cni = cni_sandbox(&self.uid, &sandbox.namespace, &sandbox.pod_name);
                 match self.node.network.existing(&cni) {
                     Ok(Some(network)) => {
                         self.pod_ips = network.ips;
@@ -962,10 +952,20 @@ impl Worker {
         message
     }
 
-    /// Writes the status when it differs from what we last wrote.
+    /// Computes the status and writes it when it differs from what we last wrote.
     async fn post_status(&mut self, pod: &Pod) -> anyhow::Result<()> {
+        let status = self.status(pod);
+        self.write_status(pod, status).await
+    }
+
+    /// The status this node reports for the pod now.
+    fn status(&mut self, pod: &Pod) -> Value {
         let observed = self.observe(pod);
-        let status = status::generate(pod, &observed, &clientkit::kubelet::now());
+        status::generate(pod, &observed, &clientkit::kubelet::now())
+    }
+
+    /// Writes `status` unless it is what was last written (or what the pod already shows).
+    async fn write_status(&mut self, pod: &Pod, status: Value) -> anyhow::Result<()> {
         let comparable = status::comparable(&status);
         if self.last_posted.as_ref() == Some(&comparable) {
             return Ok(());
@@ -1067,12 +1067,7 @@ pub async fn cleanup_pod(node: &Node, uid: &str) -> anyhow::Result<()> {
     })
     .await??;
     if let Some(sandbox) = &sandbox {
-        let cni = cni::PodSandbox {
-            id: uid.to_owned(),
-            namespace: sandbox.namespace.clone(),
-            name: sandbox.pod_name.clone(),
-            uid: uid.to_owned(),
-        };
+        let cni = cni_sandbox(uid, &sandbox.namespace, &sandbox.pod_name);
         node.network.teardown(&cni, sandbox.netns.as_deref()).await?;
         let log_dir = runtime::logs::pod_log_dir(&node.logs_dir, &sandbox.namespace, &sandbox.pod_name, uid);
         let _ = std::fs::remove_dir_all(log_dir);
@@ -1086,6 +1081,16 @@ pub async fn cleanup_pod(node: &Node, uid: &str) -> anyhow::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(anyhow::anyhow!("{}: {e}", dir.display())),
+    }
+}
+
+/// The pod as CNI knows it: the sandbox ID is the pod's uid (one sandbox per pod).
+fn cni_sandbox(uid: &str, namespace: &str, name: &str) -> cni::PodSandbox {
+    cni::PodSandbox {
+        id: uid.to_owned(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid: uid.to_owned(),
     }
 }
 
