@@ -230,6 +230,7 @@ mod tests {
             eviction_hard: Default::default(),
             kubelet_port: 10250,
             ca_pem: String::new(),
+            network: Default::default(),
         }
     }
 

@@ -19,6 +19,10 @@ pub struct Args {
     /// Where the node's state lives.
     #[arg(long, default_value = datastore::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// The cluster's pod range, as the server's `--cluster-cidr` (comma-separated for dual
+    /// stack): pod traffic leaving it is masqueraded.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -65,6 +69,11 @@ pub struct NodeArgs {
     /// The port of the node's kubelet API (logs, exec, attach, port-forward).
     #[arg(long, default_value_t = agent::DEFAULT_KUBELET_PORT)]
     pub kubelet_port: u16,
+    /// How pods reach other nodes' pods: `host-gw` (routes via the peer node, which must be on
+    /// one of our links), `vxlan` (flannel-style overlay), `auto` (host-gw where possible,
+    /// VXLAN otherwise) or `none`.
+    #[arg(long, default_value = "auto")]
+    pub flannel_backend: podnet::Backend,
 }
 
 impl NodeArgs {
@@ -81,6 +90,22 @@ impl NodeArgs {
                 minimum_age: self.image_minimum_gc_age,
             },
         }
+    }
+
+    /// The pod network settings for a cluster whose pod range is `cluster_cidr`.
+    pub fn network_config(&self, cluster_cidr: &str) -> anyhow::Result<agent::NetworkConfig> {
+        let cluster_cidrs = cluster_cidr
+            .split(',')
+            .map(|c| {
+                c.trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--cluster-cidr {c:?} is not a CIDR"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(agent::NetworkConfig {
+            backend: self.flannel_backend,
+            cluster_cidrs,
+        })
     }
 
     pub fn name(&self) -> String {
@@ -127,6 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             control_plane: false,
             kubelet_port: args.node.kubelet_port,
             ca_pem: credentials.ca_pem.clone(),
+            network: args.node.network_config(&args.cluster_cidr)?,
         };
         tokio::select! {
             result = agent::run(client, config) => result,

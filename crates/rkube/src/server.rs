@@ -122,6 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 pods: args.node.pods_config(nth_service_ip(&args.service_cidr, 10)?),
                 kubelet_port: args.node.kubelet_port,
                 ca_pem: running.pki.ca_cert_pem().to_owned(),
+                network: args.node.network_config(&args.cluster_cidr)?,
             };
             let client = node_client(&running, &config.node_name).await?;
             components.spawn(agent::run(client, config));
