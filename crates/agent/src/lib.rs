@@ -56,6 +56,10 @@ pub struct NetworkConfig {
     pub backend: podnet::Backend,
     /// The cluster's pod range (`--cluster-cidr`): traffic leaving it is masqueraded.
     pub cluster_cidrs: Vec<cni::cidr::IpNet>,
+    /// Where the node's DNS server forwards names outside the cluster domain.
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
+    /// Whether this node runs the service proxy.
+    pub kube_proxy: bool,
 }
 
 impl Default for NetworkConfig {
@@ -63,6 +67,8 @@ impl Default for NetworkConfig {
         NetworkConfig {
             backend: podnet::Backend::Auto,
             cluster_cidrs: vec!["10.42.0.0/16".parse().expect("a CIDR")],
+            dns_upstreams: Vec::new(),
+            kube_proxy: true,
         }
     }
 }

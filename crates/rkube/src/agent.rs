@@ -74,6 +74,42 @@ pub struct NodeArgs {
     /// VXLAN otherwise) or `none`.
     #[arg(long, default_value = "auto")]
     pub flannel_backend: podnet::Backend,
+    /// Where the node's cluster DNS server sends names outside the cluster domain: `ip[:port]`
+    /// list, `none`, or (unset) the nameservers of the host's /etc/resolv.conf.
+    #[arg(long)]
+    pub dns_upstream: Option<String>,
+    /// Do not run the service proxy on this node (another kube-proxy programs Services).
+    #[arg(long)]
+    pub disable_kube_proxy: bool,
+}
+
+/// `--dns-upstream`: `none`, a list of `ip[:port]`, or the host's resolv.conf nameservers.
+fn dns_upstreams(flag: Option<&str>) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    let parse = |text: &str| -> anyhow::Result<std::net::SocketAddr> {
+        let text = text.trim();
+        if let Ok(addr) = text.parse() {
+            return Ok(addr);
+        }
+        let ip: IpAddr = text
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--dns-upstream {text:?} is not an address such as 192.0.2.53 or 192.0.2.53:5353"))?;
+        Ok(std::net::SocketAddr::new(ip, 53))
+    };
+    match flag {
+        Some("none") => Ok(Vec::new()),
+        Some(list) => list.split(',').filter(|s| !s.trim().is_empty()).map(parse).collect(),
+        None => {
+            let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            Ok(text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("nameserver"))
+                .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+                .collect())
+        }
+    }
 }
 
 impl NodeArgs {
@@ -105,6 +141,8 @@ impl NodeArgs {
         Ok(agent::NetworkConfig {
             backend: self.flannel_backend,
             cluster_cidrs,
+            dns_upstreams: dns_upstreams(self.dns_upstream.as_deref())?,
+            kube_proxy: !self.disable_kube_proxy,
         })
     }
 

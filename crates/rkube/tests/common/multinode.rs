@@ -54,6 +54,9 @@ impl MultiNodeCluster {
                 &registries,
                 "--flannel-backend",
                 backend,
+                // Cluster DNS in tests forwards nowhere.
+                "--dns-upstream",
+                "none",
             ]
             .iter()
             .map(|s| s.to_string())

@@ -52,6 +52,9 @@ impl PodCluster {
             "nodefs.available<1%",
             "--private-registry",
             registries_path.to_str().unwrap(),
+            // Cluster DNS in tests forwards nowhere.
+            "--dns-upstream",
+            "none",
         ];
         args.extend_from_slice(extra_args);
         let server = Server::start_with_agent(&args);
