@@ -1,7 +1,8 @@
 //! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`,
-//! `bench-scheduler`, `bench-pods`, `fuzz`.
+//! `bench-scheduler`, `bench-pods`, `bench-network`, `fuzz`.
 
 mod bench_api;
+mod bench_network;
 mod bench_pods;
 mod bench_rss;
 mod bench_scheduler;
@@ -35,6 +36,9 @@ enum Task {
     BenchScheduler(bench_scheduler::Args),
     /// Pod startup latency with real containers, server start → node Ready, agent idle RSS.
     BenchPods(bench_pods::Args),
+    /// Pod network and Service data path: TCP throughput pod → pod IP vs pod → ClusterIP,
+    /// same node and across nodes, and cluster DNS queries/s from a pod, on two netns nodes.
+    BenchNetwork(bench_network::Args),
     /// Mutation fuzzing of request decoding, patching and validation (`apiserver::fuzz`):
     /// any panic is a bug; the input is written to target/fuzz-crashes/.
     Fuzz(fuzz::Args),
@@ -47,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Task::BenchRss(args) => bench_rss::run(args),
         Task::BenchScheduler(args) => bench_scheduler::run(args),
         Task::BenchPods(args) => bench_pods::run(args),
+        Task::BenchNetwork(args) => bench_network::run(args),
         Task::Fuzz(args) => fuzz::run(args),
     }
 }
