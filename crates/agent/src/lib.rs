@@ -130,7 +130,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         config.clone(),
         runtime,
         machine.memory_bytes as i64,
-        network_rx,
+        network_rx.clone(),
     )?);
     let network = podnet::Config {
         node_name: config.node_name.clone(),
@@ -140,7 +140,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         bridge: cni::network::DEFAULT_BRIDGE.to_owned(),
     };
     let result = tokio::select! {
-        result = heartbeat::Heartbeat::new(client.clone(), config, machine).run() => result,
+        result = heartbeat::Heartbeat::new(client.clone(), config, machine, network_rx.clone()).run() => result,
         result = pods::run(node) => result,
         result = podnet::run(client, network, network_tx) => result,
     };

@@ -94,12 +94,20 @@ fn dns_upstreams(flag: Option<&str>) -> anyhow::Result<Vec<std::net::SocketAddr>
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse()
-            .map_err(|_| anyhow::anyhow!("--dns-upstream {text:?} is not an address such as 192.0.2.53 or 192.0.2.53:5353"))?;
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--dns-upstream {text:?} is not an address such as 192.0.2.53 or 192.0.2.53:5353"
+                )
+            })?;
         Ok(std::net::SocketAddr::new(ip, 53))
     };
     match flag {
         Some("none") => Ok(Vec::new()),
-        Some(list) => list.split(',').filter(|s| !s.trim().is_empty()).map(parse).collect(),
+        Some(list) => list
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(parse)
+            .collect(),
         None => {
             let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             Ok(text

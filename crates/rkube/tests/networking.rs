@@ -92,19 +92,25 @@ fn fetch(cluster: &MultiNodeCluster, pod: &str, url: &str) -> Result<String, Str
 /// The client address the web pod at `url` saw (busybox httpd's `REMOTE_ADDR`, IPv4-mapped).
 fn peer_address(cluster: &MultiNodeCluster, pod: &str, url: &str) -> Result<String, String> {
     let seen = fetch(cluster, pod, &format!("{url}cgi-bin/ip"))?;
-    Ok(seen.trim_start_matches("[::ffff:").trim_end_matches(']').to_owned())
+    Ok(seen
+        .trim_start_matches("[::ffff:")
+        .trim_end_matches(']')
+        .to_owned())
 }
 
 /// An HTTP GET from the test thread (on the underlay, outside the cluster): the body.
 fn http_get(addr: &str) -> Result<String, String> {
     let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("{addr}: {e}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("{addr}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     stream
         .write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
         .map_err(|e| e.to_string())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| format!("{addr}: {e}"))?;
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("{addr}: {e}"))?;
     Ok(response
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.trim().to_owned())
@@ -116,7 +122,11 @@ fn nslookup(cluster: &MultiNodeCluster, pod: &str, args: &[&str]) -> String {
     let mut command = vec!["nslookup"];
     command.extend_from_slice(args);
     let out = cluster.exec(pod, &command);
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// The addresses a Service's EndpointSlices mark ready, sorted.
@@ -135,7 +145,9 @@ fn ready_endpoints(cluster: &MultiNodeCluster, service: &str) -> Vec<String> {
 }
 
 fn service_field(cluster: &MultiNodeCluster, service: &str, path: &str) -> String {
-    cluster.server.ok(&["get", "service", service, "-o", &format!("jsonpath={path}")])
+    cluster
+        .server
+        .ok(&["get", "service", service, "-o", &format!("jsonpath={path}")])
 }
 
 const SERVICES: &str = r#"apiVersion: v1
@@ -189,7 +201,11 @@ spec:
 fn services_and_dns(backend: &str) {
     let c = MultiNodeCluster::start(backend);
     let mut pods = web_pod("web-a", "node-2", "app: web");
-    for (name, node) in [("client-1", "node-1"), ("client-2", "node-2"), ("client-3", "node-3")] {
+    for (name, node) in [
+        ("client-1", "node-1"),
+        ("client-2", "node-2"),
+        ("client-3", "node-3"),
+    ] {
         pods.push_str("---\n");
         pods.push_str(&client_pod(name, node));
     }
@@ -199,7 +215,9 @@ fn services_and_dns(backend: &str) {
         c.wait_running(pod);
     }
     let web_a = c.pod_field("web-a", "{.status.podIP}");
-    c.wait_for("web's endpoint", Duration::from_secs(20), || ready_endpoints(&c, "web") == [web_a.clone()]);
+    c.wait_for("web's endpoint", Duration::from_secs(20), || {
+        ready_endpoints(&c, "web") == [web_a.clone()]
+    });
     let cluster_ip = service_field(&c, "web", "{.spec.clusterIP}");
 
     // ClusterIP from the endpoint's node, from the other nodes, and by DNS name.
@@ -211,44 +229,75 @@ fn services_and_dns(backend: &str) {
             c.logs()
         );
     }
-    assert_eq!(fetch(&c, "client-3", "http://web/"), Ok("hello from web-a".to_owned()));
+    assert_eq!(
+        fetch(&c, "client-3", "http://web/"),
+        Ok("hello from web-a".to_owned())
+    );
     assert_eq!(
         fetch(&c, "client-3", "http://web.default.svc.cluster.local/"),
         Ok("hello from web-a".to_owned())
     );
     // Hairpin: the endpoint reaches itself through its Service.
-    assert_eq!(fetch(&c, "web-a", "http://web/"), Ok("hello from web-a".to_owned()));
+    assert_eq!(
+        fetch(&c, "web-a", "http://web/"),
+        Ok("hello from web-a".to_owned())
+    );
     // Pod → ClusterIP keeps the client's address.
     let client_3 = c.pod_field("client-3", "{.status.podIP}");
-    assert_eq!(peer_address(&c, "client-3", &format!("http://{cluster_ip}/")), Ok(client_3));
+    assert_eq!(
+        peer_address(&c, "client-3", &format!("http://{cluster_ip}/")),
+        Ok(client_3)
+    );
 
     // NodePort and LoadBalancer from the underlay.
     for node in 1..=3 {
-        assert_eq!(http_get(&format!("{}:30080", c.node_ip(node))), Ok("hello from web-a".to_owned()));
+        assert_eq!(
+            http_get(&format!("{}:30080", c.node_ip(node))),
+            Ok("hello from web-a".to_owned())
+        );
     }
     let node_ips = (1..=3).map(|i| c.node_ip(i)).collect::<Vec<_>>().join(" ");
     c.wait_for("the LoadBalancer's ingress", Duration::from_secs(10), || {
         service_field(&c, "web-lb", "{.status.loadBalancer.ingress[*].ip}") == node_ips
     });
-    assert_eq!(http_get(&format!("{}:8081", c.node_ip(3))), Ok("hello from web-a".to_owned()));
+    assert_eq!(
+        http_get(&format!("{}:8081", c.node_ip(3))),
+        Ok("hello from web-a".to_owned())
+    );
 
     // Cluster DNS from a pod.
     let kubernetes = nslookup(&c, "client-3", &["kubernetes.default"]);
-    assert!(kubernetes.contains("10.43.0.1"), "nslookup kubernetes.default:\n{kubernetes}");
+    assert!(
+        kubernetes.contains("10.43.0.1"),
+        "nslookup kubernetes.default:\n{kubernetes}"
+    );
     let headless = nslookup(&c, "client-3", &["web-headless.default.svc.cluster.local"]);
-    assert!(headless.contains(&web_a), "headless Service → pod IPs:\n{headless}");
-    let srv = nslookup(&c, "client-3", &["-type=SRV", "_http._tcp.web.default.svc.cluster.local"]);
-    assert!(srv.contains("web.default.svc.cluster.local") && srv.contains(" 80 "), "SRV:\n{srv}");
+    assert!(
+        headless.contains(&web_a),
+        "headless Service → pod IPs:\n{headless}"
+    );
+    let srv = nslookup(
+        &c,
+        "client-3",
+        &["-type=SRV", "_http._tcp.web.default.svc.cluster.local"],
+    );
+    assert!(
+        srv.contains("web.default.svc.cluster.local") && srv.contains(" 80 "),
+        "SRV:\n{srv}"
+    );
     let cname = nslookup(&c, "client-3", &["-type=CNAME", "ext.default.svc.cluster.local"]);
     assert!(cname.contains("example.com"), "ExternalName → CNAME:\n{cname}");
 
     // A second endpoint on another node: random balancing reaches both, affinity sticks.
-    c.server.create("web-b.yaml", &web_pod("web-b", "node-3", "app: web"));
+    c.server
+        .create("web-b.yaml", &web_pod("web-b", "node-3", "app: web"));
     c.wait_running("web-b");
     let web_b = c.pod_field("web-b", "{.status.podIP}");
     let mut both = vec![web_a.clone(), web_b.clone()];
     both.sort();
-    c.wait_for("two endpoints", Duration::from_secs(20), || ready_endpoints(&c, "web") == both);
+    c.wait_for("two endpoints", Duration::from_secs(20), || {
+        ready_endpoints(&c, "web") == both
+    });
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..20 {
         seen.insert(fetch(&c, "client-1", "http://web/").unwrap());
@@ -259,7 +308,11 @@ fn services_and_dns(backend: &str) {
     assert_eq!(seen.len(), 2, "random balancing reaches both endpoints: {seen:?}");
     let first = fetch(&c, "client-1", "http://sticky/").unwrap();
     for _ in 0..10 {
-        assert_eq!(fetch(&c, "client-1", "http://sticky/"), Ok(first.clone()), "sessionAffinity: ClientIP");
+        assert_eq!(
+            fetch(&c, "client-1", "http://sticky/"),
+            Ok(first.clone()),
+            "sessionAffinity: ClientIP"
+        );
     }
 
     // A deleted pod leaves the rotation before it stops (its preStop keeps it 5 s).
@@ -269,9 +322,16 @@ fn services_and_dns(backend: &str) {
         ready_endpoints(&c, "web") == [web_a.clone()]
     });
     eprintln!("a deleted pod left the endpoints after {:?}", deleted.elapsed());
-    assert_eq!(c.pod_field("web-b", "{.status.phase}"), "Running", "still terminating");
+    assert_eq!(
+        c.pod_field("web-b", "{.status.phase}"),
+        "Running",
+        "still terminating"
+    );
     for _ in 0..10 {
-        assert_eq!(fetch(&c, "client-1", "http://web/"), Ok("hello from web-a".to_owned()));
+        assert_eq!(
+            fetch(&c, "client-1", "http://web/"),
+            Ok("hello from web-a".to_owned())
+        );
     }
 
     // Scaling a Deployment: endpoints and traffic follow within a second of readiness.
@@ -298,7 +358,9 @@ spec:
         web_container("      ")
     );
     c.server.create("scale.yaml", &deployment);
-    c.wait_for("one scale endpoint", Duration::from_secs(30), || ready_endpoints(&c, "scale").len() == 1);
+    c.wait_for("one scale endpoint", Duration::from_secs(30), || {
+        ready_endpoints(&c, "scale").len() == 1
+    });
     c.server.ok(&["scale", "deployment", "scale", "--replicas=3"]);
     let ready_pods = || {
         c.server
@@ -313,9 +375,13 @@ spec:
             .matches("True")
             .count()
     };
-    c.wait_for("three ready scale pods", Duration::from_secs(60), || ready_pods() == 3);
+    c.wait_for("three ready scale pods", Duration::from_secs(60), || {
+        ready_pods() == 3
+    });
     let ready_at = Instant::now();
-    c.wait_for("three scale endpoints", Duration::from_secs(5), || ready_endpoints(&c, "scale").len() == 3);
+    c.wait_for("three scale endpoints", Duration::from_secs(5), || {
+        ready_endpoints(&c, "scale").len() == 3
+    });
     let lag = ready_at.elapsed();
     eprintln!("endpoints followed readiness after {lag:?}");
     assert!(lag < Duration::from_secs(1), "endpoints lagged {lag:?}");
@@ -328,11 +394,16 @@ spec:
 
     // kubectl port-forward svc/NAME (kubectl on the underlay picks a pod of the Service).
     let port = testkit::free_port();
-    let forward = c.server.stream(&["port-forward", "svc/web", &format!("{port}:80")]);
+    let forward = c
+        .server
+        .stream(&["port-forward", "svc/web", &format!("{port}:80")]);
     c.wait_for("kubectl port-forward to listen", Duration::from_secs(10), || {
         forward.lines().iter().any(|l| l.starts_with("Forwarding from"))
     });
-    assert_eq!(http_get(&format!("127.0.0.1:{port}")), Ok("hello from web-a".to_owned()));
+    assert_eq!(
+        http_get(&format!("127.0.0.1:{port}")),
+        Ok("hello from web-a".to_owned())
+    );
     drop(forward);
 }
 
@@ -348,15 +419,26 @@ fn services_and_dns_vxlan() {
 
 fn pod_to_pod_across_nodes(backend: &str) {
     let cluster = MultiNodeCluster::start(backend);
-    cluster.server.create("web.yaml", &web_pod("web", "node-2", "app: web"));
-    cluster.server.create("client.yaml", &client_pod("client", "node-3"));
-    cluster.server.create("local.yaml", &client_pod("local", "node-2"));
+    cluster
+        .server
+        .create("web.yaml", &web_pod("web", "node-2", "app: web"));
+    cluster
+        .server
+        .create("client.yaml", &client_pod("client", "node-3"));
+    cluster
+        .server
+        .create("local.yaml", &client_pod("local", "node-2"));
     cluster.wait_running("web");
     cluster.wait_running("client");
     cluster.wait_running("local");
     let ip = cluster.pod_field("web", "{.status.podIP}");
     let url = format!("http://{ip}:8080/");
-    assert_eq!(fetch(&cluster, "client", &url), Ok("hello from web".to_owned()), "node-3 → node-2\n{}", cluster.logs());
+    assert_eq!(
+        fetch(&cluster, "client", &url),
+        Ok("hello from web".to_owned()),
+        "node-3 → node-2\n{}",
+        cluster.logs()
+    );
     assert_eq!(fetch(&cluster, "local", &url), Ok("hello from web".to_owned()));
     // From the server's node, whose pods have no part in it: the node itself routes.
     let from_node1 = std::process::Command::new("nsenter")
@@ -364,7 +446,10 @@ fn pod_to_pod_across_nodes(backend: &str) {
         .args(["busybox", "timeout", "3", "busybox", "wget", "-qO-", &url])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&from_node1.stdout).trim(), "hello from web");
+    assert_eq!(
+        String::from_utf8_lossy(&from_node1.stdout).trim(),
+        "hello from web"
+    );
     // Pod → pod keeps its source address (no masquerading inside the cluster CIDR).
     let client_ip = cluster.pod_field("client", "{.status.podIP}");
     assert_eq!(peer_address(&cluster, "client", &url), Ok(client_ip));
