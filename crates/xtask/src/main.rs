@@ -1,7 +1,8 @@
 //! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`,
-//! `bench-scheduler`, `bench-pods`, `bench-network`, `fuzz`.
+//! `bench-scheduler`, `bench-pods`, `bench-network`, `bench-dns`, `fuzz`.
 
 mod bench_api;
+mod bench_dns;
 mod bench_network;
 mod bench_pods;
 mod bench_rss;
@@ -39,6 +40,8 @@ enum Task {
     /// Pod network and Service data path: TCP throughput pod → pod IP vs pod → ClusterIP,
     /// same node and across nodes, and cluster DNS queries/s from a pod, on two netns nodes.
     BenchNetwork(bench_network::Args),
+    /// The cluster DNS server with 1,000 Services: queries/s and latency from N UDP clients.
+    BenchDns(bench_dns::Args),
     /// Mutation fuzzing of request decoding, patching and validation (`apiserver::fuzz`):
     /// any panic is a bug; the input is written to target/fuzz-crashes/.
     Fuzz(fuzz::Args),
@@ -52,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Task::BenchScheduler(args) => bench_scheduler::run(args),
         Task::BenchPods(args) => bench_pods::run(args),
         Task::BenchNetwork(args) => bench_network::run(args),
+        Task::BenchDns(args) => bench_dns::run(args),
         Task::Fuzz(args) => fuzz::run(args),
     }
 }
