@@ -14,6 +14,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::answer::{self, Outcome, Reply, Settings};
+use crate::balance;
 use crate::forward::Forwarder;
 use crate::index::Index;
 
@@ -118,7 +119,7 @@ async fn send_reply<R: ResponseHandler>(
         request,
         edns,
         metadata,
-        [&reply.answers, &reply.authority, &reply.additionals],
+        [reply.answers, reply.authority, reply.additionals],
         response_handle,
     )
     .await
@@ -138,7 +139,7 @@ async fn send_upstream<R: ResponseHandler>(
         request,
         edns,
         metadata,
-        [&upstream.answers, &upstream.authorities, &upstream.additionals],
+        [upstream.answers, upstream.authorities, upstream.additionals],
         response_handle,
     )
     .await
@@ -148,9 +149,13 @@ async fn send<R: ResponseHandler>(
     request: &Request,
     edns: Option<&Edns>,
     metadata: Metadata,
-    [answers, authority, additionals]: [&Vec<Record>; 3],
+    mut sections: [Vec<Record>; 3],
     mut response_handle: R,
 ) -> ResponseInfo {
+    if metadata.response_code == ResponseCode::NoError {
+        sections.iter_mut().for_each(balance::shuffle);
+    }
+    let [answers, authority, additionals] = &sections;
     let mut builder = MessageResponseBuilder::from_message_request(request);
     if let Some(edns) = edns {
         builder.edns(edns);
@@ -182,12 +187,11 @@ impl Failure<'_> {
     async fn send<R: ResponseHandler>(self, response_handle: R) -> ResponseInfo {
         let mut metadata = Metadata::response_from_request(&self.request.metadata);
         metadata.response_code = self.code;
-        let none = Vec::new();
         send(
             self.request,
             self.edns,
             metadata,
-            [&none, &none, &none],
+            Default::default(),
             response_handle,
         )
         .await

@@ -4,7 +4,8 @@
 //! One server runs inside every node agent, listening on the node's pod-bridge gateway address,
 //! port 53; the `kube-dns` Service (10th address of the service CIDR) points at it.
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn start(client: kube::Client) -> anyhow::Result<()> {
 //! let config = dns::Config {
 //!     listen: vec!["10.42.0.1:53".parse()?],
 //!     cluster_domain: "cluster.local".into(),
@@ -14,6 +15,8 @@
 //! let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
 //! tokio::spawn(dns::run(client, config, ready_tx));
 //! ready_rx.await?;                 // caches synced, sockets bound
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! What it answers (names under `<domain>`, `in-addr.arpa`, `ip6.arpa`; see `answer` for the
@@ -29,12 +32,14 @@
 //!   (NXDOMAIN without upstreams);
 //! - SOA and NS at the apex, `dns-version.<domain>` TXT; NXDOMAIN vs NODATA as CoreDNS.
 //!
+//! Successful answers have their address records shuffled (k3s's `loadbalance`).
 //! Other names go to `upstreams` (round-robin with failover, UDP then TCP when truncated);
 //! without upstreams they are REFUSED, as CoreDNS answers names outside its server blocks.
 //! UDP and TCP on every listen address; EDNS0; UDP answers over 512 bytes (or the client's EDNS
 //! buffer) are truncated with TC set.
 
 mod answer;
+mod balance;
 mod forward;
 mod handler;
 mod index;

@@ -536,3 +536,37 @@ async fn outside_names_are_forwarded_with_failover() {
     let nowhere = cluster.dns("cluster.local", vec![dead]).await;
     assert_eq!(nowhere.ask("example.org", "A").status, "SERVFAIL");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_fails_when_it_cannot_listen_and_stops_when_dropped() {
+    let mut cluster = Cluster::start().await;
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let config = dns::Config {
+        listen: vec![taken.local_addr().unwrap()],
+        cluster_domain: "cluster.local".into(),
+        upstreams: vec![],
+        ttl: dns::DEFAULT_TTL,
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let error = dns::run(cluster.client.clone(), config, ready_tx)
+        .await
+        .unwrap_err();
+    assert!(format!("{error:#}").contains("cannot listen on UDP"), "{error:#}");
+    assert!(ready_rx.await.is_err(), "never ready");
+
+    // Dropping the future closes the sockets.
+    let dig = cluster.dns("cluster.local", vec![]).await;
+    assert_eq!(
+        dig.ask("kubernetes.default.svc.cluster.local", "A").status,
+        "NOERROR"
+    );
+    cluster.dns.pop().unwrap().abort();
+    let start = Instant::now();
+    while std::net::TcpListener::bind(dig.addr()).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the TCP port stays bound"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
