@@ -477,6 +477,10 @@ async fn large_answers_truncate_over_udp_and_complete_over_tcp() {
         "{}",
         udp.answer.len()
     );
+    // EDNS with a 512-byte buffer: truncated the same way.
+    let small = dig.query(name, "A", &["+bufsize=512", "+ignore"]);
+    assert!(small.flags.contains(&"tc".to_owned()), "{small:?}");
+    assert_eq!(small.status, "NOERROR");
     // The same over TCP is complete.
     let tcp = dig.query(name, "A", &["+noedns", "+tcp"]);
     assert!(!tcp.flags.contains(&"tc".to_owned()));
