@@ -128,6 +128,7 @@ pub async fn run(client: kube::Client, config: Config, ready: oneshot::Sender<()
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
     }
+    tracing::info!(listen = ?config.listen, domain = %config.cluster_domain, upstreams = ?config.upstreams, "cluster DNS serving");
     let _ = ready.send(());
     tokio::select! {
         _ = &mut watchers => bail!("the DNS watchers stopped"),
