@@ -7,6 +7,7 @@
 //! `runtime`, `cni` and `images` crates for the pods bound to this node) share its client and
 //! [`Config`].
 
+pub mod cluster_dns;
 pub mod downward;
 pub mod env;
 pub mod eviction;
@@ -139,12 +140,28 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         cluster_cidrs: config.network.cluster_cidrs.clone(),
         bridge: cni::network::DEFAULT_BRIDGE.to_owned(),
     };
+    // A node whose DNS server cannot listen still runs pods (their queries go unanswered).
+    let dns = tokio::spawn({
+        let dns = cluster_dns::DnsConfig {
+            cluster_domain: config.pods.cluster_domain.clone(),
+            upstreams: config.network.dns_upstreams.clone(),
+            port: 53,
+        };
+        let run = cluster_dns::run(client.clone(), config.node_name.clone(), dns, network_rx.clone());
+        async move {
+            if let Err(err) = run.await {
+                tracing::error!(err = format!("{err:#}"), "no cluster DNS on this node");
+                eprintln!("rkube agent: no cluster DNS on this node: {err:#}");
+            }
+        }
+    });
     let result = tokio::select! {
         result = heartbeat::Heartbeat::new(client.clone(), config, machine, network_rx.clone()).run() => result,
         result = pods::run(node) => result,
         result = podnet::run(client, network, network_tx) => result,
     };
     drop(kubelet_api);
+    dns.abort();
     result
 }
 
