@@ -1,0 +1,419 @@
+//! The pure model: Services + EndpointSlices + [`Config`] → one [`ServicePort`] per
+//! (Service, port, IP family) with its endpoints already categorised the way kube-proxy's
+//! `CategorizeEndpoints` does. Backends only translate this into rules; every Kubernetes
+//! decision (which endpoints, which addresses, which policy) is made here, without I/O.
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use cni::IpNet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::Config;
+
+/// The label an EndpointSlice names its Service with.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// sessionAffinityConfig.clientIP.timeoutSeconds when unset (upstream's default: 3 hours).
+const DEFAULT_AFFINITY_TIMEOUT: u32 = 10800;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(ip: IpAddr) -> Family {
+        if ip.is_ipv4() { Family::V4 } else { Family::V6 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    fn parse(s: Option<&str>) -> Option<Protocol> {
+        match s.unwrap_or("TCP") {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    /// Lower case, as nft, iptables and conntrack spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// `namespace/name:port` plus the protocol: what kube-proxy keys a service port by.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServicePortName {
+    pub namespace: String,
+    pub name: String,
+    pub port: String,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for ServicePortName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:{}", self.namespace, self.name, self.port)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// On this node (`nodeName` == [`Config::node_name`]).
+    pub local: bool,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4(ip) => write!(f, "{ip}:{}", self.port),
+            IpAddr::V6(ip) => write!(f, "[{ip}]:{}", self.port),
+        }
+    }
+}
+
+/// One port of one Service in one IP family, with its endpoints categorised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    pub name: ServicePortName,
+    pub cluster_ip: IpAddr,
+    pub port: u16,
+    pub node_port: Option<u16>,
+    pub external_ips: Vec<IpAddr>,
+    /// `status.loadBalancer.ingress` IPs (not `ipMode: Proxy`) and, servicelb-style, this
+    /// node's IPs for a LoadBalancer Service.
+    pub load_balancer_ips: Vec<IpAddr>,
+    pub load_balancer_source_ranges: Vec<IpNet>,
+    /// sessionAffinity ClientIP: the timeout in seconds.
+    pub affinity_timeout: Option<u32>,
+    pub internal_policy_local: bool,
+    pub external_policy_local: bool,
+    /// Endpoints for Cluster traffic policy (ready ones, else serving-terminating ones).
+    pub cluster_endpoints: Vec<Endpoint>,
+    /// Endpoints on this node for Local traffic policy (same fallback).
+    pub local_endpoints: Vec<Endpoint>,
+    /// Some usable endpoint exists anywhere in the cluster.
+    pub has_endpoints: bool,
+}
+
+impl ServicePort {
+    pub fn externally_accessible(&self) -> bool {
+        self.node_port.is_some() || !self.external_ips.is_empty() || !self.load_balancer_ips.is_empty()
+    }
+
+    pub fn uses_cluster_endpoints(&self) -> bool {
+        !self.internal_policy_local || (self.externally_accessible() && !self.external_policy_local)
+    }
+
+    pub fn uses_local_endpoints(&self) -> bool {
+        self.internal_policy_local || (self.externally_accessible() && self.external_policy_local)
+    }
+
+    /// ClusterIP traffic has somewhere to go.
+    pub fn has_internal_endpoints(&self) -> bool {
+        self.has_endpoints && (!self.internal_policy_local || !self.local_endpoints.is_empty())
+    }
+
+    /// NodePort / LoadBalancer / externalIP traffic from outside has somewhere to go.
+    pub fn has_external_endpoints(&self) -> bool {
+        self.has_endpoints && (!self.external_policy_local || !self.local_endpoints.is_empty())
+    }
+
+    /// Every endpoint some chain of this service may DNAT to (cluster ∪ local).
+    pub fn reachable_endpoints(&self) -> Vec<&Endpoint> {
+        let mut all: BTreeSet<&Endpoint> = BTreeSet::new();
+        if self.uses_cluster_endpoints() {
+            all.extend(self.cluster_endpoints.iter());
+        }
+        if self.uses_local_endpoints() {
+            all.extend(self.local_endpoints.iter());
+        }
+        all.into_iter().collect()
+    }
+
+    /// Every destination IP this port is reached at besides NodePorts.
+    pub fn external_destinations(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.external_ips
+            .iter()
+            .chain(self.load_balancer_ips.iter())
+            .copied()
+    }
+}
+
+/// The desired state for one IP family, keyed by service port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FamilyModel {
+    pub ports: BTreeMap<ServicePortName, ServicePort>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Model {
+    pub v4: FamilyModel,
+    pub v6: FamilyModel,
+}
+
+impl Model {
+    pub fn family(&self, family: Family) -> &FamilyModel {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+
+    fn family_mut(&mut self, family: Family) -> &mut FamilyModel {
+        match family {
+            Family::V4 => &mut self.v4,
+            Family::V6 => &mut self.v6,
+        }
+    }
+}
+
+/// One endpoint as a slice states it, before categorisation.
+#[derive(Clone, Debug)]
+struct SliceEndpoint {
+    endpoint: Endpoint,
+    ready: bool,
+    serving: bool,
+    terminating: bool,
+}
+
+/// Builds the model. Services kube-proxy skips are skipped: ExternalName, headless (no
+/// cluster IP), and ports whose protocol is unknown.
+pub fn build<S: Borrow<Service>, E: Borrow<EndpointSlice>>(
+    services: &[S],
+    slices: &[E],
+    config: &Config,
+) -> Model {
+    let endpoints = collect_endpoints(slices, config);
+    let mut model = Model::default();
+    for svc in services {
+        let svc: &Service = svc.borrow();
+        let (Some(spec), Some(namespace), Some(name)) = (
+            svc.spec.as_ref(),
+            svc.metadata.namespace.as_deref(),
+            svc.metadata.name.as_deref(),
+        ) else {
+            continue;
+        };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let cluster_ips: Vec<IpAddr> = match &spec.cluster_ips {
+            Some(ips) if !ips.is_empty() => ips.iter().filter_map(|ip| ip.parse().ok()).collect(),
+            _ => spec.cluster_ip.iter().filter_map(|ip| ip.parse().ok()).collect(),
+        };
+        let svc_type = spec.type_.as_deref().unwrap_or("ClusterIP");
+        let is_lb = svc_type == "LoadBalancer";
+        let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            spec.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .and_then(|t| u32::try_from(t).ok())
+                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
+        });
+        let ingress_ips: Vec<IpAddr> = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .map(|ingress| {
+                ingress
+                    .iter()
+                    .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
+                    .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let external_ips: Vec<IpAddr> = spec
+            .external_ips
+            .iter()
+            .flatten()
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        let source_ranges: Vec<IpNet> = spec
+            .load_balancer_source_ranges
+            .iter()
+            .flatten()
+            .filter_map(|r| r.trim().parse::<IpNet>().ok())
+            .map(|r| r.network())
+            .collect();
+        let external_policy_local = spec.external_traffic_policy.as_deref() == Some("Local");
+        let internal_policy_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+
+        for cluster_ip in cluster_ips {
+            let family = Family::of(cluster_ip);
+            let same_family = |ip: &IpAddr| Family::of(*ip) == family;
+            for port in spec.ports.iter().flatten() {
+                let Some(protocol) = Protocol::parse(port.protocol.as_deref()) else {
+                    continue;
+                };
+                let Ok(port_number) = u16::try_from(port.port) else {
+                    continue;
+                };
+                let name = ServicePortName {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    port: port.name.clone().unwrap_or_default(),
+                    protocol,
+                };
+                let node_port = match svc_type {
+                    "NodePort" | "LoadBalancer" => port
+                        .node_port
+                        .and_then(|p| u16::try_from(p).ok())
+                        .filter(|p| *p != 0),
+                    _ => None,
+                };
+                let mut load_balancer_ips: Vec<IpAddr> = Vec::new();
+                if is_lb {
+                    load_balancer_ips.extend(ingress_ips.iter().copied().filter(same_family));
+                    load_balancer_ips.extend(config.node_ips.iter().copied().filter(same_family));
+                    let mut seen = BTreeSet::new();
+                    load_balancer_ips.retain(|ip| seen.insert(*ip));
+                }
+                let mut sp = ServicePort {
+                    cluster_ip,
+                    port: port_number,
+                    node_port,
+                    external_ips: external_ips.iter().copied().filter(same_family).collect(),
+                    load_balancer_source_ranges: if is_lb {
+                        source_ranges
+                            .iter()
+                            .copied()
+                            .filter(|r| Family::of(r.addr) == family)
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                    load_balancer_ips,
+                    affinity_timeout,
+                    internal_policy_local,
+                    external_policy_local: false,
+                    cluster_endpoints: Vec::new(),
+                    local_endpoints: Vec::new(),
+                    has_endpoints: false,
+                    name,
+                };
+                sp.external_policy_local = external_policy_local && sp.externally_accessible();
+                let eps = endpoints
+                    .get(&(family, sp.name.clone()))
+                    .map(|m| m.values().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default();
+                categorize(&mut sp, &eps);
+                model.family_mut(family).ports.insert(sp.name.clone(), sp);
+            }
+        }
+    }
+    model
+}
+
+type EndpointsByPort = BTreeMap<(Family, ServicePortName), BTreeMap<(IpAddr, u16), SliceEndpoint>>;
+
+/// Endpoints per service port from all slices (first slice by name wins for a duplicate
+/// address, as kube-proxy's endpoint slice cache merges them).
+fn collect_endpoints<E: Borrow<EndpointSlice>>(slices: &[E], config: &Config) -> EndpointsByPort {
+    let mut sorted: Vec<&EndpointSlice> = slices.iter().map(|s| s.borrow()).collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut out: EndpointsByPort = BTreeMap::new();
+    for slice in sorted {
+        let family = match slice.address_type.as_str() {
+            "IPv4" => Family::V4,
+            "IPv6" => Family::V6,
+            _ => continue,
+        };
+        let (Some(namespace), Some(service)) = (
+            slice.metadata.namespace.as_deref(),
+            slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL)),
+        ) else {
+            continue;
+        };
+        for port in slice.ports.iter().flatten() {
+            let (Some(number), Some(protocol)) = (
+                port.port.and_then(|p| u16::try_from(p).ok()),
+                Protocol::parse(port.protocol.as_deref()),
+            ) else {
+                continue;
+            };
+            let key = ServicePortName {
+                namespace: namespace.to_owned(),
+                name: service.clone(),
+                port: port.name.clone().unwrap_or_default(),
+                protocol,
+            };
+            let entry = out.entry((family, key)).or_default();
+            for ep in &slice.endpoints {
+                // kube-proxy uses an endpoint's first address only.
+                let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
+                    continue;
+                };
+                if Family::of(ip) != family {
+                    continue;
+                }
+                let cond = ep.conditions.as_ref();
+                let ready = cond.and_then(|c| c.ready).unwrap_or(true);
+                let serving = cond.and_then(|c| c.serving).unwrap_or(true);
+                let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
+                let local = ep.node_name.as_deref() == Some(config.node_name.as_str());
+                entry.entry((ip, number)).or_insert(SliceEndpoint {
+                    endpoint: Endpoint {
+                        ip,
+                        port: number,
+                        local,
+                    },
+                    ready,
+                    serving,
+                    terminating,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// kube-proxy's `CategorizeEndpoints` (without topology hints): ready endpoints, falling back
+/// to serving-and-terminating ones when none is ready, separately for cluster and local.
+fn categorize(sp: &mut ServicePort, eps: &[SliceEndpoint]) {
+    let pick = |filter: &dyn Fn(&SliceEndpoint) -> bool| -> Vec<Endpoint> {
+        let ready: Vec<Endpoint> = eps
+            .iter()
+            .filter(|e| e.ready && filter(e))
+            .map(|e| e.endpoint.clone())
+            .collect();
+        if !ready.is_empty() {
+            return ready;
+        }
+        eps.iter()
+            .filter(|e| e.serving && e.terminating && filter(e))
+            .map(|e| e.endpoint.clone())
+            .collect()
+    };
+    sp.has_endpoints = eps.iter().any(|e| e.ready || (e.serving && e.terminating));
+    if sp.uses_cluster_endpoints() {
+        sp.cluster_endpoints = pick(&|_| true);
+    }
+    if sp.uses_local_endpoints() {
+        sp.local_endpoints = pick(&|e| e.endpoint.local);
+    }
+}

@@ -1,0 +1,225 @@
+//! A backend-neutral picture of what the kernel should hold — named chains with rule texts,
+//! named sets/maps with their declarations and elements — and the minimal change set between
+//! two such pictures. Both backends render into a [`Ruleset`]; the diff is shared.
+
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// A base chain's header (`type nat hook output priority -100;`), empty for regular chains.
+    pub header: String,
+    pub rules: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Set {
+    /// The body of the declaration (`type ipv4_addr; flags timeout; timeout 10s;`).
+    pub decl: String,
+    /// key → value (`goto service-…` for verdict maps, empty for sets).
+    pub elements: BTreeMap<String, String>,
+    /// Elements are written by the kernel (affinity sets): never flushed or diffed.
+    pub dynamic: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub chains: BTreeMap<String, Chain>,
+    pub sets: BTreeMap<String, Set>,
+}
+
+impl Ruleset {
+    pub fn chain(&mut self, name: impl Into<String>) -> &mut Chain {
+        self.chains.entry(name.into()).or_default()
+    }
+
+    pub fn rule(&mut self, chain: &str, rule: impl Into<String>) {
+        self.chain(chain).rules.push(rule.into());
+    }
+
+    pub fn element(&mut self, set: &str, key: impl Into<String>, value: impl Into<String>) {
+        self.sets
+            .get_mut(set)
+            .unwrap_or_else(|| panic!("set {set} is declared before its elements"))
+            .elements
+            .insert(key.into(), value.into());
+    }
+}
+
+/// What turns the old ruleset into the new one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Sets/maps to create (new, or redeclared: those are in `removed_sets` too).
+    pub added_sets: Vec<(String, Set)>,
+    pub removed_sets: Vec<String>,
+    /// (set, key, value) to add to sets that stay.
+    pub added_elements: Vec<(String, String, String)>,
+    /// (set, key) to delete from sets that stay.
+    pub removed_elements: Vec<(String, String)>,
+    /// Chains that do not exist yet.
+    pub added_chains: Vec<String>,
+    /// Chains (new or changed) whose rules are (re)written in full.
+    pub written_chains: Vec<(String, Chain)>,
+    pub removed_chains: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+}
+
+/// The minimal change set from `old` to `new`: element-wise for maps and sets, chain-wise for
+/// rules (a chain whose rules differ is rewritten whole, as kube-proxy does).
+pub fn diff(old: &Ruleset, new: &Ruleset) -> Changes {
+    let mut changes = Changes::default();
+    for (name, set) in &new.sets {
+        match old.sets.get(name) {
+            Some(prev) if prev.decl == set.decl && prev.dynamic == set.dynamic => {
+                if set.dynamic {
+                    continue;
+                }
+                for (key, value) in &set.elements {
+                    match prev.elements.get(key) {
+                        Some(v) if v == value => {}
+                        Some(_) => {
+                            changes.removed_elements.push((name.clone(), key.clone()));
+                            changes
+                                .added_elements
+                                .push((name.clone(), key.clone(), value.clone()));
+                        }
+                        None => changes
+                            .added_elements
+                            .push((name.clone(), key.clone(), value.clone())),
+                    }
+                }
+                for key in prev.elements.keys() {
+                    if !set.elements.contains_key(key) {
+                        changes.removed_elements.push((name.clone(), key.clone()));
+                    }
+                }
+            }
+            Some(_) => {
+                changes.removed_sets.push(name.clone());
+                changes.added_sets.push((name.clone(), set.clone()));
+            }
+            None => changes.added_sets.push((name.clone(), set.clone())),
+        }
+    }
+    for name in old.sets.keys() {
+        if !new.sets.contains_key(name) {
+            changes.removed_sets.push(name.clone());
+        }
+    }
+    for (name, chain) in &new.chains {
+        match old.chains.get(name) {
+            Some(prev) if prev == chain => {}
+            Some(_) => changes.written_chains.push((name.clone(), chain.clone())),
+            None => {
+                changes.added_chains.push(name.clone());
+                changes.written_chains.push((name.clone(), chain.clone()));
+            }
+        }
+    }
+    for name in old.chains.keys() {
+        if !new.chains.contains_key(name) {
+            changes.removed_chains.push(name.clone());
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(elements: &[(&str, &str)]) -> Set {
+        Set {
+            decl: "type x : verdict;".into(),
+            elements: elements
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            dynamic: false,
+        }
+    }
+
+    #[test]
+    fn identical_rulesets_have_no_changes() {
+        let mut r = Ruleset::default();
+        r.sets.insert("m".into(), map(&[("a", "goto x")]));
+        r.rule("x", "accept");
+        assert!(diff(&r, &r.clone()).is_empty());
+    }
+
+    #[test]
+    fn elements_and_chains_change_minimally() {
+        let mut old = Ruleset::default();
+        old.sets.insert(
+            "m".into(),
+            map(&[("a", "goto x"), ("b", "goto y"), ("c", "goto x")]),
+        );
+        old.rule("x", "accept");
+        old.rule("y", "drop");
+        old.rule("z", "drop");
+        let mut new = Ruleset::default();
+        new.sets.insert(
+            "m".into(),
+            map(&[("a", "goto x"), ("c", "goto y"), ("d", "goto w")]),
+        );
+        new.rule("x", "accept");
+        new.rule("y", "reject");
+        new.rule("w", "accept");
+        let c = diff(&old, &new);
+        assert_eq!(
+            c.added_elements,
+            vec![
+                ("m".to_string(), "c".to_string(), "goto y".to_string()),
+                ("m".to_string(), "d".to_string(), "goto w".to_string())
+            ]
+        );
+        assert_eq!(
+            c.removed_elements,
+            vec![
+                ("m".to_string(), "c".to_string()),
+                ("m".to_string(), "b".to_string())
+            ]
+        );
+        assert_eq!(c.added_chains, vec!["w".to_string()]);
+        let written: Vec<&str> = c.written_chains.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(written, vec!["w", "y"]);
+        assert_eq!(c.removed_chains, vec!["z".to_string()]);
+        assert!(c.added_sets.is_empty() && c.removed_sets.is_empty());
+    }
+
+    #[test]
+    fn redeclared_set_is_replaced_and_dynamic_elements_are_ignored() {
+        let mut old = Ruleset::default();
+        old.sets.insert(
+            "aff".into(),
+            Set {
+                decl: "timeout 10s;".into(),
+                dynamic: true,
+                ..Set::default()
+            },
+        );
+        old.sets.insert(
+            "aff2".into(),
+            Set {
+                decl: "timeout 10s;".into(),
+                dynamic: true,
+                ..Set::default()
+            },
+        );
+        let mut new = old.clone();
+        new.sets.get_mut("aff").unwrap().decl = "timeout 20s;".into();
+        new.sets
+            .get_mut("aff2")
+            .unwrap()
+            .elements
+            .insert("1.2.3.4".into(), String::new());
+        let c = diff(&old, &new);
+        assert_eq!(c.removed_sets, vec!["aff".to_string()]);
+        assert_eq!(c.added_sets.len(), 1);
+        assert!(c.added_elements.is_empty());
+    }
+}
