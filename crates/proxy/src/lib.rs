@@ -16,6 +16,7 @@ pub mod model;
 pub mod names;
 pub mod nft;
 pub mod ruleset;
+pub mod testing;
 mod watch;
 
 use std::borrow::Borrow;

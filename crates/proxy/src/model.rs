@@ -417,3 +417,219 @@ fn categorize(sp: &mut ServicePort, eps: &[SliceEndpoint]) {
         sp.local_endpoints = pick(&|e| e.endpoint.local);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{ready, service, slice};
+    use serde_json::json;
+
+    fn config() -> Config {
+        let mut c = Config::new("node-a");
+        c.node_ips = vec!["192.168.1.2".parse().unwrap()];
+        c
+    }
+
+    fn port<'a>(m: &'a Model, svc: &str) -> &'a ServicePort {
+        m.v4.ports.values().find(|p| p.name.name == svc).unwrap()
+    }
+
+    #[test]
+    fn ready_endpoints_are_used_and_terminating_ones_are_the_fallback() {
+        let svc = service("web", "10.96.0.10", json!({}));
+        let s = slice(
+            "web",
+            "web-1",
+            ("http", 8080, "TCP"),
+            &[
+                ready("10.42.0.5", "node-a"),
+                ("10.42.0.6", "node-b", false, true, true),
+                ("10.42.0.7", "node-b", false, false, false),
+            ],
+        );
+        let m = build(std::slice::from_ref(&svc), &[s], &config());
+        let p = port(&m, "web");
+        assert_eq!(
+            p.cluster_endpoints
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>(),
+            ["10.42.0.5:8080"]
+        );
+        assert!(p.has_endpoints);
+        assert_eq!(p.port, 80);
+
+        let s = slice(
+            "web",
+            "web-1",
+            ("http", 8080, "TCP"),
+            &[("10.42.0.6", "node-b", false, true, true)],
+        );
+        let m = build(std::slice::from_ref(&svc), &[s], &config());
+        assert_eq!(
+            port(&m, "web").cluster_endpoints.len(),
+            1,
+            "serving-terminating fallback"
+        );
+
+        let s = slice(
+            "web",
+            "web-1",
+            ("http", 8080, "TCP"),
+            &[("10.42.0.7", "node-b", false, false, false)],
+        );
+        let m = build(&[svc], &[s], &config());
+        assert!(!port(&m, "web").has_endpoints);
+        assert!(port(&m, "web").cluster_endpoints.is_empty());
+    }
+
+    #[test]
+    fn slice_port_names_and_protocols_select_the_service_port() {
+        let svc = service(
+            "dns",
+            "10.96.0.10",
+            json!({"ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}),
+        );
+        let udp = slice(
+            "dns",
+            "dns-1",
+            ("dns", 5353, "UDP"),
+            &[ready("10.42.0.5", "node-a")],
+        );
+        let m = build(&[svc], &[udp], &config());
+        assert_eq!(m.v4.ports.len(), 2);
+        let u =
+            m.v4.ports
+                .values()
+                .find(|p| p.name.protocol == Protocol::Udp)
+                .unwrap();
+        let t =
+            m.v4.ports
+                .values()
+                .find(|p| p.name.protocol == Protocol::Tcp)
+                .unwrap();
+        assert_eq!(u.cluster_endpoints.len(), 1);
+        assert!(!t.has_endpoints);
+    }
+
+    #[test]
+    fn duplicate_addresses_across_slices_count_once() {
+        let svc = service("web", "10.96.0.10", json!({}));
+        let a = slice(
+            "web",
+            "web-a",
+            ("http", 8080, "TCP"),
+            &[ready("10.42.0.5", "node-a")],
+        );
+        let b = slice(
+            "web",
+            "web-b",
+            ("http", 8080, "TCP"),
+            &[ready("10.42.0.5", "node-a"), ready("10.42.0.6", "node-b")],
+        );
+        let m = build(&[svc], &[a, b], &config());
+        assert_eq!(port(&m, "web").cluster_endpoints.len(), 2);
+    }
+
+    #[test]
+    fn traffic_policies_local() {
+        let svc = service(
+            "web",
+            "10.96.0.10",
+            json!({"type": "NodePort", "internalTrafficPolicy": "Local", "externalTrafficPolicy": "Local",
+                   "ports": [{"name": "http", "port": 80, "nodePort": 30080, "protocol": "TCP"}]}),
+        );
+        let s = slice(
+            "web",
+            "web-1",
+            ("http", 8080, "TCP"),
+            &[ready("10.42.0.5", "node-b"), ready("10.42.0.6", "node-a")],
+        );
+        let m = build(std::slice::from_ref(&svc), &[s], &config());
+        let p = port(&m, "web");
+        assert!(p.internal_policy_local && p.external_policy_local);
+        assert!(!p.uses_cluster_endpoints());
+        assert_eq!(
+            p.local_endpoints
+                .iter()
+                .map(|e| e.ip.to_string())
+                .collect::<Vec<_>>(),
+            ["10.42.0.6"]
+        );
+        assert!(p.has_internal_endpoints() && p.has_external_endpoints());
+
+        let s = slice(
+            "web",
+            "web-1",
+            ("http", 8080, "TCP"),
+            &[ready("10.42.0.5", "node-b")],
+        );
+        let m = build(&[svc], &[s], &config());
+        let p = port(&m, "web");
+        assert!(p.has_endpoints && !p.has_internal_endpoints() && !p.has_external_endpoints());
+    }
+
+    #[test]
+    fn load_balancer_ips_are_ingress_and_node_ips() {
+        let mut svc = service(
+            "lb",
+            "10.96.0.11",
+            json!({"type": "LoadBalancer", "externalIPs": ["203.0.113.9", "fd00::9"],
+                   "ports": [{"name": "http", "port": 80, "nodePort": 30081, "protocol": "TCP"}]}),
+        );
+        svc.status = serde_json::from_value(json!({"loadBalancer": {"ingress": [
+            {"ip": "192.168.1.3"}, {"ip": "192.168.1.2"}, {"ip": "198.51.100.1", "ipMode": "Proxy"}, {"hostname": "lb.example"}
+        ]}}))
+        .unwrap();
+        let m = build(&[svc], &[] as &[EndpointSlice], &config());
+        let p = port(&m, "lb");
+        let lb: Vec<String> = p.load_balancer_ips.iter().map(|i| i.to_string()).collect();
+        assert_eq!(lb, ["192.168.1.3", "192.168.1.2"]);
+        assert_eq!(p.external_ips, vec!["203.0.113.9".parse::<IpAddr>().unwrap()]);
+        assert_eq!(p.node_port, Some(30081));
+    }
+
+    #[test]
+    fn headless_external_name_and_affinity() {
+        let headless = service("h", "None", json!({"clusterIPs": ["None"]}));
+        let ext = service(
+            "e",
+            "",
+            json!({"type": "ExternalName", "externalName": "example.com", "clusterIPs": []}),
+        );
+        let sticky = service("s", "10.96.0.12", json!({"sessionAffinity": "ClientIP"}));
+        let sticky2 = service(
+            "s2",
+            "10.96.0.13",
+            json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}),
+        );
+        let m = build(
+            &[headless, ext, sticky, sticky2],
+            &[] as &[EndpointSlice],
+            &config(),
+        );
+        assert_eq!(m.v4.ports.len(), 2);
+        assert_eq!(port(&m, "s").affinity_timeout, Some(10800));
+        assert_eq!(port(&m, "s2").affinity_timeout, Some(60));
+    }
+
+    #[test]
+    fn dual_stack_services_get_a_port_per_family() {
+        let svc = service(
+            "d",
+            "10.96.0.14",
+            json!({"clusterIPs": ["10.96.0.14", "fd00:96::14"]}),
+        );
+        let v6 = slice(
+            "d",
+            "d-v6",
+            ("http", 8080, "TCP"),
+            &[ready("fd00:42::5", "node-a")],
+        );
+        let m = build(&[svc], &[v6], &config());
+        assert_eq!(m.v4.ports.len(), 1);
+        assert_eq!(m.v6.ports.len(), 1);
+        assert!(!m.v4.ports.values().next().unwrap().has_endpoints);
+        assert!(m.v6.ports.values().next().unwrap().has_endpoints);
+    }
+}

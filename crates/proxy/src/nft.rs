@@ -529,3 +529,211 @@ pub async fn available() -> bool {
         .await
         .is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use crate::model::build;
+    use crate::ruleset::diff;
+    use crate::testing::{ready, service, slice};
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use serde_json::json;
+
+    fn config() -> Config {
+        let mut c = Config::new("node-a");
+        c.node_ips = vec!["192.168.1.2".parse().unwrap()];
+        c.cluster_cidrs = vec!["10.42.0.0/16".parse().unwrap()];
+        c
+    }
+
+    fn render(services: &[Service], slices: &[EndpointSlice]) -> Ruleset {
+        let c = config();
+        ruleset(&build(services, slices, &c).v4, Family::V4, &c.cluster_cidrs)
+    }
+
+    fn chain_named<'a>(r: &'a Ruleset, prefix: &str) -> (&'a String, &'a Chain) {
+        r.chains
+            .iter()
+            .find(|(n, _)| n.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no chain {prefix}*"))
+    }
+
+    #[test]
+    fn cluster_ip_with_endpoints_dispatches_balances_and_dnats() {
+        let svc = service("web", "10.96.0.10", json!({}));
+        let s = slice(
+            "web",
+            "web-1",
+            ("http", 8080, "TCP"),
+            &[ready("10.42.0.5", "node-a"), ready("10.42.1.6", "node-b")],
+        );
+        let r = render(&[svc], &[s]);
+        let (svc_chain, chain) = chain_named(&r, "service-");
+        assert!(svc_chain.ends_with("-default/web/tcp/http"), "{svc_chain}");
+        assert_eq!(
+            r.sets[SERVICE_IPS].elements["10.96.0.10 . tcp . 80"],
+            format!("goto {svc_chain}")
+        );
+        assert_eq!(
+            chain.rules[0],
+            "ip daddr 10.96.0.10 tcp dport 80 ip saddr != { 10.42.0.0/16 } jump mark-for-masquerade"
+        );
+        assert!(
+            chain.rules[1].starts_with("numgen random mod 2 vmap { 0 : goto endpoint-"),
+            "{}",
+            chain.rules[1]
+        );
+        let (_, ep) = r
+            .chains
+            .iter()
+            .find(|(n, _)| n.ends_with("__10.42.0.5/8080"))
+            .unwrap();
+        assert_eq!(
+            ep.rules,
+            [
+                "ip saddr 10.42.0.5 jump mark-for-masquerade",
+                "meta l4proto tcp dnat to 10.42.0.5:8080"
+            ]
+        );
+        assert!(r.sets[NO_ENDPOINT_SERVICES].elements.is_empty());
+        assert!(r.sets[CLUSTER_IPS].elements.contains_key("10.96.0.10"));
+    }
+
+    #[test]
+    fn services_without_endpoints_are_rejected_and_local_policy_without_local_ones_dropped() {
+        let empty = service(
+            "empty",
+            "10.96.0.20",
+            json!({"type": "NodePort", "ports": [{"name": "http", "port": 80, "nodePort": 30020, "protocol": "TCP"}]}),
+        );
+        let local = service(
+            "local",
+            "10.96.0.21",
+            json!({"type": "NodePort", "externalTrafficPolicy": "Local", "ports": [{"name": "http", "port": 80, "nodePort": 30021, "protocol": "TCP"}]}),
+        );
+        let s = slice(
+            "local",
+            "local-1",
+            ("http", 8080, "TCP"),
+            &[ready("10.42.1.6", "node-b")],
+        );
+        let r = render(&[empty, local], &[s]);
+        let no_ep = &r.sets[NO_ENDPOINT_SERVICES].elements;
+        assert_eq!(no_ep["10.96.0.20 . tcp . 80"], "goto reject-chain");
+        assert!(
+            !no_ep.contains_key("10.96.0.21 . tcp . 80"),
+            "cluster traffic still has endpoints"
+        );
+        let no_np = &r.sets[NO_ENDPOINT_NODEPORTS].elements;
+        assert_eq!(no_np["tcp . 30020"], "goto reject-chain");
+        assert_eq!(no_np["tcp . 30021"], "drop");
+        // The external chain still short-circuits pods and the node to the cluster endpoints.
+        let (_, ext) = chain_named(&r, "external-");
+        assert_eq!(ext.rules.len(), 3);
+        assert!(ext.rules[0].starts_with("ip saddr { 10.42.0.0/16 } goto service-"));
+        assert_eq!(r.sets[SERVICE_NODEPORTS].elements.len(), 1);
+    }
+
+    #[test]
+    fn load_balancer_opens_ingress_and_node_ips_and_firewalls_source_ranges() {
+        let mut lb = service(
+            "lb",
+            "10.96.0.30",
+            json!({"type": "LoadBalancer", "loadBalancerSourceRanges": ["192.168.0.0/16"],
+                   "ports": [{"name": "http", "port": 80, "nodePort": 30030, "protocol": "TCP"}]}),
+        );
+        lb.status =
+            serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "192.168.1.9"}]}})).unwrap();
+        let s = slice(
+            "lb",
+            "lb-1",
+            ("http", 8080, "TCP"),
+            &[ready("10.42.0.5", "node-a")],
+        );
+        let r = render(&[lb], &[s]);
+        let ips = &r.sets[SERVICE_IPS].elements;
+        assert!(ips["192.168.1.9 . tcp . 80"].starts_with("goto external-"));
+        assert!(ips["192.168.1.2 . tcp . 80"].starts_with("goto external-"));
+        assert!(r.sets[SERVICE_NODEPORTS].elements["tcp . 30030"].starts_with("goto external-"));
+        let (_, ext) = chain_named(&r, "external-");
+        assert_eq!(ext.rules[0], "jump mark-for-masquerade");
+        let (_, fw) = chain_named(&r, "firewall-");
+        assert_eq!(fw.rules, ["ip saddr != { 192.168.0.0/16 } drop"]);
+        assert_eq!(r.sets[FIREWALL_IPS].elements.len(), 2);
+    }
+
+    #[test]
+    fn session_affinity_uses_timeout_sets() {
+        let svc = service(
+            "s",
+            "10.96.0.40",
+            json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 30}}}),
+        );
+        let s = slice("s", "s-1", ("http", 8080, "TCP"), &[ready("10.42.0.5", "node-a")]);
+        let r = render(&[svc], &[s]);
+        let (aff, set) = r.sets.iter().find(|(n, _)| n.starts_with("affinity-")).unwrap();
+        assert_eq!(set.decl, "type ipv4_addr; flags dynamic,timeout; timeout 30s;");
+        assert!(set.dynamic);
+        let (_, svc_chain) = chain_named(&r, "service-");
+        assert_eq!(
+            svc_chain.rules[1],
+            format!(
+                "ip saddr @{aff} goto {}",
+                aff.replacen("affinity-", "endpoint-", 1)
+            )
+        );
+        let (_, ep) = chain_named(&r, "endpoint-");
+        assert_eq!(ep.rules[1], format!("update @{aff} {{ ip saddr }}"));
+    }
+
+    #[test]
+    fn ipv6_words() {
+        let c = config();
+        let svc = service("d", "fd00:96::14", json!({}));
+        let s = slice(
+            "d",
+            "d-1",
+            ("http", 8080, "TCP"),
+            &[ready("fd00:42::5", "node-a")],
+        );
+        let r = ruleset(&build(&[svc], &[s], &c).v6, Family::V6, &c.cluster_cidrs);
+        let (_, ep) = chain_named(&r, "endpoint-");
+        assert_eq!(ep.rules[1], "meta l4proto tcp dnat to [fd00:42::5]:8080");
+        assert!(r.sets[SERVICE_IPS].decl.starts_with("type ipv6_addr"));
+        let script = full_script(Family::V6, &r);
+        assert!(script.starts_with("add table ip6 rkube-proxy\ndelete table ip6 rkube-proxy\n"));
+    }
+
+    #[test]
+    fn removing_an_endpoint_rewrites_one_chain_and_deletes_one() {
+        let svc = service("web", "10.96.0.10", json!({}));
+        let two = slice(
+            "web",
+            "web-1",
+            ("http", 8080, "TCP"),
+            &[ready("10.42.0.5", "node-a"), ready("10.42.1.6", "node-b")],
+        );
+        let one = slice(
+            "web",
+            "web-1",
+            ("http", 8080, "TCP"),
+            &[ready("10.42.0.5", "node-a")],
+        );
+        let old = render(std::slice::from_ref(&svc), &[two]);
+        let new = render(&[svc], &[one]);
+        let changes = diff(&old, &new);
+        assert_eq!(changes.written_chains.len(), 1);
+        assert!(changes.written_chains[0].0.starts_with("service-"));
+        assert_eq!(changes.removed_chains.len(), 1);
+        assert!(changes.removed_chains[0].ends_with("__10.42.1.6/8080"));
+        assert!(changes.added_elements.is_empty() && changes.removed_elements.is_empty());
+        let script = incremental_script(Family::V4, &changes, &new);
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(lines.len(), 5, "{script}");
+        assert!(lines[0].starts_with("flush chain ip rkube-proxy service-"));
+        assert!(lines[1].starts_with("flush chain ip rkube-proxy endpoint-"));
+        assert!(lines[4].starts_with("delete chain ip rkube-proxy endpoint-"));
+    }
+}
