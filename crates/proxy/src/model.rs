@@ -119,8 +119,10 @@ impl ServicePort {
         self.node_port.is_some() || !self.external_ips.is_empty() || !self.load_balancer_ips.is_empty()
     }
 
+    /// Even with externalTrafficPolicy Local, external traffic from pods and the node itself
+    /// is short-circuited to the cluster-wide endpoints.
     pub fn uses_cluster_endpoints(&self) -> bool {
-        !self.internal_policy_local || (self.externally_accessible() && !self.external_policy_local)
+        !self.internal_policy_local || self.externally_accessible()
     }
 
     pub fn uses_local_endpoints(&self) -> bool {
@@ -548,7 +550,10 @@ mod tests {
         let m = build(std::slice::from_ref(&svc), &[s], &config());
         let p = port(&m, "web");
         assert!(p.internal_policy_local && p.external_policy_local);
-        assert!(!p.uses_cluster_endpoints());
+        assert!(
+            p.uses_cluster_endpoints(),
+            "for short-circuited pod and node traffic"
+        );
         assert_eq!(
             p.local_endpoints
                 .iter()

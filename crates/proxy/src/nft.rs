@@ -520,7 +520,20 @@ pub fn incremental_script(family: Family, changes: &Changes, new: &Ruleset) -> S
 
 /// Runs `nft -f -` with the script on stdin.
 pub async fn apply(script: &str) -> anyhow::Result<()> {
-    crate::exec::run_with_stdin("nft", &["-f", "-"], script).await
+    crate::exec::run_with_stdin("nft", &["-f", "-"], script)
+        .await
+        .map_err(|e| {
+            // Quote the lines nft complains about (`/dev/stdin:LINE:COLS: Error: …`).
+            let text = e.to_string();
+            let lines: Vec<&str> = script.lines().collect();
+            let mut quoted = String::new();
+            for part in text.split("/dev/stdin:").skip(1).take(5) {
+                if let Some(n) = part.split(':').next().and_then(|n| n.parse::<usize>().ok()) {
+                    let _ = write!(quoted, "\n  line {n}: {}", lines.get(n - 1).unwrap_or(&""));
+                }
+            }
+            e.context(format!("nft rejected the transaction{quoted}"))
+        })
 }
 
 /// `nft` exists and can talk to the kernel.
