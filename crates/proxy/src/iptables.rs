@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use cni::IpNet;
 
 use crate::model::{Endpoint, Family, FamilyModel, ServicePort};
-use crate::names;
+use crate::names::Namer;
 use crate::ruleset::{Changes, Ruleset};
 
 const MASQ_MARK: &str = "0x4000";
@@ -58,7 +58,7 @@ fn short(chain: &str) -> &str {
 }
 
 /// The desired chains of one family.
-pub fn ruleset(model: &FamilyModel, family: Family, cluster_cidrs: &[IpNet]) -> Ruleset {
+pub fn ruleset(model: &FamilyModel, family: Family, cluster_cidrs: &[IpNet], namer: &mut Namer) -> Ruleset {
     let mut r = Ruleset::default();
     for chain in [
         NAT_SERVICES,
@@ -84,7 +84,7 @@ pub fn ruleset(model: &FamilyModel, family: Family, cluster_cidrs: &[IpNet]) -> 
         .find(|c| Family::of(c.addr) == family)
         .map(|c| c.network().to_string());
     for sp in model.ports.values() {
-        service_port(&mut r, family, sp, cidr.as_deref());
+        service_port(&mut r, family, sp, cidr.as_deref(), namer);
     }
     let loopback = if family == Family::V4 {
         "127.0.0.0/8"
@@ -98,13 +98,13 @@ pub fn ruleset(model: &FamilyModel, family: Family, cluster_cidrs: &[IpNet]) -> 
     r
 }
 
-fn service_port(r: &mut Ruleset, family: Family, sp: &ServicePort, cidr: Option<&str>) {
+fn service_port(r: &mut Ruleset, family: Family, sp: &ServicePort, cidr: Option<&str>, namer: &mut Namer) {
     let proto = sp.name.protocol.as_str();
     let id = format!("{}/{}", sp.name, proto);
-    let svc = names::iptables_chain("RKUBE-SVC-", &id);
-    let svl = names::iptables_chain("RKUBE-SVL-", &id);
-    let ext = names::iptables_chain("RKUBE-EXT-", &id);
-    let fw = names::iptables_chain("RKUBE-FW-", &id);
+    let svc = namer.iptables_chain("RKUBE-SVC-", &id);
+    let svl = namer.iptables_chain("RKUBE-SVL-", &id);
+    let ext = namer.iptables_chain("RKUBE-EXT-", &id);
+    let fw = namer.iptables_chain("RKUBE-FW-", &id);
     let internal = if sp.internal_policy_local { &svl } else { &svc };
     let external_policy = if sp.external_policy_local { &svl } else { &svc };
     let comment = format!("-m comment --comment \"{}\"", sp.name);
@@ -174,7 +174,12 @@ fn service_port(r: &mut Ruleset, family: Family, sp: &ServicePort, cidr: Option<
             r.rule(&chain, format!("-j {external_policy}"));
         }
     }
-    let sep = |ep: &Endpoint| names::iptables_chain("RKUBE-SEP-", &format!("{id}/{ep}"));
+    let seps: std::collections::BTreeMap<&Endpoint, String> = sp
+        .reachable_endpoints()
+        .into_iter()
+        .map(|ep| (ep, namer.iptables_chain("RKUBE-SEP-", &format!("{id}/{ep}"))))
+        .collect();
+    let sep = |ep: &Endpoint| seps[ep].clone();
     let mask = if family == Family::V4 {
         "255.255.255.255"
     } else {

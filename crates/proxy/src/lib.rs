@@ -93,6 +93,7 @@ pub struct Proxier {
     /// Per family (v4, v6): the ruleset last applied; `None` forces a full sync.
     applied: [Option<Ruleset>; 2],
     model: Model,
+    namer: names::Namer,
 }
 
 fn index(family: Family) -> usize {
@@ -116,6 +117,7 @@ impl Proxier {
             backend,
             applied: [None, None],
             model: Model::default(),
+            namer: names::Namer::default(),
         }
     }
 
@@ -156,8 +158,10 @@ impl Proxier {
             }
             let t = Instant::now();
             let new = match self.backend {
-                Backend::Iptables => iptables::ruleset(fm, family, &self.config.cluster_cidrs),
-                _ => nft::ruleset(fm, family, &self.config.cluster_cidrs),
+                Backend::Iptables => {
+                    iptables::ruleset(fm, family, &self.config.cluster_cidrs, &mut self.namer)
+                }
+                _ => nft::ruleset(fm, family, &self.config.cluster_cidrs, &mut self.namer),
             };
             let prev = self.applied[slot].take();
             let full = prev.is_none();
@@ -208,6 +212,7 @@ impl Proxier {
             stats.conntrack += t.elapsed();
         }
         stats.compute = compute;
+        self.namer.rotate();
         self.model = model;
         Ok(stats)
     }

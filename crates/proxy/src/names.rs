@@ -2,6 +2,8 @@
 //! plus `__ip/port` for an endpoint) prefixed by 8 base32 characters of its SHA-256 so that
 //! names stay unique when cut and are told apart at a glance.
 
+use std::collections::HashMap;
+
 use sha2::{Digest, Sha256};
 
 use crate::model::{Endpoint, ServicePortName};
@@ -54,6 +56,61 @@ pub fn endpoint_base(name: &ServicePortName, ep: &Endpoint) -> String {
         ep.ip.to_string().replace(':', "."),
         ep.port
     ))
+}
+
+/// Remembers the names of the last two syncs: with 10,000 endpoints, hashing every name on
+/// every sync would be most of a sync's work.
+#[derive(Debug, Default)]
+pub struct Namer {
+    current: HashMap<String, String>,
+    previous: HashMap<String, String>,
+}
+
+impl Namer {
+    fn memo(&mut self, input: String, make: impl FnOnce(&str) -> String) -> String {
+        if let Some(name) = self.current.get(&input) {
+            return name.clone();
+        }
+        let name = match self.previous.remove(&input) {
+            Some(name) => name,
+            None => make(&input),
+        };
+        self.current.insert(input, name.clone());
+        name
+    }
+
+    /// Call after each sync: names unused for a whole sync are forgotten.
+    pub fn rotate(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+    }
+
+    pub fn service_base(&mut self, name: &ServicePortName) -> String {
+        let input = format!(
+            "{}/{}/{}/{}",
+            name.namespace,
+            name.name,
+            name.protocol.as_str(),
+            name.port
+        );
+        self.memo(input, |i| hash_and_truncate(i.to_owned()))
+    }
+
+    pub fn endpoint_base(&mut self, name: &ServicePortName, ep: &Endpoint) -> String {
+        let input = format!(
+            "{}/{}/{}/{}__{}/{}",
+            name.namespace,
+            name.name,
+            name.protocol.as_str(),
+            name.port,
+            ep.ip.to_string().replace(':', "."),
+            ep.port
+        );
+        self.memo(input, |i| hash_and_truncate(i.to_owned()))
+    }
+
+    pub fn iptables_chain(&mut self, prefix: &str, text: &str) -> String {
+        self.memo(format!("{prefix}{text}"), |_| iptables_chain(prefix, text))
+    }
 }
 
 /// iptables chain names hold at most 28 characters: `<prefix><16 hash characters>`.

@@ -7,12 +7,13 @@
 //! [`ruleset`] is pure (model → [`Ruleset`]); [`full_script`] and [`incremental_script`]
 //! render `nft -f` transactions; [`apply`] runs one.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use cni::IpNet;
 
-use crate::model::{Family, FamilyModel, ServicePort};
-use crate::names;
+use crate::model::{Endpoint, Family, FamilyModel, ServicePort};
+use crate::names::Namer;
 use crate::ruleset::{Chain, Changes, Ruleset, Set};
 
 pub const TABLE: &str = "rkube-proxy";
@@ -73,7 +74,7 @@ fn base_chain(r: &mut Ruleset, name: &str, kind: &str, hook: &str, priority: i32
 }
 
 /// The desired ruleset of one family's table.
-pub fn ruleset(model: &FamilyModel, family: Family, cluster_cidrs: &[IpNet]) -> Ruleset {
+pub fn ruleset(model: &FamilyModel, family: Family, cluster_cidrs: &[IpNet], namer: &mut Namer) -> Ruleset {
     let w = words(family);
     let ip = w.ip;
     let mut r = Ruleset::default();
@@ -198,15 +199,27 @@ pub fn ruleset(model: &FamilyModel, family: Family, cluster_cidrs: &[IpNet]) -> 
     let cluster_cidr_set = (!cidrs.is_empty()).then(|| format!("{{ {} }}", cidrs.join(", ")));
 
     for sp in model.ports.values() {
-        service_port(&mut r, &w, sp, cluster_cidr_set.as_deref());
+        service_port(&mut r, &w, sp, cluster_cidr_set.as_deref(), namer);
     }
     r
 }
 
-fn service_port(r: &mut Ruleset, w: &Words, sp: &ServicePort, cluster_cidrs: Option<&str>) {
+fn service_port(
+    r: &mut Ruleset,
+    w: &Words,
+    sp: &ServicePort,
+    cluster_cidrs: Option<&str>,
+    namer: &mut Namer,
+) {
     let ip = w.ip;
     let proto = sp.name.protocol.as_str();
-    let base = names::service_base(&sp.name);
+    let base = namer.service_base(&sp.name);
+    // Each endpoint's name base, computed once.
+    let bases: BTreeMap<&Endpoint, String> = sp
+        .reachable_endpoints()
+        .into_iter()
+        .map(|ep| (ep, namer.endpoint_base(&sp.name, ep)))
+        .collect();
     let cluster_chain = format!("service-{base}");
     let local_chain = format!("local-{base}");
     let external_chain = format!("external-{base}");
@@ -325,8 +338,8 @@ fn service_port(r: &mut Ruleset, w: &Words, sp: &ServicePort, cluster_cidrs: Opt
     }
 
     if let Some(timeout) = sp.affinity_timeout {
-        for ep in sp.reachable_endpoints() {
-            let name = format!("affinity-{}", names::endpoint_base(&sp.name, ep));
+        for epbase in bases.values() {
+            let name = format!("affinity-{epbase}");
             r.sets.insert(
                 name,
                 Set {
@@ -339,14 +352,13 @@ fn service_port(r: &mut Ruleset, w: &Words, sp: &ServicePort, cluster_cidrs: Opt
     }
 
     if uses_cluster_chain {
-        balance(r, w, sp, &cluster_chain, &sp.cluster_endpoints);
+        balance(r, w, sp, &cluster_chain, &sp.cluster_endpoints, &bases);
     }
     if uses_local_chain {
-        balance(r, w, sp, &local_chain, &sp.local_endpoints);
+        balance(r, w, sp, &local_chain, &sp.local_endpoints, &bases);
     }
 
-    for ep in sp.reachable_endpoints() {
-        let epbase = names::endpoint_base(&sp.name, ep);
+    for (ep, epbase) in &bases {
         let chain = r.chain(format!("endpoint-{epbase}"));
         // Hairpin: a pod reaching itself through its Service must see the node as the peer.
         chain.rules.push(format!("{ip} saddr {} jump {MARK_MASQ}", ep.ip));
@@ -360,11 +372,18 @@ fn service_port(r: &mut Ruleset, w: &Words, sp: &ServicePort, cluster_cidrs: Opt
 }
 
 /// The service (or local) chain: sticky clients first, then a random endpoint.
-fn balance(r: &mut Ruleset, w: &Words, sp: &ServicePort, chain: &str, endpoints: &[crate::model::Endpoint]) {
+fn balance(
+    r: &mut Ruleset,
+    w: &Words,
+    sp: &ServicePort,
+    chain: &str,
+    endpoints: &[Endpoint],
+    bases: &BTreeMap<&Endpoint, String>,
+) {
     let mut rules = Vec::new();
     if sp.affinity_timeout.is_some() {
         for ep in endpoints {
-            let epbase = names::endpoint_base(&sp.name, ep);
+            let epbase = &bases[ep];
             rules.push(format!(
                 "{} saddr @affinity-{epbase} goto endpoint-{epbase}",
                 w.ip
@@ -374,7 +393,7 @@ fn balance(r: &mut Ruleset, w: &Words, sp: &ServicePort, chain: &str, endpoints:
     let targets: Vec<String> = endpoints
         .iter()
         .enumerate()
-        .map(|(i, ep)| format!("{i} : goto endpoint-{}", names::endpoint_base(&sp.name, ep)))
+        .map(|(i, ep)| format!("{i} : goto endpoint-{}", bases[ep]))
         .collect();
     rules.push(format!(
         "numgen random mod {} vmap {{ {} }}",
@@ -563,7 +582,12 @@ mod tests {
 
     fn render(services: &[Service], slices: &[EndpointSlice]) -> Ruleset {
         let c = config();
-        ruleset(&build(services, slices, &c).v4, Family::V4, &c.cluster_cidrs)
+        ruleset(
+            &build(services, slices, &c).v4,
+            Family::V4,
+            &c.cluster_cidrs,
+            &mut Namer::default(),
+        )
     }
 
     fn chain_named<'a>(r: &'a Ruleset, prefix: &str) -> (&'a String, &'a Chain) {
@@ -711,7 +735,12 @@ mod tests {
             ("http", 8080, "TCP"),
             &[ready("fd00:42::5", "node-a")],
         );
-        let r = ruleset(&build(&[svc], &[s], &c).v6, Family::V6, &c.cluster_cidrs);
+        let r = ruleset(
+            &build(&[svc], &[s], &c).v6,
+            Family::V6,
+            &c.cluster_cidrs,
+            &mut Namer::default(),
+        );
         let (_, ep) = chain_named(&r, "endpoint-");
         assert_eq!(ep.rules[1], "meta l4proto tcp dnat to [fd00:42::5]:8080");
         assert!(r.sets[SERVICE_IPS].decl.starts_with("type ipv6_addr"));

@@ -1,8 +1,9 @@
 //! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`,
-//! `bench-scheduler`, `bench-pods`, `fuzz`.
+//! `bench-scheduler`, `bench-pods`, `bench-proxy`, `fuzz`.
 
 mod bench_api;
 mod bench_pods;
+mod bench_proxy;
 mod bench_rss;
 mod bench_scheduler;
 mod bench_store;
@@ -35,6 +36,9 @@ enum Task {
     BenchScheduler(bench_scheduler::Args),
     /// Pod startup latency with real containers, server start → node Ready, agent idle RSS.
     BenchPods(bench_pods::Args),
+    /// The Service proxy: programming 1,000 Services × 10 endpoints (full sync) and single
+    /// changes, pure work and `nft` apply separately, in a network namespace made here.
+    BenchProxy(bench_proxy::Args),
     /// Mutation fuzzing of request decoding, patching and validation (`apiserver::fuzz`):
     /// any panic is a bug; the input is written to target/fuzz-crashes/.
     Fuzz(fuzz::Args),
@@ -47,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Task::BenchRss(args) => bench_rss::run(args),
         Task::BenchScheduler(args) => bench_scheduler::run(args),
         Task::BenchPods(args) => bench_pods::run(args),
+        Task::BenchProxy(args) => bench_proxy::run(args),
         Task::Fuzz(args) => fuzz::run(args),
     }
 }
