@@ -12,7 +12,7 @@ use cni::IpNet;
 
 use crate::model::{Endpoint, Family, FamilyModel, ServicePort};
 use crate::names::Namer;
-use crate::ruleset::{Changes, Ruleset};
+use crate::ruleset::{Changes, FragmentCache, Ruleset};
 
 const MASQ_MARK: &str = "0x4000";
 const NAT_SERVICES: &str = "nat RKUBE-SERVICES";
@@ -58,7 +58,13 @@ fn short(chain: &str) -> &str {
 }
 
 /// The desired chains of one family.
-pub fn ruleset(model: &FamilyModel, family: Family, cluster_cidrs: &[IpNet], namer: &mut Namer) -> Ruleset {
+pub fn ruleset(
+    model: &FamilyModel,
+    family: Family,
+    cluster_cidrs: &[IpNet],
+    namer: &mut Namer,
+    cache: &mut FragmentCache,
+) -> Ruleset {
     let mut r = Ruleset::default();
     for chain in [
         NAT_SERVICES,
@@ -83,8 +89,12 @@ pub fn ruleset(model: &FamilyModel, family: Family, cluster_cidrs: &[IpNet], nam
         .iter()
         .find(|c| Family::of(c.addr) == family)
         .map(|c| c.network().to_string());
+    let skeleton = r.skeleton();
     for sp in model.ports.values() {
-        service_port(&mut r, family, sp, cidr.as_deref(), namer);
+        let fragment = cache.fragment(family, sp, &skeleton, |f| {
+            service_port(f, family, sp, cidr.as_deref(), namer)
+        });
+        r.merge(fragment);
     }
     let loopback = if family == Family::V4 {
         "127.0.0.0/8"

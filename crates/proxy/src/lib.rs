@@ -94,6 +94,7 @@ pub struct Proxier {
     applied: [Option<Ruleset>; 2],
     model: Model,
     namer: names::Namer,
+    fragments: ruleset::FragmentCache,
 }
 
 fn index(family: Family) -> usize {
@@ -118,6 +119,7 @@ impl Proxier {
             applied: [None, None],
             model: Model::default(),
             namer: names::Namer::default(),
+            fragments: ruleset::FragmentCache::default(),
         }
     }
 
@@ -148,20 +150,22 @@ impl Proxier {
         for family in [Family::V4, Family::V6] {
             let fm = model.family(family);
             let slot = index(family);
-            if family == Family::V6
-                && fm.ports.is_empty()
-                && self.applied[slot].is_none()
-                && self.model.v6.ports.is_empty()
-            {
-                // No IPv6 services ever: leave ip6 alone (the kernel may lack IPv6).
-                continue;
-            }
             let t = Instant::now();
             let new = match self.backend {
-                Backend::Iptables => {
-                    iptables::ruleset(fm, family, &self.config.cluster_cidrs, &mut self.namer)
-                }
-                _ => nft::ruleset(fm, family, &self.config.cluster_cidrs, &mut self.namer),
+                Backend::Iptables => iptables::ruleset(
+                    fm,
+                    family,
+                    &self.config.cluster_cidrs,
+                    &mut self.namer,
+                    &mut self.fragments,
+                ),
+                _ => nft::ruleset(
+                    fm,
+                    family,
+                    &self.config.cluster_cidrs,
+                    &mut self.namer,
+                    &mut self.fragments,
+                ),
             };
             let prev = self.applied[slot].take();
             let full = prev.is_none();
@@ -189,17 +193,24 @@ impl Proxier {
             let t = Instant::now();
             if !script.is_empty() {
                 let applied = match self.backend {
-                    Backend::Iptables => iptables::apply(family, &script).await,
+                    Backend::Iptables => match iptables::apply(family, &script).await {
+                        Ok(()) if full => iptables::ensure_jumps(family).await,
+                        other => other,
+                    },
                     _ => nft::apply(&script).await,
                 };
-                if let Err(e) = applied {
-                    // Leave `applied` empty: the next sync rewrites the table whole.
-                    tracing::debug!("failed script:\n{script}");
-                    return Err(e);
+                match applied {
+                    // A kernel without IPv6 cannot hold the (empty) ip6 rules: nothing is lost.
+                    Err(e) if family == Family::V6 && fm.ports.is_empty() => {
+                        tracing::debug!("no IPv6 rules: {e:#}");
+                    }
+                    Err(e) => {
+                        // Leave `applied` empty: the next sync rewrites the table whole.
+                        tracing::debug!("failed script:\n{script}");
+                        return Err(e);
+                    }
+                    Ok(()) => {}
                 }
-            }
-            if full && self.backend == Backend::Iptables {
-                iptables::ensure_jumps(family).await?;
             }
             stats.apply += t.elapsed();
             self.applied[slot] = Some(new);
@@ -213,6 +224,7 @@ impl Proxier {
         }
         stats.compute = compute;
         self.namer.rotate();
+        self.fragments.sweep();
         self.model = model;
         Ok(stats)
     }

@@ -14,7 +14,7 @@ use cni::IpNet;
 
 use crate::model::{Endpoint, Family, FamilyModel, ServicePort};
 use crate::names::Namer;
-use crate::ruleset::{Chain, Changes, Ruleset, Set};
+use crate::ruleset::{Chain, Changes, FragmentCache, Ruleset, Set};
 
 pub const TABLE: &str = "rkube-proxy";
 /// The packet mark bit asking for masquerade (kube-proxy's default bit 14).
@@ -74,7 +74,13 @@ fn base_chain(r: &mut Ruleset, name: &str, kind: &str, hook: &str, priority: i32
 }
 
 /// The desired ruleset of one family's table.
-pub fn ruleset(model: &FamilyModel, family: Family, cluster_cidrs: &[IpNet], namer: &mut Namer) -> Ruleset {
+pub fn ruleset(
+    model: &FamilyModel,
+    family: Family,
+    cluster_cidrs: &[IpNet],
+    namer: &mut Namer,
+    cache: &mut FragmentCache,
+) -> Ruleset {
     let w = words(family);
     let ip = w.ip;
     let mut r = Ruleset::default();
@@ -198,8 +204,13 @@ pub fn ruleset(model: &FamilyModel, family: Family, cluster_cidrs: &[IpNet], nam
         .collect();
     let cluster_cidr_set = (!cidrs.is_empty()).then(|| format!("{{ {} }}", cidrs.join(", ")));
 
+    let skeleton = r.skeleton();
     for sp in model.ports.values() {
-        service_port(&mut r, &w, sp, cluster_cidr_set.as_deref(), namer);
+        r.element(CLUSTER_IPS, sp.cluster_ip.to_string(), "");
+        let fragment = cache.fragment(family, sp, &skeleton, |f| {
+            service_port(f, &w, sp, cluster_cidr_set.as_deref(), namer)
+        });
+        r.merge(fragment);
     }
     r
 }
@@ -225,8 +236,6 @@ fn service_port(
     let external_chain = format!("external-{base}");
     let firewall_chain = format!("firewall-{base}");
     let key = |addr: std::net::IpAddr, port: u16| format!("{addr} . {proto} . {port}");
-
-    r.element(CLUSTER_IPS, sp.cluster_ip.to_string(), "");
 
     let uses_cluster_chain = !sp.cluster_endpoints.is_empty() && sp.uses_cluster_endpoints();
     let uses_local_chain = !sp.local_endpoints.is_empty() && sp.uses_local_endpoints();
@@ -474,7 +483,7 @@ pub fn incremental_script(family: Family, changes: &Changes, new: &Ruleset) -> S
     let prefix = format!("{} {TABLE}", family_word(family));
     let mut out = String::new();
     // A redeclared set is deleted and added again: the chains naming it are rewritten too.
-    let mut written: Vec<(String, Chain)> = changes.written_chains.clone();
+    let mut written: Vec<(String, std::sync::Arc<Chain>)> = changes.written_chains.clone();
     for set in &changes.removed_sets {
         if new.sets.contains_key(set) {
             let needle = format!("@{set} ");
@@ -587,12 +596,14 @@ mod tests {
             Family::V4,
             &c.cluster_cidrs,
             &mut Namer::default(),
+            &mut FragmentCache::default(),
         )
     }
 
     fn chain_named<'a>(r: &'a Ruleset, prefix: &str) -> (&'a String, &'a Chain) {
         r.chains
             .iter()
+            .map(|(n, c)| (n, &**c))
             .find(|(n, _)| n.starts_with(prefix))
             .unwrap_or_else(|| panic!("no chain {prefix}*"))
     }
@@ -740,6 +751,7 @@ mod tests {
             Family::V6,
             &c.cluster_cidrs,
             &mut Namer::default(),
+            &mut FragmentCache::default(),
         );
         let (_, ep) = chain_named(&r, "endpoint-");
         assert_eq!(ep.rules[1], "meta l4proto tcp dnat to [fd00:42::5]:8080");

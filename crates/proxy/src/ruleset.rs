@@ -2,7 +2,10 @@
 //! named sets/maps with their declarations and elements — and the minimal change set between
 //! two such pictures. Both backends render into a [`Ruleset`]; the diff is shared.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::model::{Family, ServicePort, ServicePortName};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Chain {
@@ -21,15 +24,56 @@ pub struct Set {
     pub dynamic: bool,
 }
 
+/// Chains are shared (`Arc`): a service port's unchanged chains are the same allocation from
+/// one sync to the next, so comparing them is a pointer comparison.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
-    pub chains: BTreeMap<String, Chain>,
+    pub chains: BTreeMap<String, Arc<Chain>>,
     pub sets: BTreeMap<String, Set>,
 }
 
 impl Ruleset {
     pub fn chain(&mut self, name: impl Into<String>) -> &mut Chain {
-        self.chains.entry(name.into()).or_default()
+        Arc::make_mut(self.chains.entry(name.into()).or_default())
+    }
+
+    /// The same sets and maps, empty, and no chains: what a service port's fragment is
+    /// rendered into.
+    pub fn skeleton(&self) -> Ruleset {
+        Ruleset {
+            chains: BTreeMap::new(),
+            sets: self
+                .sets
+                .iter()
+                .map(|(name, set)| {
+                    (
+                        name.clone(),
+                        Set {
+                            elements: BTreeMap::new(),
+                            ..set.clone()
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds a fragment's chains, sets and elements (a later fragment wins a clashing element,
+    /// as when both were rendered into one ruleset in order).
+    pub fn merge(&mut self, fragment: &Ruleset) {
+        for (name, chain) in &fragment.chains {
+            self.chains.insert(name.clone(), chain.clone());
+        }
+        for (name, set) in &fragment.sets {
+            match self.sets.get_mut(name) {
+                Some(mine) => mine
+                    .elements
+                    .extend(set.elements.iter().map(|(k, v)| (k.clone(), v.clone()))),
+                None => {
+                    self.sets.insert(name.clone(), set.clone());
+                }
+            }
+        }
     }
 
     pub fn rule(&mut self, chain: &str, rule: impl Into<String>) {
@@ -58,13 +102,58 @@ pub struct Changes {
     /// Chains that do not exist yet.
     pub added_chains: Vec<String>,
     /// Chains (new or changed) whose rules are (re)written in full.
-    pub written_chains: Vec<(String, Chain)>,
+    pub written_chains: Vec<(String, Arc<Chain>)>,
     pub removed_chains: Vec<String>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
         *self == Changes::default()
+    }
+}
+
+/// Each service port's rendered rules, reused while the port's model is unchanged: a sync
+/// renders only the ports that changed.
+#[derive(Debug, Default)]
+pub struct FragmentCache {
+    entries: HashMap<(Family, ServicePortName), (ServicePort, Ruleset)>,
+    used: HashSet<(Family, ServicePortName)>,
+}
+
+impl FragmentCache {
+    /// The fragment of `sp`, rendered by `render` into `skeleton` unless cached.
+    pub fn fragment(
+        &mut self,
+        family: Family,
+        sp: &ServicePort,
+        skeleton: &Ruleset,
+        render: impl FnOnce(&mut Ruleset),
+    ) -> &Ruleset {
+        let key = (family, sp.name.clone());
+        self.used.insert(key.clone());
+        let fresh = !matches!(self.entries.get(&key), Some((cached, _)) if cached == sp);
+        if fresh {
+            let mut fragment = skeleton.clone();
+            render(&mut fragment);
+            // Shared maps this port adds nothing to are left out of the merge.
+            fragment
+                .sets
+                .retain(|name, s| !s.elements.is_empty() || !skeleton.sets.contains_key(name));
+            self.entries.insert(key.clone(), (sp.clone(), fragment));
+        }
+        &self.entries[&key].1
+    }
+
+    /// Forgets ports not asked for since the last sweep (call once per sync).
+    pub fn sweep(&mut self) {
+        let used = std::mem::take(&mut self.used);
+        self.entries.retain(|k, _| used.contains(k));
+    }
+
+    /// Everything is rendered afresh (a backend or configuration change).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.used.clear();
     }
 }
 

@@ -227,7 +227,6 @@ fn incremental_matches_full(backend: Backend) {
     };
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let mut inc = rt.block_on(Proxier::new(config("node-a")));
-    let mut full = rt.block_on(Proxier::new(config("node-a")));
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // iptables' sctp match needs a kernel module this machine may lack.
     let sctp = backend == Backend::Nftables;
@@ -236,8 +235,10 @@ fn incremental_matches_full(backend: Backend) {
         let (services, slices) = state(&mut rng, sctp);
         let stats = sync(&incremental_ns, &mut inc, &services, &slices);
         incremental_steps += usize::from(!stats.full);
-        full.force_full_sync();
-        sync(&full_ns, &mut full, &services, &slices);
+        // A fresh proxier: nothing cached, everything rendered and written from scratch
+        // (what was in the kernel is replaced).
+        let mut full = rt.block_on(Proxier::new(config("node-a")));
+        assert!(sync(&full_ns, &mut full, &services, &slices).full);
         for family in ["ip", "ip6"] {
             let (a, b) = match backend {
                 Backend::Iptables => {
