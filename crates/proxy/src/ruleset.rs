@@ -161,60 +161,86 @@ impl FragmentCache {
 /// rules (a chain whose rules differ is rewritten whole, as kube-proxy does).
 pub fn diff(old: &Ruleset, new: &Ruleset) -> Changes {
     let mut changes = Changes::default();
-    for (name, set) in &new.sets {
-        match old.sets.get(name) {
-            Some(prev) if prev.decl == set.decl && prev.dynamic == set.dynamic => {
-                if set.dynamic {
-                    continue;
-                }
-                for (key, value) in &set.elements {
-                    match prev.elements.get(key) {
-                        Some(v) if v == value => {}
-                        Some(_) => {
-                            changes.removed_elements.push((name.clone(), key.clone()));
-                            changes
-                                .added_elements
-                                .push((name.clone(), key.clone(), value.clone()));
-                        }
-                        None => changes
-                            .added_elements
-                            .push((name.clone(), key.clone(), value.clone())),
-                    }
-                }
-                for key in prev.elements.keys() {
-                    if !set.elements.contains_key(key) {
-                        changes.removed_elements.push((name.clone(), key.clone()));
-                    }
-                }
+    join(&old.sets, &new.sets, |name, prev, set| match (prev, set) {
+        (Some(prev), Some(set)) if prev.decl == set.decl && prev.dynamic == set.dynamic => {
+            if set.dynamic {
+                return;
             }
-            Some(_) => {
-                changes.removed_sets.push(name.clone());
-                changes.added_sets.push((name.clone(), set.clone()));
-            }
-            None => changes.added_sets.push((name.clone(), set.clone())),
+            join(&prev.elements, &set.elements, |key, was, is| match (was, is) {
+                (Some(was), Some(is)) if was == is => {}
+                (Some(_), Some(is)) => {
+                    changes.removed_elements.push((name.clone(), key.clone()));
+                    changes
+                        .added_elements
+                        .push((name.clone(), key.clone(), is.clone()));
+                }
+                (None, Some(is)) => changes
+                    .added_elements
+                    .push((name.clone(), key.clone(), is.clone())),
+                (Some(_), None) => changes.removed_elements.push((name.clone(), key.clone())),
+                (None, None) => {}
+            });
         }
-    }
-    for name in old.sets.keys() {
-        if !new.sets.contains_key(name) {
+        (Some(_), Some(set)) => {
             changes.removed_sets.push(name.clone());
+            changes.added_sets.push((name.clone(), set.clone()));
         }
-    }
-    for (name, chain) in &new.chains {
-        match old.chains.get(name) {
-            Some(prev) if prev == chain => {}
-            Some(_) => changes.written_chains.push((name.clone(), chain.clone())),
-            None => {
+        (None, Some(set)) => changes.added_sets.push((name.clone(), set.clone())),
+        (Some(_), None) => changes.removed_sets.push(name.clone()),
+        (None, None) => {}
+    });
+    join(&old.chains, &new.chains, |name, prev, chain| {
+        match (prev, chain) {
+            // Arc equality compares pointers first: unchanged fragments cost nothing.
+            (Some(prev), Some(chain)) if prev == chain => {}
+            (Some(_), Some(chain)) => changes.written_chains.push((name.clone(), chain.clone())),
+            (None, Some(chain)) => {
                 changes.added_chains.push(name.clone());
                 changes.written_chains.push((name.clone(), chain.clone()));
             }
+            (Some(_), None) => changes.removed_chains.push(name.clone()),
+            (None, None) => {}
         }
-    }
-    for name in old.chains.keys() {
-        if !new.chains.contains_key(name) {
-            changes.removed_chains.push(name.clone());
-        }
-    }
+    });
     changes
+}
+
+/// Walks two sorted maps side by side (no lookups): `f(key, old value, new value)`.
+fn join<'a, K: Ord, V>(
+    old: &'a BTreeMap<K, V>,
+    new: &'a BTreeMap<K, V>,
+    mut f: impl FnMut(&'a K, Option<&'a V>, Option<&'a V>),
+) {
+    let mut a = old.iter().peekable();
+    let mut b = new.iter().peekable();
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    f(ka, Some(va), None);
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    f(kb, None, Some(vb));
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    f(ka, Some(va), Some(vb));
+                    a.next();
+                    b.next();
+                }
+            },
+            (Some((ka, va)), None) => {
+                f(ka, Some(va), None);
+                a.next();
+            }
+            (None, Some((kb, vb))) => {
+                f(kb, None, Some(vb));
+                b.next();
+            }
+            (None, None) => return,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -269,8 +295,8 @@ mod tests {
         assert_eq!(
             c.removed_elements,
             vec![
-                ("m".to_string(), "c".to_string()),
-                ("m".to_string(), "b".to_string())
+                ("m".to_string(), "b".to_string()),
+                ("m".to_string(), "c".to_string())
             ]
         );
         assert_eq!(c.added_chains, vec!["w".to_string()]);
