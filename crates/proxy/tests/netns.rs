@@ -97,6 +97,21 @@ fn services_reach_endpoints(backend: Backend) {
     let seen = who_answers(&lab.pods[2].ns, "10.96.0.10:80", 10);
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["pod0"], "{seen:?}");
 
+    // Only a terminating (still serving) endpoint: kube-proxy's fallback keeps it in use;
+    // a not-ready, not-serving one is not used.
+    let terminating = slice(
+        "web",
+        "web-abc",
+        ("http", 8080, "TCP"),
+        &[
+            (&lab.pods[1].ip, NODE, false, true, true),
+            (&lab.pods[0].ip, NODE, false, false, false),
+        ],
+    );
+    lab.sync(&mut p, std::slice::from_ref(&svc), &[terminating]);
+    let seen = who_answers(&lab.pods[2].ns, "10.96.0.10:80", 10);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["pod1"], "{seen:?}");
+
     // No endpoints: fast "connection refused" from a pod, the node and outside.
     lab.sync(&mut p, std::slice::from_ref(&svc), &[] as &[EndpointSlice]);
     for (ns, addr) in [
@@ -160,12 +175,11 @@ fn iptables_session_affinity_and_hairpin() {
     session_affinity_and_hairpin(Backend::Iptables);
 }
 
-#[test]
-fn nftables_udp_conntrack_entries_follow_endpoints() {
+fn udp_conntrack_entries_follow_endpoints(backend: Backend) {
     let lab = Lab::new(3);
     lab.serve_udp(0, 5353);
     lab.serve_udp(1, 5353);
-    let mut p = proxier(Backend::Nftables);
+    let mut p = proxier(backend);
     let dns = service(
         "dns",
         "10.96.0.53",
@@ -188,10 +202,19 @@ fn nftables_udp_conntrack_entries_follow_endpoints() {
 }
 
 #[test]
-fn nftables_external_traffic_policy_local() {
+fn nftables_udp_conntrack_entries_follow_endpoints() {
+    udp_conntrack_entries_follow_endpoints(Backend::Nftables);
+}
+
+#[test]
+fn iptables_udp_conntrack_entries_follow_endpoints() {
+    udp_conntrack_entries_follow_endpoints(Backend::Iptables);
+}
+
+fn traffic_policies_local(backend: Backend) {
     let lab = Lab::new(3);
     lab.serve_tcp(0, 8080);
-    let mut p = proxier(Backend::Nftables);
+    let mut p = proxier(backend);
     let local = web(json!({"externalTrafficPolicy": "Local"}));
     // The only endpoint is on this node: the client's address is kept.
     lab.sync(&mut p, std::slice::from_ref(&local), &[web_slice(&lab, &[0])]);
@@ -220,4 +243,35 @@ fn nftables_external_traffic_policy_local() {
             .unwrap()
             .starts_with("pod0")
     );
+
+    // internalTrafficPolicy Local: in-cluster traffic only to this node's endpoints; with
+    // none here it is dropped (the endpoints elsewhere exist, so no rejection).
+    let internal = web(json!({"internalTrafficPolicy": "Local"}));
+    let elsewhere = slice(
+        "web",
+        "web-abc",
+        ("http", 8080, "TCP"),
+        &[ready(&lab.pods[0].ip, "node-b")],
+    );
+    lab.sync(&mut p, std::slice::from_ref(&internal), &[elsewhere]);
+    match tcp_get(&lab.pods[2].ns, "10.96.0.10:80") {
+        Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("expected a drop, got {other:?}"),
+    }
+    lab.sync(&mut p, &[internal], &[web_slice(&lab, &[0])]);
+    assert!(
+        tcp_get(&lab.pods[2].ns, "10.96.0.10:80")
+            .unwrap()
+            .starts_with("pod0")
+    );
+}
+
+#[test]
+fn nftables_traffic_policies_local() {
+    traffic_policies_local(Backend::Nftables);
+}
+
+#[test]
+fn iptables_traffic_policies_local() {
+    traffic_policies_local(Backend::Iptables);
 }
