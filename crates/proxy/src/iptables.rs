@@ -119,7 +119,12 @@ fn service_port(r: &mut Ruleset, family: Family, sp: &ServicePort, cidr: Option<
     let external_policy = if sp.external_policy_local { &svl } else { &svc };
     let comment = format!("-m comment --comment \"{}\"", sp.name);
     let dst = |ip: std::net::IpAddr| format!("-d {ip} -p {proto} -m {proto} --dport {}", sp.port);
-    let verdict = if sp.has_endpoints { "DROP" } else { "REJECT" };
+    // TCP gets a reset (see the nft backend's reject chain).
+    let verdict = match (sp.has_endpoints, sp.name.protocol) {
+        (true, _) => "DROP",
+        (false, crate::model::Protocol::Tcp) => "REJECT --reject-with tcp-reset",
+        (false, _) => "REJECT",
+    };
 
     if sp.has_internal_endpoints() {
         r.rule(

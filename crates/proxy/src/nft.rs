@@ -190,7 +190,13 @@ pub fn ruleset(
         "firewall-check",
         format!("{ip} daddr . meta l4proto . th dport vmap @{FIREWALL_IPS}"),
     );
-    r.rule("cluster-ips-check", format!("{ip} daddr @{CLUSTER_IPS} reject"));
+    r.rule(
+        "cluster-ips-check",
+        format!("{ip} daddr @{CLUSTER_IPS} goto {REJECT_CHAIN}"),
+    );
+    // TCP gets a reset: an ICMPv6 error to a new peer is rate-limited by the kernel
+    // (net.ipv6.icmp.ratelimit), which would turn "refused" into a one-second wait.
+    r.rule(REJECT_CHAIN, "meta l4proto tcp reject with tcp reset");
     r.rule(REJECT_CHAIN, "reject");
     r.rule(MARK_MASQ, format!("mark set mark or {MASQ_MARK}"));
     r.rule(MASQUERADING, format!("mark and {MASQ_MARK} == 0 return"));

@@ -16,8 +16,8 @@ use serde_json::json;
 
 fn proxier(backend: Backend) -> Proxier {
     let mut config = Config::new(NODE);
-    config.node_ips = vec![NODE_IP.parse().unwrap()];
-    config.cluster_cidrs = vec!["10.42.0.0/16".parse().unwrap()];
+    config.node_ips = vec![NODE_IP.parse().unwrap(), NODE_IP6.parse().unwrap()];
+    config.cluster_cidrs = vec!["10.42.0.0/16".parse().unwrap(), "fd00:42::/64".parse().unwrap()];
     config.backend = backend;
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -274,4 +274,45 @@ fn nftables_traffic_policies_local() {
 #[test]
 fn iptables_traffic_policies_local() {
     traffic_policies_local(Backend::Iptables);
+}
+
+fn ipv6_services(backend: Backend) {
+    let lab = Lab::new(3);
+    lab.serve_tcp(0, 8080);
+    lab.serve_tcp(1, 8080);
+    let mut p = proxier(backend);
+    let svc = service(
+        "web",
+        "fd00:96::10",
+        json!({"type": "NodePort", "ipFamilies": ["IPv6", "IPv4"], "clusterIPs": ["fd00:96::10", "10.96.0.10"],
+               "ports": [{"name": "http", "port": 80, "nodePort": 30080, "protocol": "TCP"}]}),
+    );
+    let eps: Vec<_> = [0, 1].iter().map(|i| ready(&lab.pods[*i].ip6, NODE)).collect();
+    let v6 = slice("web", "web-v6", ("http", 8080, "TCP"), &eps);
+    let v4 = web_slice(&lab, &[0]);
+    lab.sync(&mut p, std::slice::from_ref(&svc), &[v6, v4]);
+    let seen = who_answers(&lab.pods[2].ns, "[fd00:96::10]:80", 30);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let answer = tcp_get(&lab.pods[2].ns, "[fd00:96::10]:80").unwrap();
+    assert!(answer.ends_with(&lab.pods[2].ip6), "{answer}");
+    assert!(tcp_get(&lab.node, "[fd00:96::10]:80").is_ok());
+    let answer = tcp_get(&lab.outside, &format!("[{NODE_IP6}]:30080")).unwrap();
+    assert!(answer.ends_with(BRIDGE_IP6), "masqueraded: {answer}");
+    // The IPv4 side of the dual-stack Service has its own endpoints.
+    let seen = who_answers(&lab.pods[2].ns, "10.96.0.10:80", 10);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["pod0"], "{seen:?}");
+    // No IPv6 endpoints: rejected.
+    lab.sync(&mut p, &[svc], &[web_slice(&lab, &[0])]);
+    let started = Instant::now();
+    refused_fast(tcp_get(&lab.pods[2].ns, "[fd00:96::10]:80"), started);
+}
+
+#[test]
+fn nftables_ipv6_services() {
+    ipv6_services(Backend::Nftables);
+}
+
+#[test]
+fn iptables_ipv6_services() {
+    ipv6_services(Backend::Iptables);
 }

@@ -24,10 +24,21 @@ pub const BRIDGE_IP: &str = "10.42.0.1";
 /// An externalIP the outside routes to the node.
 pub const EXTERNAL_IP: &str = "192.168.50.100";
 pub const NODE: &str = "node-a";
+pub const NODE_IP6: &str = "fd00:50::2";
+pub const OUTSIDE_IP6: &str = "fd00:50::1";
+pub const BRIDGE_IP6: &str = "fd00:42::1";
+
+/// `ip -n <ns> <args…>` (whitespace-separated).
+fn ip_in(ns: &str, args: &str) {
+    let mut full = vec!["ip", "-n", ns];
+    full.extend(args.split_whitespace());
+    run(&full);
+}
 
 pub struct Pod {
     pub ns: NetNs,
     pub ip: String,
+    pub ip6: String,
     pub name: String,
 }
 
@@ -73,6 +84,11 @@ impl Lab {
     pub fn new(pods: usize) -> Lab {
         let node = NetNs::create("pxn").unwrap();
         let outside = NetNs::create("pxo").unwrap();
+        // No duplicate address detection: addresses (link-local ones too) work at once.
+        for ns in [&node, &outside] {
+            sysctl(ns, "net.ipv6.conf.default.accept_dad=0");
+            sysctl(ns, "net.ipv6.conf.all.accept_dad=0");
+        }
         let n = node.name().to_owned();
         run(&["ip", "-n", &n, "link", "add", "br0", "type", "bridge"]);
         run(&[
@@ -85,6 +101,7 @@ impl Lab {
             "dev",
             "br0",
         ]);
+        ip_in(&n, &format!("addr add {BRIDGE_IP6}/64 dev br0 nodad"));
         run(&["ip", "-n", &n, "link", "set", "br0", "up"]);
         run(&[
             "ip",
@@ -111,7 +128,9 @@ impl Lab {
             "dev",
             "eth0",
         ]);
+        ip_in(&n, &format!("addr add {NODE_IP6}/64 dev eth0 nodad"));
         run(&["ip", "-n", &n, "link", "set", "eth0", "up"]);
+        ip_in(&n, &format!("-6 route add default via {OUTSIDE_IP6}"));
         // A default route: connect() needs a route to a cluster IP before DNAT picks the pod.
         run(&["ip", "-n", &n, "route", "add", "default", "via", OUTSIDE_IP]);
         let o = outside.name().to_owned();
@@ -125,10 +144,13 @@ impl Lab {
             "dev",
             "eth0",
         ]);
+        ip_in(&o, &format!("addr add {OUTSIDE_IP6}/64 dev eth0 nodad"));
         run(&["ip", "-n", &o, "link", "set", "eth0", "up"]);
         run(&["ip", "-n", &o, "route", "add", EXTERNAL_IP, "via", NODE_IP]);
         sysctl(&node, "net.ipv4.ip_forward=1");
         sysctl(&node, "net.bridge.bridge-nf-call-iptables=1");
+        sysctl(&node, "net.ipv6.conf.all.forwarding=1");
+        sysctl(&node, "net.bridge.bridge-nf-call-ip6tables=1");
         let mut lab = Lab {
             node,
             outside,
@@ -142,6 +164,8 @@ impl Lab {
 
     fn add_pod(&mut self, i: usize) {
         let ns = NetNs::create("pxp").unwrap();
+        sysctl(&ns, "net.ipv6.conf.default.accept_dad=0");
+        sysctl(&ns, "net.ipv6.conf.all.accept_dad=0");
         let n = self.node.name().to_owned();
         let host_if = format!("vh{i}");
         run(&[
@@ -176,9 +200,13 @@ impl Lab {
         ]);
         run(&["ip", "-n", ns.name(), "link", "set", "eth0", "up"]);
         run(&["ip", "-n", ns.name(), "route", "add", "default", "via", BRIDGE_IP]);
+        let ip6 = format!("fd00:42::{}", 10 + i);
+        ip_in(ns.name(), &format!("addr add {ip6}/64 dev eth0 nodad"));
+        ip_in(ns.name(), &format!("-6 route add default via {BRIDGE_IP6}"));
         self.pods.push(Pod {
             ns,
             ip,
+            ip6,
             name: format!("pod{i}"),
         });
     }
@@ -192,11 +220,15 @@ impl Lab {
         std::thread::spawn(move || {
             let file = std::fs::File::open(path).unwrap();
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let listener = TcpListener::bind(("0.0.0.0", port)).unwrap();
+            // Both families on one socket (IPV6_V6ONLY is off by default).
+            let listener = TcpListener::bind(("::", port)).unwrap();
             tx.send(()).unwrap();
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
-                let peer = conn.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                let peer = conn
+                    .peer_addr()
+                    .map(|a| a.ip().to_canonical().to_string())
+                    .unwrap_or_default();
                 let _ = conn.write_all(format!("{name} {peer}").as_bytes());
             }
         });
@@ -212,11 +244,11 @@ impl Lab {
         std::thread::spawn(move || {
             let file = std::fs::File::open(path).unwrap();
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+            let socket = UdpSocket::bind(("::", port)).unwrap();
             tx.send(()).unwrap();
             let mut buf = [0u8; 1500];
             while let Ok((_, peer)) = socket.recv_from(&mut buf) {
-                let _ = socket.send_to(format!("{name} {}", peer.ip()).as_bytes(), peer);
+                let _ = socket.send_to(format!("{name} {}", peer.ip().to_canonical()).as_bytes(), peer);
             }
         });
         rx.recv().unwrap();
