@@ -122,3 +122,84 @@ pub async fn clear(family: Family, stale: &BTreeSet<Stale>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use crate::model::build;
+    use crate::testing::{ready, service, slice};
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use serde_json::json;
+
+    fn model(protocol: &str, endpoints: &[&str]) -> FamilyModel {
+        let svc: Service = service(
+            "dns",
+            "10.96.0.10",
+            json!({"type": "NodePort", "externalIPs": ["192.168.50.100"],
+                   "ports": [{"name": "dns", "port": 53, "nodePort": 30053, "protocol": protocol}]}),
+        );
+        let eps: Vec<_> = endpoints.iter().map(|ip| ready(ip, "node-a")).collect();
+        let s: EndpointSlice = slice("dns", "dns-1", ("dns", 5353, protocol), &eps);
+        build(&[svc], &[s], &Config::new("node-a")).v4
+    }
+
+    #[test]
+    fn first_udp_endpoint_clears_flows_to_the_service() {
+        let stale = stale_entries(&model("UDP", &[]), &model("UDP", &["10.42.0.5"]));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            stale.into_iter().collect::<Vec<_>>(),
+            [
+                Stale::Destination {
+                    ip: ip("10.96.0.10"),
+                    port: 53
+                },
+                Stale::Destination {
+                    ip: ip("192.168.50.100"),
+                    port: 53
+                },
+                Stale::NodePort { port: 30053 },
+            ]
+        );
+    }
+
+    #[test]
+    fn removed_udp_endpoint_clears_its_nat_flows_and_tcp_is_left_alone() {
+        let stale = stale_entries(
+            &model("UDP", &["10.42.0.5", "10.42.0.6"]),
+            &model("UDP", &["10.42.0.6"]),
+        );
+        let ep = "10.42.0.5".parse::<IpAddr>().unwrap();
+        assert!(stale.contains(&Stale::Nat {
+            ip: "10.96.0.10".parse().unwrap(),
+            port: 53,
+            endpoint: ep
+        }));
+        assert!(stale.contains(&Stale::NodePortNat {
+            port: 30053,
+            endpoint: ep
+        }));
+        assert_eq!(stale.len(), 3);
+        assert!(stale_entries(&model("TCP", &["10.42.0.5"]), &model("TCP", &[])).is_empty());
+        assert!(stale_entries(&model("UDP", &["10.42.0.5"]), &model("UDP", &["10.42.0.5"])).is_empty());
+    }
+
+    #[test]
+    fn conntrack_arguments() {
+        let nat = Stale::Nat {
+            ip: "fd00:96::10".parse().unwrap(),
+            port: 53,
+            endpoint: "fd00:42::5".parse().unwrap(),
+        };
+        assert_eq!(
+            args(Family::V6, &nat).join(" "),
+            "-D -f ipv6 -p udp --orig-dst fd00:96::10 --dport 53 --dst-nat fd00:42::5"
+        );
+        assert_eq!(
+            args(Family::V4, &Stale::NodePort { port: 30053 }).join(" "),
+            "-D -p udp --dport 30053"
+        );
+    }
+}

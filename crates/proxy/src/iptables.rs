@@ -353,3 +353,86 @@ pub async fn ensure_jumps(family: Family) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use crate::model::build;
+    use crate::testing::{ready, service, slice};
+    use serde_json::json;
+
+    fn render(endpoints: &[&str], spec: serde_json::Value) -> Ruleset {
+        let mut c = Config::new("node-a");
+        c.cluster_cidrs = vec!["10.42.0.0/16".parse().unwrap()];
+        let svc = service("web", "10.96.0.10", spec);
+        let eps: Vec<_> = endpoints.iter().map(|ip| ready(ip, "node-a")).collect();
+        let s = slice("web", "web-1", ("http", 8080, "TCP"), &eps);
+        let m = build(&[svc], &[s], &c);
+        ruleset(
+            &m.v4,
+            Family::V4,
+            &c.cluster_cidrs,
+            &mut Namer::default(),
+            &mut FragmentCache::default(),
+        )
+    }
+
+    #[test]
+    fn cluster_ip_balances_with_statistic_and_dnats() {
+        let r = render(&["10.42.0.5", "10.42.0.6"], json!({}));
+        let services = &r.chains[NAT_SERVICES].rules;
+        assert!(
+            services[0].starts_with("-m comment --comment \"default/web:http\" -d 10.96.0.10 -p tcp -m tcp --dport 80 -j RKUBE-SVC-"),
+            "{services:?}"
+        );
+        assert_eq!(
+            services.last().unwrap(),
+            "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j RKUBE-NODEPORTS"
+        );
+        let (_, svc) = r
+            .chains
+            .iter()
+            .find(|(n, _)| n.starts_with("nat RKUBE-SVC-"))
+            .unwrap();
+        assert_eq!(
+            svc.rules[0],
+            "-d 10.96.0.10 -p tcp -m tcp --dport 80 ! -s 10.42.0.0/16 -j RKUBE-MARK-MASQ"
+        );
+        assert!(
+            svc.rules[1].starts_with("-m statistic --mode random --probability 0.5000000000 -j RKUBE-SEP-")
+        );
+        assert!(svc.rules[2].starts_with("-j RKUBE-SEP-"));
+        let sep = r
+            .chains
+            .iter()
+            .find(|(_, c)| c.rules.iter().any(|r| r.ends_with("10.42.0.5:8080")))
+            .unwrap();
+        assert_eq!(
+            sep.1.rules,
+            [
+                "-s 10.42.0.5 -j RKUBE-MARK-MASQ",
+                "-p tcp -m tcp -j DNAT --to-destination 10.42.0.5:8080"
+            ]
+        );
+        assert!(
+            sep.0.len() <= "filter ".len() + 28,
+            "iptables chain names hold 28 characters"
+        );
+    }
+
+    #[test]
+    fn no_endpoints_reject_in_filter_and_restore_input() {
+        let r = render(&[], json!({}));
+        assert_eq!(
+            r.chains[FILTER_SERVICES].rules,
+            [
+                "-m comment --comment \"default/web:http\" -d 10.96.0.10 -p tcp -m tcp --dport 80 -j REJECT --reject-with tcp-reset"
+            ]
+        );
+        let input = full_input(&r, &["nat RKUBE-SVC-OLD".to_string()]);
+        assert!(input.starts_with("*nat\n:RKUBE-MARK-MASQ - [0:0]\n"), "{input}");
+        assert!(input.contains("\n-X RKUBE-SVC-OLD\nCOMMIT\n*filter\n"), "{input}");
+        assert!(input.ends_with("COMMIT\n"));
+    }
+}
