@@ -32,10 +32,17 @@ pub struct Heartbeat {
     uid: Option<String>,
     /// The status last posted, heartbeat times left out, and when.
     last_posted: Option<(Value, Instant)>,
+    /// The pod network (the Ready condition waits for it; a change posts at once).
+    network: tokio::sync::watch::Receiver<Option<podnet::Network>>,
 }
 
 impl Heartbeat {
-    pub fn new(client: kube::Client, config: Config, machine: Machine) -> Heartbeat {
+    pub fn new(
+        client: kube::Client,
+        config: Config,
+        machine: Machine,
+        network: tokio::sync::watch::Receiver<Option<podnet::Network>>,
+    ) -> Heartbeat {
         Heartbeat {
             nodes: Api::all(client.clone()),
             recorder: clientkit::events::Recorder::new(client.clone(), "kubelet")
@@ -45,6 +52,7 @@ impl Heartbeat {
             machine,
             uid: None,
             last_posted: None,
+            network,
         }
     }
 
@@ -53,8 +61,14 @@ impl Heartbeat {
         let mut tick = tokio::time::interval(UPDATE_FREQUENCY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut network = self.network.clone();
+        let mut network_open = true;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                // Once the network task ended, beat on the clock only.
+                changed = network.changed(), if network_open => network_open = changed.is_ok(),
+            }
             if let Err(err) = self.beat().await {
                 tracing::warn!(node = %self.config.node_name, "heartbeat failed: {err:#}");
             }
@@ -204,7 +218,8 @@ impl Heartbeat {
     }
 
     fn usage(&self) -> anyhow::Result<Usage> {
-        Usage::read(&machine::agent_dir(&self.config.data_dir))
+        let network_ready = self.network.borrow().is_some();
+        Usage::read(&machine::agent_dir(&self.config.data_dir), network_ready)
     }
 }
 

@@ -45,6 +45,32 @@ pub struct Config {
     pub kubelet_port: u16,
     /// The cluster CA (PEM): the kubelet API accepts client certificates it signed.
     pub ca_pem: String,
+    /// The pod network across nodes.
+    pub network: NetworkConfig,
+}
+
+/// How this node's pods reach other nodes' pods and the outside.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// `--flannel-backend`: host-gw, VXLAN, or auto (host-gw to peers on our links).
+    pub backend: podnet::Backend,
+    /// The cluster's pod range (`--cluster-cidr`): traffic leaving it is masqueraded.
+    pub cluster_cidrs: Vec<cni::cidr::IpNet>,
+    /// Where the node's DNS server forwards names outside the cluster domain.
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
+    /// Whether this node runs the service proxy.
+    pub kube_proxy: bool,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> NetworkConfig {
+        NetworkConfig {
+            backend: podnet::Backend::Auto,
+            cluster_cidrs: vec!["10.42.0.0/16".parse().expect("a CIDR")],
+            dns_upstreams: Vec::new(),
+            kube_proxy: true,
+        }
+    }
 }
 
 /// How this node runs pods (kubelet's and the container runtime's settings).
@@ -98,15 +124,25 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     };
     // Probed once (it runs `runc --version`): the heartbeat and the pod workers share it.
     let machine = machine::Machine::probe();
+    let (network_tx, network_rx) = tokio::sync::watch::channel(None);
     let node = Arc::new(pod_node(
         client.clone(),
         config.clone(),
         runtime,
         machine.memory_bytes as i64,
+        network_rx.clone(),
     )?);
+    let network = podnet::Config {
+        node_name: config.node_name.clone(),
+        node_ip: config.node_ip,
+        backend: config.network.backend,
+        cluster_cidrs: config.network.cluster_cidrs.clone(),
+        bridge: cni::network::DEFAULT_BRIDGE.to_owned(),
+    };
     let result = tokio::select! {
-        result = heartbeat::Heartbeat::new(client, config, machine).run() => result,
+        result = heartbeat::Heartbeat::new(client.clone(), config, machine, network_rx.clone()).run() => result,
         result = pods::run(node) => result,
+        result = podnet::run(client, network, network_tx) => result,
     };
     drop(kubelet_api);
     result
@@ -118,6 +154,7 @@ fn pod_node(
     config: Config,
     runtime: Arc<dyn runtime::Runtime>,
     memory: i64,
+    pod_network: tokio::sync::watch::Receiver<Option<podnet::Network>>,
 ) -> anyhow::Result<pods::Node> {
     let dir = machine::agent_dir(&config.data_dir);
     let network = cni::PodNetworking::new(cni::Options::for_data_dir(&config.data_dir));
@@ -139,6 +176,7 @@ fn pod_node(
         pods::images::ImageManager::new(store, registries),
         dns,
         memory,
+        pod_network,
     ))
 }
 

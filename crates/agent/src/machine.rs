@@ -38,6 +38,8 @@ pub struct Usage {
     /// kernel.pid_max and the threads that exist.
     pub pid_max: u64,
     pub pids: u64,
+    /// The pod network is up (kubelet's NetworkReady from the runtime's status).
+    pub network_ready: bool,
 }
 
 impl Machine {
@@ -63,7 +65,7 @@ impl Machine {
 
 impl Usage {
     /// Current usage, the filesystem being the one holding `data_dir`.
-    pub fn read(data_dir: &Path) -> anyhow::Result<Usage> {
+    pub fn read(data_dir: &Path, network_ready: bool) -> anyhow::Result<Usage> {
         let fs =
             nix::sys::statvfs::statvfs(data_dir).with_context(|| format!("statfs {}", data_dir.display()))?;
         let block = fs.fragment_size();
@@ -74,6 +76,7 @@ impl Usage {
             fs_available: fs.blocks_available() * block,
             pid_max,
             pids,
+            network_ready,
         })
     }
 }
@@ -245,7 +248,7 @@ mod tests {
         assert!(machine.cpus >= 1);
         assert!(machine.memory_bytes > 64 << 20);
         assert!(!machine.kernel_version.is_empty());
-        let usage = Usage::read(Path::new("/")).unwrap();
+        let usage = Usage::read(Path::new("/"), true).unwrap();
         assert!(usage.fs_capacity >= usage.fs_available && usage.fs_capacity > 0);
         assert!(usage.memory_available > 0 && usage.memory_available <= machine.memory_bytes);
         assert!(usage.pids > 0 && usage.pid_max > usage.pids);

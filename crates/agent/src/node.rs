@@ -163,8 +163,14 @@ pub fn conditions(machine: &Machine, usage: &Usage, eviction: &EvictionHard) -> 
         )
     };
     let ready = match machine.container_runtime_version {
-        Some(_) => ("True", "KubeletReady", "kubelet is posting ready status"),
         None => ("False", "KubeletNotReady", "container runtime is down"),
+        // kubelet's words when the runtime reports NetworkReady=false.
+        Some(_) if !usage.network_ready => (
+            "False",
+            "KubeletNotReady",
+            "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized",
+        ),
+        Some(_) => ("True", "KubeletReady", "kubelet is posting ready status"),
     };
     let condition = |kind, (status, reason, message): (&'static str, &'static str, &'static str)| Condition {
         kind,
@@ -217,6 +223,7 @@ mod tests {
             fs_available: 50 << 30,
             pid_max: 4_194_304,
             pids: 200,
+            network_ready: true,
         }
     }
 
@@ -230,6 +237,7 @@ mod tests {
             eviction_hard: Default::default(),
             kubelet_port: 10250,
             ca_pem: String::new(),
+            network: Default::default(),
         }
     }
 
@@ -278,5 +286,12 @@ mod tests {
             conditions(&no_runtime, &usage(), &EvictionHard::default())[3].status,
             "False"
         );
+        let no_network = Usage {
+            network_ready: false,
+            ..usage()
+        };
+        let ready = &conditions(&machine(), &no_network, &EvictionHard::default())[3];
+        assert_eq!((ready.status, ready.reason), ("False", "KubeletNotReady"));
+        assert!(ready.message.starts_with("container runtime network not ready"));
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An address with a prefix length; the address need not be the network address (CNI results
 /// carry the interface's own address, `10.42.0.5/24`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpNet {
     pub addr: IpAddr,
     pub prefix_len: u8,

@@ -19,6 +19,10 @@ pub struct Args {
     /// Where the node's state lives.
     #[arg(long, default_value = datastore::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// The cluster's pod range, as the server's `--cluster-cidr` (comma-separated for dual
+    /// stack): pod traffic leaving it is masqueraded.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -65,6 +69,55 @@ pub struct NodeArgs {
     /// The port of the node's kubelet API (logs, exec, attach, port-forward).
     #[arg(long, default_value_t = agent::DEFAULT_KUBELET_PORT)]
     pub kubelet_port: u16,
+    /// How pods reach other nodes' pods: `host-gw` (routes via the peer node, which must be on
+    /// one of our links), `vxlan` (flannel-style overlay), `auto` (host-gw where possible,
+    /// VXLAN otherwise) or `none`.
+    #[arg(long, default_value = "auto")]
+    pub flannel_backend: podnet::Backend,
+    /// Where the node's cluster DNS server sends names outside the cluster domain: `ip[:port]`
+    /// list, `none`, or (unset) the nameservers of the host's /etc/resolv.conf.
+    #[arg(long)]
+    pub dns_upstream: Option<String>,
+    /// Do not run the service proxy on this node (another kube-proxy programs Services).
+    #[arg(long)]
+    pub disable_kube_proxy: bool,
+}
+
+/// `--dns-upstream`: `none`, a list of `ip[:port]`, or the host's resolv.conf nameservers.
+fn dns_upstreams(flag: Option<&str>) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    let parse = |text: &str| -> anyhow::Result<std::net::SocketAddr> {
+        let text = text.trim();
+        if let Ok(addr) = text.parse() {
+            return Ok(addr);
+        }
+        let ip: IpAddr = text
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--dns-upstream {text:?} is not an address such as 192.0.2.53 or 192.0.2.53:5353"
+                )
+            })?;
+        Ok(std::net::SocketAddr::new(ip, 53))
+    };
+    match flag {
+        Some("none") => Ok(Vec::new()),
+        Some(list) => list
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(parse)
+            .collect(),
+        None => {
+            let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            Ok(text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("nameserver"))
+                .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+                .collect())
+        }
+    }
 }
 
 impl NodeArgs {
@@ -81,6 +134,24 @@ impl NodeArgs {
                 minimum_age: self.image_minimum_gc_age,
             },
         }
+    }
+
+    /// The pod network settings for a cluster whose pod range is `cluster_cidr`.
+    pub fn network_config(&self, cluster_cidr: &str) -> anyhow::Result<agent::NetworkConfig> {
+        let cluster_cidrs = cluster_cidr
+            .split(',')
+            .map(|c| {
+                c.trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--cluster-cidr {c:?} is not a CIDR"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(agent::NetworkConfig {
+            backend: self.flannel_backend,
+            cluster_cidrs,
+            dns_upstreams: dns_upstreams(self.dns_upstream.as_deref())?,
+            kube_proxy: !self.disable_kube_proxy,
+        })
     }
 
     pub fn name(&self) -> String {
@@ -127,6 +198,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             control_plane: false,
             kubelet_port: args.node.kubelet_port,
             ca_pem: credentials.ca_pem.clone(),
+            network: args.node.network_config(&args.cluster_cidr)?,
         };
         tokio::select! {
             result = agent::run(client, config) => result,

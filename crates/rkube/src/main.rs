@@ -1,6 +1,7 @@
 //! `rkube`: one binary, one subcommand per role: `server` (the control plane) and the
 //! `datastore` and `image` tools, `agent` (a node joining a server) and `sim` (hollow nodes).
 
+mod addons;
 mod agent;
 mod datastore;
 mod image;

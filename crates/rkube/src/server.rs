@@ -112,6 +112,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let identity = leader_identity();
         let client = clientkit::from_kubeconfig(&running.kubeconfig).await?;
         let mut components = tokio::task::JoinSet::new();
+        let dns_ip = match args.node.cluster_dns {
+            Some(ip) => ip,
+            None => nth_service_ip(&args.service_cidr, 10)?,
+        };
+        {
+            let client = client.clone();
+            tokio::spawn(async move {
+                if let Err(err) = crate::addons::ensure_kube_dns(client, dns_ip).await {
+                    eprintln!("rkube server: {err:#}");
+                }
+            });
+        }
         if !args.disable_agent {
             let config = agent::Config {
                 node_name: args.node.name(),
@@ -122,6 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 pods: args.node.pods_config(nth_service_ip(&args.service_cidr, 10)?),
                 kubelet_port: args.node.kubelet_port,
                 ca_pem: running.pki.ca_cert_pem().to_owned(),
+                network: args.node.network_config(&args.cluster_cidr)?,
             };
             let client = node_client(&running, &config.node_name).await?;
             components.spawn(agent::run(client, config));

@@ -65,6 +65,13 @@ impl NetNs {
         ip(&["-n", &self.name, "link", "set", ifname, "up"])
     }
 
+    /// Runs `ip -n <ns> args…`.
+    pub fn ip(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+
     /// Moves the calling thread into the namespace.
     pub fn enter(&self) -> anyhow::Result<()> {
         let file =
@@ -79,5 +86,77 @@ impl Drop for NetNs {
         if let Err(e) = ip(&["netns", "del", &self.name]) {
             eprintln!("{e}");
         }
+    }
+}
+
+/// Machines on one L2 segment, for multi-node tests: an "underlay" namespace holding a bridge
+/// (`br0`, address `<prefix>.254/24`) and one namespace per node, each with `eth0` =
+/// `<prefix>.<i>/24` (i from 1) plugged into the bridge and a default route via the underlay
+/// address — which itself routes nowhere, so nothing leaves. The test thread enters the
+/// underlay ([`Lab::enter`]) to reach the nodes as an outside client would; node processes are
+/// started with `nsenter --net=<node path>`.
+pub struct Lab {
+    /// Dropped first: deleting a node namespace removes its veth pair.
+    pub nodes: Vec<NetNs>,
+    pub underlay: NetNs,
+    prefix: String,
+}
+
+impl Lab {
+    /// `prefix` is the first three octets (`172.31.0`).
+    pub fn create(nodes: usize, prefix: &str) -> anyhow::Result<Lab> {
+        let underlay = NetNs::create("rkube-u")?;
+        underlay.ip(&["link", "add", "br0", "type", "bridge"])?;
+        underlay.ip(&["addr", "add", &format!("{prefix}.254/24"), "dev", "br0"])?;
+        underlay.ip(&["link", "set", "br0", "up"])?;
+        let mut lab = Lab {
+            nodes: Vec::new(),
+            underlay,
+            prefix: prefix.to_owned(),
+        };
+        for i in 1..=nodes {
+            let node = NetNs::create(&format!("rkube-n{i}"))?;
+            let port = format!("vn{i}");
+            lab.underlay.ip(&[
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                node.name(),
+            ])?;
+            lab.underlay.ip(&["link", "set", &port, "master", "br0"])?;
+            lab.underlay.ip(&["link", "set", &port, "up"])?;
+            node.ip(&["addr", "add", &format!("{prefix}.{i}/24"), "dev", "eth0"])?;
+            node.ip(&["link", "set", "eth0", "up"])?;
+            node.ip(&["route", "add", "default", "via", &format!("{prefix}.254")])?;
+            lab.nodes.push(node);
+        }
+        Ok(lab)
+    }
+
+    /// Node `i`'s address (from 1).
+    pub fn node_ip(&self, i: usize) -> String {
+        format!("{}.{i}", self.prefix)
+    }
+
+    /// The underlay's own address (where a test's registry listens).
+    pub fn underlay_ip(&self) -> String {
+        format!("{}.254", self.prefix)
+    }
+
+    /// Moves the calling thread into the underlay.
+    pub fn enter(&self) -> anyhow::Result<()> {
+        self.underlay.enter()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.nodes.clear();
     }
 }

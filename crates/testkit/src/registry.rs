@@ -22,6 +22,7 @@ const BIND_ATTEMPTS: usize = 4;
 #[derive(Debug)]
 pub struct DockerRegistry {
     child: Option<Child>,
+    ip: Ipv4Addr,
     port: u16,
     credentials: Option<(String, String)>,
     log_path: PathBuf,
@@ -31,15 +32,21 @@ pub struct DockerRegistry {
 impl DockerRegistry {
     /// A registry anyone may pull from and push to.
     pub fn start() -> anyhow::Result<Self> {
-        Self::launch(None)
+        Self::launch(None, Ipv4Addr::LOCALHOST)
+    }
+
+    /// A registry anyone may use, listening on `ip` (an address of the network namespace the
+    /// calling thread is in: nodes of a multi-node test reach it over their underlay).
+    pub fn start_on(ip: Ipv4Addr) -> anyhow::Result<Self> {
+        Self::launch(None, ip)
     }
 
     /// A registry that demands `user`/`password` (HTTP basic auth) for every request.
     pub fn start_with_htpasswd(user: &str, password: &str) -> anyhow::Result<Self> {
-        Self::launch(Some((user.to_owned(), password.to_owned())))
+        Self::launch(Some((user.to_owned(), password.to_owned())), Ipv4Addr::LOCALHOST)
     }
 
-    fn launch(credentials: Option<(String, String)>) -> anyhow::Result<Self> {
+    fn launch(credentials: Option<(String, String)>, ip: Ipv4Addr) -> anyhow::Result<Self> {
         let tmp = tempfile::Builder::new().prefix("testkit-registry-").tempdir()?;
         let auth = match &credentials {
             Some((user, password)) => {
@@ -62,6 +69,7 @@ impl DockerRegistry {
         let log_path = tmp.path().join("registry.log");
         let mut registry = DockerRegistry {
             child: None,
+            ip,
             port: 0,
             credentials,
             log_path,
@@ -71,8 +79,9 @@ impl DockerRegistry {
         for _ in 0..BIND_ATTEMPTS {
             registry.port = crate::free_port();
             let config = format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{}\n  secret: testkit\n{auth}",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}:{}\n  secret: testkit\n{auth}",
                 registry._tmp.path().join("storage").display(),
+                registry.ip,
                 registry.port,
             );
             let config_path = registry._tmp.path().join("config.yml");
@@ -105,7 +114,7 @@ impl DockerRegistry {
                 .context("spawn docker-registry (is the docker-registry package installed?)")?,
         );
         let deadline = Instant::now() + START_TIMEOUT;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let addr = SocketAddr::from((self.ip, self.port));
         loop {
             if let Some(status) = self.child.as_mut().expect("spawned").try_wait()? {
                 self.child = None;
@@ -128,9 +137,9 @@ impl DockerRegistry {
         }
     }
 
-    /// `127.0.0.1:PORT`, the registry part of image references.
+    /// `127.0.0.1:PORT` (the address it listens on), the registry part of image references.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     pub fn port(&self) -> u16 {

@@ -1,7 +1,9 @@
 //! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`,
-//! `bench-scheduler`, `bench-pods`, `bench-proxy`, `fuzz`.
+//! `bench-scheduler`, `bench-pods`, `bench-network`, `bench-dns`, `bench-proxy`, `fuzz`.
 
 mod bench_api;
+mod bench_dns;
+mod bench_network;
 mod bench_pods;
 mod bench_proxy;
 mod bench_rss;
@@ -36,6 +38,11 @@ enum Task {
     BenchScheduler(bench_scheduler::Args),
     /// Pod startup latency with real containers, server start → node Ready, agent idle RSS.
     BenchPods(bench_pods::Args),
+    /// Pod network and Service data path: TCP throughput pod → pod IP vs pod → ClusterIP,
+    /// same node and across nodes, and cluster DNS queries/s from a pod, on two netns nodes.
+    BenchNetwork(bench_network::Args),
+    /// The cluster DNS server with 1,000 Services: queries/s and latency from N UDP clients.
+    BenchDns(bench_dns::Args),
     /// The Service proxy: programming 1,000 Services × 10 endpoints (full sync) and single
     /// changes, pure work and `nft` apply separately, in a network namespace made here.
     BenchProxy(bench_proxy::Args),
@@ -51,6 +58,8 @@ fn main() -> anyhow::Result<()> {
         Task::BenchRss(args) => bench_rss::run(args),
         Task::BenchScheduler(args) => bench_scheduler::run(args),
         Task::BenchPods(args) => bench_pods::run(args),
+        Task::BenchNetwork(args) => bench_network::run(args),
+        Task::BenchDns(args) => bench_dns::run(args),
         Task::BenchProxy(args) => bench_proxy::run(args),
         Task::Fuzz(args) => fuzz::run(args),
     }

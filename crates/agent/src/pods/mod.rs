@@ -21,9 +21,10 @@ pub mod worker;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node as NodeObject, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -50,6 +51,8 @@ pub struct Node {
     pub memory_capacity: i64,
     /// Held while the pod network's configuration is written.
     network_config: Mutex<bool>,
+    /// The node's pod network (bridge, routes, masquerading) once `podnet` has set it up.
+    pod_network: watch::Receiver<Option<podnet::Network>>,
     /// Events go out one at a time, in the order they happened (`Pulling` before `Pulled`),
     /// without holding the workers up.
     events: mpsc::UnboundedSender<PendingEvent>,
@@ -72,6 +75,7 @@ impl Node {
         images: images::ImageManager,
         dns: files::Dns,
         memory_capacity: i64,
+        pod_network: watch::Receiver<Option<podnet::Network>>,
     ) -> Node {
         let agent = crate::machine::agent_dir(&config.data_dir);
         let pods_dir = agent.join("pods");
@@ -104,6 +108,7 @@ impl Node {
             logs_dir: agent.join("logs"),
             memory_capacity,
             network_config: Mutex::new(false),
+            pod_network,
         }
     }
 
@@ -112,29 +117,39 @@ impl Node {
         let _ = self.events.send(event);
     }
 
-    /// Writes the node's pod network configuration (a bridge on its pod CIDRs) once the
-    /// node has `spec.podCIDRs`, unless one is configured already.
+    /// Writes the node's pod network configuration (the bridge on its pod CIDRs, as `podnet`
+    /// prepared it) once that network is up, unless the node uses a network of its own (a
+    /// conflist sorting before ours). Until then pods cannot start: kubelet's NetworkNotReady.
     pub async fn ensure_network(&self) -> anyhow::Result<()> {
         let mut done = self.network_config.lock().await;
         if *done {
             return Ok(());
         }
-        if self.network.network().is_ok() {
+        if self
+            .network
+            .network()
+            .is_ok_and(|list| list.name != cni::network::DEFAULT_NETWORK_NAME)
+        {
             *done = true;
             return Ok(());
         }
-        let nodes: Api<NodeObject> = Api::all(self.client.clone());
-        let node = nodes.get(&self.config.node_name).await?;
-        let spec = node.spec.unwrap_or_default();
-        let cidrs = spec
-            .pod_cidrs
-            .filter(|c| !c.is_empty())
-            .or_else(|| spec.pod_cidr.map(|c| vec![c]))
-            .ok_or_else(|| anyhow::anyhow!("network is not ready: the node has no pod CIDR yet"))?;
-        let mut network = cni::DefaultNetwork::new(&cidrs)?;
+        let mut ready = self.pod_network.clone();
+        let network = tokio::time::timeout(Duration::from_secs(10), ready.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|n| n.clone()))
+            .ok_or_else(|| {
+                anyhow::anyhow!("network is not ready: the node's pod network is not set up yet")
+            })?;
+        let cidrs: Vec<String> = network.pod_cidrs.iter().map(|c| c.to_string()).collect();
+        let mut conf = cni::DefaultNetwork::new(&cidrs)?;
+        // podnet masquerades what leaves the cluster CIDR; the plugin's ipMasq would also
+        // rewrite pod → pod traffic across nodes.
+        conf.ip_masq = false;
+        conf.mtu = network.pod_mtu;
         // Addresses are kept in the node's data dir, not the host-wide /var/lib/cni.
-        network.ipam_data_dir = Some(self.network.options().ipam_data_dir());
-        network.write(&self.network.options().conf_dir)?;
+        conf.ipam_data_dir = Some(self.network.options().ipam_data_dir());
+        conf.write(&self.network.options().conf_dir)?;
         *done = true;
         Ok(())
     }

@@ -4,6 +4,7 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod multinode;
 pub mod pods;
 
 use std::path::{Path, PathBuf};
@@ -50,10 +51,24 @@ pub struct Server {
     pub kubeconfig: PathBuf,
     /// The command line, for restarts.
     args: Vec<String>,
+    /// The network namespace the server runs in, if not the test thread's.
+    netns: Option<PathBuf>,
 }
 
-fn spawn_server(args: &[String], log: std::fs::File) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_rkube"))
+/// Starts `rkube args…`, inside the network namespace `netns` if given (`nsenter --net`, which
+/// execs: the child's PID is rkube's).
+pub fn spawn_rkube(netns: Option<&Path>, args: &[String], log: std::fs::File) -> Child {
+    let mut command = match netns {
+        Some(path) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", path.display()))
+                .arg("--")
+                .arg(env!("CARGO_BIN_EXE_rkube"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_rkube")),
+    };
+    command
         .args(args)
         .env_remove("RKUBE_DATASTORE_ENDPOINT")
         .stdout(Stdio::null())
@@ -107,15 +122,56 @@ impl Server {
         args.extend(["--data-dir".into(), dir.path().join("data").display().to_string()]);
         args.extend(["--token-auth-file".into(), tokens.display().to_string()]);
         args.extend(extra_args.iter().map(|a| a.to_string()));
-        let child = spawn_server(&args, log);
+        let child = spawn_rkube(None, &args, log);
         let kubeconfig = dir.path().join("data/kubeconfig.yaml");
         let server = Server {
             child,
             dir,
             kubeconfig,
             args,
+            netns: None,
         };
         server.wait_ready()
+    }
+
+    /// A server with its agent inside the network namespace `netns` (a node of a
+    /// multi-node test), listening on all its addresses at 6443; kubectl reaches it at
+    /// `node_ip` from the test thread's namespace.
+    pub fn start_in_netns(netns: &Path, node_ip: &str, extra_args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let tokens = dir.path().join("tokens.csv");
+        std::fs::write(&tokens, format!("{TOKEN},token-user,1000,\"e2e\"\n")).unwrap();
+        let mut args: Vec<String> = vec!["server".into(), "--node-ip".into(), node_ip.into()];
+        args.extend(["--data-dir".into(), dir.path().join("data").display().to_string()]);
+        args.extend(["--token-auth-file".into(), tokens.display().to_string()]);
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let child = spawn_rkube(Some(netns), &args, log);
+        let kubeconfig = dir.path().join("kubeconfig-external.yaml");
+        let server = Server {
+            child,
+            dir,
+            kubeconfig,
+            args,
+            netns: Some(netns.to_owned()),
+        };
+        let written = server.dir.path().join("data/kubeconfig.yaml");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !written.exists() {
+            assert!(Instant::now() < deadline, "no kubeconfig: {}", server.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let text = std::fs::read_to_string(&written)
+            .unwrap()
+            .replace("https://127.0.0.1:", &format!("https://{node_ip}:"));
+        std::fs::write(&server.kubeconfig, text).unwrap();
+        server.wait_ready()
+    }
+
+    /// The server's join token file (for agents).
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.path().join("data/token")
     }
 
     /// Stops the server (SIGKILL: containers and shims outlive it, as after a crash) and
@@ -127,7 +183,7 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .unwrap();
-        self.child = spawn_server(&self.args, log);
+        self.child = spawn_rkube(self.netns.as_deref(), &self.args, log);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.kubectl(&["get", "--raw", "/readyz"]).status.success() {
             assert!(
