@@ -8,6 +8,22 @@
 //!
 //! Public entry points: [`run`] (watch + sync until dropped) and [`Proxier`] (one sync from
 //! given objects, for tests and the benchmark).
+//!
+//! ```no_run
+//! # async fn agent(client: kube::Client) -> anyhow::Result<()> {
+//! let mut config = proxy::Config::new("node-2");
+//! config.node_ips = vec!["172.31.0.2".parse()?];
+//! config.cluster_cidrs = vec!["10.42.0.0/16".parse()?];
+//! proxy::run(client, config).await // runs until dropped
+//! # }
+//! ```
+//!
+//! What the node must provide (as kube-proxy expects): `net.ipv4.ip_forward=1`,
+//! `net.bridge.bridge-nf-call-iptables=1` (and `…-ip6tables` for IPv6) for pods on a bridge,
+//! the bridge's hairpin mode (a pod reaching itself through its Service), and a route covering
+//! the service CIDR (a default route will do): the node's own connections to a cluster IP are
+//! routed before they are DNAT-ed, and traffic to a Service without endpoints is rejected in
+//! the forward hook, which unroutable packets never reach.
 
 pub mod conntrack;
 mod exec;
