@@ -153,7 +153,14 @@ fn service_port(r: &mut Ruleset, family: Family, sp: &ServicePort, cidr: Option<
     }
     if !sp.load_balancer_ips.is_empty() && !sp.load_balancer_source_ranges.is_empty() {
         for addr in &sp.load_balancer_ips {
-            r.rule(FILTER_FIREWALL, format!("{comment} {} -j {fw}", dst(*addr)));
+            // The filter table runs after DNAT: match the connection's original destination.
+            r.rule(
+                FILTER_FIREWALL,
+                format!(
+                    "{comment} -p {proto} -m conntrack --ctorigdst {addr} --ctorigdstport {} -j {fw}",
+                    sp.port
+                ),
+            );
         }
         let chain = format!("filter {fw}");
         for range in &sp.load_balancer_source_ranges {

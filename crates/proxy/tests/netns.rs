@@ -316,3 +316,30 @@ fn nftables_ipv6_services() {
 fn iptables_ipv6_services() {
     ipv6_services(Backend::Iptables);
 }
+
+fn load_balancer_source_ranges(backend: Backend) {
+    let lab = Lab::new(1);
+    lab.serve_tcp(0, 8080);
+    let mut p = proxier(backend);
+    let lb = |range: &str| web(json!({"loadBalancerSourceRanges": [range]}));
+    lab.sync(&mut p, &[lb("192.168.60.0/24")], &[web_slice(&lab, &[0])]);
+    // Not from an allowed range: dropped at the LoadBalancer address; NodePorts are not
+    // subject to source ranges (as kube-proxy).
+    match tcp_get(&lab.outside, &format!("{NODE_IP}:80")) {
+        Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("expected a drop, got {other:?}"),
+    }
+    assert!(tcp_get(&lab.outside, &format!("{NODE_IP}:30080")).is_ok());
+    lab.sync(&mut p, &[lb("192.168.50.0/24")], &[web_slice(&lab, &[0])]);
+    assert!(tcp_get(&lab.outside, &format!("{NODE_IP}:80")).is_ok());
+}
+
+#[test]
+fn nftables_load_balancer_source_ranges() {
+    load_balancer_source_ranges(Backend::Nftables);
+}
+
+#[test]
+fn iptables_load_balancer_source_ranges() {
+    load_balancer_source_ranges(Backend::Iptables);
+}
