@@ -33,31 +33,6 @@ fn hash_and_truncate(name: String) -> String {
     out
 }
 
-/// `HASH-ns/name/tcp/port`.
-pub fn service_base(name: &ServicePortName) -> String {
-    hash_and_truncate(format!(
-        "{}/{}/{}/{}",
-        name.namespace,
-        name.name,
-        name.protocol.as_str(),
-        name.port
-    ))
-}
-
-/// `HASH-ns/name/tcp/port__10.0.0.5/8080` (an IPv6 address with dots for colons, which
-/// chain names cannot hold).
-pub fn endpoint_base(name: &ServicePortName, ep: &Endpoint) -> String {
-    hash_and_truncate(format!(
-        "{}/{}/{}/{}__{}/{}",
-        name.namespace,
-        name.name,
-        name.protocol.as_str(),
-        name.port,
-        ep.ip.to_string().replace(':', "."),
-        ep.port
-    ))
-}
-
 /// Remembers the names of the last two syncs: with 10,000 endpoints, hashing every name on
 /// every sync would be most of a sync's work.
 #[derive(Debug, Default)]
@@ -84,6 +59,7 @@ impl Namer {
         self.previous = std::mem::take(&mut self.current);
     }
 
+    /// `HASH-ns/name/tcp/port`.
     pub fn service_base(&mut self, name: &ServicePortName) -> String {
         let input = format!(
             "{}/{}/{}/{}",
@@ -95,6 +71,8 @@ impl Namer {
         self.memo(input, |i| hash_and_truncate(i.to_owned()))
     }
 
+    /// `HASH-ns/name/tcp/port__10.0.0.5/8080` (an IPv6 address with dots for colons, which
+    /// chain names cannot hold).
     pub fn endpoint_base(&mut self, name: &ServicePortName, ep: &Endpoint) -> String {
         let input = format!(
             "{}/{}/{}/{}__{}/{}",
@@ -146,7 +124,8 @@ mod tests {
             port: "p80".into(),
             protocol: Protocol::Tcp,
         };
-        let base = service_base(&name);
+        let mut namer = Namer::default();
+        let base = namer.service_base(&name);
         assert!(base.ends_with("-ns1/svc1/tcp/p80"), "{base}");
         assert_eq!(base.len(), 8 + 1 + "ns1/svc1/tcp/p80".len());
         let ep = Endpoint {
@@ -154,7 +133,9 @@ mod tests {
             port: 80,
             local: false,
         };
-        assert!(endpoint_base(&name, &ep).ends_with("__fd00..1/80"));
+        assert!(namer.endpoint_base(&name, &ep).ends_with("__fd00..1/80"));
+        namer.rotate();
+        assert_eq!(namer.service_base(&name), base, "remembered across a sync");
         let chain = iptables_chain("RKUBE-SVC-", "ns1/svc1:p80");
         assert_eq!(chain.len(), 26);
     }
