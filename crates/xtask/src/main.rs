@@ -1,10 +1,11 @@
 //! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`,
-//! `bench-scheduler`, `bench-pods`, `bench-network`, `bench-dns`, `fuzz`.
+//! `bench-scheduler`, `bench-pods`, `bench-network`, `bench-dns`, `bench-proxy`, `fuzz`.
 
 mod bench_api;
 mod bench_dns;
 mod bench_network;
 mod bench_pods;
+mod bench_proxy;
 mod bench_rss;
 mod bench_scheduler;
 mod bench_store;
@@ -42,6 +43,9 @@ enum Task {
     BenchNetwork(bench_network::Args),
     /// The cluster DNS server with 1,000 Services: queries/s and latency from N UDP clients.
     BenchDns(bench_dns::Args),
+    /// The Service proxy: programming 1,000 Services × 10 endpoints (full sync) and single
+    /// changes, pure work and `nft` apply separately, in a network namespace made here.
+    BenchProxy(bench_proxy::Args),
     /// Mutation fuzzing of request decoding, patching and validation (`apiserver::fuzz`):
     /// any panic is a bug; the input is written to target/fuzz-crashes/.
     Fuzz(fuzz::Args),
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Task::BenchPods(args) => bench_pods::run(args),
         Task::BenchNetwork(args) => bench_network::run(args),
         Task::BenchDns(args) => bench_dns::run(args),
+        Task::BenchProxy(args) => bench_proxy::run(args),
         Task::Fuzz(args) => fuzz::run(args),
     }
 }
