@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 pub mod controller_ref;
 pub mod deployment;
 pub mod discovery;
+pub mod endpointslice;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod informer;
@@ -21,6 +22,7 @@ pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod pod_control;
+pub mod pod_endpoints;
 pub mod pod_ranking;
 pub mod podgc;
 mod pods_by_node;
@@ -54,6 +56,8 @@ pub struct Config {
     /// The cluster CA (PEM) the root CA publisher puts in every namespace's `kube-root-ca.crt`
     /// (`--root-ca-file`); without it that controller does nothing, as upstream's.
     pub root_ca: Option<String>,
+    /// At most this many endpoints go in one EndpointSlice (`--max-endpoints-per-slice`, 100).
+    pub max_endpoints_per_slice: usize,
 }
 
 impl Default for Config {
@@ -68,6 +72,7 @@ impl Default for Config {
             node_startup_grace_period: Duration::from_secs(60),
             terminated_pod_gc_threshold: 12500,
             root_ca: None,
+            max_endpoints_per_slice: 100,
         }
     }
 }
@@ -114,6 +119,7 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
         "replicationcontroller-controller",
         replicaset::start_replication_controllers,
     ),
+    ("endpointslice-controller", endpointslice::start),
 ];
 
 /// Whether `name` is enabled by a `--controllers` list, as upstream reads it: `-name` disables,
