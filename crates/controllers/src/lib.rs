@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 pub mod controller_ref;
 pub mod deployment;
 pub mod discovery;
+pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbage_collector;
@@ -28,6 +29,7 @@ pub mod podgc;
 mod pods_by_node;
 pub mod replicaset;
 pub mod root_ca_publisher;
+pub mod service_lb;
 pub mod serviceaccount;
 pub mod taint_eviction;
 pub mod workqueue;
@@ -119,7 +121,9 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
         "replicationcontroller-controller",
         replicaset::start_replication_controllers,
     ),
+    ("endpoints-controller", endpoints::start),
     ("endpointslice-controller", endpointslice::start),
+    ("service-lb-controller", service_lb::start),
 ];
 
 /// Whether `name` is enabled by a `--controllers` list, as upstream reads it: `-name` disables,
