@@ -545,7 +545,6 @@ pub fn recycle_deletions(svc: &Service, plan: &mut Plan) {
             let old = plan.delete.remove(i);
             let mut new = plan.create.pop().expect("a slice to create");
             new.metadata.name = old.metadata.name;
-            new.metadata.generate_name = None;
             new.metadata.resource_version = old.metadata.resource_version;
             plan.update.push(new);
         } else {
