@@ -16,6 +16,7 @@ pub mod deployment;
 pub mod discovery;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod endpointslice_mirroring;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod informer;
@@ -123,6 +124,10 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
     ),
     ("endpoints-controller", endpoints::start),
     ("endpointslice-controller", endpointslice::start),
+    (
+        "endpointslice-mirroring-controller",
+        endpointslice_mirroring::start,
+    ),
     ("service-lb-controller", service_lb::start),
 ];
 

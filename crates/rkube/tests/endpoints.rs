@@ -256,7 +256,8 @@ fn slices_and_endpoints_follow_pods() {
         json!({"metadata": {"labels": {"app": "other"}}}),
     );
     cluster.pod("done", "n1", 8080, "10.42.1.8", true, json!({}));
-    let done = json!({"status": {"phase": "Succeeded"}});
+    // Finished as a kubelet reports it: Succeeded and no longer Ready.
+    let done = json!({"status": {"phase": "Succeeded", "conditions": [ready_condition(false)]}});
     cluster
         .block_on(
             cluster
@@ -301,11 +302,20 @@ fn slices_and_endpoints_follow_pods() {
             ),
             (&json!("Service"), &json!("web"), &json!(true), &json!(true))
         );
-        let trigger = slice["metadata"]["annotations"]["endpoints.kubernetes.io/last-change-trigger-time"]
-            .as_str()
-            .unwrap();
-        assert!(trigger.parse::<jiff::Timestamp>().is_ok(), "{trigger}");
     }
+    // The time of the change behind the last write (a write caused by no pod or service change
+    // clears it, as upstream's).
+    let triggers: Vec<&str> = slices
+        .iter()
+        .filter_map(|s| {
+            s["metadata"]["annotations"]["endpoints.kubernetes.io/last-change-trigger-time"].as_str()
+        })
+        .collect();
+    assert!(!triggers.is_empty());
+    assert!(
+        triggers.iter().all(|t| t.parse::<jiff::Timestamp>().is_ok()),
+        "{triggers:?}"
+    );
     let eps = endpoints_by_pod(&slices);
     let w1 = &eps["w1"];
     assert_eq!(w1["addresses"], json!(["10.42.1.1"]));
@@ -590,4 +600,67 @@ fn load_balancer_ingress_is_the_ready_nodes() {
     // No longer a LoadBalancer: the ingress goes.
     cluster.patch_service("lb", json!({"spec": {"type": "ClusterIP"}}));
     wait_ingress(Value::Null);
+}
+
+#[test]
+fn selectorless_endpoints_are_mirrored() {
+    let cluster = Cluster::start();
+    let endpoints_api: Api<Endpoints> = Api::namespaced(cluster.client.clone(), "default");
+    let create_endpoints = |ep: Value| {
+        cluster
+            .block_on(endpoints_api.create(&PostParams::default(), &serde_json::from_value(ep).unwrap()))
+            .unwrap();
+    };
+    for name in ["ext", "skipped"] {
+        cluster.create_service(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"ports": [{"name": "http", "port": 80}]}}),
+        );
+    }
+    create_endpoints(json!({"apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "ext", "labels": {"source": "user"}},
+        "subsets": [{"addresses": [{"ip": "192.0.2.10"}], "notReadyAddresses": [{"ip": "192.0.2.11"}],
+                     "ports": [{"name": "http", "port": 8080}]}]}));
+    create_endpoints(json!({"apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "skipped", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": "192.0.2.20"}], "ports": [{"port": 8080}]}]}));
+    let (slices, _) = cluster.wait("the mirrored slice", Duration::from_secs(10), || {
+        Some(cluster.slices("ext")).filter(|s| s.len() == 1)
+    });
+    let slice = &slices[0];
+    assert_eq!(
+        slice["metadata"]["labels"],
+        json!({"source": "user", "kubernetes.io/service-name": "ext",
+               "endpointslice.kubernetes.io/managed-by": "endpointslicemirroring-controller.k8s.io"})
+    );
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Endpoints");
+    assert_eq!(
+        slice["ports"],
+        json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        slice["endpoints"],
+        json!([{"addresses": ["192.0.2.10"], "conditions": {"ready": true}},
+               {"addresses": ["192.0.2.11"], "conditions": {"ready": false}}])
+    );
+    // The user's Endpoints are theirs: the Endpoints controller leaves them as written.
+    let ep = cluster.endpoints("ext").unwrap();
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "192.0.2.10");
+
+    // An update is mirrored; deleting the Endpoints takes the mirror.
+    let patch = json!({"subsets": [{"addresses": [{"ip": "192.0.2.12"}], "ports": [{"name": "http", "port": 8080}]}]});
+    cluster
+        .block_on(endpoints_api.patch("ext", &PatchParams::default(), &Patch::Merge(&patch)))
+        .unwrap();
+    cluster.wait("the mirror updated", Duration::from_secs(5), || {
+        let slices = cluster.slices("ext");
+        (slices.len() == 1 && slices[0]["endpoints"][0]["addresses"] == json!(["192.0.2.12"])).then_some(())
+    });
+    assert!(cluster.slices("skipped").is_empty());
+    cluster
+        .block_on(endpoints_api.delete("ext", &DeleteParams::default()))
+        .unwrap();
+    cluster.wait("the mirror deleted", Duration::from_secs(10), || {
+        cluster.slices("ext").is_empty().then_some(())
+    });
 }

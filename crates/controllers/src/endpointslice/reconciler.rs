@@ -82,7 +82,7 @@ pub fn endpoint_ports(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
 }
 
 /// A canonical key for a set of ports (order does not matter), as upstream's `PortMapKey`.
-fn port_map_key(ports: &[EndpointPort]) -> String {
+pub(crate) fn port_map_key(ports: &[EndpointPort]) -> String {
     let mut parts: Vec<String> = ports
         .iter()
         .map(|p| format!("{:?}/{:?}/{:?}/{:?}", p.name, p.port, p.protocol, p.app_protocol))
@@ -93,9 +93,9 @@ fn port_map_key(ports: &[EndpointPort]) -> String {
 
 /// The identity of an endpoint within a slice: addresses, hostname and target pod. Other
 /// fields (conditions, node, zone) may change in place.
-type EndpointKey = (Vec<String>, String, String, String);
+pub(crate) type EndpointKey = (Vec<String>, String, String, String);
 
-fn endpoint_key(ep: &Endpoint) -> EndpointKey {
+pub(crate) fn endpoint_key(ep: &Endpoint) -> EndpointKey {
     let mut addresses = ep.addresses.clone();
     addresses.sort();
     let target = ep.target_ref.as_ref();
@@ -109,7 +109,7 @@ fn endpoint_key(ep: &Endpoint) -> EndpointKey {
 
 /// Whether two endpoints with one key are the same beyond it (upstream's
 /// `EndpointsEqualBeyondHash`; the target's resourceVersion does not count).
-fn equal_beyond_key(a: &Endpoint, b: &Endpoint) -> bool {
+pub(crate) fn equal_beyond_key(a: &Endpoint, b: &Endpoint) -> bool {
     let conditions = |e: &Endpoint| {
         let c = e.conditions.clone().unwrap_or_default();
         (c.ready, c.serving, c.terminating)
@@ -167,7 +167,7 @@ pub fn pod_to_endpoint(pod: &Pod, zone: Option<String>, svc: &Service, address_t
 }
 
 /// The prefix of the service's slice names (`<service>-`, without the dash when too long).
-fn slice_prefix(service: &str) -> String {
+pub(crate) fn slice_prefix(service: &str) -> String {
     if service.len() + 1 > 253 - 5 {
         service.to_owned()
     } else {
