@@ -86,7 +86,8 @@ pub struct Context {
     pub client: kube::Client,
     pub config: Arc<Config>,
     /// One pod watch for the controllers that follow pods (ReplicaSet, ReplicationController,
-    /// Deployment, pod GC, node lifecycle, taint eviction) instead of one each.
+    /// Deployment, pod GC, node lifecycle, taint eviction, Endpoints, EndpointSlice) instead of
+    /// one each.
     pub pods: Arc<informer::Shared<k8s_openapi::api::core::v1::Pod>>,
 }
 
