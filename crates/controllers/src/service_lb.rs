@@ -1,7 +1,8 @@
 //! The built-in service load balancer (k3s's servicelb role, controller `service-lb`):
 //! Services of type LoadBalancer without `spec.loadBalancerClass` get the IPs of the cluster's
 //! Ready nodes as `status.loadBalancer.ingress` — ExternalIPs if any node has one, else
-//! InternalIPs; of the service's IP families, sorted (the API server defaults `ipMode: VIP`).
+//! InternalIPs; of the service's IP families, sorted (the API server defaults `ipMode: VIP`);
+//! k3s's `svccontroller.k3s.cattle.io/enablelb` and `lbpool` labels narrow the nodes.
 //! The node agents' proxy opens the ports on those IPs. The status follows nodes coming,
 //! going and changing readiness, and is cleared when the type changes away.
 
@@ -19,6 +20,9 @@ use crate::informer::{self, Cache, Change};
 use crate::workqueue::{self, WorkQueue};
 
 const WORKERS: usize = 2;
+/// k3s's node labels choosing the nodes that serve load balancers.
+const ENABLE_LB_LABEL: &str = "svccontroller.k3s.cattle.io/enablelb";
+const LB_POOL_LABEL: &str = "svccontroller.k3s.cattle.io/lbpool";
 
 pub fn start(ctx: Context) -> BoxFuture<'static, anyhow::Result<()>> {
     Box::pin(run(ctx))
@@ -44,7 +48,10 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
         informer::informer(
             Api::<Node>::all(ctx.client.clone()),
             move |(old, new): Change<Node>| {
-                let addresses = |n: &Option<Arc<Node>>| n.as_deref().filter(|n| is_ready(n)).map(node_ips);
+                let addresses = |n: &Option<Arc<Node>>| {
+                    n.as_deref()
+                        .map(|n| (is_ready(n), node_ips(n), n.metadata.labels.clone()))
+                };
                 if addresses(&old) == addresses(&new) {
                     return;
                 }
@@ -111,9 +118,29 @@ fn node_ips(node: &Node) -> (BTreeSet<String>, BTreeSet<String>) {
 
 /// The ingress IPs for `svc` given the nodes: k3s's choice of external over internal
 /// addresses, filtered by the service's families in their order, each family sorted.
-pub fn ingress_ips<'a>(svc: &Service, nodes: impl IntoIterator<Item = &'a Node>) -> Vec<String> {
+pub fn ingress_ips<'a>(svc: &Service, nodes: impl IntoIterator<Item = &'a Node> + Clone) -> Vec<String> {
+    let label = |n: &Node, key: &str| n.metadata.labels.as_ref().and_then(|l| l.get(key)).cloned();
+    // k3s: once any node carries the enablelb label, only nodes with `true` serve, and a
+    // service's lbpool label picks the nodes of that pool.
+    let selective = nodes
+        .clone()
+        .into_iter()
+        .any(|n| label(n, ENABLE_LB_LABEL).is_some());
+    let pool = svc
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LB_POOL_LABEL))
+        .cloned();
+    let serves = |n: &Node| {
+        !selective
+            || (label(n, ENABLE_LB_LABEL).as_deref() == Some("true")
+                && pool
+                    .as_ref()
+                    .is_none_or(|p| label(n, LB_POOL_LABEL).as_ref() == Some(p)))
+    };
     let (mut external, mut internal) = (BTreeSet::new(), BTreeSet::new());
-    for node in nodes.into_iter().filter(|n| is_ready(n)) {
+    for node in nodes.into_iter().filter(|n| is_ready(n) && serves(n)) {
         let (e, i) = node_ips(node);
         external.extend(e);
         internal.extend(i);
@@ -224,5 +251,28 @@ mod tests {
             node(true, json!([{"type": "ExternalIP", "address": "192.0.2.7"}])),
         ];
         assert_eq!(ingress_ips(&svc, &with_external), ["192.0.2.7"]);
+    }
+
+    #[test]
+    fn k3s_node_labels_choose_the_serving_nodes() {
+        let labelled = |ip: &str, labels: serde_json::Value| {
+            let mut n = node(true, json!([{"type": "InternalIP", "address": ip}]));
+            n.metadata.labels = serde_json::from_value(labels).unwrap();
+            n
+        };
+        let nodes = [
+            labelled("10.0.0.1", json!({ENABLE_LB_LABEL: "true", LB_POOL_LABEL: "a"})),
+            labelled("10.0.0.2", json!({ENABLE_LB_LABEL: "true", LB_POOL_LABEL: "b"})),
+            labelled("10.0.0.3", json!({ENABLE_LB_LABEL: "false"})),
+            labelled("10.0.0.4", json!({})),
+        ];
+        let svc: Service = serde_json::from_value(json!({"spec": {"ipFamilies": ["IPv4"]}})).unwrap();
+        assert_eq!(ingress_ips(&svc, &nodes), ["10.0.0.1", "10.0.0.2"]);
+        let pooled: Service = serde_json::from_value(
+            json!({"metadata": {"labels": {LB_POOL_LABEL: "b"}}, "spec": {"ipFamilies": ["IPv4"]}}),
+        )
+        .unwrap();
+        assert_eq!(ingress_ips(&pooled, &nodes), ["10.0.0.2"]);
+        assert_eq!(ingress_ips(&svc, &nodes[3..]), ["10.0.0.4"]);
     }
 }
