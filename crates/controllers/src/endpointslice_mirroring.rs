@@ -48,20 +48,16 @@ struct Controller {
 
 async fn run(ctx: Context) -> anyhow::Result<()> {
     let queue = WorkQueue::new();
-    let (services, services_feed) = {
+    let (services, _services_subscription) = {
         let q = queue.clone();
-        informer::informer(
-            Api::<Service>::all(ctx.client.clone()),
-            move |(old, new): Change<Service>| {
-                let selectorless =
-                    |s: &Option<Arc<Service>>| s.as_deref().map(|s| util::selector(s).is_none());
-                if selectorless(&old) != selectorless(&new)
-                    && let Some(svc) = new.or(old)
-                {
-                    q.add(object_key(&svc.metadata));
-                }
-            },
-        )
+        ctx.services.subscribe(move |(old, new): Change<Service>| {
+            let selectorless = |s: &Option<Arc<Service>>| s.as_deref().map(|s| util::selector(s).is_none());
+            if selectorless(&old) != selectorless(&new)
+                && let Some(svc) = new.or(old)
+            {
+                q.add(object_key(&svc.metadata));
+            }
+        })
     };
     let (endpoints, endpoints_feed) = {
         let q = queue.clone();
@@ -100,11 +96,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
         slices,
         written: Written::default(),
     });
-    let feeds = AbortOnDrop(vec![
-        tokio::spawn(services_feed),
-        tokio::spawn(endpoints_feed),
-        tokio::spawn(slices_feed),
-    ]);
+    let feeds = AbortOnDrop(vec![tokio::spawn(endpoints_feed), tokio::spawn(slices_feed)]);
     controller.services.wait_synced().await;
     controller.endpoints.wait_synced().await;
     controller.slices.wait_synced().await;

@@ -89,12 +89,15 @@ pub struct Context {
     /// Deployment, pod GC, node lifecycle, taint eviction, Endpoints, EndpointSlice) instead of
     /// one each.
     pub pods: Arc<informer::Shared<k8s_openapi::api::core::v1::Pod>>,
+    /// One Service watch for the Endpoints, EndpointSlice, mirroring and service-lb controllers.
+    pub services: Arc<informer::Shared<k8s_openapi::api::core::v1::Service>>,
 }
 
 impl Context {
     pub fn new(client: kube::Client, config: Config) -> Context {
         Context {
             pods: Arc::new(informer::Shared::new(kube::Api::all(client.clone()))),
+            services: Arc::new(informer::Shared::new(kube::Api::all(client.clone()))),
             client,
             config: Arc::new(config),
         }

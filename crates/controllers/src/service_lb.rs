@@ -20,6 +20,8 @@ use crate::informer::{self, Cache, Change};
 use crate::workqueue::{self, WorkQueue};
 
 const WORKERS: usize = 2;
+/// The events' source, as k3s's.
+const COMPONENT: &str = "service-lb-controller";
 /// k3s's node labels choosing the nodes that serve load balancers.
 const ENABLE_LB_LABEL: &str = "svccontroller.k3s.cattle.io/enablelb";
 const LB_POOL_LABEL: &str = "svccontroller.k3s.cattle.io/lbpool";
@@ -31,16 +33,13 @@ pub fn start(ctx: Context) -> BoxFuture<'static, anyhow::Result<()>> {
 async fn run(ctx: Context) -> anyhow::Result<()> {
     let queue = WorkQueue::new();
     let services_slot: Arc<std::sync::OnceLock<Cache<Service>>> = Arc::default();
-    let (services, services_feed) = {
+    let (services, _services_subscription) = {
         let q = queue.clone();
-        informer::informer(
-            Api::<Service>::all(ctx.client.clone()),
-            move |(old, new): Change<Service>| {
-                if let Some(svc) = new.or(old) {
-                    q.add(object_key(&svc.metadata));
-                }
-            },
-        )
+        ctx.services.subscribe(move |(old, new): Change<Service>| {
+            if let Some(svc) = new.or(old) {
+                q.add(object_key(&svc.metadata));
+            }
+        })
     };
     let (nodes, nodes_feed) = {
         let q = queue.clone();
@@ -64,16 +63,18 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
         )
     };
     let _ = services_slot.set(services.clone());
-    let feeds = AbortOnDrop(vec![tokio::spawn(services_feed), tokio::spawn(nodes_feed)]);
+    let feeds = AbortOnDrop(vec![tokio::spawn(nodes_feed)]);
     services.wait_synced().await;
     nodes.wait_synced().await;
     for svc in services.all() {
         queue.add(object_key(&svc.metadata));
     }
     let client = ctx.client.clone();
+    let recorder = clientkit::Recorder::new(ctx.client.clone(), COMPONENT);
     workqueue::run_workers(queue, WORKERS, "service-lb", move |key| {
-        let (client, services, nodes) = (client.clone(), services.clone(), nodes.clone());
-        async move { sync(&client, &services, &nodes, &key).await }
+        let (client, services, nodes, recorder) =
+            (client.clone(), services.clone(), nodes.clone(), recorder.clone());
+        async move { sync(&client, &recorder, &services, &nodes, &key).await }
     })
     .await;
     drop(feeds);
@@ -167,6 +168,7 @@ pub fn ingress_ips<'a>(svc: &Service, nodes: impl IntoIterator<Item = &'a Node> 
 
 async fn sync(
     client: &kube::Client,
+    recorder: &clientkit::Recorder,
     services: &Cache<Service>,
     nodes: &Cache<Node>,
     key: &str,
@@ -212,6 +214,35 @@ async fn sync(
     Api::<Service>::namespaced(client.clone(), namespace)
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
+    if wants_load_balancer(&svc) {
+        // k3s's events, with Go's `%v` of the IP lists.
+        let object = clientkit::events::reference(&*svc);
+        if wanted.is_empty() {
+            let message = "There are no available nodes for LoadBalancer";
+            recorder
+                .record(
+                    &object,
+                    clientkit::EventType::Warning,
+                    "UnAvailableLoadBalancer",
+                    message,
+                )
+                .await;
+        } else {
+            let message = format!(
+                "Updated LoadBalancer with new IPs: [{}] -> [{}]",
+                current.join(" "),
+                wanted.join(" ")
+            );
+            recorder
+                .record(
+                    &object,
+                    clientkit::EventType::Normal,
+                    "UpdatedLoadBalancer",
+                    &message,
+                )
+                .await;
+        }
+    }
     Ok(())
 }
 

@@ -587,6 +587,16 @@ fn load_balancer_ingress_is_the_ready_nodes() {
         "EXTERNAL-IP: {table}"
     );
 
+    cluster.wait("the UpdatedLoadBalancer event", Duration::from_secs(5), || {
+        let events = cluster
+            .server
+            .ok(&["get", "events", "--field-selector", "involvedObject.name=lb"]);
+        events
+            .contains("UpdatedLoadBalancer")
+            .then_some(())
+            .filter(|_| events.contains("Updated LoadBalancer with new IPs: [] -> [10.0.0.1 10.0.0.2]"))
+    });
+
     cluster.node("n3", "10.0.0.3", "zone-b");
     wait_ingress(
         json!([{"ip": "10.0.0.1", "ipMode": "VIP"}, {"ip": "10.0.0.2", "ipMode": "VIP"},

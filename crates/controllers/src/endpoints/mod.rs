@@ -45,15 +45,12 @@ struct Controller {
 async fn run(ctx: Context) -> anyhow::Result<()> {
     let queue = WorkQueue::new();
     let shared: Arc<std::sync::OnceLock<Arc<Controller>>> = Arc::default();
-    let (services, services_feed) = {
+    let (services, _services_subscription) = {
         let q = queue.clone();
-        informer::informer(
-            Api::<Service>::all(ctx.client.clone()),
-            move |(old, new): Change<Service>| {
-                let svc = new.as_ref().or(old.as_ref()).expect("a change has an object");
-                q.add(object_key(&svc.metadata));
-            },
-        )
+        ctx.services.subscribe(move |(old, new): Change<Service>| {
+            let svc = new.as_ref().or(old.as_ref()).expect("a change has an object");
+            q.add(object_key(&svc.metadata));
+        })
     };
     let (endpoints, endpoints_feed) = {
         let q = queue.clone();
@@ -88,7 +85,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
         written: Written::default(),
     });
     let _ = shared.set(controller.clone());
-    let feeds = AbortOnDrop(vec![tokio::spawn(services_feed), tokio::spawn(endpoints_feed)]);
+    let feeds = AbortOnDrop(vec![tokio::spawn(endpoints_feed)]);
     controller.services.wait_synced().await;
     controller.endpoints.wait_synced().await;
     controller.pods.wait_synced().await;

@@ -47,23 +47,20 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
     let queue = WorkQueue::new();
     let shared: Arc<std::sync::OnceLock<Arc<Controller>>> = Arc::default();
 
-    let (services, services_feed) = {
+    let (services, _services_subscription) = {
         let q = queue.clone();
         let shared = shared.clone();
-        informer::informer(
-            Api::<Service>::all(ctx.client.clone()),
-            move |(old, new): Change<Service>| {
-                let svc = new.as_ref().or(old.as_ref()).expect("a change has an object");
-                let key = object_key(&svc.metadata);
-                if new.is_none()
-                    && let Some(c) = shared.get()
-                {
-                    c.trigger_times.forget(&key);
-                    c.written.forget(&key);
-                }
-                q.add(key);
-            },
-        )
+        ctx.services.subscribe(move |(old, new): Change<Service>| {
+            let svc = new.as_ref().or(old.as_ref()).expect("a change has an object");
+            let key = object_key(&svc.metadata);
+            if new.is_none()
+                && let Some(c) = shared.get()
+            {
+                c.trigger_times.forget(&key);
+                c.written.forget(&key);
+            }
+            q.add(key);
+        })
     };
     let (slices, slices_feed) = {
         let q = queue.clone();
@@ -137,11 +134,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
         written: Written::default(),
     });
     let _ = shared.set(controller.clone());
-    let feeds = AbortOnDrop(vec![
-        tokio::spawn(services_feed),
-        tokio::spawn(slices_feed),
-        tokio::spawn(nodes_feed),
-    ]);
+    let feeds = AbortOnDrop(vec![tokio::spawn(slices_feed), tokio::spawn(nodes_feed)]);
     controller.services.wait_synced().await;
     controller.slices.wait_synced().await;
     controller.nodes.wait_synced().await;
