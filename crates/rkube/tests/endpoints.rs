@@ -621,7 +621,13 @@ fn selectorless_endpoints_are_mirrored() {
             .block_on(endpoints_api.create(&PostParams::default(), &serde_json::from_value(ep).unwrap()))
             .unwrap();
     };
-    for name in ["ext", "skipped"] {
+    // Endpoints may come before their Service: they are kept, and mirrored once it exists.
+    create_endpoints(
+        json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "early"},
+        "subsets": [{"addresses": [{"ip": "192.0.2.30"}], "ports": [{"port": 8080}]}]}),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for name in ["ext", "skipped", "early"] {
         cluster.create_service(
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
             "spec": {"ports": [{"name": "http", "port": 80}]}}),
@@ -667,6 +673,11 @@ fn selectorless_endpoints_are_mirrored() {
         (slices.len() == 1 && slices[0]["endpoints"][0]["addresses"] == json!(["192.0.2.12"])).then_some(())
     });
     assert!(cluster.slices("skipped").is_empty());
+    let (early, _) = cluster.wait("the early Endpoints mirrored", Duration::from_secs(5), || {
+        Some(cluster.slices("early")).filter(|s| s.len() == 1)
+    });
+    assert_eq!(early[0]["endpoints"][0]["addresses"], json!(["192.0.2.30"]));
+    assert!(cluster.endpoints("early").is_some());
     cluster
         .block_on(endpoints_api.delete("ext", &DeleteParams::default()))
         .unwrap();

@@ -54,12 +54,21 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
     };
     let (endpoints, endpoints_feed) = {
         let q = queue.clone();
+        let shared = shared.clone();
         informer::informer(
             Api::<Endpoints>::all(ctx.client.clone()),
             move |(old, new): Change<Endpoints>| {
-                // Deleted Endpoints of a service with a selector come back.
-                if let (Some(old), None) = (old, new) {
-                    q.add(object_key(&old.metadata));
+                // Deleted Endpoints of a service with a selector come back; and a sync held
+                // back until our own write shows in the watch goes on as soon as it does
+                // (upstream waits for its retry instead). Other changes are left alone:
+                // Endpoints written before their Service must not be taken for leftovers.
+                let Some(ep) = new.as_ref().or(old.as_ref()) else {
+                    return;
+                };
+                let key = object_key(&ep.metadata);
+                let ours_pending = shared.get().is_some_and(|c| c.written.pending(&key));
+                if new.is_none() || ours_pending {
+                    q.add(key);
                 }
             },
         )

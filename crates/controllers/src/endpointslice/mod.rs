@@ -371,6 +371,14 @@ impl Written {
         stale
     }
 
+    /// Whether writes for `service` wait to show in the watch.
+    pub(crate) fn pending(&self, service: &str) -> bool {
+        self.by_service
+            .lock()
+            .expect("written lock")
+            .contains_key(service)
+    }
+
     pub(crate) fn forget(&self, service: &str) {
         self.by_service.lock().expect("written lock").remove(service);
     }
