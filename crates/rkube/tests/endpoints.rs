@@ -376,7 +376,12 @@ fn slices_and_endpoints_follow_pods() {
         cells.iter().any(|c| c.1 == "8080" && c.2.split(',').count() == 3),
         "{table}"
     );
-    let table = cluster.server.ok(&["get", "endpoints", "web"]);
+    let out = cluster.server.kubectl(&["get", "endpoints", "web"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice\n"
+    );
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         table.contains("10.42.1.1:8080,10.42.1.4:8080,10.42.2.1:9090"),
         "{table}"
