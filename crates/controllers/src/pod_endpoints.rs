@@ -31,6 +31,26 @@ fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodConditio
         .find(|c| c.type_ == "Ready")
 }
 
+/// The pod's IPs: `status.podIPs`, or `status.podIP` alone when a writer set only that (an
+/// upstream API server derives one from the other; these controllers do not rely on it).
+pub fn pod_ips(pod: &Pod) -> Vec<String> {
+    let Some(status) = pod.status.as_ref() else {
+        return Vec::new();
+    };
+    let ips: Vec<String> = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .map(|ip| ip.ip.clone())
+        .filter(|ip| !ip.is_empty())
+        .collect();
+    match status.pod_ip.as_ref().filter(|ip| !ip.is_empty()) {
+        // The primary IP is authoritative when the two disagree, as upstream's conversion.
+        Some(primary) if ips.first() != Some(primary) => vec![primary.clone()],
+        _ => ips,
+    }
+}
+
 /// Upstream's `ShouldPodBeInEndpoints`: not terminal (Succeeded/Failed), has an IP, and —
 /// unless `include_terminating` — not being deleted.
 pub fn should_pod_be_in_endpoints(pod: &Pod, include_terminating: bool) -> bool {
@@ -193,13 +213,7 @@ fn pod_endpoints_changed(old: &Pod, new: &Pod) -> (bool, bool) {
         )
     };
     let labels_changed = old.metadata.labels != new.metadata.labels || host(old) != host(new);
-    let ips = |p: &Pod| -> Vec<String> {
-        p.status
-            .as_ref()
-            .and_then(|s| s.pod_ips.as_ref())
-            .map(|ips| ips.iter().map(|i| i.ip.clone()).collect())
-            .unwrap_or_default()
-    };
+    let ips = pod_ips;
     let pod_changed = old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
         || is_pod_ready(old) != is_pod_ready(new)
         || ips(old) != ips(new)
@@ -333,6 +347,25 @@ mod tests {
             Some(81)
         );
         assert_eq!(find_port(&p, &port(json!({"port": 80}))), Some(80));
+    }
+
+    #[test]
+    fn pod_ips_fall_back_to_the_primary_ip() {
+        let with = |status: serde_json::Value| pod(json!({"metadata": {"name": "a"}, "status": status}));
+        assert_eq!(pod_ips(&with(json!({"podIP": "10.0.0.1"}))), ["10.0.0.1"]);
+        assert_eq!(
+            pod_ips(&with(
+                json!({"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]})
+            )),
+            ["10.0.0.1", "fd00::1"]
+        );
+        assert_eq!(
+            pod_ips(&with(
+                json!({"podIP": "10.0.0.2", "podIPs": [{"ip": "10.0.0.1"}]})
+            )),
+            ["10.0.0.2"]
+        );
+        assert!(pod_ips(&with(json!({}))).is_empty());
     }
 
     #[test]

@@ -503,7 +503,8 @@ fn headless_publish_not_ready_and_many_pods() {
                     .await
                     .unwrap();
                 let ip = format!("10.42.{}.{}", i / 200, i % 200 + 1);
-                let status = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                // Only `podIP`, as older kubelets write it.
+                let status = json!({"status": {"phase": "Running", "podIP": ip,
                     "conditions": [ready_condition(false)]}});
                 pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
                     .await

@@ -29,11 +29,8 @@ pub fn pod_address(svc: &Service, pod: &Pod) -> Option<EndpointAddress> {
             .and_then(|s| s.pod_ip.as_deref())
             .is_some_and(|ip| ip.contains(':')),
     };
-    let ip = status
-        .and_then(|s| s.pod_ips.as_ref())
+    let ip = util::pod_ips(pod)
         .into_iter()
-        .flatten()
-        .map(|ip| ip.ip.clone())
         .find(|ip| ip.contains(':') == ipv6)?;
     Some(EndpointAddress {
         ip,

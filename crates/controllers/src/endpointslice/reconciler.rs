@@ -128,13 +128,9 @@ pub fn pod_to_endpoint(pod: &Pod, zone: Option<String>, svc: &Service, address_t
     let serving = util::is_pod_ready(pod);
     let terminating = pod.metadata.deletion_timestamp.is_some();
     let ready = util::publish_not_ready(svc) || (serving && !terminating);
-    let addresses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ips.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|ip| ip.ip.parse::<std::net::IpAddr>().ok())
+    let addresses = util::pod_ips(pod)
+        .iter()
+        .filter_map(|ip| ip.parse::<std::net::IpAddr>().ok())
         .filter(|ip| ip.is_ipv6() == (address_type == "IPv6"))
         .map(|ip| ip.to_string())
         .collect();
