@@ -334,6 +334,7 @@ async fn route(
             let mut warnings: Vec<String> = custom
                 .iter()
                 .filter_map(|c| c.deprecation_warning.clone())
+                .chain(deprecation_warning(def))
                 .collect();
             if r.verb == Verb::List
                 && !as_table
@@ -346,6 +347,9 @@ async fn route(
                 response
                     .headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                for warning in &warnings {
+                    add_warning(&mut response, warning);
+                }
                 return Ok(response);
             }
             if matches!(r.verb, Verb::Delete | Verb::DeleteCollection) {
@@ -370,7 +374,11 @@ async fn route(
                     if let Some(version) = as_metadata {
                         events = crate::partial::watch_events(events, version);
                     }
-                    return Ok(watch_response(events));
+                    let mut response = watch_response(events);
+                    for warning in &warnings {
+                        add_warning(&mut response, warning);
+                    }
+                    return Ok(response);
                 }
                 Verb::Create => {
                     let mut obj = decode(&content_type, &body)?;
@@ -390,7 +398,7 @@ async fn route(
                 }
                 Verb::Patch => {
                     let (patched, found) = rest.patch(def, &r, &query, &content_type, &body).await?;
-                    warnings = found;
+                    warnings.extend(found);
                     (StatusCode::OK, patched)
                 }
                 Verb::Delete if custom.is_some() => {
@@ -500,6 +508,13 @@ fn openapi(
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
     Ok(response)
+}
+
+/// Upstream's warning on every request to a deprecated built-in API: 1.33 deprecates core/v1
+/// Endpoints in favour of EndpointSlices.
+fn deprecation_warning(def: &apimachinery::resources::ResourceDef) -> Option<String> {
+    (def.group.is_empty() && def.plural == "endpoints")
+        .then(|| "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice".to_owned())
 }
 
 /// A `Warning` header as upstream sends them: code 299, no agent, the text quoted.

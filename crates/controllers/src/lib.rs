@@ -14,6 +14,9 @@ use futures::future::BoxFuture;
 pub mod controller_ref;
 pub mod deployment;
 pub mod discovery;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod endpointslice_mirroring;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod informer;
@@ -21,11 +24,13 @@ pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod pod_control;
+pub mod pod_endpoints;
 pub mod pod_ranking;
 pub mod podgc;
 mod pods_by_node;
 pub mod replicaset;
 pub mod root_ca_publisher;
+pub mod service_lb;
 pub mod serviceaccount;
 pub mod taint_eviction;
 pub mod workqueue;
@@ -54,6 +59,8 @@ pub struct Config {
     /// The cluster CA (PEM) the root CA publisher puts in every namespace's `kube-root-ca.crt`
     /// (`--root-ca-file`); without it that controller does nothing, as upstream's.
     pub root_ca: Option<String>,
+    /// At most this many endpoints go in one EndpointSlice (`--max-endpoints-per-slice`, 100).
+    pub max_endpoints_per_slice: usize,
 }
 
 impl Default for Config {
@@ -68,6 +75,7 @@ impl Default for Config {
             node_startup_grace_period: Duration::from_secs(60),
             terminated_pod_gc_threshold: 12500,
             root_ca: None,
+            max_endpoints_per_slice: 100,
         }
     }
 }
@@ -78,14 +86,18 @@ pub struct Context {
     pub client: kube::Client,
     pub config: Arc<Config>,
     /// One pod watch for the controllers that follow pods (ReplicaSet, ReplicationController,
-    /// Deployment, pod GC, node lifecycle, taint eviction) instead of one each.
+    /// Deployment, pod GC, node lifecycle, taint eviction, Endpoints, EndpointSlice) instead of
+    /// one each.
     pub pods: Arc<informer::Shared<k8s_openapi::api::core::v1::Pod>>,
+    /// One Service watch for the Endpoints, EndpointSlice, mirroring and service-lb controllers.
+    pub services: Arc<informer::Shared<k8s_openapi::api::core::v1::Service>>,
 }
 
 impl Context {
     pub fn new(client: kube::Client, config: Config) -> Context {
         Context {
             pods: Arc::new(informer::Shared::new(kube::Api::all(client.clone()))),
+            services: Arc::new(informer::Shared::new(kube::Api::all(client.clone()))),
             client,
             config: Arc::new(config),
         }
@@ -114,6 +126,13 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
         "replicationcontroller-controller",
         replicaset::start_replication_controllers,
     ),
+    ("endpoints-controller", endpoints::start),
+    ("endpointslice-controller", endpointslice::start),
+    (
+        "endpointslice-mirroring-controller",
+        endpointslice_mirroring::start,
+    ),
+    ("service-lb-controller", service_lb::start),
 ];
 
 /// Whether `name` is enabled by a `--controllers` list, as upstream reads it: `-name` disables,

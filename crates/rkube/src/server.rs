@@ -74,6 +74,9 @@ pub struct Args {
     /// Terminated pods beyond this number are deleted, oldest first (0 disables).
     #[arg(long, default_value_t = 12500)]
     terminated_pod_gc_threshold: usize,
+    /// At most this many endpoints in one EndpointSlice.
+    #[arg(long, default_value_t = 100)]
+    max_endpoints_per_slice: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -205,6 +208,7 @@ fn controllers_config(args: &Args) -> controllers::Config {
         node_startup_grace_period: args.node_startup_grace_period,
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
         root_ca: None,
+        max_endpoints_per_slice: args.max_endpoints_per_slice,
     }
 }
 
