@@ -155,7 +155,21 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
             }
         }
     });
+    // The service proxy (kube-proxy's role) on this node's address and the cluster CIDR.
+    let mut proxy_config = proxy::Config::new(config.node_name.clone());
+    proxy_config.node_ips = vec![config.node_ip];
+    proxy_config.cluster_cidrs = config.network.cluster_cidrs.clone();
+    let service_proxy = {
+        let (enabled, client) = (config.network.kube_proxy, client.clone());
+        async move {
+            if !enabled {
+                return std::future::pending().await;
+            }
+            proxy::run(client, proxy_config).await
+        }
+    };
     let result = tokio::select! {
+        result = service_proxy => result,
         result = heartbeat::Heartbeat::new(client.clone(), config, machine, network_rx.clone()).run() => result,
         result = pods::run(node) => result,
         result = podnet::run(client, network, network_tx) => result,
