@@ -98,6 +98,9 @@ pub struct SyncStats {
     pub conntrack: Duration,
     /// A whole-table replacement rather than an incremental change.
     pub full: bool,
+    /// nftables: a full sync could not rewrite the table in place (a kept declaration
+    /// changed) and recreated it, losing session affinity entries.
+    pub replaced: bool,
     /// Bytes of script handed to the kernel-loading program.
     pub script_bytes: usize,
 }
@@ -190,9 +193,14 @@ impl Proxier {
             } else {
                 Vec::new()
             };
+            let existing_nft = if full && self.backend != Backend::Iptables {
+                nft::existing(family).await
+            } else {
+                nft::Existing::default()
+            };
             let script = match (&prev, self.backend) {
                 (None, Backend::Iptables) => iptables::full_input(&new, &existing),
-                (None, _) => nft::full_script(family, &new),
+                (None, _) => nft::full_script(family, &new, &existing_nft),
                 (Some(old), Backend::Iptables) => iptables::incremental_input(&diff(old, &new)),
                 (Some(old), _) => {
                     let changes = diff(old, &new);
@@ -213,7 +221,15 @@ impl Proxier {
                         Ok(()) if full => iptables::ensure_jumps(family).await,
                         other => other,
                     },
-                    _ => nft::apply(&script).await,
+                    _ => match nft::apply(&script).await {
+                        // A kept object's declaration changed: start the table over.
+                        Err(e) if full => {
+                            stats.replaced = true;
+                            tracing::info!("replacing table {} rkube-proxy: {e:#}", nft::family_word(family));
+                            nft::apply(&nft::replace_script(family, &new)).await
+                        }
+                        other => other,
+                    },
                 };
                 match applied {
                     // A kernel without IPv6 cannot hold the (empty) ip6 rules: nothing is lost.

@@ -4,8 +4,8 @@
 //! with `numgen random mod N vmap`; per-endpoint chains DNAT; masquerading by mark; services
 //! without (usable) endpoints are rejected (or dropped) by filter chains that run before DNAT.
 //!
-//! [`ruleset`] is pure (model → [`Ruleset`]); [`full_script`] and [`incremental_script`]
-//! render `nft -f` transactions; [`apply`] runs one.
+//! [`ruleset`] is pure (model → [`Ruleset`]); [`full_script`], [`replace_script`] and
+//! [`incremental_script`] render `nft -f` transactions; [`apply`] runs one.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -452,21 +452,64 @@ fn add_chain(out: &mut String, prefix: &str, name: &str, chain: &Chain) {
     }
 }
 
-/// Startup: drop whatever our table holds and create it from scratch, atomically.
-pub fn full_script(family: Family, new: &Ruleset) -> String {
+/// What our table holds in the kernel (names only), for a full sync over it.
+#[derive(Clone, Debug, Default)]
+pub struct Existing {
+    pub chains: Vec<String>,
+    /// (name, is a map)
+    pub sets: Vec<(String, bool)>,
+}
+
+/// Lists our table's chains and sets (`nft -j -t list table`); nothing when it is absent.
+pub async fn existing(family: Family) -> Existing {
+    let args = ["-j", "-t", "list", "table", family_word(family), TABLE];
+    let Ok(out) = crate::exec::output_with_stdin("nft", &args, "").await else {
+        return Existing::default();
+    };
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut found = Existing::default();
+    for item in listing["nftables"].as_array().into_iter().flatten() {
+        if let Some(name) = item["chain"]["name"].as_str() {
+            found.chains.push(name.to_owned());
+        } else if let Some(name) = item["set"]["name"].as_str() {
+            found.sets.push((name.to_owned(), false));
+        } else if let Some(name) = item["map"]["name"].as_str() {
+            found.sets.push((name.to_owned(), true));
+        }
+    }
+    found
+}
+
+/// A full sync over whatever the table holds, in one transaction: every chain and map
+/// rewritten, what is no longer wanted deleted, affinity sets kept with their entries (as
+/// kube-proxy's resyncs). Fails if a kept object's declaration changed (a base chain's hook,
+/// an affinity timeout): then [`replace_script`].
+pub fn full_script(family: Family, new: &Ruleset, existing: &Existing) -> String {
     let prefix = format!("{} {TABLE}", family_word(family));
     let mut out = String::new();
-    let _ = writeln!(out, "add table {prefix}");
-    let _ = writeln!(out, "delete table {prefix}");
     let _ = writeln!(
         out,
         "add table {prefix} {{ comment \"rules for rkube-proxy\" ; }}"
     );
+    for name in existing.chains.iter().filter(|c| !new.chains.contains_key(*c)) {
+        let _ = writeln!(out, "flush chain {prefix} {name}");
+    }
     for (name, chain) in &new.chains {
         add_chain(&mut out, &prefix, name, chain);
+        if existing.chains.contains(name) {
+            let _ = writeln!(out, "flush chain {prefix} {name}");
+        }
+    }
+    for (name, is_map) in existing.sets.iter().filter(|(s, _)| !new.sets.contains_key(s)) {
+        let kind = if *is_map { "map" } else { "set" };
+        let _ = writeln!(out, "delete {kind} {prefix} {name}");
     }
     for (name, set) in &new.sets {
         add_set(&mut out, &prefix, name, set);
+        if !set.dynamic && existing.sets.iter().any(|(s, _)| s == name) {
+            let kind = if is_map(set) { "map" } else { "set" };
+            let _ = writeln!(out, "flush {kind} {prefix} {name}");
+        }
     }
     for (name, chain) in &new.chains {
         for rule in &chain.rules {
@@ -479,6 +522,17 @@ pub fn full_script(family: Family, new: &Ruleset) -> String {
             add_elements(&mut out, &prefix, name, set, &elements);
         }
     }
+    for name in existing.chains.iter().filter(|c| !new.chains.contains_key(*c)) {
+        let _ = writeln!(out, "delete chain {prefix} {name}");
+    }
+    out
+}
+
+/// Drops whatever our table holds and creates it from scratch, atomically.
+pub fn replace_script(family: Family, new: &Ruleset) -> String {
+    let prefix = format!("{} {TABLE}", family_word(family));
+    let mut out = format!("add table {prefix}\ndelete table {prefix}\n");
+    out.push_str(&full_script(family, new, &Existing::default()));
     out
 }
 
@@ -762,8 +816,19 @@ mod tests {
         let (_, ep) = chain_named(&r, "endpoint-");
         assert_eq!(ep.rules[1], "meta l4proto tcp dnat to [fd00:42::5]:8080");
         assert!(r.sets[SERVICE_IPS].decl.starts_with("type ipv6_addr"));
-        let script = full_script(Family::V6, &r);
+        let script = replace_script(Family::V6, &r);
         assert!(script.starts_with("add table ip6 rkube-proxy\ndelete table ip6 rkube-proxy\n"));
+        let over = full_script(
+            Family::V6,
+            &r,
+            &Existing {
+                chains: vec!["endpoint-OLD".into()],
+                sets: vec![("affinity-OLD".into(), false)],
+            },
+        );
+        assert!(over.contains("\nflush chain ip6 rkube-proxy endpoint-OLD\n"));
+        assert!(over.contains("\ndelete set ip6 rkube-proxy affinity-OLD\n"));
+        assert!(over.ends_with("delete chain ip6 rkube-proxy endpoint-OLD\n"));
     }
 
     #[test]

@@ -154,9 +154,30 @@ fn session_affinity_and_hairpin(backend: Backend) {
     let sticky = web(
         json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}),
     );
-    lab.sync(&mut p, &[sticky], &[web_slice(&lab, &[0, 1, 2])]);
+    lab.sync(
+        &mut p,
+        std::slice::from_ref(&sticky),
+        &[web_slice(&lab, &[0, 1, 2])],
+    );
     let seen = who_answers(&lab.pods[2].ns, "10.96.0.10:80", 15);
     assert_eq!(seen.len(), 1, "sticks to one endpoint: {seen:?}");
+    // A periodic full resync keeps the affinity entries.
+    for _ in 0..3 {
+        p.force_full_sync();
+        let stats = lab.sync(
+            &mut p,
+            std::slice::from_ref(&sticky),
+            &[web_slice(&lab, &[0, 1, 2])],
+        );
+        assert!(stats.full && !stats.replaced);
+        assert_eq!(
+            who_answers(&lab.pods[2].ns, "10.96.0.10:80", 5)
+                .keys()
+                .collect::<Vec<_>>(),
+            seen.keys().collect::<Vec<_>>(),
+            "still sticks after a resync"
+        );
+    }
 
     // Hairpin: a pod reaching itself through its Service sees the node as its peer.
     let plain = web(json!({}));
