@@ -10,12 +10,13 @@
 //! keeping a window of queries in flight on one UDP socket.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 
 use crate::rkube_process;
+use crate::rkube_process::Process;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,16 +32,6 @@ pub struct Args {
     /// Where the data goes (a temporary directory inside it); defaults to target/bench.
     #[arg(long)]
     dir: Option<PathBuf>,
-}
-
-/// A child process of ours, stopped by PID when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 const SINK: &str = r#"

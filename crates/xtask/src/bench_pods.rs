@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -18,6 +18,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
+use crate::rkube_process::Process;
 use crate::{rkube_process, stats};
 
 const NODE_IP: &str = "172.31.0.1";
@@ -33,16 +34,6 @@ pub struct Args {
     /// Where the data goes (a temporary directory inside it); defaults to target/bench.
     #[arg(long)]
     dir: Option<PathBuf>,
-}
-
-/// A child process of ours, stopped by PID when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
 
 use crate::rkube_process;
+use crate::rkube_process::Process;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 
@@ -38,16 +39,6 @@ pub struct Args {
     /// Where the data goes (a temporary directory inside it); defaults to target/bench.
     #[arg(long)]
     dir: Option<PathBuf>,
-}
-
-/// A child process of ours, killed by PID when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 struct Run {

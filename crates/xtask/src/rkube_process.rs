@@ -9,6 +9,16 @@ use anyhow::{Context, bail};
 use kube::Client;
 use kube::api::{Api, PostParams};
 
+/// A child process of ours, stopped by PID when dropped.
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Builds `target/release/rkube` and returns its path.
 pub fn build_release() -> anyhow::Result<PathBuf> {
     let status = Command::new(env!("CARGO"))
