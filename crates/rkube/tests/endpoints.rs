@@ -397,6 +397,30 @@ fn slices_and_endpoints_follow_pods() {
         "{describe}"
     );
 
+    // A pod on a node not (yet) known is left out, with upstream's event, until the node comes.
+    cluster.pod("lost", "n9", 8080, "10.42.9.1", true, json!({}));
+    cluster.wait("the FailedToUpdateEndpointSlices event", Duration::from_secs(5), || {
+        let events = cluster.server.ok(&["get", "events", "--field-selector", "involvedObject.name=web"]);
+        events
+            .contains("Error updating Endpoint Slices for Service default/web: skipping Pod lost for Service default/web: Node n9 Not Found")
+            .then_some(())
+    });
+    assert!(!endpoints_by_pod(&cluster.slices("web")).contains_key("lost"));
+    cluster.node("n9", "10.0.0.9", "zone-c");
+    cluster.wait("the lost pod in its slice", Duration::from_secs(5), || {
+        endpoints_by_pod(&cluster.slices("web"))
+            .get("lost")
+            .filter(|e| e["zone"] == "zone-c")
+            .map(|_| ())
+    });
+    cluster
+        .block_on(
+            cluster
+                .pods()
+                .delete("lost", &DeleteParams::default().grace_period(0)),
+        )
+        .unwrap();
+
     // A readiness change reaches the slice and the Endpoints within a second.
     cluster.set_ready("w3", true);
     let (_, latency) = cluster.wait("w3 ready in its slice", Duration::from_secs(3), || {
