@@ -559,7 +559,11 @@ fn headless_publish_not_ready_and_many_pods() {
             assert_eq!(e["hostname"], e["targetRef"]["name"]);
         }
     }
-    let endpoints = cluster.endpoints("db").unwrap();
+    let (endpoints, _) = cluster.wait("230 addresses in the Endpoints", Duration::from_secs(10), || {
+        cluster
+            .endpoints("db")
+            .filter(|e| e["subsets"][0]["addresses"].as_array().map(Vec::len) == Some(count))
+    });
     assert_eq!(
         endpoints["metadata"]["labels"]["service.kubernetes.io/headless"],
         ""
