@@ -472,6 +472,28 @@ fn slices_and_endpoints_follow_pods() {
         (!endpoints_by_pod(&cluster.slices("web")).contains_key("w1")).then_some(())
     });
 
+    // A pod relabelled out of the selector leaves; relabelled back, it returns.
+    let relabel = |app: &str| {
+        let patch = json!({"metadata": {"labels": {"app": app}}});
+        cluster
+            .block_on(
+                cluster
+                    .pods()
+                    .patch("w2", &PatchParams::default(), &Patch::Merge(&patch)),
+            )
+            .unwrap();
+    };
+    relabel("elsewhere");
+    cluster.wait("w2 out of the slices", Duration::from_secs(3), || {
+        (!endpoints_by_pod(&cluster.slices("web")).contains_key("w2")).then_some(())
+    });
+    relabel("web");
+    cluster.wait("w2 back in the slices", Duration::from_secs(3), || {
+        endpoints_by_pod(&cluster.slices("web"))
+            .contains_key("w2")
+            .then_some(())
+    });
+
     // The service's labels follow; a selector change swaps the pods.
     cluster.patch_service(
         "web",
