@@ -397,6 +397,30 @@ fn slices_and_endpoints_follow_pods() {
         "{describe}"
     );
 
+    // A pod on a node not (yet) known is left out, with upstream's event, until the node comes.
+    cluster.pod("lost", "n9", 8080, "10.42.9.1", true, json!({}));
+    cluster.wait("the FailedToUpdateEndpointSlices event", Duration::from_secs(5), || {
+        let events = cluster.server.ok(&["get", "events", "--field-selector", "involvedObject.name=web"]);
+        events
+            .contains("Error updating Endpoint Slices for Service default/web: skipping Pod lost for Service default/web: Node n9 Not Found")
+            .then_some(())
+    });
+    assert!(!endpoints_by_pod(&cluster.slices("web")).contains_key("lost"));
+    cluster.node("n9", "10.0.0.9", "zone-c");
+    cluster.wait("the lost pod in its slice", Duration::from_secs(5), || {
+        endpoints_by_pod(&cluster.slices("web"))
+            .get("lost")
+            .filter(|e| e["zone"] == "zone-c")
+            .map(|_| ())
+    });
+    cluster
+        .block_on(
+            cluster
+                .pods()
+                .delete("lost", &DeleteParams::default().grace_period(0)),
+        )
+        .unwrap();
+
     // A readiness change reaches the slice and the Endpoints within a second.
     cluster.set_ready("w3", true);
     let (_, latency) = cluster.wait("w3 ready in its slice", Duration::from_secs(3), || {
@@ -448,6 +472,28 @@ fn slices_and_endpoints_follow_pods() {
         (!endpoints_by_pod(&cluster.slices("web")).contains_key("w1")).then_some(())
     });
 
+    // A pod relabelled out of the selector leaves; relabelled back, it returns.
+    let relabel = |app: &str| {
+        let patch = json!({"metadata": {"labels": {"app": app}}});
+        cluster
+            .block_on(
+                cluster
+                    .pods()
+                    .patch("w2", &PatchParams::default(), &Patch::Merge(&patch)),
+            )
+            .unwrap();
+    };
+    relabel("elsewhere");
+    cluster.wait("w2 out of the slices", Duration::from_secs(3), || {
+        (!endpoints_by_pod(&cluster.slices("web")).contains_key("w2")).then_some(())
+    });
+    relabel("web");
+    cluster.wait("w2 back in the slices", Duration::from_secs(3), || {
+        endpoints_by_pod(&cluster.slices("web"))
+            .contains_key("w2")
+            .then_some(())
+    });
+
     // The service's labels follow; a selector change swaps the pods.
     cluster.patch_service(
         "web",
@@ -482,7 +528,7 @@ fn slices_and_endpoints_follow_pods() {
 
 #[test]
 fn headless_publish_not_ready_and_many_pods() {
-    let cluster = Cluster::start();
+    let mut cluster = Cluster::start();
     cluster.node("n1", "10.0.0.1", "zone-a");
     cluster.create_service(json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "db"},
@@ -535,7 +581,11 @@ fn headless_publish_not_ready_and_many_pods() {
             assert_eq!(e["hostname"], e["targetRef"]["name"]);
         }
     }
-    let endpoints = cluster.endpoints("db").unwrap();
+    let (endpoints, _) = cluster.wait("230 addresses in the Endpoints", Duration::from_secs(10), || {
+        cluster
+            .endpoints("db")
+            .filter(|e| e["subsets"][0]["addresses"].as_array().map(Vec::len) == Some(count))
+    });
     assert_eq!(
         endpoints["metadata"]["labels"]["service.kubernetes.io/headless"],
         ""
@@ -566,6 +616,42 @@ fn headless_publish_not_ready_and_many_pods() {
         (endpoints_by_pod(&slices).len() == 150).then_some(slices)
     });
     assert!(slices.iter().all(|s| names.contains(&s["metadata"]["name"])));
+
+    // A restarted server's controllers find everything in order: not one write.
+    let versions = |cluster: &Cluster| -> Vec<(Value, Value)> {
+        let mut v: Vec<(Value, Value)> = cluster
+            .slices("db")
+            .iter()
+            .map(|s| {
+                (
+                    s["metadata"]["name"].clone(),
+                    s["metadata"]["resourceVersion"].clone(),
+                )
+            })
+            .collect();
+        v.sort_by_key(|(name, _)| name.to_string());
+        let endpoints = cluster.endpoints("db").unwrap();
+        v.push((
+            json!("endpoints"),
+            endpoints["metadata"]["resourceVersion"].clone(),
+        ));
+        v
+    };
+    let before = versions(&cluster);
+    let holder = |cluster: &Cluster| {
+        let args = ["get", "lease", "-n", "kube-system", "kube-controller-manager"];
+        cluster
+            .server
+            .ok(&[&args[..], &["-o", "jsonpath={.spec.holderIdentity}"]].concat())
+    };
+    let old_holder = holder(&cluster);
+    cluster.server.restart();
+    // The controllers run once the new process holds the leader lease; then give them time.
+    cluster.wait("the controllers back", Duration::from_secs(60), || {
+        (holder(&cluster) != old_holder).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(versions(&cluster), before);
 }
 
 #[test]

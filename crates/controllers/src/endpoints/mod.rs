@@ -35,6 +35,7 @@ pub fn start(ctx: Context) -> BoxFuture<'static, anyhow::Result<()>> {
 
 struct Controller {
     client: kube::Client,
+    recorder: clientkit::Recorder,
     services: Cache<Service>,
     endpoints: Cache<Endpoints>,
     pods: Cache<Pod>,
@@ -87,6 +88,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
     let (pods, _pods_subscription) = ctx.pods.subscribe(on_pod);
     let controller = Arc::new(Controller {
         client: ctx.client.clone(),
+        recorder: clientkit::Recorder::new(ctx.client.clone(), "endpoint-controller"),
         services,
         endpoints,
         pods,
@@ -201,19 +203,36 @@ impl Controller {
         new.metadata.labels = (!labels.is_empty()).then_some(labels);
         new.subsets = (!subsets.is_empty()).then_some(subsets);
 
-        let written = match &current {
-            None => match api.create(&PostParams::default(), &new).await {
-                Ok(created) => created,
-                // A terminating namespace takes no new objects: nothing to do.
-                Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("being terminated") => {
-                    return Ok(());
-                }
-                Err(err) => anyhow::bail!("failed to create endpoints for service {key}: {err}"),
-            },
-            Some(_) => api
-                .replace(name, &PostParams::default(), &new)
-                .await
-                .map_err(|err| anyhow::anyhow!("failed to update endpoints {key}: {err}"))?,
+        let result = match &current {
+            None => api.create(&PostParams::default(), &new).await,
+            Some(_) => api.replace(name, &PostParams::default(), &new).await,
+        };
+        let written = match result {
+            Ok(written) => written,
+            // A terminating namespace takes no new objects: nothing to do.
+            Err(kube::Error::Api(e))
+                if current.is_none() && e.code == 403 && e.message.contains("being terminated") =>
+            {
+                return Ok(());
+            }
+            Err(err) => {
+                // Upstream's events, on the Endpoints.
+                let (reason, message) = match current {
+                    None => (
+                        "FailedToCreateEndpoint",
+                        format!("Failed to create endpoint for service {key}: {err}"),
+                    ),
+                    Some(_) => (
+                        "FailedToUpdateEndpoint",
+                        format!("Failed to update endpoint {key}: {err}"),
+                    ),
+                };
+                let object = clientkit::events::reference(&new);
+                self.recorder
+                    .record(&object, clientkit::EventType::Warning, reason, &message)
+                    .await;
+                anyhow::bail!("{message}");
+            }
         };
         self.written.expect(key, &written.metadata, false);
         Ok(())

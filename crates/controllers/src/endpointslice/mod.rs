@@ -34,6 +34,7 @@ pub fn start(ctx: Context) -> BoxFuture<'static, anyhow::Result<()>> {
 
 struct Controller {
     client: kube::Client,
+    recorder: clientkit::Recorder,
     max_endpoints: usize,
     services: Cache<Service>,
     slices: Cache<EndpointSlice>,
@@ -125,6 +126,7 @@ async fn run(ctx: Context) -> anyhow::Result<()> {
     let (pods, _pods_subscription) = ctx.pods.subscribe(on_pod);
     let controller = Arc::new(Controller {
         client: ctx.client.clone(),
+        recorder: clientkit::Recorder::new(ctx.client.clone(), "endpoint-slice-controller"),
         max_endpoints: ctx.config.max_endpoints_per_slice,
         services,
         slices,
@@ -216,22 +218,39 @@ impl Controller {
         };
         let mut plan = reconciler::reconcile(&svc, &pods, &existing, &node_zone, self.max_endpoints);
         reconciler::recycle_deletions(&svc, &mut plan);
-        self.write(
-            key,
-            namespace,
-            plan.create,
-            plan.update,
-            plan.delete,
-            trigger_time,
-        )
-        .await?;
-        if !plan.pods_without_node.is_empty() {
-            anyhow::bail!(
-                "skipping pods {:?} of service {key}: their nodes are not found",
-                plan.pods_without_node
-            );
+        let mut errors = plan.pods_without_node;
+        let written = self
+            .write(
+                key,
+                namespace,
+                plan.create,
+                plan.update,
+                plan.delete,
+                trigger_time,
+            )
+            .await;
+        if let Err(err) = written {
+            errors.push(format!("{err:#}"));
         }
-        Ok(())
+        if errors.is_empty() {
+            return Ok(());
+        }
+        // Upstream's event, with its aggregate error's wording.
+        errors.dedup();
+        let error = match errors.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let message = format!("Error updating Endpoint Slices for Service {key}: {error}");
+        self.recorder
+            .record(
+                &clientkit::events::reference(&*svc),
+                clientkit::EventType::Warning,
+                "FailedToUpdateEndpointSlices",
+                &message,
+            )
+            .await;
+        Err(anyhow::anyhow!(error))
     }
 
     async fn write(

@@ -31,7 +31,8 @@ pub struct Plan {
     pub create: Vec<EndpointSlice>,
     pub update: Vec<EndpointSlice>,
     pub delete: Vec<EndpointSlice>,
-    /// Pods left out because their node is unknown (upstream retries the service later).
+    /// Pods left out because their node is unknown, as upstream's errors (the service is
+    /// tried again later).
     pub pods_without_node: Vec<String>,
 }
 
@@ -323,8 +324,12 @@ fn reconcile_address_type(
             Some(zone) => zone,
             None if util::publish_not_ready(svc) => None,
             None => {
-                plan.pods_without_node
-                    .push(pod.metadata.name.clone().unwrap_or_default());
+                plan.pods_without_node.push(format!(
+                    "skipping Pod {} for Service {}/{}: Node {node} Not Found",
+                    pod.metadata.name.as_deref().unwrap_or(""),
+                    svc.metadata.namespace.as_deref().unwrap_or(""),
+                    svc.metadata.name.as_deref().unwrap_or(""),
+                ));
                 continue;
             }
         };
@@ -800,7 +805,10 @@ mod tests {
         let mut p = (*pod("a", "10.42.0.5", 8080, true)).clone();
         p.spec.as_mut().unwrap().node_name = Some("gone".to_owned());
         let plan = reconcile(&svc, &[Arc::new(p)], &[], &zone, 100);
-        assert_eq!(plan.pods_without_node, ["a"]);
+        assert_eq!(
+            plan.pods_without_node,
+            ["skipping Pod a for Service default/web: Node gone Not Found"]
+        );
     }
 
     #[test]
