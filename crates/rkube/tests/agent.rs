@@ -69,6 +69,18 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+fn wait_for_with(what: &str, timeout: Duration, show: impl Fn() -> String, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            show()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn proc_number(path: &str, field: &str) -> u64 {
     let text = std::fs::read_to_string(path).unwrap();
     let line = text.lines().find(|l| l.starts_with(field)).unwrap();
@@ -111,25 +123,30 @@ fn server_node_is_ready_at_once_with_the_machines_capacity() {
         serving.elapsed()
     );
     // kubelet's events about its node.
-    wait_for("the node's events", Duration::from_secs(10), || {
-        let reasons = server.ok(&[
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.kind=Node,involvedObject.name=cp-1",
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ]);
-        [
-            "Starting",
-            "NodeAllocatableEnforced",
-            "NodeHasSufficientMemory",
-            "NodeHasNoDiskPressure",
-            "NodeReady",
-        ]
-        .iter()
-        .all(|r| reasons.split_whitespace().any(|have| have == *r))
-    });
+    wait_for_with(
+        "the node's events",
+        Duration::from_secs(10),
+        || server.ok(&["get", "events", "-A"]),
+        || {
+            let reasons = server.ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.kind=Node,involvedObject.name=cp-1",
+                "-o",
+                "jsonpath={.items[*].reason}",
+            ]);
+            [
+                "Starting",
+                "NodeAllocatableEnforced",
+                "NodeHasSufficientMemory",
+                "NodeHasNoDiskPressure",
+                "NodeReady",
+            ]
+            .iter()
+            .all(|r| reasons.split_whitespace().any(|have| have == *r))
+        },
+    );
     let node = node(&server, "cp-1");
     let status = &node["status"];
     assert_eq!(status["capacity"]["cpu"], online_cpus().to_string());
@@ -211,6 +228,9 @@ fn server_node_is_ready_at_once_with_the_machines_capacity() {
 
 #[test]
 fn agents_join_with_the_token_and_go_unknown_when_stopped() {
+    // The agents program their network: in a namespace of the test's own, not the host's.
+    let netns = testkit::netns::NetNs::create("rkube-agents").unwrap();
+    netns.enter().unwrap();
     let server = Server::start_with(&[
         "--node-monitor-grace-period",
         "3s",

@@ -53,6 +53,8 @@ pub struct Server {
     args: Vec<String>,
     /// The network namespace the server runs in, if not the test thread's.
     netns: Option<PathBuf>,
+    /// A namespace this server's agent made for the test thread (see `launch`).
+    _own_netns: Option<testkit::netns::NetNs>,
 }
 
 /// Starts `rkube args…`, inside the network namespace `netns` if given (`nsenter --net`, which
@@ -97,8 +99,20 @@ impl Server {
         Server::launch(&["--disable-agent"], extra_args)
     }
 
-    /// A server that runs its node agent (its own Node, heartbeats), with extra flags.
+    /// A server that runs its node agent (its own Node, heartbeats), with extra flags. A node
+    /// agent programs its network (bridge, routes, nftables), never in the host's namespace:
+    /// the test thread first moves into one of its own, with only loopback.
     pub fn start_with_agent(extra_args: &[&str]) -> Server {
+        let netns = testkit::netns::NetNs::create("rkube-agent").unwrap();
+        netns.enter().unwrap();
+        let mut server = Server::launch(&[], extra_args);
+        server._own_netns = Some(netns);
+        server
+    }
+
+    /// Like [`Server::start_with_agent`], in the network namespace the test thread is in
+    /// already (one the test made).
+    pub fn start_with_agent_in_current_netns(extra_args: &[&str]) -> Server {
         Server::launch(&[], extra_args)
     }
 
@@ -130,6 +144,7 @@ impl Server {
             kubeconfig,
             args,
             netns: None,
+            _own_netns: None,
         };
         server.wait_ready()
     }
@@ -154,6 +169,7 @@ impl Server {
             kubeconfig,
             args,
             netns: Some(netns.to_owned()),
+            _own_netns: None,
         };
         let written = server.dir.path().join("data/kubeconfig.yaml");
         let deadline = Instant::now() + Duration::from_secs(20);

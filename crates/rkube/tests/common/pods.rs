@@ -57,7 +57,7 @@ impl PodCluster {
             "none",
         ];
         args.extend_from_slice(extra_args);
-        let server = Server::start_with_agent(&args);
+        let server = Server::start_with_agent_in_current_netns(&args);
         let cluster = PodCluster {
             server,
             registry,
