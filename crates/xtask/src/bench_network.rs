@@ -276,6 +276,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "\n| DNS from a pod (A sink.default.svc.cluster.local via {dns_ip}, 32 in flight) | {qps} queries/s ({bad} failed) |"
     );
+    // The pods go before the nodes: their containers, mounts and cgroups with them.
+    kubectl(&["delete", "pods", "--all", "--grace-period=1", "--timeout=60s"])?;
     Ok(())
 }
 
