@@ -9,7 +9,7 @@
 //! a sink that reads everything and answers with the byte count, a sender, and a DNS client
 //! keeping a window of queries in flight on one UDP socket.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -92,12 +92,7 @@ print(f"{answered / seconds:.0f} {bad}")
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let binary = rkube_process::build_release()?;
-    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-images/python-oci.tar");
-    ensure!(
-        image.is_file(),
-        "{} is missing: run scripts/build-test-images",
-        image.display()
-    );
+    let image = rkube_process::test_image("python-oci.tar")?;
     let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("target/bench"));
     std::fs::create_dir_all(&base)?;
     let work = tempfile::tempdir_in(&base)?;

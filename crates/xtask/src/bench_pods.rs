@@ -49,12 +49,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let binary = rkube_process::build_release()?;
-    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-images/busybox-oci.tar");
-    ensure!(
-        image.is_file(),
-        "{} is missing: run scripts/build-test-images",
-        image.display()
-    );
+    let image = rkube_process::test_image("busybox-oci.tar")?;
     let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("target/bench"));
     std::fs::create_dir_all(&base)?;
     let data = tempfile::tempdir_in(&base)?;

@@ -19,6 +19,19 @@ impl Drop for Process {
     }
 }
 
+/// A test image archive built by `scripts/build-test-images` (`busybox-oci.tar`, …).
+pub fn test_image(file: &str) -> anyhow::Result<PathBuf> {
+    let image = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/test-images")
+        .join(file);
+    anyhow::ensure!(
+        image.is_file(),
+        "{} is missing: run scripts/build-test-images",
+        image.display()
+    );
+    Ok(image)
+}
+
 /// Builds `target/release/rkube` and returns its path.
 pub fn build_release() -> anyhow::Result<PathBuf> {
     let status = Command::new(env!("CARGO"))
