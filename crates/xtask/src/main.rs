@@ -1,5 +1,6 @@
 //! Project tasks that are commands, not tests: `cargo xtask bench-store`, `bench-api`, `bench-rss`,
-//! `bench-scheduler`, `bench-pods`, `bench-network`, `bench-dns`, `bench-proxy`, `fuzz`.
+//! `bench-scheduler`, `bench-pods`, `bench-network`, `bench-dns`, `bench-proxy`, `fuzz`, and
+//! `dev-cluster` (a cluster in a network namespace for trying clients by hand).
 
 mod bench_api;
 mod bench_dns;
@@ -9,6 +10,7 @@ mod bench_proxy;
 mod bench_rss;
 mod bench_scheduler;
 mod bench_store;
+mod dev_cluster;
 mod fuzz;
 mod machine;
 mod rkube_process;
@@ -46,6 +48,9 @@ enum Task {
     /// The Service proxy: programming 1,000 Services × 10 endpoints (full sync) and single
     /// changes, pure work and `nft` apply separately, in a network namespace made here.
     BenchProxy(bench_proxy::Args),
+    /// A single-node cluster in a network namespace of its own, with the test images in a
+    /// local mirror, for trying clients by hand; stops on Ctrl-C.
+    DevCluster(dev_cluster::Args),
     /// Mutation fuzzing of request decoding, patching and validation (`apiserver::fuzz`):
     /// any panic is a bug; the input is written to target/fuzz-crashes/.
     Fuzz(fuzz::Args),
@@ -58,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Task::BenchRss(args) => bench_rss::run(args),
         Task::BenchScheduler(args) => bench_scheduler::run(args),
         Task::BenchPods(args) => bench_pods::run(args),
+        Task::DevCluster(args) => dev_cluster::run(args),
         Task::BenchNetwork(args) => bench_network::run(args),
         Task::BenchDns(args) => bench_dns::run(args),
         Task::BenchProxy(args) => bench_proxy::run(args),
