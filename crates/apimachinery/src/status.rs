@@ -239,6 +239,12 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
+    /// Forbidden for one object, with its name and resource in the details (admission's
+    /// `NewForbidden`).
+    pub fn forbidden_object(gr: GroupResource<'_>, name: &str, message: impl Into<String>) -> Self {
+        Self::new(403, "Forbidden", message).with_details(gr, name)
+    }
+
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(413, "RequestEntityTooLarge", message)
     }

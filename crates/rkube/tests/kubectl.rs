@@ -1479,6 +1479,34 @@ fn pods_of_existing_service_accounts_mount_their_token() {
         server.ok(&["get", "pod", "q", "-o", "jsonpath={.spec.volumes}"]),
         ""
     );
+    // A pod naming an account that does not exist is refused, as upstream's plugin does …
+    let refused = server.fails(&[
+        "run",
+        "ghost",
+        "--image=nginx:1.27",
+        "--overrides={\"spec\":{\"serviceAccountName\":\"missing\"}}",
+    ]);
+    assert!(
+        refused.contains(
+            "Error from server (Forbidden): pods \"ghost\" is forbidden: error looking up service account default/missing: serviceaccount \"missing\" not found"
+        ),
+        "{refused}"
+    );
+    // … and one whose account lists imagePullSecrets takes them when it names none.
+    server.create(
+        "puller.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: puller\nimagePullSecrets:\n- name: regcred\n",
+    );
+    server.ok(&[
+        "run",
+        "pulls",
+        "--image=nginx:1.27",
+        "--overrides={\"spec\":{\"serviceAccountName\":\"puller\"}}",
+    ]);
+    assert_eq!(
+        server.ok(&["get", "pod", "pulls", "-o", "jsonpath={.spec.imagePullSecrets[*].name}"]),
+        "regcred"
+    );
 }
 
 /// Group-versions that share a storage show each other's objects in their own shape: Events

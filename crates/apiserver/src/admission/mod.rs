@@ -10,7 +10,7 @@
 mod limit_ranger;
 
 use apimachinery::resources::{self, ResourceDef};
-use apimachinery::status::ApiError;
+use apimachinery::status::{ApiError, GroupResource};
 use serde_json::{Value, json};
 use store::{KeyRange, RangeRequest, Store};
 
@@ -68,22 +68,41 @@ pub async fn admit_create(store: &dyn Store, def: &ResourceDef, obj: &mut Value)
 /// Where containers find their service account's token, CA and namespace.
 const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/// ServiceAccount's token volume: when the pod's service account exists and neither it nor the
-/// pod opts out, a projected `kube-api-access-…` volume (bound token, the cluster CA from
-/// `kube-root-ca.crt`, the namespace) mounted read-only in every container. Upstream refuses a
-/// pod whose service account does not exist yet; until a controller creates the `default`
-/// accounts, such pods are admitted without the volume.
+/// The ServiceAccount plugin: the pod's service account must exist (upstream's Forbidden
+/// `error looking up service account ns/name: serviceaccount "name" not found`; the `default`
+/// account is retried for up to about 1.5 s, as upstream does, since its controller creates it
+/// just after the namespace); the pod takes the account's imagePullSecrets when it names none;
+/// and unless the account or the pod opts out, a projected `kube-api-access-…` volume (bound
+/// token, the cluster CA from `kube-root-ca.crt`, the namespace) is mounted read-only in every
+/// container. Mirror pods (static pods) are left alone.
 async fn service_account_token(store: &dyn Store, pod: &mut Value) -> Result<(), ApiError> {
-    let def = resources::find("", "v1", "serviceaccounts").expect("built in");
+    if pod["metadata"]["annotations"]
+        .get(MIRROR_POD_ANNOTATION)
+        .is_some()
+    {
+        return Ok(());
+    }
     let name = pod["spec"]["serviceAccountName"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let key = def.key(objects::namespace(pod), &name);
-    let Some(kv) = store.get(&key).await.map_err(store_error)? else {
-        return Ok(());
-    };
-    let account = from_store(&kv.value, kv.mod_revision)?;
+    let account = service_account(store, objects::namespace(pod), &name)
+        .await?
+        .ok_or_else(|| {
+            let namespace = objects::namespace(pod).unwrap_or_default();
+            forbidden(
+                pod,
+                &format!(
+                    "error looking up service account {namespace}/{name}: serviceaccount {name:?} not found"
+                ),
+            )
+        })?;
+    let pull_secrets = pod["spec"]["imagePullSecrets"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty());
+    if !pull_secrets && let Some(secrets) = account["imagePullSecrets"].as_array().filter(|s| !s.is_empty()) {
+        pod["spec"]["imagePullSecrets"] = Value::Array(secrets.clone());
+    }
     let automount = pod["spec"]["automountServiceAccountToken"]
         .as_bool()
         .or_else(|| account["automountServiceAccountToken"].as_bool())
@@ -121,6 +140,31 @@ async fn service_account_token(store: &dyn Store, pod: &mut Value) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Static pods' mirror objects carry this; upstream's plugins do not touch them.
+const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// The service account `namespace/name`, or None when it does not exist. The `default` account
+/// is looked for 10 times, 100–200 ms apart, as upstream's plugin does.
+async fn service_account(
+    store: &dyn Store,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Option<Value>, ApiError> {
+    let def = resources::find("", "v1", "serviceaccounts").expect("built in");
+    let key = def.key(namespace, name);
+    let attempts = if name == "default" { 10 } else { 1 };
+    let pause = std::time::Duration::from_millis(100 + u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 100);
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        if let Some(kv) = store.get(&key).await.map_err(store_error)? {
+            return from_store(&kv.value, kv.mod_revision).map(Some);
+        }
+    }
+    Ok(None)
 }
 
 /// Five characters of upstream's generateName alphabet.
@@ -369,7 +413,11 @@ async fn global_default(store: &dyn Store, def: &ResourceDef) -> Result<Option<V
 
 fn forbidden(pod: &Value, reason: &str) -> ApiError {
     let name = objects::name(pod).unwrap_or_default();
-    ApiError::forbidden(format!("pods {name:?} is forbidden: {reason}"))
+    let pods = GroupResource {
+        group: "",
+        resource: "pods",
+    };
+    ApiError::forbidden_object(pods, name, format!("pods {name:?} is forbidden: {reason}"))
 }
 
 #[cfg(test)]
