@@ -1504,7 +1504,13 @@ fn pods_of_existing_service_accounts_mount_their_token() {
         "--overrides={\"spec\":{\"serviceAccountName\":\"puller\"}}",
     ]);
     assert_eq!(
-        server.ok(&["get", "pod", "pulls", "-o", "jsonpath={.spec.imagePullSecrets[*].name}"]),
+        server.ok(&[
+            "get",
+            "pod",
+            "pulls",
+            "-o",
+            "jsonpath={.spec.imagePullSecrets[*].name}"
+        ]),
         "regcred"
     );
 }

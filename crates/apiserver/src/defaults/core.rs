@@ -9,6 +9,10 @@ type Obj = Map<String, Value>;
 
 /// A Pod: the pod spec's defaults plus what only pods get (`SetDefaults_Pod`).
 pub fn pod(o: &mut Obj) {
+    if let Some(status) = child(o, "status") {
+        singular_matches_plural(status, "podIP", "podIPs", |ip| json!({"ip": ip}));
+        singular_matches_plural(status, "hostIP", "hostIPs", |ip| json!({"ip": ip}));
+    }
     let Some(spec) = child(o, "spec") else {
         return;
     };
@@ -389,7 +393,33 @@ pub fn namespace(o: &mut Obj) {
 }
 
 /// Allocatable defaults to capacity.
+/// v1 keeps a field and its dual-stack plural (`podIP`/`podIPs`, `podCIDR`/`podCIDRs`) in step,
+/// as upstream's v1 conversion does: a set singular wins and becomes the plural's only item
+/// when they differ or the plural is empty; an unset singular takes the plural's first item.
+fn singular_matches_plural(o: &mut Obj, singular: &str, plural: &str, item: impl Fn(&str) -> Value) {
+    let first = |o: &Obj| {
+        let first = o.get(plural)?.as_array()?.first()?;
+        first.as_str().or_else(|| first["ip"].as_str()).map(str::to_owned)
+    };
+    match o.get(singular).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        Some(one) => {
+            if first(o).as_deref() != Some(one) {
+                let one = item(one);
+                o.insert(plural.into(), json!([one]));
+            }
+        }
+        None => {
+            if let Some(first) = first(o) {
+                o.insert(singular.into(), first.into());
+            }
+        }
+    }
+}
+
 pub fn node(o: &mut Obj) {
+    if let Some(spec) = child(o, "spec") {
+        singular_matches_plural(spec, "podCIDR", "podCIDRs", |cidr| json!(cidr));
+    }
     if let Some(status) = child(o, "status") {
         resource_list(status, "capacity");
         resource_list(status, "allocatable");

@@ -269,3 +269,31 @@ fn smaller_kinds() {
     );
     assert_eq!(odd["spec"]["containers"], "x");
 }
+
+#[test]
+fn singular_ip_and_cidr_fields_stay_in_step_with_their_plurals() {
+    let pod = |status| defaulted("", "v1", "pods", json!({"spec": {}, "status": status}));
+    // A kubelet of old writes only the singular; the plural follows it.
+    let p = pod(json!({"podIP": "10.42.0.5", "hostIP": "172.31.0.1"}));
+    assert_eq!(p["status"]["podIPs"], json!([{"ip": "10.42.0.5"}]));
+    assert_eq!(p["status"]["hostIPs"], json!([{"ip": "172.31.0.1"}]));
+    // Only the plural: the singular is its first item.
+    let p = pod(json!({"podIPs": [{"ip": "10.42.0.5"}, {"ip": "fd00::5"}]}));
+    assert_eq!(p["status"]["podIP"], "10.42.0.5");
+    assert_eq!(p["status"]["podIPs"][1]["ip"], "fd00::5");
+    // Both, differing: the singular is authoritative.
+    let p = pod(json!({"podIP": "10.42.0.9", "podIPs": [{"ip": "10.42.0.5"}]}));
+    assert_eq!(p["status"]["podIPs"], json!([{"ip": "10.42.0.9"}]));
+    // Neither: nothing appears.
+    let p = pod(json!({"phase": "Pending"}));
+    assert!(p["status"].get("podIP").is_none() && p["status"].get("podIPs").is_none());
+    let node = defaulted("", "v1", "nodes", json!({"spec": {"podCIDR": "10.42.1.0/24"}}));
+    assert_eq!(node["spec"]["podCIDRs"], json!(["10.42.1.0/24"]));
+    let node = defaulted(
+        "",
+        "v1",
+        "nodes",
+        json!({"spec": {"podCIDRs": ["10.42.1.0/24", "fd00:1::/64"]}}),
+    );
+    assert_eq!(node["spec"]["podCIDR"], "10.42.1.0/24");
+}
