@@ -320,46 +320,7 @@ impl Rest {
         if let Some(custom) = &custom {
             crd::resource::admit_create(custom, &mut obj)?;
         }
-        let meta = metadata_mut(&mut obj);
-        let has_name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        if !has_name {
-            match meta
-                .get("generateName")
-                .and_then(Value::as_str)
-                .filter(|g| !g.is_empty())
-            {
-                Some(prefix) => {
-                    let name = format!("{prefix}{}", random_suffix());
-                    meta.insert("name".into(), name.into());
-                }
-                None => {
-                    return Err(ApiError::invalid(
-                        def.group,
-                        def.kind,
-                        "",
-                        vec![Cause::new(
-                            "FieldValueRequired",
-                            "metadata.name",
-                            "Required value: name or generateName is required",
-                        )],
-                    ));
-                }
-            }
-        }
-        meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
-        meta.insert("creationTimestamp".into(), now_rfc3339().into());
-        meta.remove("resourceVersion");
-        meta.remove("deletionTimestamp");
-        meta.remove("deletionGracePeriodSeconds");
-        if strategy::has_generation(def) || custom.is_some() {
-            meta.insert("generation".into(), 1.into());
-        } else {
-            meta.remove("generation");
-        }
-        objects::drop_empty_metadata_collections(&mut obj);
+        stamp_new_metadata(def, &mut obj, custom.is_some(), &Identity::fresh())?;
         defaults::apply(def, &mut obj);
         // Mutating admission runs before the strategy, as upstream's (the QoS class sees the
         // resources LimitRanger filled in).
@@ -904,6 +865,77 @@ fn check_preconditions(def: &ResourceDef, name: &str, pre: &Value, current: &Val
             return Err(ApiError::conflict(def.group_resource(), name, &detail));
         }
     }
+    Ok(())
+}
+
+/// What a new object is given: the suffix for its generateName, its uid and creation time.
+/// Fresh ones for real requests; the fuzz pipeline passes fixed ones.
+pub(crate) struct Identity {
+    pub suffix: String,
+    pub uid: String,
+    pub created: String,
+}
+
+impl Identity {
+    pub fn fresh() -> Identity {
+        Identity {
+            suffix: random_suffix(),
+            uid: uuid::Uuid::new_v4().to_string(),
+            created: now_rfc3339(),
+        }
+    }
+}
+
+/// A new object's metadata as upstream's `BeforeCreate` sets it: a name from generateName (or
+/// 422 without either), uid, creationTimestamp and generation 1 (for kinds that count
+/// generations, `counts_generation` for custom resources); what clients may not set is
+/// dropped.
+pub(crate) fn stamp_new_metadata(
+    def: &ResourceDef,
+    obj: &mut Value,
+    counts_generation: bool,
+    identity: &Identity,
+) -> Result<(), ApiError> {
+    let meta = metadata_mut(obj);
+    let has_name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    if !has_name {
+        match meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .filter(|g| !g.is_empty())
+        {
+            Some(prefix) => {
+                let name = format!("{prefix}{}", identity.suffix);
+                meta.insert("name".into(), name.into());
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    def.group,
+                    def.kind,
+                    "",
+                    vec![Cause::new(
+                        "FieldValueRequired",
+                        "metadata.name",
+                        "Required value: name or generateName is required",
+                    )],
+                ));
+            }
+        }
+    }
+    meta.insert("uid".into(), identity.uid.clone().into());
+    meta.insert("creationTimestamp".into(), identity.created.clone().into());
+    meta.remove("resourceVersion");
+    meta.remove("deletionTimestamp");
+    meta.remove("deletionGracePeriodSeconds");
+    if strategy::has_generation(def) || counts_generation {
+        meta.insert("generation".into(), 1.into());
+    } else {
+        meta.remove("generation");
+    }
+    objects::drop_empty_metadata_collections(obj);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use apimachinery::fields::FieldSelector;
 use apimachinery::managed_fields;
 use apimachinery::resources::ResourceDef;
 use apimachinery::selector::LabelSelector;
-use apimachinery::status::{ApiError, Cause};
+use apimachinery::status::ApiError;
 use serde_json::{Value, json};
 
 use crate::apply::Ownership;
@@ -109,37 +109,12 @@ impl Run {
         rest::check_type(def, &mut obj)?;
         rest::check_namespace(def, req, &mut obj)?;
         self.stage();
-        let meta = metadata_mut(&mut obj);
-        let named = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        if !named {
-            match meta
-                .get("generateName")
-                .and_then(Value::as_str)
-                .filter(|g| !g.is_empty())
-            {
-                Some(prefix) => {
-                    let name = format!("{prefix}x2b4z");
-                    meta.insert("name".into(), name.into());
-                }
-                None => {
-                    let cause = Cause::new("FieldValueRequired", "metadata.name", "Required value");
-                    return Err(ApiError::invalid(def.group, def.kind, "", vec![cause]));
-                }
-            }
-        }
-        meta.insert("uid".into(), "00000000-0000-4000-8000-000000000000".into());
-        meta.insert("creationTimestamp".into(), "2026-01-01T00:00:00Z".into());
-        meta.remove("resourceVersion");
-        meta.remove("deletionTimestamp");
-        meta.remove("deletionGracePeriodSeconds");
-        if strategy::has_generation(def) {
-            meta.insert("generation".into(), 1.into());
-        } else {
-            meta.remove("generation");
-        }
+        let identity = rest::Identity {
+            suffix: "x2b4z".into(),
+            uid: "00000000-0000-4000-8000-000000000000".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+        };
+        rest::stamp_new_metadata(def, &mut obj, false, &identity)?;
         defaults::apply(def, &mut obj);
         strategy::prepare_for_create(def, &mut obj);
         // (Admission and Service allocation read the store: not here.)
