@@ -73,6 +73,22 @@ pub struct Config {
     pub node_port_range: (u16, u16),
 }
 
+impl Config {
+    /// A server on a free port of 127.0.0.1 with the default ranges (`10.43.0.0/16`, upstream's
+    /// NodePorts), no extra names, kubeconfig or tokens: what tests and benchmarks run.
+    pub fn loopback(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            serving_names: Default::default(),
+            extra_kubeconfig: None,
+            token_auth_file: None,
+            service_cidr: "10.43.0.0/16".into(),
+            node_port_range: DEFAULT_NODE_PORT_RANGE,
+        }
+    }
+}
+
 /// kube-apiserver's default NodePort range.
 pub const DEFAULT_NODE_PORT_RANGE: (u16, u16) = (30000, 32767);
 

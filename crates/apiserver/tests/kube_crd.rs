@@ -18,15 +18,7 @@ use kube::{Client, Error};
 use serde_json::json;
 
 async fn serve(store: Arc<dyn store::Store>, dir: &std::path::Path) -> (apiserver::Running, Client) {
-    let config = apiserver::Config {
-        data_dir: dir.to_owned(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        serving_names: Default::default(),
-        extra_kubeconfig: None,
-        token_auth_file: None,
-        service_cidr: "10.43.0.0/16".into(),
-        node_port_range: apiserver::DEFAULT_NODE_PORT_RANGE,
-    };
+    let config = apiserver::Config::loopback(dir.to_owned());
     let server = apiserver::start(config, store).await.unwrap();
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())

@@ -12,13 +12,9 @@ use kube::{Client, Error};
 
 async fn start(store: Arc<dyn store::Store>, dir: &std::path::Path) -> (apiserver::Running, Client) {
     let config = apiserver::Config {
-        data_dir: dir.join("data"),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        serving_names: Default::default(),
-        extra_kubeconfig: None,
-        token_auth_file: None,
         service_cidr: "10.96.0.0/26".into(),
         node_port_range: (30000, 30063),
+        ..apiserver::Config::loopback(dir.join("data"))
     };
     let server = apiserver::start(config, store).await.unwrap();
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();

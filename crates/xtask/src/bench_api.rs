@@ -66,15 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 etcd = Some(process);
                 Arc::new(store)
             };
-            let config = apiserver::Config {
-                data_dir: data.path().join("server"),
-                bind: "127.0.0.1:0".parse()?,
-                serving_names: Default::default(),
-                extra_kubeconfig: None,
-                token_auth_file: None,
-                service_cidr: "10.43.0.0/16".into(),
-                node_port_range: apiserver::DEFAULT_NODE_PORT_RANGE,
-            };
+            let config = apiserver::Config::loopback(data.path().join("server"));
             let server = apiserver::start(config, store).await?;
             let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig)?;
             let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
