@@ -276,6 +276,11 @@ impl ApiError {
         )
     }
 
+    /// Upstream's `NewServiceUnavailable`: 503 without a retry hint.
+    pub fn service_unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", message)
+    }
+
     /// The datastore cannot serve now; clients retry.
     pub fn unavailable(message: impl Into<String>) -> Self {
         let mut err = Self::new(503, "ServiceUnavailable", message);

@@ -84,7 +84,7 @@ pub fn client_config(identity: &crate::pki::CertAndKey) -> anyhow::Result<Arc<ru
 }
 
 #[derive(Debug)]
-struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct AnyServer(pub(crate) Arc<rustls::crypto::CryptoProvider>);
 
 impl rustls::client::danger::ServerCertVerifier for AnyServer {
     fn verify_server_cert(
@@ -121,7 +121,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
     }
 }
 
-async fn get_object(
+pub(crate) async fn get_object(
     state: &State,
     resource: &str,
     namespace: Option<&str>,
@@ -428,7 +428,7 @@ async fn proxy(
 }
 
 /// The backend's body as ours: a read error ends the stream (the client sees it cut short).
-fn bridge(body: http_body_util::combinators::UnsyncBoxBody<Bytes, ()>) -> Body {
+pub(crate) fn bridge(body: http_body_util::combinators::UnsyncBoxBody<Bytes, ()>) -> Body {
     use futures::StreamExt as _;
     let stream = http_body_util::BodyStream::new(body)
         .take_while(|frame| std::future::ready(frame.is_ok()))

@@ -48,6 +48,7 @@ mod subresources;
 mod table;
 mod validation;
 mod watch;
+mod workload_proxy;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

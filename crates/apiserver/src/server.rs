@@ -179,6 +179,9 @@ async fn route(
     if let Some(target) = crate::kubelet_proxy::target(&path) {
         return crate::kubelet_proxy::serve(state, target, req).await;
     }
+    if let Some(target) = crate::workload_proxy::target(&path) {
+        return crate::workload_proxy::serve(state, target, req).await;
+    }
     let target = request::parse(req.method(), &path, query.flag("watch"))?;
     if !matches!(target, Target::Resource(_)) && req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiError::method_not_allowed());

@@ -631,3 +631,93 @@ fn kubectl_run_interactive_attaches_to_the_new_pod_and_removes_it() {
     assert!(text.contains("pod \"once\" deleted"), "{text:?}");
     assert!(out.status.success(), "{out:?}");
 }
+
+/// `pods/{name}/proxy` and `services/{name}/proxy` reach the pod over HTTP through the API
+/// server (kubectl get/create --raw, as `kubectl proxy` users do): the pod's first container
+/// port by default, a Service port by number, the method, query and body passed through, and
+/// upstream's errors for a missing port and a refused connection.
+#[test]
+fn pods_and_services_are_reachable_through_the_api_servers_proxy() {
+    let cluster = PodCluster::start();
+    let s = &cluster.server;
+    let script = "mkdir -p /www/cgi-bin && echo hello > /www/index.html && \
+        printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho method=$REQUEST_METHOD query=$QUERY_STRING\\ncat\\n' > /www/cgi-bin/echo && \
+        chmod +x /www/cgi-bin/echo && exec httpd -f -p 8080 -h /www";
+    s.ok(&[
+        "run",
+        "web",
+        "--image=busybox",
+        "--port=8080",
+        "--expose",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    cluster.wait_phase("web", "Running", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s
+        .ok(&[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ])
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "no ready endpoint for web");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let get = |path: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = s.kubectl(&["get", "--raw", path]);
+            if out.status.success() || Instant::now() > deadline {
+                return out;
+            }
+            // httpd may still be binding its port.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let text = |out: Output| String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(
+        text(get("/api/v1/namespaces/default/pods/web/proxy/index.html")),
+        "hello"
+    );
+    assert_eq!(
+        text(get(
+            "/api/v1/namespaces/default/services/web:8080/proxy/index.html"
+        )),
+        "hello"
+    );
+    let body = s.file("body.txt", b"posted body");
+    let echoed = s.ok(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/services/web/proxy/cgi-bin/echo?x=1",
+        "-f",
+        &body,
+    ]);
+    // (kubectl adds its own `timeout` to the query.)
+    assert!(echoed.contains("method=POST query="), "{echoed}");
+    assert!(echoed.contains("x=1"), "{echoed}");
+    assert!(echoed.contains("posted body"), "{echoed}");
+    let missing = s.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/web:9999/proxy/",
+    ]);
+    assert!(
+        missing.contains(
+            "Error from server (ServiceUnavailable): no service port 9999 found for service \"web\""
+        ),
+        "{missing}"
+    );
+    let refused = s.fails(&["get", "--raw", "/api/v1/namespaces/default/pods/web:81/proxy/"]);
+    assert!(
+        refused.contains("error trying to reach service: dial tcp")
+            && refused.contains(":81: connect: connection refused"),
+        "{refused}"
+    );
+}
