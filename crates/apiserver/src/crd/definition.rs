@@ -446,6 +446,7 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
             ));
         } else {
             structural_causes(schema, &schema_path, Level::Root, &mut causes);
+            super::validation_rules::compile_errors(schema, &schema_path, &mut causes);
             if version["subresources"]["status"].is_object()
                 && schema["type"].as_str().is_some_and(|t| t != "object")
             {

@@ -13,6 +13,7 @@
 //! - `cleanup`: deleting a CRD (finalizer, instances removed first).
 //! - `openapi`: the schemas the OpenAPI documents publish.
 
+pub mod cel_library;
 pub mod cleanup;
 pub mod definition;
 pub mod openapi;
@@ -20,6 +21,7 @@ pub mod printer;
 pub mod resource;
 pub mod scale;
 pub mod schema;
+pub mod validation_rules;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
