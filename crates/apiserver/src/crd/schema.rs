@@ -149,12 +149,20 @@ impl Schema {
                 Some(n) if n.is_object() => Some(Box::new(Schema::parse(n)?)),
                 _ => None,
             },
-            rules: v
-                .get("x-kubernetes-validations")
-                .and_then(Value::as_array)
-                .map(|rules| rules.iter().map(super::validation_rules::Rule::compile).collect())
-                .unwrap_or_default(),
-        })
+            rules: Vec::new(),
+        }
+        .with_rules(v))
+    }
+
+    /// Compiles the node's `x-kubernetes-validations`, checked against the node itself.
+    fn with_rules(mut self, v: &Value) -> Schema {
+        if let Some(rules) = v.get("x-kubernetes-validations").and_then(Value::as_array) {
+            self.rules = rules
+                .iter()
+                .map(|r| super::validation_rules::Rule::compile(r, &self))
+                .collect();
+        }
+        self
     }
 
     /// Whether this node keeps fields it does not declare.

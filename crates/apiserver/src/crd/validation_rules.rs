@@ -11,6 +11,7 @@ use cel::Program;
 use serde_json::Value;
 
 use super::cel_library;
+use super::rule_check;
 use super::schema::{Additional, Schema};
 
 /// Wall-clock bound of one object's rules: cel-rust has no cost accounting, and a rule over a large
@@ -38,11 +39,18 @@ fn compile_error(e: cel::ParseErrors) -> String {
 impl Rule {
     /// Compiles one ValidationRule; a rule that does not compile keeps its error (a CRD with it is
     /// refused, see [`compile_errors`]).
-    pub fn compile(v: &Value) -> Rule {
+    pub fn compile(v: &Value, node: &Schema) -> Rule {
         let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
         let source = text("rule");
         let env = cel_library::env();
-        let program = env.compile(&source).map_err(compile_error);
+        let checked = |source: &str, program: Program| match rule_check::check(&program, source, node) {
+            Some(issue) => Err(format!("compilation failed: {issue}")),
+            None => Ok(program),
+        };
+        let program = env
+            .compile(&source)
+            .map_err(compile_error)
+            .and_then(|p| checked(&source, p));
         let uses_old_self = program
             .as_ref()
             .is_ok_and(|p| p.references().has_variable("oldSelf"));
@@ -54,7 +62,9 @@ impl Rule {
                 (
                     s.to_owned(),
                     env.compile(s)
-                        .map_err(|e| format!("messageExpression {}", compile_error(e))),
+                        .map_err(compile_error)
+                        .and_then(|p| checked(s, p))
+                        .map_err(|e| format!("messageExpression {e}")),
                 )
             });
         Rule {
@@ -110,7 +120,10 @@ pub fn compile_errors(schema: &Value, path: &str, causes: &mut Vec<Cause>) {
                 ));
                 continue;
             }
-            let rule = Rule::compile(raw);
+            let rule = match Schema::parse(schema) {
+                Ok(node) => Rule::compile(raw, &node),
+                Err(_) => continue,
+            };
             let shown = go_rule_value(raw);
             if let Err(e) = &rule.program {
                 causes.push(Cause::new(
@@ -423,8 +436,13 @@ fn string_to_cel(s: &str, schema: Option<&Schema>) -> cel::Value {
     if !int_or_string {
         match format {
             Some("date-time") | Some("datetime") => {
-                if let Ok(t) = chrono_like_timestamp(s) {
+                if let Ok(t) = converted(&TIMESTAMP, s) {
                     return t;
+                }
+            }
+            Some("duration") => {
+                if let Ok(d) = converted(&DURATION, s) {
+                    return d;
                 }
             }
             Some("byte") => {
@@ -439,11 +457,14 @@ fn string_to_cel(s: &str, schema: Option<&Schema>) -> cel::Value {
     cel::Value::from(s)
 }
 
-/// RFC 3339 timestamps through CEL's own `timestamp()` conversion.
-fn chrono_like_timestamp(s: &str) -> Result<cel::Value, ()> {
-    let env = cel_library::env();
-    let program = env.compile("timestamp(t)").map_err(|_| ())?;
-    let mut ctx = cel::Context::with_env(env);
+type Conversion = std::sync::LazyLock<Option<Program>>;
+static TIMESTAMP: Conversion = Conversion::new(|| cel_library::env().compile("timestamp(t)").ok());
+static DURATION: Conversion = Conversion::new(|| cel_library::env().compile("duration(t)").ok());
+
+/// RFC 3339 timestamps and Go durations through CEL's own conversions.
+fn converted(conversion: &Conversion, s: &str) -> Result<cel::Value, ()> {
+    let program = conversion.as_ref().ok_or(())?;
+    let mut ctx = cel::Context::with_env(cel_library::env());
     ctx.add_variable_from_value("t", s);
     program.execute(&ctx).map_err(|_| ())
 }
@@ -608,6 +629,62 @@ mod tests {
             v.clone(),
         );
         eval("!has(self.missing) && has(self.s)", v.clone());
+        let typed = schema(json!({
+            "type": "object",
+            "properties": {
+                "at": {"type": "string", "format": "date-time"},
+                "every": {"type": "string", "format": "duration"},
+                "port": {"x-kubernetes-int-or-string": true},
+            },
+            "x-kubernetes-validations": [
+                {"rule": "self.at > timestamp('2020-01-01T00:00:00Z') && self.every < duration('1h')"},
+                {"rule": "type(self.port) == string ? self.port.endsWith('%') : self.port < 100"},
+            ],
+        }));
+        let ok = json!({"at": "2024-05-01T10:00:00Z", "every": "30m", "port": "50%"});
+        assert_eq!(messages(&validate(&ok, None, &typed)), Vec::<String>::new());
+        let bad = json!({"at": "2024-05-01T10:00:00Z", "every": "30m", "port": 200});
+        assert_eq!(messages(&validate(&bad, None, &typed)).len(), 1);
+    }
+
+    #[test]
+    fn undeclared_names_and_undefined_fields_do_not_compile() {
+        let problem = |rule: &str| {
+            let s = schema(json!({
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "ports": {"type": "array", "items": {"type": "object", "properties": {"port": {"type": "integer"}}}},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                },
+                "x-kubernetes-validations": [{"rule": rule}],
+            }));
+            s.rules[0].program.as_ref().err().cloned()
+        };
+        for ok in [
+            "self.name.size() > 0 && has(self.tags)",
+            "self.tags.all(t, t.size() < 10) && self.ports.all(p, p.port > 0)",
+            "self.ports.map(p, p.port).exists(x, x == 80)",
+            "self.labels.all(k, self.labels[k] != '') && self.labels.x == 'y'",
+            "self.extra.anything.goes && int('1') == 1 && type(self.name) == string",
+            "strings.quote(self.name) != '' && self.metadata.name != ''",
+        ] {
+            assert_eq!(problem(ok), None, "{ok}");
+        }
+        assert_eq!(
+            problem("self.nmae == 'x'").unwrap(),
+            "compilation failed: ERROR: <input>:1:5: undefined field 'nmae'\n | self.nmae == 'x'\n | ....^"
+        );
+        assert_eq!(
+            problem("self.ports.all(p, p.prot > 0)").unwrap(),
+            "compilation failed: ERROR: <input>:1:20: undefined field 'prot'\n | self.ports.all(p, p.prot > 0)\n | ...................^"
+        );
+        assert_eq!(
+            problem("foo == 1").unwrap(),
+            "compilation failed: ERROR: <input>:1:1: undeclared reference to 'foo' (in container '')\n | foo == 1\n | ^"
+        );
     }
 
     #[test]
