@@ -562,6 +562,33 @@ mod tests {
     }
 
     #[test]
+    fn optional_old_self_runs_on_create_too() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {"n": {"type": "integer", "x-kubernetes-validations": [{
+                "rule": "!oldSelf.hasValue() || self >= oldSelf.value()",
+                "optionalOldSelf": true,
+                "message": "n may only grow",
+            }, {
+                "rule": "oldSelf.orValue(0) < 100",
+                "optionalOldSelf": true,
+                "messageExpression": "42",
+            }]}},
+        }));
+        assert!(validate(&json!({"n": 5}), None, &s).is_empty());
+        assert!(validate(&json!({"n": 6}), Some(&json!({"n": 5})), &s).is_empty());
+        assert_eq!(
+            messages(&validate(&json!({"n": 4}), Some(&json!({"n": 5})), &s)),
+            vec!["n: Invalid value: \"integer\": n may only grow"]
+        );
+        // A messageExpression that is not a string falls back to the default message.
+        assert_eq!(
+            messages(&validate(&json!({"n": 200}), Some(&json!({"n": 150})), &s)),
+            vec!["n: Invalid value: \"integer\": failed rule: oldSelf.orValue(0) < 100"]
+        );
+    }
+
+    #[test]
     fn unchanged_values_ratchet_and_runtime_errors_are_reported() {
         let s = crd_schema();
         let old = obj(json!({"replicas": 3, "maxReplicas": 2, "name": "abc", "mode": "x"}));
