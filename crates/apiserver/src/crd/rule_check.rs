@@ -179,3 +179,24 @@ fn field_of<'s>(schema: &'s Schema, field: &str) -> Option<Option<&'s Schema>> {
         && !matches!(field, "apiVersion" | "kind" | "metadata");
     if closed { None } else { Some(None) }
 }
+
+/// How deeply comprehensions (the macros `all`, `exists`, `map`, `filter`, ...) nest in `e`.
+pub fn comprehension_nesting(e: &IdedExpr) -> u32 {
+    let deepest =
+        |items: &mut dyn Iterator<Item = &IdedExpr>| items.map(comprehension_nesting).max().unwrap_or(0);
+    match &e.expr {
+        Expr::Comprehension(c) => {
+            let body = deepest(&mut [&c.loop_cond, &c.loop_step, &c.result].into_iter());
+            let outside = deepest(&mut [&c.iter_range, &c.accu_init].into_iter());
+            (body + 1).max(outside)
+        }
+        Expr::Call(call) => deepest(&mut call.target.iter().map(|t| t.as_ref()).chain(call.args.iter())),
+        Expr::Select(select) => comprehension_nesting(&select.operand),
+        Expr::List(list) => deepest(&mut list.elements.iter()),
+        Expr::Map(map) => deepest(&mut map.entries.iter().filter_map(|entry| match &entry.expr {
+            EntryExpr::MapEntry(m) => Some(&m.value),
+            EntryExpr::StructField(_) => None,
+        })),
+        Expr::Struct(_) | Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 0,
+    }
+}

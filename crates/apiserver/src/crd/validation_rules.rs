@@ -29,6 +29,8 @@ pub struct Rule {
     optional_old_self: bool,
     program: Result<Program, String>,
     uses_old_self: bool,
+    /// How deeply comprehensions nest: with the largest collection, bounds the work of a run.
+    nesting: u32,
 }
 
 /// cel-go's issue text: ` | ` before the source line and the caret line.
@@ -51,6 +53,9 @@ impl Rule {
             .compile(&source)
             .map_err(compile_error)
             .and_then(|p| checked(&source, p));
+        let nesting = program
+            .as_ref()
+            .map_or(0, |p| rule_check::comprehension_nesting(p.expression()));
         let uses_old_self = program
             .as_ref()
             .is_ok_and(|p| p.references().has_variable("oldSelf"));
@@ -79,6 +84,7 @@ impl Rule {
             optional_old_self: v.get("optionalOldSelf") == Some(&Value::Bool(true)),
             program,
             uses_old_self,
+            nesting,
             source,
         }
     }
@@ -302,6 +308,19 @@ impl Walker {
                 ),
                 (None, false) => {}
             }
+            if rule.nesting >= 2 && work_bound(value, old, rule.nesting) > MAX_NESTED_WORK {
+                // cel-rust cannot stop a running program: refuse what could run for minutes.
+                self.causes.push(Cause::invalid(
+                    field,
+                    &type_name,
+                    &format!(
+                        "'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: {}",
+                        rule.error_string()
+                    ),
+                ));
+                self.exhausted = true;
+                return;
+            }
             let detail = match program.execute(&ctx) {
                 Ok(cel::Value::Bool(true)) => continue,
                 Ok(_) => None,
@@ -340,6 +359,25 @@ impl Walker {
             });
         }
     }
+}
+
+/// The most iterations nested comprehensions may make (upstream's per-call cost limit is of the
+/// same order).
+const MAX_NESTED_WORK: u64 = 10_000_000;
+
+/// The largest collection (list, map or string) in the values a rule sees, to the power of its
+/// comprehension nesting: what nested loops over them could cost.
+fn work_bound(value: &Value, old: Option<&Value>, nesting: u32) -> u64 {
+    fn largest(v: &Value) -> usize {
+        match v {
+            Value::Array(items) => items.iter().map(largest).max().unwrap_or(0).max(items.len()),
+            Value::Object(map) => map.values().map(largest).max().unwrap_or(0).max(map.len()),
+            Value::String(s) => s.len(),
+            _ => 0,
+        }
+    }
+    let size = largest(value).max(old.map_or(0, largest)).max(1) as u64;
+    size.saturating_pow(nesting)
 }
 
 /// The runtime error text upstream gives (cel-go's wording for the common errors).
@@ -586,6 +624,29 @@ mod tests {
             messages(&validate(&json!({"n": 200}), Some(&json!({"n": 150})), &s)),
             vec!["n: Invalid value: \"integer\": failed rule: oldSelf.orValue(0) < 100"]
         );
+    }
+
+    #[test]
+    fn nested_loops_over_large_lists_are_cut_off() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {"l": {"type": "array", "items": {"type": "integer"}}},
+            "x-kubernetes-validations": [
+                {"rule": "self.l.all(a, self.l.all(b, self.l.all(c, a + b + c >= 0)))"},
+                {"rule": "self.l.all(a, a >= 0)"},
+            ],
+        }));
+        let small = json!({"l": (0..50).collect::<Vec<i64>>()});
+        assert!(validate(&small, None, &s).is_empty());
+        let large = json!({"l": (0..5000).collect::<Vec<i64>>()});
+        let started = Instant::now();
+        assert_eq!(
+            messages(&validate(&large, None, &s)),
+            vec![
+                "<nil>: Invalid value: \"object\": 'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: self.l.all(a, self.l.all(b, self.l.all(c, a + b + c >= 0)))"
+            ]
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
