@@ -8,6 +8,7 @@ use cel::IdedExpr;
 use cel::common::ast::{EntryExpr, Expr};
 
 use super::schema::{Additional, Schema};
+use super::validation_rules::escaped_property;
 
 /// Names cel-go declares besides variables: type names usable as values and conversions.
 const DECLARED: [&str; 12] = [
@@ -167,6 +168,13 @@ impl<'s> Checker<'s> {
 /// when it may exist but its schema is unknown, `None` when the schema rules it out.
 fn field_of<'s>(schema: &'s Schema, field: &str) -> Option<Option<&'s Schema>> {
     if let Some(p) = schema.properties.get(field) {
+        return Some(Some(p));
+    }
+    if let Some((_, p)) = schema
+        .properties
+        .iter()
+        .find(|(name, _)| escaped_property(name).as_deref() == Some(field))
+    {
         return Some(Some(p));
     }
     if let Additional::Schema(a) = &schema.additional {

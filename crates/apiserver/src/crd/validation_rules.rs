@@ -461,11 +461,60 @@ pub fn to_cel(v: &Value, schema: Option<&Schema>, root: bool) -> cel::Value {
                     (None, Additional::Schema(a)) => Some(a.as_ref()),
                     _ => None,
                 });
-                out.insert(k.clone(), to_cel(val, sub, false));
+                let declared = schema.is_some_and(|s| s.properties.contains_key(k));
+                let converted = to_cel(val, sub, false);
+                match declared.then(|| escaped_property(k)).flatten() {
+                    Some(name) if name != *k => {
+                        out.insert(name, converted.clone());
+                        out.insert(k.clone(), converted);
+                    }
+                    _ => {
+                        out.insert(k.clone(), converted);
+                    }
+                }
             }
             cel::Value::from(out)
         }
     }
+}
+
+/// CEL's reserved words: a property of that name is reached as `self.__name__`.
+const RESERVED: [&str; 18] = [
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+    "in",
+];
+
+/// The name rules use for a declared property (upstream's escaping: `my-field` is
+/// `my__dash__field`, `namespace` is `__namespace__`).
+pub fn escaped_property(name: &str) -> Option<String> {
+    if RESERVED.contains(&name) {
+        return Some(format!("__{name}__"));
+    }
+    let escaped = name
+        .replace("__", "__underscores__")
+        .replace('.', "__dot__")
+        .replace('-', "__dash__")
+        .replace('/', "__slash__");
+    let mut chars = escaped.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then_some(escaped)
 }
 
 fn string_to_cel(s: &str, schema: Option<&Schema>) -> cel::Value {
@@ -717,6 +766,13 @@ mod tests {
             v.clone(),
         );
         eval("!has(self.missing) && has(self.s)", v.clone());
+        let escaped = schema(json!({
+            "type": "object",
+            "properties": {"namespace": {"type": "string"}, "my-field": {"type": "string"}, "a.b": {"type": "string"}},
+            "x-kubernetes-validations": [{"rule": "self.__namespace__ == 'n' && self.my__dash__field == 'f' && self.a__dot__b == 'd'"}],
+        }));
+        let value = json!({"namespace": "n", "my-field": "f", "a.b": "d"});
+        assert_eq!(messages(&validate(&value, None, &escaped)), Vec::<String>::new());
         let typed = schema(json!({
             "type": "object",
             "properties": {
