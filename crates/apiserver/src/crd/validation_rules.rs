@@ -79,7 +79,9 @@ impl Rule {
             field_path: v
                 .get("fieldPath")
                 .and_then(Value::as_str)
-                .map(|p| p.trim_start_matches('.').to_owned())
+                .map(|p| {
+                    normalized_field_path(p, node).unwrap_or_else(|| p.trim_start_matches('.').to_owned())
+                })
                 .filter(|p| !p.is_empty()),
             optional_old_self: v.get("optionalOldSelf") == Some(&Value::Bool(true)),
             program,
@@ -106,6 +108,39 @@ impl Rule {
             self.message.clone()
         }
     }
+}
+
+/// A rule's `fieldPath` (`.spec.items`, `.labels['a.b']`) as the field path upstream reports:
+/// properties joined by dots, map keys in brackets. None when it does not name a declared field.
+fn normalized_field_path(path: &str, node: &Schema) -> Option<String> {
+    let mut out = String::new();
+    let mut schema = node;
+    let mut rest = path;
+    while !rest.is_empty() {
+        let name = if let Some(r) = rest.strip_prefix("['") {
+            let end = r.find("']")?;
+            rest = &r[end + 2..];
+            &r[..end]
+        } else {
+            let r = rest.strip_prefix('.')?;
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            rest = &r[end..];
+            &r[..end]
+        };
+        if let Some(p) = schema.properties.get(name) {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(name);
+            schema = p;
+        } else if let Additional::Schema(a) = &schema.additional {
+            out.push_str(&format!("[{name}]"));
+            schema = a;
+        } else {
+            return None;
+        }
+    }
+    Some(out)
 }
 
 /// The rules of a CRD schema that do not compile, as CRD validation causes under `path` (the
@@ -633,6 +668,20 @@ mod tests {
             messages(&validate(&long, None, &s)),
             vec!["<nil>: Invalid value: \"object\": failed rule: self.metadata.name.size() < 10"]
         );
+    }
+
+    #[test]
+    fn field_paths_name_properties_and_map_keys() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {
+                "a": {"type": "object", "properties": {"b.c": {"type": "string"}}},
+                "m": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        }));
+        assert_eq!(normalized_field_path(".a['b.c']", &s).as_deref(), Some("a.b.c"));
+        assert_eq!(normalized_field_path(".m['k']", &s).as_deref(), Some("m[k]"));
+        assert_eq!(normalized_field_path(".nope", &s), None);
     }
 
     #[test]
