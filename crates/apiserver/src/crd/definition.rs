@@ -426,6 +426,11 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     let mut seen = Vec::new();
     let mut storage_count = 0;
+    // Upstream validates the internal form, where identical per-version schemas are hoisted to
+    // `spec.validation` (v1 conversion): their errors are reported there, once.
+    let hoisted = !versions.is_empty()
+        && versions[0]["schema"]["openAPIV3Schema"].is_object()
+        && versions.iter().all(|v| v["schema"] == versions[0]["schema"]);
     for (i, version) in versions.iter().enumerate() {
         let path = format!("spec.versions[{i}]");
         let vname = version["name"].as_str().unwrap_or_default();
@@ -437,8 +442,15 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
         }
         seen.push(vname.to_owned());
         let schema = &version["schema"]["openAPIV3Schema"];
-        let schema_path = format!("{path}.schema.openAPIV3Schema");
-        if !schema.is_object() {
+        let schema_path = if hoisted {
+            "spec.validation.openAPIV3Schema".to_owned()
+        } else {
+            format!("{path}.schema.openAPIV3Schema")
+        };
+        // A hoisted schema's errors are reported once, with the first version.
+        let reported_before = hoisted && i > 0;
+        if reported_before {
+        } else if !schema.is_object() {
             causes.push(Cause::new(
                 "FieldValueRequired",
                 &schema_path,
@@ -446,6 +458,7 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
             ));
         } else {
             structural_causes(schema, &schema_path, Level::Root, &mut causes);
+            super::validation_rules::compile_errors(schema, &schema_path, &mut causes);
             if version["subresources"]["status"].is_object()
                 && schema["type"].as_str().is_some_and(|t| t != "object")
             {
@@ -982,6 +995,6 @@ mod tests {
                     .to_owned()
             )
         );
-        assert!(fields.contains(&"spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields".to_owned()), "{fields:?}");
+        assert!(fields.contains(&"spec.validation.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields".to_owned()), "{fields:?}");
     }
 }

@@ -7,19 +7,25 @@
 //! - `definition`: the CRD strategy (defaults, validation, status: conditions, acceptedNames,
 //!   storedVersions) and what each served version of a CRD means for serving.
 //! - `schema`: structural schemas: pruning, defaulting, validation.
+//! - `validation_rules`: `x-kubernetes-validations` (CEL) compiled with the schema, run on writes.
+//! - `rule_check`: cel-go's undeclared-reference and undefined-field compile checks.
+//! - `cel_library`: the CEL environment and the Kubernetes CEL functions.
 //! - `resource`: custom resources on the write and read paths (schema, apiVersion rewrite).
 //! - `scale`: the scale subresource (autoscaling/v1 Scale).
 //! - `printer`: server-side Tables from `additionalPrinterColumns`.
 //! - `cleanup`: deleting a CRD (finalizer, instances removed first).
 //! - `openapi`: the schemas the OpenAPI documents publish.
 
+pub mod cel_library;
 pub mod cleanup;
 pub mod definition;
 pub mod openapi;
 pub mod printer;
 pub mod resource;
+pub mod rule_check;
 pub mod scale;
 pub mod schema;
+pub mod validation_rules;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};

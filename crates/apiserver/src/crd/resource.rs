@@ -10,6 +10,7 @@ use store::Revision;
 
 use super::CustomVersion;
 use super::schema;
+use super::validation_rules;
 use crate::objects::{self, from_store};
 
 /// Decodes a stored object for a request of `custom`'s version (or as is, for built-ins).
@@ -70,6 +71,23 @@ pub fn admit(custom: &CustomVersion, obj: &mut Value, old: Option<&Value>) -> Re
     if let Some(old) = old {
         let existing = schema::validate(old, schema);
         causes.retain(|c| !existing.contains(c));
+    }
+    // Upstream runs x-kubernetes-validations only on an object of the schema's shape.
+    const BLOCKING: [&str; 5] = [
+        "FieldValueNotSupported",
+        "FieldValueRequired",
+        "FieldValueTooLong",
+        "FieldValueTooMany",
+        "FieldValueTypeInvalid",
+    ];
+    if causes.iter().any(|c| BLOCKING.contains(&c.reason.as_str())) {
+        causes.push(Cause::invalid(
+            "<nil>",
+            &Value::Null,
+            "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ));
+    } else {
+        causes.extend(validation_rules::validate(obj, old, schema));
     }
     if causes.is_empty() {
         Ok(())

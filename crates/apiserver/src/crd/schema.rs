@@ -12,19 +12,19 @@ use serde_json::{Map, Value};
 /// One node of a structural schema.
 #[derive(Debug, Default)]
 pub struct Schema {
-    kind: Option<String>,
-    format: Option<String>,
+    pub(super) kind: Option<String>,
+    pub(super) format: Option<String>,
     nullable: bool,
-    int_or_string: bool,
-    preserve_unknown: bool,
-    embedded_resource: bool,
+    pub(super) int_or_string: bool,
+    pub(super) preserve_unknown: bool,
+    pub(super) embedded_resource: bool,
     /// `x-kubernetes-list-type: set`: items must be unique.
     list_set: bool,
     /// `x-kubernetes-list-type: map`: the keys that must be unique across items.
-    list_map_keys: Option<Vec<String>>,
-    properties: BTreeMap<String, Schema>,
-    items: Option<Box<Schema>>,
-    additional: Additional,
+    pub(super) list_map_keys: Option<Vec<String>>,
+    pub(super) properties: BTreeMap<String, Schema>,
+    pub(super) items: Option<Box<Schema>>,
+    pub(super) additional: Additional,
     required: Vec<String>,
     enumeration: Vec<Value>,
     minimum: Option<f64>,
@@ -46,10 +46,12 @@ pub struct Schema {
     any_of: Vec<Schema>,
     one_of: Vec<Schema>,
     not: Option<Box<Schema>>,
+    /// `x-kubernetes-validations`, compiled once with the schema.
+    pub(super) rules: Vec<super::validation_rules::Rule>,
 }
 
 #[derive(Debug, Default)]
-enum Additional {
+pub(super) enum Additional {
     /// Not set: unknown fields are pruned (or kept with x-kubernetes-preserve-unknown-fields).
     #[default]
     Unset,
@@ -147,7 +149,20 @@ impl Schema {
                 Some(n) if n.is_object() => Some(Box::new(Schema::parse(n)?)),
                 _ => None,
             },
-        })
+            rules: Vec::new(),
+        }
+        .with_rules(v))
+    }
+
+    /// Compiles the node's `x-kubernetes-validations`, checked against the node itself.
+    fn with_rules(mut self, v: &Value) -> Schema {
+        if let Some(rules) = v.get("x-kubernetes-validations").and_then(Value::as_array) {
+            self.rules = rules
+                .iter()
+                .map(|r| super::validation_rules::Rule::compile(r, &self))
+                .collect();
+        }
+        self
     }
 
     /// Whether this node keeps fields it does not declare.
