@@ -159,6 +159,8 @@ pub static BUILTIN: &[ResourceDef] = &[
     // batch/v1
     def("batch", "v1", "cronjobs", "cronjob", "CronJob", NS, &["cj"], ALL, CRUD, STATUS, "cronjobs"),
     def("batch", "v1", "jobs", "job", "Job", NS, NONE, ALL, CRUD, STATUS, "jobs"),
+    // certificates.k8s.io/v1
+    def("certificates.k8s.io", "v1", "certificatesigningrequests", "certificatesigningrequest", "CertificateSigningRequest", CLUSTER, &["csr"], NONE, CRUD, &["approval", "status"], "certificatesigningrequests"),
     // coordination, discovery, networking, policy
     def("coordination.k8s.io", "v1", "leases", "lease", "Lease", NS, NONE, NONE, CRUD, NONE, "leases"),
     def("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", NS, NONE, NONE, CRUD, NONE, "endpointslices"),

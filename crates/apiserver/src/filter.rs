@@ -108,11 +108,23 @@ fn field_value(obj: &Value, field: &str) -> Option<String> {
     } else {
         field
     };
-    let v = lookup(obj, path).or_else(|| lookup(obj, &events_v1_path(path)?))?;
+    let Some(v) = lookup(obj, path).or_else(|| lookup(obj, &events_v1_path(path)?)) else {
+        return zero_value(field).map(str::to_owned);
+    };
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// What upstream's field set holds for an absent field of a non-pointer Go type: its zero
+/// value printed (`fmt.Sprint(node.Spec.Unschedulable)` is "false" for a schedulable node).
+fn zero_value(field: &str) -> Option<&'static str> {
+    match field {
+        "spec.unschedulable" => Some("false"),
+        "status.replicas" | "status.successful" => Some("0"),
         _ => None,
     }
 }
@@ -169,6 +181,17 @@ mod tests {
                 .matches(&pod)
         );
         assert!(filter("pods", "").unwrap().matches(&json!({})));
+    }
+
+    #[test]
+    fn absent_value_fields_select_as_their_zero_value() {
+        let schedulable = filter("nodes", "fieldSelector=spec.unschedulable%3D%3Dfalse").unwrap();
+        assert!(schedulable.matches(&json!({"spec": {}})));
+        assert!(!schedulable.matches(&json!({"spec": {"unschedulable": true}})));
+        let cordoned = filter("nodes", "fieldSelector=spec.unschedulable%3Dtrue").unwrap();
+        assert!(!cordoned.matches(&json!({"metadata": {"name": "n"}})));
+        let empty = filter("replicationcontrollers", "fieldSelector=status.replicas%3D0").unwrap();
+        assert!(empty.matches(&json!({"status": {}})));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod bootstrap;
 mod conversion;
 pub use bootstrap::SYSTEM_NAMESPACES;
 mod cache;
+mod certificates;
 mod crd;
 mod defaults;
 mod deletion;

@@ -489,6 +489,9 @@ impl Rest {
                 crd::resource::admit(custom, &mut updated, Some(&current))?;
             }
             strategy::prepare_for_update(def, &current, &mut updated);
+            if crate::certificates::is_csr(def) {
+                crate::certificates::prepare_for_update(req.subresource.as_deref(), &current, &mut updated);
+            }
             if crd::is_definition(def) {
                 crd::definition::accept_names(&mut updated, self.crds.catalog().crds());
             }
@@ -714,6 +717,8 @@ fn list_item(def: &ResourceDef, custom: bool, mut obj: Value) -> Value {
 /// kinds with a status subresource, `split`); a write to `/status` changes nothing but the status.
 pub(crate) fn merge_update(current: &Value, mut new: Value, subresource: Option<&str>, split: bool) -> Value {
     match subresource {
+        // Only CertificateSigningRequests have `/approval`.
+        Some("approval") => crate::certificates::merge_approval(current, &new),
         Some("status") => {
             let mut updated = current.clone();
             updated["status"] = new.get("status").cloned().unwrap_or(Value::Null);

@@ -279,6 +279,7 @@ async fn route(
             }
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")
+                && !(sub == "approval" && crate::certificates::is_csr(def))
                 && !(sub == "finalize" && def.plural == "namespaces" && r.verb == Verb::Update)
                 && !scale
                 && !subresources::serves(def, Some(sub))
@@ -331,9 +332,15 @@ async fn route(
             if as_table {
                 table::validate_options(&query)?;
             }
-            let as_metadata = (!as_table && matches!(r.verb, Verb::Get | Verb::List | Verb::Watch))
-                .then(|| crate::partial::wanted(&accept))
-                .flatten();
+            // Writes answer with metadata only too (kube-rs's patch_metadata), as upstream
+            // transforms every response object.
+            let as_metadata = (!as_table
+                && matches!(
+                    r.verb,
+                    Verb::Get | Verb::List | Verb::Watch | Verb::Create | Verb::Update | Verb::Patch
+                ))
+            .then(|| crate::partial::wanted(&accept))
+            .flatten();
             let mut warnings: Vec<String> = custom
                 .iter()
                 .filter_map(|c| c.deprecation_warning.clone())
@@ -386,6 +393,9 @@ async fn route(
                 Verb::Create => {
                     let mut obj = decode(&content_type, &body)?;
                     warnings.extend(check_fields(def, custom.as_deref(), &query, &mut obj)?);
+                    if crate::certificates::is_csr(def) {
+                        crate::certificates::record_requester(&mut obj, user);
+                    }
                     (StatusCode::CREATED, rest.create(def, &r, &query, obj).await?)
                 }
                 Verb::Update => {

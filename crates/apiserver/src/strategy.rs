@@ -35,6 +35,7 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
         }
         ("", "persistentvolumeclaims") => obj["status"] = json!({"phase": "Pending"}),
         ("batch", "jobs") => job_selector(obj),
+        ("certificates.k8s.io", "certificatesigningrequests") => crate::certificates::prepare_for_create(obj),
         ("apps", "daemonsets") => {
             objects::metadata_mut(obj)
                 .entry("annotations")

@@ -532,3 +532,51 @@ async fn delete_answers_202_only_for_orphan_dependents_false() {
     );
     assert_eq!(status("gone", r#"{"orphanDependents": false}"#).await, 200);
 }
+
+/// A write asked for as metadata answers as PartialObjectMetadata (kube-rs's `patch_metadata`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_patch_answers_partial_object_metadata() {
+    use kube::core::PartialObjectMetaExt;
+    let cluster = start().await;
+    let client = cluster.client.clone();
+    namespace(&client, "metapatch").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "metapatch");
+    cms.create(&PostParams::default(), &configmap("one", &[], "1"))
+        .await
+        .unwrap();
+    let patch = ObjectMeta {
+        annotations: Some(BTreeMap::from([("test".to_owned(), "123".to_owned())])),
+        ..Default::default()
+    }
+    .into_request_partial::<ConfigMap>();
+    let patched = cms
+        .patch_metadata("one", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let types = patched.types.as_ref().unwrap();
+    assert_eq!(types.kind, "PartialObjectMetadata");
+    assert_eq!(types.api_version, "meta.k8s.io/v1");
+    assert_eq!(patched.metadata.annotations.unwrap()["test"], "123");
+    assert_eq!(cms.get("one").await.unwrap().data.unwrap()["v"], "1");
+}
+
+/// An unset `spec.unschedulable` selects as "false", its Go zero value (kube-rs's cordon test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unset_unschedulable_selects_as_false() {
+    use k8s_openapi::api::core::v1::Node;
+    let cluster = start().await;
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let node: Node = serde_json::from_value(serde_json::json!({"metadata": {"name": "fake"}})).unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let schedulable = ListParams::default().fields("spec.unschedulable==false");
+    let names = |list: kube::api::ObjectList<Node>| -> Vec<String> {
+        list.items.into_iter().filter_map(|n| n.metadata.name).collect()
+    };
+    assert_eq!(names(nodes.list(&schedulable).await.unwrap()), ["fake"]);
+    nodes.cordon("fake").await.unwrap();
+    assert!(names(nodes.list(&schedulable).await.unwrap()).is_empty());
+    let cordoned = ListParams::default().fields("spec.unschedulable=true");
+    assert_eq!(names(nodes.list(&cordoned).await.unwrap()), ["fake"]);
+    nodes.uncordon("fake").await.unwrap();
+    assert_eq!(names(nodes.list(&schedulable).await.unwrap()), ["fake"]);
+}

@@ -14,8 +14,62 @@ pub(super) fn printer(group: &str, kind: &str) -> Option<&'static Printer> {
         ("storage.k8s.io", "StorageClass") => &STORAGE_CLASS,
         ("scheduling.k8s.io", "PriorityClass") => &PRIORITY_CLASS,
         ("coordination.k8s.io", "Lease") => &LEASE,
+        ("certificates.k8s.io", "CertificateSigningRequest") => &CSR,
         _ => return None,
     })
+}
+
+static CSR: Printer = Printer {
+    columns: &[
+        NAME,
+        AGE,
+        col("SignerName", "Requested signer for the request."),
+        col("Requestor", "Name of requestor"),
+        col(
+            "RequestedDuration",
+            "Requested duration of validity of the issued certificate.",
+        ),
+        col("Condition", "Status of the request"),
+    ],
+    row: csr_row,
+};
+
+/// Condition as upstream's extractCSRStatus: Denied over Approved over Pending, then
+/// `,Failed` and `,Issued`.
+fn csr_row(csr: &Value, ctx: &Ctx) -> Row {
+    let has = |kind: &str| {
+        list(&csr["status"]["conditions"])
+            .iter()
+            .any(|c| c["type"] == kind)
+    };
+    let mut condition = if has("Denied") {
+        "Denied"
+    } else if has("Approved") {
+        "Approved"
+    } else {
+        "Pending"
+    }
+    .to_owned();
+    if has("Failed") {
+        condition.push_str(",Failed");
+    }
+    if nonempty(&csr["status"]["certificate"]).is_some() {
+        condition.push_str(",Issued");
+    }
+    let spec = &csr["spec"];
+    let duration = match spec["expirationSeconds"].as_i64() {
+        Some(seconds) => super::format::human_duration(i128::from(seconds) * 1_000_000_000),
+        None => "<none>".to_owned(),
+    };
+    vec![
+        name(csr).into(),
+        ctx.age(csr).into(),
+        nonempty(&spec["signerName"]).unwrap_or("<none>").into(),
+        s(&spec["username"]).into(),
+        duration.into(),
+        condition.into(),
+    ]
+    .into()
 }
 
 static ROLE_BINDING: Printer = Printer {
@@ -150,6 +204,45 @@ static LEASE: Printer = Printer {
 mod tests {
     use super::super::testing::{CREATED, check, headers, meta};
     use serde_json::json;
+
+    #[test]
+    fn certificate_signing_requests() {
+        let group = "certificates.k8s.io";
+        assert_eq!(
+            headers(group, "CertificateSigningRequest"),
+            [
+                "Name",
+                "Age",
+                "SignerName",
+                "Requestor",
+                "RequestedDuration",
+                "Condition"
+            ]
+        );
+        check(
+            group,
+            "CertificateSigningRequest",
+            &[
+                (
+                    json!({"metadata": meta("a"), "spec": {"signerName": "example.com/s", "username": "alice",
+                        "expirationSeconds": 86400}, "status": {"conditions": [{"type": "Approved"}, {"type": "Failed"}],
+                        "certificate": "Y2VydA=="}}),
+                    json!([
+                        "a",
+                        "60m",
+                        "example.com/s",
+                        "alice",
+                        "24h",
+                        "Approved,Failed,Issued"
+                    ]),
+                ),
+                (
+                    json!({"metadata": meta("p"), "spec": {"username": "bob"}}),
+                    json!(["p", "60m", "<none>", "bob", "<none>", "Pending"]),
+                ),
+            ],
+        );
+    }
 
     #[test]
     fn bindings() {
