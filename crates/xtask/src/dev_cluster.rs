@@ -115,14 +115,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     wait_for_stop()?;
     eprintln!("stopping: deleting namespaces' workloads and pods");
     let _ = kubectl(&["delete", "all", "--all", "-A", "--wait=false"]);
-    let _ = kubectl(&[
-        "delete",
-        "pods",
-        "--all",
-        "-A",
-        "--grace-period=1",
-        "--timeout=60s",
-    ]);
+    // Controllers may still be creating pods while their owners go: repeat until none is left,
+    // so no container or mount outlives the agent.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let _ = kubectl(&[
+            "delete",
+            "pods",
+            "--all",
+            "-A",
+            "--grace-period=1",
+            "--wait=false",
+        ]);
+        let left = kubectl(&["get", "pods", "-A", "-o", "name"]);
+        if left.is_ok_and(|o| o.status.success() && o.stdout.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
     drop(server);
     drop(registry);
     drop(netns);
