@@ -1,5 +1,6 @@
 //! What every cluster has from the start, as kube-apiserver's post-start hooks create it: the
-//! system namespaces, the system PriorityClasses, and the `kubernetes` Service in `default`
+//! system namespaces, the system PriorityClasses, the `cluster-admin` ClusterRole bound to
+//! `system:masters`, and the `kubernetes` Service in `default`
 //! (first address of the service range, port 443) with its Endpoints and EndpointSlice pointing
 //! at this server (rewritten at each start, so a new address or port is picked up).
 
@@ -27,6 +28,28 @@ pub async fn run(rest: &Rest, address: IpAddr, port: u16) -> anyhow::Result<()> 
             "metadata": {"name": name}, "value": value, "description": description});
         ensure(rest, "scheduling.k8s.io", "priorityclasses", class, false).await?;
     }
+    // RBAC's bootstrap policy as upstream's: clients and charts bind to `cluster-admin`.
+    let defaults = json!({"labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+        "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}});
+    let mut role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": defaults, "rules": [
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+            {"nonResourceURLs": ["*"], "verbs": ["*"]}]});
+    role["metadata"]["name"] = "cluster-admin".into();
+    ensure(rest, "rbac.authorization.k8s.io", "clusterroles", role, false).await?;
+    let mut binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": defaults,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}]});
+    binding["metadata"]["name"] = "cluster-admin".into();
+    ensure(
+        rest,
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        binding,
+        false,
+    )
+    .await?;
     let service = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default",

@@ -580,3 +580,23 @@ async fn unset_unschedulable_selects_as_false() {
     nodes.uncordon("fake").await.unwrap();
     assert_eq!(names(nodes.list(&schedulable).await.unwrap()), ["fake"]);
 }
+
+/// RBAC's bootstrap policy: `cluster-admin` exists from the start, bound to `system:masters`.
+#[tokio::test]
+async fn cluster_admin_exists_from_the_start() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let cluster = start().await;
+    let role = Api::<ClusterRole>::all(cluster.client.clone())
+        .get("cluster-admin")
+        .await
+        .unwrap();
+    let rules = role.rules.unwrap();
+    assert_eq!(rules[0].verbs, vec!["*"]);
+    assert_eq!(rules[1].non_resource_urls, Some(vec!["*".to_owned()]));
+    let binding = Api::<ClusterRoleBinding>::all(cluster.client.clone())
+        .get("cluster-admin")
+        .await
+        .unwrap();
+    assert_eq!(binding.role_ref.name, "cluster-admin");
+    assert_eq!(binding.subjects.unwrap()[0].name, "system:masters");
+}
