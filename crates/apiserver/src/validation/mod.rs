@@ -54,6 +54,7 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(
         ("storage.k8s.io", "storageclasses") => other::storage_class(obj, old, &mut errs),
         ("networking.k8s.io", "ingresses") => other::ingress(obj, &mut errs),
         ("policy", "poddisruptionbudgets") => other::pod_disruption_budget(obj, &mut errs),
+        ("apiregistration.k8s.io", "apiservices") => other::api_service(obj, &mut errs),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             errs.0.extend(crate::crd::definition::validate(obj, old))
         }
