@@ -45,7 +45,7 @@ fn api_service(name: &str, version: &str) -> DynamicObject {
     .unwrap()
 }
 
-fn api_error(err: Error) -> kube::core::ErrorResponse {
+fn api_error(err: Error) -> kube::core::Status {
     match err {
         Error::Api(status) => *status,
         other => panic!("expected an API error, got {other:?}"),
