@@ -176,6 +176,8 @@ pub static BUILTIN: &[ResourceDef] = &[
     // scheduling, storage, apiextensions
     def("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", CLUSTER, &["pc"], NONE, CRUD, NONE, "priorityclasses"),
     def("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", CLUSTER, &["sc"], NONE, CRUD, NONE, "storageclasses"),
+    // apiregistration (stored and validated; nothing is proxied to the services they name)
+    def("apiregistration.k8s.io", "v1", "apiservices", "apiservice", "APIService", CLUSTER, NONE, &["api-extensions"], CRUD, STATUS, "apiregistration.k8s.io/apiservices"),
     def("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", CLUSTER, &["crd", "crds"], &["api-extensions"], CRUD, STATUS, "apiextensions.k8s.io/customresourcedefinitions"),
 ];
 

@@ -338,6 +338,80 @@ impl ApiError {
     }
 }
 
+/// A failure `Status` in the field order of upstream's Go struct (serde_json maps sort keys),
+/// which clients that print the raw body show verbatim (the Python client's
+/// `FailToCreateError` text).
+#[derive(serde::Serialize)]
+struct WireStatus<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: serde_json::Map<String, Value>,
+    status: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<WireDetails<'a>>,
+    code: u16,
+}
+
+#[derive(serde::Serialize)]
+struct WireDetails<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    group: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<WireCause<'a>>,
+    #[serde(rename = "retryAfterSeconds", skip_serializing_if = "Option::is_none")]
+    retry_after_seconds: Option<u32>,
+}
+
+#[derive(serde::Serialize)]
+struct WireCause<'a> {
+    reason: &'a str,
+    message: &'a str,
+    field: &'a str,
+}
+
+impl ApiError {
+    /// The `Status` as upstream writes it in a response body: Go's field order and the
+    /// newline its JSON encoder ends a value with.
+    pub fn to_status_bytes(&self) -> Vec<u8> {
+        let details = self.details.as_deref().map(|d| WireDetails {
+            name: &d.name,
+            group: &d.group,
+            kind: &d.kind,
+            causes: d
+                .causes
+                .iter()
+                .map(|c| WireCause {
+                    reason: &c.reason,
+                    message: &c.message,
+                    field: &c.field,
+                })
+                .collect(),
+            retry_after_seconds: d.retry_after_seconds,
+        });
+        let wire = WireStatus {
+            kind: "Status",
+            api_version: "v1",
+            metadata: serde_json::Map::new(),
+            status: "Failure",
+            message: &self.message,
+            reason: self.reason,
+            details,
+            code: self.code,
+        };
+        let mut bytes = serde_json::to_vec(&wire).expect("a Status serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({}): {}", self.code, self.reason, self.message)
@@ -362,6 +436,23 @@ pub fn success(gr: GroupResource<'_>, name: &str, uid: Option<&str>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_body_in_upstreams_field_order() {
+        let err = ApiError::already_exists(
+            GroupResource {
+                group: "apps",
+                resource: "deployments",
+            },
+            "web",
+        );
+        assert_eq!(
+            String::from_utf8(err.to_status_bytes()).unwrap(),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\
+             \"message\":\"deployments.apps \\\"web\\\" already exists\",\"reason\":\"AlreadyExists\",\
+             \"details\":{\"name\":\"web\",\"group\":\"apps\",\"kind\":\"deployments\"},\"code\":409}\n"
+        );
+    }
 
     const PODS: GroupResource<'static> = GroupResource {
         group: "",

@@ -620,7 +620,12 @@ fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 
 pub fn status_response(err: &ApiError) -> Response<Body> {
     let code = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json(code, &err.to_status())
+    let mut response = Response::new(full(err.to_status_bytes()));
+    *response.status_mut() = code;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 fn watch_response(events: watch::EventStream) -> Response<Body> {

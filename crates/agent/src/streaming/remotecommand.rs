@@ -175,6 +175,11 @@ where
                     continue;
                 }
                 ws::Opcode::Close => break,
+                // Upstream reads whole messages whatever their opcode: the Python client
+                // sends stdin in text frames (channel byte first) on the plain protocols.
+                ws::Opcode::Binary | ws::Opcode::Text if !base64 && !message.data.is_empty() => {
+                    (message.data[0], message.data[1..].to_vec())
+                }
                 ws::Opcode::Binary if !message.data.is_empty() => {
                     (message.data[0], message.data[1..].to_vec())
                 }
@@ -384,6 +389,36 @@ mod tests {
             br#"{"metadata":{},"status":"Success"}"#
         );
         assert_eq!(status_message(Version::V2, &Outcome::Success), None);
+    }
+
+    /// The Python client writes stdin as text frames (`chr(0) + data`) on `v4`/`v5`.
+    #[tokio::test]
+    async fn stdin_in_text_frames_on_plain_protocols() {
+        let (server_io, client_io) = tokio::io::duplex(4096);
+        let runner: Runner = Box::new(|mut io: Io| {
+            Box::pin(async move {
+                while let Some(event) = io.events.recv().await {
+                    match event {
+                        Event::Stdin(data) => {
+                            let _ = io.output.send(Output::Stdout(data)).await;
+                        }
+                        Event::StdinEnd => break,
+                        Event::Resize { .. } => {}
+                    }
+                }
+                Outcome::Success
+            })
+        });
+        tokio::spawn(serve_websocket(server_io, Version::V5, false, runner));
+        let (client_read, client_write) = tokio::io::split(client_io);
+        let mut writer = ws::Writer::client(client_write);
+        let mut reader = ws::Reader::new(client_read);
+        writer.send(ws::Opcode::Text, b"\x00echo me\n").await.unwrap();
+        let message = reader.next().await.unwrap().expect("a stdout message");
+        assert_eq!(message.data, b"\x01echo me\n");
+        writer.send(ws::Opcode::Binary, &[255, 0]).await.unwrap();
+        let status = reader.next().await.unwrap().expect("the error channel");
+        assert_eq!(status.data, b"\x03{\"metadata\":{},\"status\":\"Success\"}");
     }
 
     #[test]

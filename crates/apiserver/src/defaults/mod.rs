@@ -45,6 +45,7 @@ pub fn apply(def: &ResourceDef, obj: &mut Value) {
         ("storage.k8s.io", "storageclasses") => other::storage_class(o),
         ("scheduling.k8s.io", "priorityclasses") => other::priority_class(o),
         ("discovery.k8s.io", "endpointslices") => other::endpoint_slice(o),
+        ("apiregistration.k8s.io", "apiservices") => other::api_service(o),
         _ => {}
     }
 }

@@ -99,6 +99,13 @@ pub fn priority_class(o: &mut Obj) {
     default_unset(o, "preemptionPolicy", "PreemptLowerPriority");
 }
 
+/// kube-aggregator's `SetDefaults_ServiceReference`: port 443.
+pub fn api_service(o: &mut Obj) {
+    if let Some(service) = child(o, "spec").and_then(|spec| child(spec, "service")) {
+        default_unset(service, "port", 443);
+    }
+}
+
 pub fn endpoint_slice(o: &mut Obj) {
     for p in items(o, "ports") {
         default_unset(p, "name", "");

@@ -150,6 +150,8 @@ fn name_rule(def: &ResourceDef) -> NameRule {
         ("", "services") => dns1035_label,
         // RBAC names are path segments: `system:controller:…` is a valid role name.
         ("rbac.authorization.k8s.io", _) => path_segment,
+        // APIServices are named `<version>.<group>` (checked with the spec).
+        ("apiregistration.k8s.io", "apiservices") => path_segment,
         _ => dns1123_subdomain,
     }
 }

@@ -57,6 +57,7 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(
         ("certificates.k8s.io", "certificatesigningrequests") => {
             crate::certificates::validate(obj, &mut errs)
         }
+        ("apiregistration.k8s.io", "apiservices") => other::api_service(obj, &mut errs),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             errs.0.extend(crate::crd::definition::validate(obj, old))
         }

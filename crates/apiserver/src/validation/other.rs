@@ -395,3 +395,94 @@ pub fn pod_disruption_budget(obj: &Value, errs: &mut Errs) {
         }
     }
 }
+
+/// APIServices (kube-aggregator's `ValidateAPIService`): named `<version>.<group>`, priorities in
+/// range, and a service reference unless local.
+pub fn api_service(obj: &Value, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    let version = spec["version"].as_str().unwrap_or_default();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let required_name = format!("{version}.{group}");
+    if super::meta::path_segment(name).is_empty() && name != required_name {
+        errs.invalid(
+            "metadata.name",
+            &Value::from(name),
+            &format!(
+                "must be `spec.version+\".\"+spec.group`: {}",
+                quote(&required_name)
+            ),
+        );
+    }
+    if group.is_empty() && version != "v1" {
+        errs.required_because(
+            "spec.group",
+            "only v1 may have an empty group and it better be legacy kube",
+        );
+    }
+    if !group.is_empty() {
+        for msg in super::meta::dns1123_subdomain(group) {
+            errs.invalid("spec.group", &Value::from(group), &msg);
+        }
+    }
+    for msg in super::meta::dns1035_label(version) {
+        errs.invalid("spec.version", &Value::from(version), &msg);
+    }
+    let group_priority = spec["groupPriorityMinimum"].as_i64().unwrap_or(0);
+    if !(1..=20000).contains(&group_priority) {
+        errs.invalid(
+            "spec.groupPriorityMinimum",
+            &Value::from(group_priority),
+            "must be positive and less than 20000",
+        );
+    }
+    let version_priority = spec["versionPriority"].as_i64().unwrap_or(0);
+    if !(1..=1000).contains(&version_priority) {
+        errs.invalid(
+            "spec.versionPriority",
+            &Value::from(version_priority),
+            "must be positive and less than 1000",
+        );
+    }
+    let ca_bundle = spec["caBundle"].as_str().unwrap_or_default();
+    let insecure = spec["insecureSkipTLSVerify"].as_bool().unwrap_or(false);
+    let Some(service) = spec["service"].as_object() else {
+        if !ca_bundle.is_empty() {
+            // The bundle is base64 in JSON; upstream counts decoded bytes.
+            let bytes = ca_bundle.trim_end_matches('=').len() * 3 / 4;
+            errs.invalid(
+                "spec.caBundle",
+                &Value::from(format!("{bytes} bytes")),
+                "local APIServices may not have a caBundle",
+            );
+        }
+        if insecure {
+            errs.invalid(
+                "spec.insecureSkipTLSVerify",
+                &Value::Bool(true),
+                "local APIServices may not have insecureSkipTLSVerify",
+            );
+        }
+        return;
+    };
+    for key in ["namespace", "name"] {
+        if service.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
+            errs.required(&format!("spec.service.{key}"));
+        }
+    }
+    let port = service.get("port").and_then(Value::as_i64).unwrap_or(443);
+    if !(1..=65535).contains(&port) {
+        errs.invalid(
+            "spec.service.port",
+            &Value::from(port),
+            "port is not valid: must be between 1 and 65535, inclusive",
+        );
+    }
+    if insecure && !ca_bundle.is_empty() {
+        errs.invalid(
+            "spec.insecureSkipTLSVerify",
+            &Value::Bool(true),
+            "may not be true if caBundle is present",
+        );
+    }
+}
