@@ -379,19 +379,7 @@ async fn proxy(
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     if backend.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let backend_upgrade = hyper::upgrade::on(&mut backend);
-        let client_upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let (Ok(backend), Ok(client)) = (backend_upgrade.await, client_upgrade.await) else {
-                return;
-            };
-            let (mut backend, mut client) = (TokioIo::new(backend), TokioIo::new(client));
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
-        });
-        let mut response = Response::new(BodyExt::boxed_unsync(Empty::<Bytes>::new()));
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        *response.headers_mut() = backend.headers().clone();
-        return Ok(response);
+        return Ok(splice_upgrade(&mut backend, &mut req));
     }
     let status = backend.status();
     if let Some(name) = log_name
@@ -425,6 +413,27 @@ async fn proxy(
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
     Ok(response)
+}
+
+/// The answer to a client whose upgrade the backend accepted (101): both connections, once
+/// upgraded, are spliced together in the background.
+pub(crate) fn splice_upgrade(
+    backend: &mut Response<Incoming>,
+    client: &mut Request<Incoming>,
+) -> Response<Body> {
+    let backend_upgrade = hyper::upgrade::on(&mut *backend);
+    let client_upgrade = hyper::upgrade::on(client);
+    tokio::spawn(async move {
+        let (Ok(backend), Ok(client)) = (backend_upgrade.await, client_upgrade.await) else {
+            return;
+        };
+        let (mut backend, mut client) = (TokioIo::new(backend), TokioIo::new(client));
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+    });
+    let mut response = Response::new(BodyExt::boxed_unsync(Empty::<Bytes>::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *response.headers_mut() = backend.headers().clone();
+    response
 }
 
 /// The backend's body as ours: a read error ends the stream (the client sees it cut short).

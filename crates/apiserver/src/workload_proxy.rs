@@ -283,19 +283,7 @@ async fn forward(
     if backend.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(mut client) = client
     {
-        let backend_upgrade = hyper::upgrade::on(&mut backend);
-        let client_upgrade = hyper::upgrade::on(&mut client);
-        tokio::spawn(async move {
-            let (Ok(backend), Ok(client)) = (backend_upgrade.await, client_upgrade.await) else {
-                return;
-            };
-            let (mut backend, mut client) = (TokioIo::new(backend), TokioIo::new(client));
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
-        });
-        let mut response = Response::new(BodyExt::boxed_unsync(Empty::<Bytes>::new()));
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        *response.headers_mut() = backend.headers().clone();
-        return Ok(response);
+        return Ok(crate::kubelet_proxy::splice_upgrade(&mut backend, &mut client));
     }
     let (parts, body) = backend.into_parts();
     let mut response = Response::new(crate::kubelet_proxy::bridge(body.map_err(|_| ()).boxed_unsync()));
