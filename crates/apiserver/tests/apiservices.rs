@@ -11,15 +11,7 @@ use serde_json::json;
 async fn start() -> (Client, apiserver::Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = store_sqlite::SqliteStore::open(dir.path().join("state.db")).unwrap();
-    let config = apiserver::Config {
-        data_dir: dir.path().join("data"),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        serving_names: Default::default(),
-        extra_kubeconfig: None,
-        token_auth_file: None,
-        service_cidr: "10.43.0.0/16".into(),
-        node_port_range: apiserver::DEFAULT_NODE_PORT_RANGE,
-    };
+    let config = apiserver::Config::loopback(dir.path().join("data"));
     let server = apiserver::start(config, Arc::new(store)).await.unwrap();
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
