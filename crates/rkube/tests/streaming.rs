@@ -671,6 +671,10 @@ fn kubectl_debug_runs_an_ephemeral_container_in_the_target_pid_namespace() {
         cluster.pod_field("target", "{.status.ephemeralContainerStatuses[0].restartCount}"),
         "0"
     );
+    assert_eq!(
+        cluster.pod_field("target", "{.status.ephemeralContainerStatuses[0].ready}"),
+        "false"
+    );
     // The app container is unaffected.
     assert_eq!(cluster.pod_field("target", "{.status.phase}"), "Running");
     assert_eq!(

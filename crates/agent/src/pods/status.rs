@@ -389,7 +389,12 @@ pub fn generate(pod: &Pod, observed: &Observed, now: &str) -> Value {
     }
     let ephemeral: Vec<Value> = crate::pods::spec::ephemeral_containers(&spec)
         .iter()
-        .map(|c| container_status(c, &view(&c.name), default_waiting))
+        .map(|c| {
+            // Ephemeral containers never count as ready (kubelet tracks no readiness for them).
+            let mut status = container_status(c, &view(&c.name), default_waiting);
+            status["ready"] = false.into();
+            status
+        })
         .collect();
     if !ephemeral.is_empty() {
         status["ephemeralContainerStatuses"] = ephemeral.into();

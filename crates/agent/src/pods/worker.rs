@@ -347,13 +347,19 @@ impl Worker {
                 .filter(|s| s.state != ContainerState::Exited)
                 .map(|s| s.id.clone())
         };
+        let ephemeral = spec::ephemeral_containers(&spec);
         let mut app = Vec::new();
-        for c in spec.containers.iter().chain(
-            spec.init_containers
-                .iter()
-                .flatten()
-                .filter(|c| !spec::is_sidecar(c)),
-        ) {
+        for c in spec
+            .containers
+            .iter()
+            .chain(
+                spec.init_containers
+                    .iter()
+                    .flatten()
+                    .filter(|c| !spec::is_sidecar(c)),
+            )
+            .chain(&ephemeral)
+        {
             if let Some(id) = running(self, c) {
                 self.event(
                     pod,
@@ -1071,8 +1077,15 @@ impl Worker {
                 .as_ref()
                 .and_then(|s| s.init_containers.as_ref())
                 .is_some_and(|l| l.iter().any(|i| i.name == c.name));
+            let ephemeral = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.ephemeral_containers.as_ref())
+                .is_some_and(|l| l.iter().any(|e| e.name == c.name));
             if init {
                 format!("spec.initContainers{{{}}}", c.name)
+            } else if ephemeral {
+                format!("spec.ephemeralContainers{{{}}}", c.name)
             } else {
                 format!("spec.containers{{{}}}", c.name)
             }
