@@ -499,7 +499,11 @@ impl Rest {
                 .services
                 .allocate(&*self.store, def, &mut updated, Some(&current))
                 .await?;
-            validation::validate(def, &updated, Some(&current))?;
+            if req.subresource.as_deref() == Some("ephemeralcontainers") {
+                validation::validate_ephemeral_containers_update(def, &updated, &current)?;
+            } else {
+                validation::validate(def, &updated, Some(&current))?;
+            }
             ownership.record(Some(&current), &mut updated);
             if strip_rv(&updated) == strip_rv(&current) {
                 // No change: upstream writes nothing and keeps the resourceVersion.
@@ -724,6 +728,21 @@ pub(crate) fn merge_update(current: &Value, mut new: Value, subresource: Option<
             updated["status"] = new.get("status").cloned().unwrap_or(Value::Null);
             if updated["status"].is_null() {
                 updated.as_object_mut().map(|m| m.remove("status"));
+            }
+            updated
+        }
+        Some("ephemeralcontainers") => {
+            // Upstream's dropNonEphemeralContainerUpdates: only the ephemeral containers change.
+            let mut updated = current.clone();
+            match new["spec"].get("ephemeralContainers").filter(|e| !e.is_null()) {
+                Some(list) if updated["spec"].is_object() => {
+                    updated["spec"]["ephemeralContainers"] = list.clone();
+                }
+                _ => {
+                    if let Some(spec) = updated["spec"].as_object_mut() {
+                        spec.remove("ephemeralContainers");
+                    }
+                }
             }
             updated
         }

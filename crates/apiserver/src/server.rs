@@ -277,9 +277,16 @@ async fn route(
                     crate::service_accounts::token_request(&state.rest, &state.sa_signer, &r, body).await?;
                 return Ok(json(StatusCode::CREATED, &answer));
             }
+            let ephemeral = def.group.is_empty()
+                && def.plural == "pods"
+                && r.subresource.as_deref() == Some("ephemeralcontainers");
+            if ephemeral && !matches!(r.verb, Verb::Get | Verb::Update | Verb::Patch) {
+                return Err(ApiError::method_not_allowed());
+            }
             if let Some(sub) = &r.subresource
                 && !matches!(sub.as_str(), "status")
                 && !(sub == "approval" && crate::certificates::is_csr(def))
+                && !ephemeral
                 && !(sub == "finalize" && def.plural == "namespaces" && r.verb == Verb::Update)
                 && !scale
                 && !subresources::serves(def, Some(sub))

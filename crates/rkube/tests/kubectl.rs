@@ -1619,3 +1619,86 @@ fn shared_storage_versions_convert_events_and_autoscalers() {
         "{err}"
     );
 }
+
+#[test]
+fn ephemeral_containers_are_added_through_their_subresource_and_never_removed_or_changed() {
+    let server = Server::start();
+    server.ok(&["run", "p", "--image=nginx:1.27"]);
+    // kubectl debug: a strategic merge patch to pods/p/ephemeralcontainers.
+    server.ok(&[
+        "debug",
+        "p",
+        "--image=busybox",
+        "--target=p",
+        "-c",
+        "dbg",
+        "--",
+        "sh",
+    ]);
+    let raw = "/api/v1/namespaces/default/pods/p/ephemeralcontainers";
+    let pod = json_of(&server.ok(&["get", "--raw", raw]));
+    assert_eq!(pod["kind"], "Pod");
+    let added = &pod["spec"]["ephemeralContainers"][0];
+    assert_eq!(added["name"], "dbg");
+    assert_eq!(added["targetContainerName"], "p");
+    assert_eq!(added["terminationMessagePolicy"], "File");
+    // The main resource cannot touch them; nor can the subresource remove or change one.
+    let remove = "[{\"op\":\"remove\",\"path\":\"/spec/ephemeralContainers/0\"}]";
+    let err = server.fails(&["patch", "pod", "p", "--type=json", "-p", remove]);
+    assert!(
+        err.contains("spec: Forbidden: pod updates may not change fields"),
+        "{err}"
+    );
+    let mut removed = pod.clone();
+    removed["spec"]["ephemeralContainers"] = serde_json::json!([]);
+    let file = server.file("removed.json", removed.to_string().as_bytes());
+    let err = server.fails(&["replace", "--raw", raw, "-f", &file]);
+    assert!(
+        err.contains(
+            "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg\" may not be removed"
+        ),
+        "{err}"
+    );
+    let mut changed = pod.clone();
+    changed["spec"]["ephemeralContainers"][0]["image"] = "busybox:1.36".into();
+    let file = server.file("changed.json", changed.to_string().as_bytes());
+    let err = server.fails(&["replace", "--raw", raw, "-f", &file]);
+    assert!(
+        err.contains("spec.ephemeralContainers.dbg: Forbidden: existing ephemeral containers \"dbg\" may not be changed"),
+        "{err}"
+    );
+    // New entries are validated: unique names, a known target, no workload-only fields.
+    let mut bad = pod.clone();
+    bad["spec"]["ephemeralContainers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "name": "p", "image": "busybox", "targetContainerName": "nope",
+        "ports": [{"containerPort": 80}], "terminationMessagePolicy": "File"}));
+    let file = server.file("bad.json", bad.to_string().as_bytes());
+    let err = server.fails(&["replace", "--raw", raw, "-f", &file]);
+    for cause in [
+        "spec.ephemeralContainers[1].name: Duplicate value: \"p\"",
+        "spec.ephemeralContainers[1].targetContainerName: Not found: \"nope\"",
+        "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container",
+    ] {
+        assert!(err.contains(cause), "{cause}: {err}");
+    }
+    // A second debugger is added next to the first; other fields of the pod stay as they were.
+    server.ok(&["debug", "p", "--image=busybox", "-c", "dbg2", "--", "true"]);
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.spec.ephemeralContainers[*].name} {.spec.containers[0].image}"
+        ]),
+        "dbg dbg2 nginx:1.27"
+    );
+    let err = server.fails(&["delete", "--raw", raw]);
+    assert!(
+        err.contains("MethodNotAllowed") || err.contains("method"),
+        "{err}"
+    );
+}

@@ -721,3 +721,58 @@ fn pods_and_services_are_reachable_through_the_api_servers_proxy() {
         "{refused}"
     );
 }
+
+#[test]
+fn kubectl_debug_runs_an_ephemeral_container_in_the_target_pid_namespace() {
+    let cluster = start();
+    run_pod(
+        &cluster,
+        "target",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: target}\nspec:\n  containers:\n  - {name: app, image: busybox, command: [sleep, '3600']}\n",
+    );
+    let app_id = cluster.pod_field("target", "{.status.containerStatuses[0].containerID}");
+    cluster.server.ok(&[
+        "debug",
+        "target",
+        "--image=busybox",
+        "--target=app",
+        "-c",
+        "dbg",
+        "--",
+        "sh",
+        "-c",
+        "ps; sleep 1",
+    ]);
+    cluster.wait_for("the debugger to terminate", Duration::from_secs(60), || {
+        cluster.pod_field(
+            "target",
+            "{.status.ephemeralContainerStatuses[0].state.terminated.exitCode}",
+        ) == "0"
+    });
+    // It saw the target's processes (sharing its PID namespace), and ran once.
+    let logs = cluster.server.ok(&["logs", "target", "-c", "dbg"]);
+    assert!(logs.contains("sleep 3600"), "{logs}");
+    assert_eq!(
+        cluster.pod_field("target", "{.status.ephemeralContainerStatuses[0].restartCount}"),
+        "0"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        cluster.pod_field("target", "{.status.ephemeralContainerStatuses[0].restartCount}"),
+        "0"
+    );
+    assert_eq!(
+        cluster.pod_field("target", "{.status.ephemeralContainerStatuses[0].ready}"),
+        "false"
+    );
+    // The app container is unaffected.
+    assert_eq!(cluster.pod_field("target", "{.status.phase}"), "Running");
+    assert_eq!(
+        cluster.pod_field("target", "{.status.containerStatuses[0].containerID}"),
+        app_id
+    );
+    assert_eq!(
+        cluster.pod_field("target", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+}

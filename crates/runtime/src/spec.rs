@@ -256,8 +256,10 @@ pub fn generate(input: &SpecInput) -> Value {
     };
 
     let mut namespaces = vec![json!({"type": "mount"})];
-    if !input.sandbox.host_pid {
-        namespaces.insert(0, json!({"type": "pid"}));
+    match &config.pid_namespace {
+        Some(path) => namespaces.insert(0, json!({"type": "pid", "path": path})),
+        None if !input.sandbox.host_pid => namespaces.insert(0, json!({"type": "pid"})),
+        None => {}
     }
     for (kind, path) in [
         ("network", &input.sandbox.netns),

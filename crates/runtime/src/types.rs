@@ -168,6 +168,10 @@ pub struct ContainerConfig {
     pub stdin_once: bool,
     /// `tty`: the container runs on a terminal; its output is logged as stdout.
     pub tty: bool,
+    /// A PID namespace to join instead of the sandbox's (`/proc/<pid>/ns/pid` of an ephemeral
+    /// container's `targetContainerName`).
+    #[serde(default)]
+    pub pid_namespace: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,17 @@ pub fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
         .chain(spec.containers.iter())
 }
 
+/// The pod's ephemeral containers as containers (the fields they share have the same names;
+/// the workload-only ones are refused by the API server).
+pub fn ephemeral_containers(spec: &PodSpec) -> Vec<Container> {
+    spec.ephemeral_containers
+        .iter()
+        .flatten()
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect()
+}
+
 /// A sidecar: an init container with `restartPolicy: Always`, which keeps running beside the
 /// app containers.
 pub fn is_sidecar(container: &Container) -> bool {

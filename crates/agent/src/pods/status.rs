@@ -387,6 +387,18 @@ pub fn generate(pod: &Pod, observed: &Observed, now: &str) -> Value {
             .map(|ip| json!({"ip": ip.to_string()}))
             .collect();
     }
+    let ephemeral: Vec<Value> = crate::pods::spec::ephemeral_containers(&spec)
+        .iter()
+        .map(|c| {
+            // Ephemeral containers never count as ready (kubelet tracks no readiness for them).
+            let mut status = container_status(c, &view(&c.name), default_waiting);
+            status["ready"] = false.into();
+            status
+        })
+        .collect();
+    if !ephemeral.is_empty() {
+        status["ephemeralContainerStatuses"] = ephemeral.into();
+    }
     if !init.is_empty() {
         status["initContainerStatuses"] = init.into_iter().map(|(_, s)| s).collect();
     }

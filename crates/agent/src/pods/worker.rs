@@ -230,6 +230,9 @@ impl Worker {
                 }
             }
         }
+        if initialized {
+            next = next.min(self.start_ephemeral_containers(pod).await);
+        }
         self.kill_unhealthy(pod).await;
         self.ensure_probes(pod);
         if self.any_running() {
@@ -246,6 +249,49 @@ impl Worker {
         }
         self.write_status(pod, generated).await?;
         Ok(next)
+    }
+
+    /// Ephemeral containers start once in the running pod and are never restarted; one with a
+    /// `targetContainerName` joins that container's PID namespace.
+    async fn start_ephemeral_containers(&mut self, pod: &Pod) -> Duration {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut next = IDLE;
+        for (container, ephemeral) in spec::ephemeral_containers(&spec)
+            .into_iter()
+            .zip(spec.ephemeral_containers.iter().flatten())
+        {
+            if self.latest(&container.name).is_some() {
+                continue;
+            }
+            let target = ephemeral
+                .target_container_name
+                .as_deref()
+                .filter(|t| !t.is_empty());
+            let pid_namespace = match target {
+                None => None,
+                Some(target) => match self.latest(target).filter(|c| c.state == ContainerState::Running) {
+                    Some(ContainerStatus { pid: Some(pid), .. }) => {
+                        Some(PathBuf::from(format!("/proc/{pid}/ns/pid")))
+                    }
+                    // The target is not running yet: try again at the next poll.
+                    _ => {
+                        next = next.min(POLL);
+                        continue;
+                    }
+                },
+            };
+            let started = self
+                .start_container(pod, &container, 0, false, pid_namespace)
+                .await;
+            next = next.min(match started {
+                Ok(()) => POLL,
+                Err((reason, message, retry)) => {
+                    self.waiting.insert(container.name.clone(), (reason, message));
+                    retry
+                }
+            });
+        }
+        next
     }
 
     /// The wait after a setup failure: [`RETRY`] doubling per failure in a row.
@@ -301,13 +347,19 @@ impl Worker {
                 .filter(|s| s.state != ContainerState::Exited)
                 .map(|s| s.id.clone())
         };
+        let ephemeral = spec::ephemeral_containers(&spec);
         let mut app = Vec::new();
-        for c in spec.containers.iter().chain(
-            spec.init_containers
-                .iter()
-                .flatten()
-                .filter(|c| !spec::is_sidecar(c)),
-        ) {
+        for c in spec
+            .containers
+            .iter()
+            .chain(
+                spec.init_containers
+                    .iter()
+                    .flatten()
+                    .filter(|c| !spec::is_sidecar(c)),
+            )
+            .chain(&ephemeral)
+        {
             if let Some(id) = running(self, c) {
                 self.event(
                     pod,
@@ -517,7 +569,10 @@ impl Worker {
             self.restarts.next(name, finished, now);
         }
         let restart_count = latest.map_or(0, |c| c.restart_count + 1);
-        match self.start_container(pod, container, restart_count, init).await {
+        match self
+            .start_container(pod, container, restart_count, init, None)
+            .await
+        {
             Ok(()) => POLL,
             Err((reason, message, retry)) => {
                 self.waiting.insert(name.clone(), (reason, message));
@@ -533,6 +588,7 @@ impl Worker {
         container: &Container,
         restart_count: u32,
         init: bool,
+        pid_namespace: Option<PathBuf>,
     ) -> Result<(), (String, String, Duration)> {
         let mut events = Vec::new();
         let image = self
@@ -610,6 +666,7 @@ impl Worker {
             stdin: container.stdin == Some(true),
             stdin_once: container.stdin_once == Some(true),
             tty: container.tty == Some(true),
+            pid_namespace,
         };
         let runtime = self.node.runtime.clone();
         let uid = self.uid.clone();
@@ -870,7 +927,8 @@ impl Worker {
     fn observe(&mut self, pod: &Pod) -> Observed {
         let spec = pod.spec.clone().unwrap_or_default();
         let mut views = HashMap::new();
-        for container in spec::all_containers(&spec) {
+        let ephemeral = spec::ephemeral_containers(&spec);
+        for container in spec::all_containers(&spec).chain(&ephemeral) {
             let list = self.containers.get(&container.name).cloned().unwrap_or_default();
             let mut current = list.last().cloned();
             let mut previous = list.len().checked_sub(2).and_then(|i| list.get(i)).cloned();
@@ -1019,8 +1077,15 @@ impl Worker {
                 .as_ref()
                 .and_then(|s| s.init_containers.as_ref())
                 .is_some_and(|l| l.iter().any(|i| i.name == c.name));
+            let ephemeral = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.ephemeral_containers.as_ref())
+                .is_some_and(|l| l.iter().any(|e| e.name == c.name));
             if init {
                 format!("spec.initContainers{{{}}}", c.name)
+            } else if ephemeral {
+                format!("spec.ephemeralContainers{{{}}}", c.name)
             } else {
                 format!("spec.containers{{{}}}", c.name)
             }

@@ -70,6 +70,34 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(
     }
 }
 
+/// Validates a write to `pods/{name}/ephemeralcontainers` (upstream's
+/// `ValidatePodEphemeralContainersUpdate`): the pod's metadata and spec, then that existing
+/// ephemeral containers are neither removed nor changed.
+pub fn validate_ephemeral_containers_update(
+    def: &ResourceDef,
+    obj: &Value,
+    old: &Value,
+) -> Result<(), ApiError> {
+    let name = objects::name(obj).unwrap_or_default();
+    let mut errs = Errs::default();
+    meta::object_meta(def, obj, Some(old), &mut errs);
+    pod::spec(&obj["spec"], "spec", &mut errs);
+    if old["metadata"]["annotations"]
+        .get("kubernetes.io/config.mirror")
+        .is_some()
+    {
+        errs = Errs::default();
+        errs.forbidden("", "static pods do not support ephemeral containers");
+    } else {
+        pod::ephemeral_containers_update(&obj["spec"], &old["spec"], &mut errs);
+    }
+    if errs.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(def.group, def.kind, name, errs.0))
+    }
+}
+
 /// Field errors in upstream's wording (k8s.io/apimachinery/pkg/util/validation/field).
 #[derive(Default)]
 pub(crate) struct Errs(pub Vec<Cause>);

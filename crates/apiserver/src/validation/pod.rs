@@ -17,8 +17,16 @@ const MESSAGE_POLICIES: &[&str] = &["File", "FallbackToLogsOnError"];
 
 pub fn pod(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     spec(&obj["spec"], "spec", errs);
-    if let Some(old) = old {
-        update(&obj["spec"], &old["spec"], errs);
+    match old {
+        Some(old) => update(&obj["spec"], &old["spec"], errs),
+        // Ephemeral containers come only through the `ephemeralcontainers` subresource.
+        None if obj["spec"]["ephemeralContainers"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()) =>
+        {
+            errs.forbidden("spec.ephemeralContainers", "cannot be set on create")
+        }
+        None => {}
     }
 }
 
@@ -59,11 +67,126 @@ pub fn spec(spec: &Value, path: &str, errs: &mut Errs) {
             container(c, &format!("{path}.{key}[{i}]"), &volumes, &mut names, errs);
         }
     }
+    for (i, c) in spec["ephemeralContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        ephemeral_container(
+            spec,
+            c,
+            &format!("{path}.ephemeralContainers[{i}]"),
+            &volumes,
+            &mut names,
+            errs,
+        );
+    }
     supported(spec, "restartPolicy", path, RESTART_POLICIES, errs);
     supported(spec, "dnsPolicy", path, DNS_POLICIES, errs);
     for key in ["terminationGracePeriodSeconds", "activeDeadlineSeconds"] {
         errs.non_negative(&format!("{path}.{key}"), &spec[key]);
     }
+}
+
+/// Fields of `EphemeralContainerCommon` an ephemeral container may not set (upstream's
+/// `allowedEphemeralContainerFields` allow-list, inverted, in the struct's field order).
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+const NOT_FOR_EPHEMERAL: &str = "cannot be set for an Ephemeral Container";
+
+/// An ephemeral container: a container's rules, a name unique across all containers, a target
+/// that is a regular or init container, and none of the fields that make a workload container.
+fn ephemeral_container(
+    spec: &Value,
+    c: &Value,
+    path: &str,
+    volumes: &BTreeSet<String>,
+    names: &mut BTreeSet<String>,
+    errs: &mut Errs,
+) {
+    container(c, path, volumes, names, errs);
+    if let Some(target) = c["targetContainerName"].as_str().filter(|t| !t.is_empty()) {
+        let known = ["containers", "initContainers"]
+            .iter()
+            .flat_map(|key| spec[*key].as_array().into_iter().flatten())
+            .any(|other| other["name"].as_str() == Some(target));
+        if !known {
+            errs.not_found(&format!("{path}.targetContainerName"), target);
+        }
+    }
+    for field in EPHEMERAL_FORBIDDEN {
+        let set = match &c[*field] {
+            Value::Null => false,
+            Value::Object(m) => !m.is_empty() || *field != "resources",
+            Value::Array(a) => !a.is_empty(),
+            _ => true,
+        };
+        if set {
+            errs.forbidden(&format!("{path}.{field}"), NOT_FOR_EPHEMERAL);
+        }
+    }
+    for (i, m) in c["volumeMounts"].as_array().into_iter().flatten().enumerate() {
+        for field in ["subPath", "subPathExpr"] {
+            if m[field].as_str().is_some_and(|s| !s.is_empty()) {
+                errs.forbidden(&format!("{path}.volumeMounts[{i}].{field}"), NOT_FOR_EPHEMERAL);
+            }
+        }
+    }
+}
+
+/// The ephemeralcontainers subresource may add ephemeral containers, never remove or change one.
+pub fn ephemeral_containers_update(new: &Value, old: &Value, errs: &mut Errs) {
+    let new_items = new["ephemeralContainers"].as_array().cloned().unwrap_or_default();
+    for old_item in old["ephemeralContainers"].as_array().into_iter().flatten() {
+        let name = old_item["name"].as_str().unwrap_or_default();
+        match new_items.iter().find(|n| n["name"].as_str() == Some(name)) {
+            None => errs.forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers {name:?} may not be removed\n"),
+            ),
+            Some(new_item) if new_item != old_item => errs.forbidden(
+                &format!("spec.ephemeralContainers.{name}"),
+                &format!(
+                    "existing ephemeral containers {name:?} may not be changed\n{}",
+                    value_diff(old_item, new_item)
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+/// A short line-per-field account of how `new` differs from `old` (upstream prints a
+/// `cmp.Diff` of the Go structs here; the reader needs the changed fields).
+fn value_diff(old: &Value, new: &Value) -> String {
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return format!("- {old}\n+ {new}\n");
+    };
+    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let mut out = String::new();
+    for key in keys {
+        match (old.get(key), new.get(key)) {
+            (a, b) if a == b => {}
+            (a, b) => {
+                if let Some(a) = a {
+                    out.push_str(&format!("- {key}: {a}\n"));
+                }
+                if let Some(b) = b {
+                    out.push_str(&format!("+ {key}: {b}\n"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A present value of `obj[key]` must be one of `values`.
