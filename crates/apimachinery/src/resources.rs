@@ -178,6 +178,9 @@ pub static BUILTIN: &[ResourceDef] = &[
     def("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", CLUSTER, &["sc"], NONE, CRUD, NONE, "storageclasses"),
     // apiregistration (stored and validated; nothing is proxied to the services they name)
     def("apiregistration.k8s.io", "v1", "apiservices", "apiservice", "APIService", CLUSTER, NONE, &["api-extensions"], CRUD, STATUS, "apiregistration.k8s.io/apiservices"),
+    // admissionregistration (called by the admission chain: apiserver/src/admission/webhook)
+    def("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", "MutatingWebhookConfiguration", CLUSTER, NONE, &["api-extensions"], CRUD, NONE, "mutatingwebhookconfigurations"),
+    def("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "validatingwebhookconfiguration", "ValidatingWebhookConfiguration", CLUSTER, NONE, &["api-extensions"], CRUD, NONE, "validatingwebhookconfigurations"),
     def("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", CLUSTER, &["crd", "crds"], &["api-extensions"], CRUD, STATUS, "apiextensions.k8s.io/customresourcedefinitions"),
 ];
 

@@ -6,6 +6,7 @@
 //!
 //! Objects are untyped JSON: a field of the wrong type is left alone (validation reports it).
 
+mod admissionregistration;
 mod apps;
 mod batch;
 pub(crate) mod core;
@@ -46,6 +47,12 @@ pub fn apply(def: &ResourceDef, obj: &mut Value) {
         ("scheduling.k8s.io", "priorityclasses") => other::priority_class(o),
         ("discovery.k8s.io", "endpointslices") => other::endpoint_slice(o),
         ("apiregistration.k8s.io", "apiservices") => other::api_service(o),
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations") => {
+            admissionregistration::webhook_configuration(o, true)
+        }
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations") => {
+            admissionregistration::webhook_configuration(o, false)
+        }
         _ => {}
     }
 }

@@ -15,9 +15,29 @@ pub(super) fn printer(group: &str, kind: &str) -> Option<&'static Printer> {
         ("scheduling.k8s.io", "PriorityClass") => &PRIORITY_CLASS,
         ("coordination.k8s.io", "Lease") => &LEASE,
         ("certificates.k8s.io", "CertificateSigningRequest") => &CSR,
+        (
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration",
+        ) => &WEBHOOK_CONFIGURATION,
         _ => return None,
     })
 }
+
+static WEBHOOK_CONFIGURATION: Printer = Printer {
+    columns: &[
+        NAME,
+        typed(
+            "Webhooks",
+            "integer",
+            "Webhooks indicates the number of webhooks registered in this configuration",
+        ),
+        AGE,
+    ],
+    row: |config, ctx| {
+        let count = config["webhooks"].as_array().map_or(0, Vec::len) as i64;
+        vec![name(config).into(), count.into(), ctx.age(config).into()].into()
+    },
+};
 
 static CSR: Printer = Printer {
     columns: &[

@@ -5,6 +5,7 @@
 //! workloads (`workloads`), services (`service`), config maps and secrets (`config`), RBAC,
 //! claims, autoscalers, priority and storage classes, ingresses, disruption budgets (`other`).
 
+mod admissionregistration;
 mod config;
 mod gorepr;
 mod meta;
@@ -58,6 +59,12 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(
             crate::certificates::validate(obj, &mut errs)
         }
         ("apiregistration.k8s.io", "apiservices") => other::api_service(obj, &mut errs),
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations") => {
+            admissionregistration::webhook_configuration(obj, true, &mut errs)
+        }
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations") => {
+            admissionregistration::webhook_configuration(obj, false, &mut errs)
+        }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             errs.0.extend(crate::crd::definition::validate(obj, old))
         }
