@@ -325,15 +325,27 @@ impl Rest {
         // Mutating admission runs before the strategy, as upstream's (the QoS class sees the
         // resources LimitRanger filled in).
         admission::admit_create(&*self.store, def, &mut obj).await?;
+        let dry_run = query.dry_run()?;
+        let name = objects::name(&obj).unwrap_or_default().to_owned();
+        let namespace = objects::namespace(&obj).map(str::to_owned);
+        let attrs = admission::webhook::Attributes {
+            def,
+            subresource: req.subresource.as_deref(),
+            operation: "CREATE",
+            name: &name,
+            namespace: namespace.as_deref(),
+            dry_run,
+            old: None,
+        };
+        admission::webhook::admit(&*self.store, &self.cache, &attrs, &mut obj, true).await?;
         strategy::prepare_for_create(def, &mut obj);
         if crd::is_definition(def) {
             crd::definition::accept_names(&mut obj, self.crds.catalog().crds());
         }
         validation::validate(def, &obj, None)?;
+        admission::webhook::admit(&*self.store, &self.cache, &attrs, &mut obj, false).await?;
         ownership.record(None, &mut obj);
-        let name = objects::name(&obj).unwrap_or_default().to_owned();
-        let key = def.key(objects::namespace(&obj), &name);
-        let dry_run = query.dry_run()?;
+        let key = def.key(namespace.as_deref(), &name);
         let unallocated = obj;
         // A lost race for an allocated address or port is retried with a fresh one.
         for _ in 0..UPDATE_RETRIES {

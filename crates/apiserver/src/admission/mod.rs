@@ -8,6 +8,7 @@
 //! changes; their pods do when the controllers create them.
 
 mod limit_ranger;
+pub mod webhook;
 
 use apimachinery::resources::{self, ResourceDef};
 use apimachinery::status::{ApiError, GroupResource};

@@ -1,0 +1,69 @@
+//! Whether a webhook applies to a write: its rules (operations, groups, versions,
+//! `resource/subresource` with wildcards, scope), namespaceSelector and objectSelector.
+
+use apimachinery::selector::LabelSelector;
+use serde_json::Value;
+
+use super::Attributes;
+
+pub fn matches(hook: &Value, attrs: &Attributes<'_>, obj: &Value, namespace_labels: &Value) -> bool {
+    let rules = hook["rules"].as_array().map(Vec::as_slice).unwrap_or_default();
+    rules.iter().any(|rule| rule_matches(rule, attrs))
+        && namespace_matches(hook, attrs, namespace_labels)
+        && object_matches(hook, attrs, obj)
+}
+
+fn has(list: &Value, value: &str) -> bool {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .any(|v| v == "*" || v.as_str() == Some(value))
+}
+
+fn rule_matches(rule: &Value, attrs: &Attributes<'_>) -> bool {
+    let def = attrs.def;
+    let resource_ok = rule["resources"].as_array().into_iter().flatten().any(|r| {
+        let r = r.as_str().unwrap_or_default();
+        let (res, sub) = r.split_once('/').unwrap_or((r, ""));
+        (res == "*" || res == def.plural) && (sub == "*" || sub == attrs.subresource.unwrap_or(""))
+    });
+    let scope_ok = match rule["scope"].as_str().unwrap_or("*") {
+        "Cluster" => !def.namespaced,
+        "Namespaced" => def.namespaced,
+        _ => true,
+    };
+    has(&rule["operations"], attrs.operation)
+        && has(&rule["apiGroups"], def.group)
+        && has(&rule["apiVersions"], def.version)
+        && resource_ok
+        && scope_ok
+}
+
+fn selector_matches(selector: &Value, labels: Option<&Value>) -> bool {
+    match LabelSelector::from_json(selector) {
+        Ok(sel) => sel.matches_json(labels),
+        Err(_) => false,
+    }
+}
+
+/// Cluster-scoped objects other than namespaces are never excluded by the namespace selector.
+fn namespace_matches(hook: &Value, attrs: &Attributes<'_>, namespace_labels: &Value) -> bool {
+    let selector = &hook["namespaceSelector"];
+    let is_namespace = attrs.def.group.is_empty() && attrs.def.plural == "namespaces";
+    if attrs.namespace.is_none() && !is_namespace {
+        return true;
+    }
+    selector.is_null() || selector_matches(selector, Some(namespace_labels))
+}
+
+/// Either the new or the old object's labels match.
+fn object_matches(hook: &Value, attrs: &Attributes<'_>, obj: &Value) -> bool {
+    let selector = &hook["objectSelector"];
+    if selector.is_null() {
+        return true;
+    }
+    [Some(obj), attrs.old]
+        .into_iter()
+        .flatten()
+        .any(|o| selector_matches(selector, Some(&o["metadata"]["labels"])))
+}

@@ -1,0 +1,254 @@
+//! Admission webhooks called by the API server: an HTTPS webhook (rcgen certificate, on
+//! 127.0.0.1) that labels config maps and denies those labelled `deny`, reached through
+//! `clientConfig.url` with its `caBundle`; namespaceSelector, and failurePolicy Fail/Ignore
+//! against a port nothing listens on.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::{Client, Error};
+use serde_json::{Value, json};
+
+async fn start() -> (Client, apiserver::Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_sqlite::SqliteStore::open(dir.path().join("state.db")).unwrap();
+    let config = apiserver::Config::loopback(dir.path().join("data"));
+    let server = apiserver::start(config, Arc::new(store)).await.unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    (Client::try_from(config).unwrap(), server, dir)
+}
+
+/// The webhook's verdict on one AdmissionReview.
+fn review(path: &str, review: &Value) -> Value {
+    let request = &review["request"];
+    let mut response = json!({"uid": request["uid"], "allowed": true});
+    let labels = &request["object"]["metadata"]["labels"];
+    if path == "/validate" && labels["deny"] == "true" {
+        response["allowed"] = json!(false);
+        response["status"] = json!({"code": 403, "message": "labelled deny"});
+    }
+    if path == "/mutate" {
+        let patch = json!([{"op": "add", "path": "/metadata/labels/mutated", "value": request["operation"]}]);
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
+/// Serves webhooks over TLS on 127.0.0.1; returns the port and the CA bundle (base64 PEM).
+async fn webhook_server() -> (u16, String) {
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let ca = base64::engine::general_purpose::STANDARD.encode(key.cert.pem());
+    let der = rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![key.cert.der().clone()], der)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let path = req.uri().path().to_owned();
+                    let body = req.into_body().collect().await?.to_bytes();
+                    let input: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let out = serde_json::to_vec(&review(&path, &input)).unwrap();
+                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(bytes::Bytes::from(out))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, ca)
+}
+
+fn hook(name: &str, url: &str, ca: &str, resource: &str, extra: Value) -> Value {
+    let mut hook = json!({
+        "name": name,
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": {"url": url, "caBundle": ca},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": [resource]}],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        hook[k] = v.clone();
+    }
+    hook
+}
+
+fn dynamic(api_version: &str, kind: &str, name: &str, rest: Value) -> DynamicObject {
+    let mut obj = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}});
+    for (k, v) in rest.as_object().unwrap() {
+        obj[k] = v.clone();
+    }
+    serde_json::from_value(obj).unwrap()
+}
+
+fn api_error(err: Error) -> kube::core::Status {
+    match err {
+        Error::Api(status) => *status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn config_map(name: &str, labels: Value) -> DynamicObject {
+    dynamic(
+        "v1",
+        "ConfigMap",
+        name,
+        json!({"metadata": {"name": name, "labels": labels}}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_mutate_deny_and_follow_failure_policy() {
+    let (client, _server, _dir) = start().await;
+    let (port, ca) = webhook_server().await;
+    let base = format!("https://127.0.0.1:{port}");
+    let admission = |kind: &str, plural: &str| {
+        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+        Api::<DynamicObject>::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&gvk, plural))
+    };
+    let pp = PostParams::default();
+    let v1 = "admissionregistration.k8s.io/v1";
+    admission("MutatingWebhookConfiguration", "mutatingwebhookconfigurations")
+        .create(
+            &pp,
+            &dynamic(
+                v1,
+                "MutatingWebhookConfiguration",
+                "labeler",
+                json!({"webhooks": [
+                    hook("label.example.com", &format!("{base}/mutate"), &ca, "configmaps", json!({})),
+                ]}),
+            ),
+        )
+        .await
+        .unwrap();
+    let skip =
+        json!({"namespaceSelector": {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}});
+    admission("ValidatingWebhookConfiguration", "validatingwebhookconfigurations")
+        .create(&pp, &dynamic(v1, "ValidatingWebhookConfiguration", "guards", json!({"webhooks": [
+            hook("deny.example.com", &format!("{base}/validate"), &ca, "configmaps", skip),
+            hook("down.example.com", "https://127.0.0.1:1/", &ca, "secrets", json!({})),
+            hook("ignored.example.com", "https://127.0.0.1:1/", &ca, "serviceaccounts", json!({"failurePolicy": "Ignore"})),
+        ]})))
+        .await
+        .unwrap();
+
+    let config_maps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+    );
+    let created = config_maps
+        .create(&pp, &config_map("plain", json!({"app": "x"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.metadata.labels.unwrap()["mutated"],
+        "CREATE",
+        "the mutating webhook's patch"
+    );
+
+    let denied = api_error(
+        config_maps
+            .create(&pp, &config_map("bad", json!({"deny": "true"})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(denied.code, 403);
+    assert_eq!(
+        denied.message,
+        "admission webhook \"deny.example.com\" denied the request: labelled deny"
+    );
+    // Dry runs reach webhooks without side effects too.
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let denied = api_error(
+        config_maps
+            .create(&dry, &config_map("bad", json!({"deny": "true"})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(denied.code, 403);
+
+    // The validating webhook's namespaceSelector leaves out namespaces labelled `skip`.
+    let namespaces: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()),
+    );
+    namespaces
+        .create(
+            &pp,
+            &dynamic(
+                "v1",
+                "Namespace",
+                "skipped",
+                json!({"metadata": {"name": "skipped", "labels": {"skip": "yes"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let skipped: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "skipped",
+        &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+    );
+    skipped
+        .create(&pp, &config_map("bad", json!({"deny": "true"})))
+        .await
+        .unwrap();
+
+    // failurePolicy Fail: the write is refused with upstream's text; Ignore lets it through.
+    let secrets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
+    );
+    let failed = api_error(
+        secrets
+            .create(&pp, &dynamic("v1", "Secret", "s", json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((failed.code, failed.reason.as_str()), (500, "InternalError"));
+    assert!(
+        failed.message.starts_with(
+            "Internal error occurred: failed calling webhook \"down.example.com\": failed to call webhook: Post \"https://127.0.0.1:1/\": "
+        ),
+        "{}",
+        failed.message
+    );
+    let accounts: Api<DynamicObject> = Api::namespaced_with(
+        client,
+        "default",
+        &ApiResource::erase::<k8s_openapi::api::core::v1::ServiceAccount>(&()),
+    );
+    accounts
+        .create(&pp, &dynamic("v1", "ServiceAccount", "sa", json!({})))
+        .await
+        .unwrap();
+}
