@@ -500,6 +500,16 @@ impl Rest {
             if let Some(custom) = &custom {
                 crd::resource::admit(custom, &mut updated, Some(&current))?;
             }
+            let attrs = admission::webhook::Attributes {
+                def,
+                subresource: req.subresource.as_deref(),
+                operation: "UPDATE",
+                name,
+                namespace: req.namespace.as_deref(),
+                dry_run,
+                old: Some(&current),
+            };
+            admission::webhook::admit(&*self.store, &self.cache, &attrs, &mut updated, true).await?;
             strategy::prepare_for_update(def, &current, &mut updated);
             if crate::certificates::is_csr(def) {
                 crate::certificates::prepare_for_update(req.subresource.as_deref(), &current, &mut updated);
@@ -516,6 +526,7 @@ impl Rest {
             } else {
                 validation::validate(def, &updated, Some(&current))?;
             }
+            admission::webhook::admit(&*self.store, &self.cache, &attrs, &mut updated, false).await?;
             ownership.record(Some(&current), &mut updated);
             if strip_rv(&updated) == strip_rv(&current) {
                 // No change: upstream writes nothing and keeps the resourceVersion.
@@ -587,6 +598,20 @@ impl Rest {
             };
             let mut current = from_store(&kv.value, kv.mod_revision)?;
             check_preconditions(def, name, &options["preconditions"], &current)?;
+            let attrs = admission::webhook::Attributes {
+                def,
+                subresource: None,
+                operation: "DELETE",
+                name,
+                namespace: req.namespace.as_deref(),
+                dry_run,
+                old: Some(&current),
+            };
+            // Webhooks see a delete with no new object; what a mutating one returns is moot.
+            let mut scratch = current.clone();
+            for mutating in [true, false] {
+                admission::webhook::admit(&*self.store, &self.cache, &attrs, &mut scratch, mutating).await?;
+            }
             let before = current.clone();
             if crd::is_definition(def) {
                 crd::cleanup::mark_for_deletion(&mut current);

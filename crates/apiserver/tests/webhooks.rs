@@ -33,6 +33,12 @@ fn review(path: &str, review: &Value) -> Value {
         response["allowed"] = json!(false);
         response["status"] = json!({"code": 403, "message": "labelled deny"});
     }
+    let old_labels = &request["oldObject"]["metadata"]["labels"];
+    if path == "/protect" && request["operation"] == "DELETE" && old_labels["protected"] == "true" {
+        assert!(request["object"].is_null(), "a delete has no new object");
+        response["allowed"] = json!(false);
+        response["status"] = json!({"message": "protected"});
+    }
     if path == "/mutate" {
         let patch = json!([{"op": "add", "path": "/metadata/labels/mutated", "value": request["operation"]}]);
         response["patchType"] = json!("JSONPatch");
@@ -139,7 +145,8 @@ async fn webhooks_mutate_deny_and_follow_failure_policy() {
                 "MutatingWebhookConfiguration",
                 "labeler",
                 json!({"webhooks": [
-                    hook("label.example.com", &format!("{base}/mutate"), &ca, "configmaps", json!({})),
+                    hook("label.example.com", &format!("{base}/mutate"), &ca, "configmaps",
+                json!({"rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]})),
                 ]}),
             ),
         )
@@ -150,6 +157,8 @@ async fn webhooks_mutate_deny_and_follow_failure_policy() {
     admission("ValidatingWebhookConfiguration", "validatingwebhookconfigurations")
         .create(&pp, &dynamic(v1, "ValidatingWebhookConfiguration", "guards", json!({"webhooks": [
             hook("deny.example.com", &format!("{base}/validate"), &ca, "configmaps", skip),
+            hook("protect.example.com", &format!("{base}/protect"), &ca, "configmaps",
+                json!({"rules": [{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]})),
             hook("down.example.com", "https://127.0.0.1:1/", &ca, "secrets", json!({})),
             hook("ignored.example.com", "https://127.0.0.1:1/", &ca, "serviceaccounts", json!({"failurePolicy": "Ignore"})),
         ]})))
@@ -166,10 +175,30 @@ async fn webhooks_mutate_deny_and_follow_failure_policy() {
         .await
         .unwrap();
     assert_eq!(
-        created.metadata.labels.unwrap()["mutated"],
+        created.metadata.labels.as_ref().unwrap()["mutated"],
         "CREATE",
         "the mutating webhook's patch"
     );
+    // Updates go through the mutating webhook too (UPDATE rule); the validating one is CREATE only.
+    let mut changed = created.clone();
+    let labels = changed.metadata.labels.as_mut().unwrap();
+    labels.insert("deny".into(), "true".into());
+    labels.insert("protected".into(), "true".into());
+    let updated = config_maps.replace("plain", &pp, &changed).await.unwrap();
+    assert_eq!(updated.metadata.labels.unwrap()["mutated"], "UPDATE");
+    // DELETE: the webhook sees the old object; its denial without a code is a 400.
+    let refused = api_error(
+        config_maps
+            .delete("plain", &Default::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(refused.code, 400);
+    assert_eq!(
+        refused.message,
+        "admission webhook \"protect.example.com\" denied the request: protected"
+    );
+    config_maps.get("plain").await.unwrap();
 
     let denied = api_error(
         config_maps
