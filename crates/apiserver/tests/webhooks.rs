@@ -49,7 +49,9 @@ fn review(path: &str, review: &Value) -> Value {
 
 /// Serves webhooks over TLS on 127.0.0.1; returns the port and the CA bundle (base64 PEM).
 async fn webhook_server() -> (u16, String) {
-    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "svc-hook.default.svc".to_owned()])
+            .unwrap();
     let ca = base64::engine::general_purpose::STANDARD.encode(key.cert.pem());
     let der = rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -264,15 +266,13 @@ async fn webhooks_mutate_deny_and_follow_failure_policy() {
             .unwrap_err(),
     );
     assert_eq!((failed.code, failed.reason.as_str()), (500, "InternalError"));
-    assert!(
-        failed.message.starts_with(
-            "Internal error occurred: failed calling webhook \"down.example.com\": failed to call webhook: Post \"https://127.0.0.1:1/\": "
-        ),
-        "{}",
-        failed.message
+    assert_eq!(
+        failed.message,
+        "Internal error occurred: failed calling webhook \"down.example.com\": failed to call webhook: \
+         Post \"https://127.0.0.1:1/?timeout=10s\": dial tcp 127.0.0.1:1: connect: connection refused"
     );
     let accounts: Api<DynamicObject> = Api::namespaced_with(
-        client,
+        client.clone(),
         "default",
         &ApiResource::erase::<k8s_openapi::api::core::v1::ServiceAccount>(&()),
     );
@@ -280,4 +280,88 @@ async fn webhooks_mutate_deny_and_follow_failure_policy() {
         .create(&pp, &dynamic("v1", "ServiceAccount", "sa", json!({})))
         .await
         .unwrap();
+
+    // A service-backed webhook: the Service's ready endpoint is dialled, TLS names
+    // `svc-hook.default.svc`.
+    let services: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&()),
+    );
+    services
+        .create(
+            &pp,
+            &dynamic(
+                "v1",
+                "Service",
+                "svc-hook",
+                json!({"spec": {"ports": [{"port": 443, "targetPort": port}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let slices: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::erase::<k8s_openapi::api::discovery::v1::EndpointSlice>(&()),
+    );
+    slices
+        .create(
+            &pp,
+            &dynamic(
+                "discovery.k8s.io/v1",
+                "EndpointSlice",
+                "svc-hook-1",
+                json!({
+                    "metadata": {"name": "svc-hook-1", "labels": {"kubernetes.io/service-name": "svc-hook"}},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+                    "ports": [{"name": "", "port": port, "protocol": "TCP"}],
+                }),
+            ),
+        )
+        .await
+        .unwrap();
+    let mut svc_hook = hook("svc.example.com", "", &ca, "resourcequotas", json!({}));
+    svc_hook["clientConfig"] =
+        json!({"caBundle": ca, "service": {"namespace": "default", "name": "svc-hook", "path": "/validate"}});
+    admission(
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+    )
+    .create(
+        &pp,
+        &dynamic(
+            v1,
+            "ValidatingWebhookConfiguration",
+            "by-service",
+            json!({"webhooks": [svc_hook]}),
+        ),
+    )
+    .await
+    .unwrap();
+    let quotas: Api<DynamicObject> = Api::namespaced_with(
+        client,
+        "default",
+        &ApiResource::erase::<k8s_openapi::api::core::v1::ResourceQuota>(&()),
+    );
+    let quota = |name: &str, labels: Value| {
+        dynamic(
+            "v1",
+            "ResourceQuota",
+            name,
+            json!({"metadata": {"name": name, "labels": labels}, "spec": {}}),
+        )
+    };
+    quotas.create(&pp, &quota("fine", json!({}))).await.unwrap();
+    let denied = api_error(
+        quotas
+            .create(&pp, &quota("bad", json!({"deny": "true"})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        denied.message,
+        "admission webhook \"svc.example.com\" denied the request: labelled deny"
+    );
 }

@@ -10,9 +10,12 @@ use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
+use store::Store;
+
 use super::Attributes;
 
 pub async fn run(
+    store: &dyn Store,
     hook: &Value,
     attrs: &Attributes<'_>,
     obj: &mut Value,
@@ -28,8 +31,9 @@ pub async fn run(
     }
     let uid = uuid::Uuid::new_v4().to_string();
     let review = review(&uid, attrs, obj);
-    let timeout = Duration::from_secs(hook["timeoutSeconds"].as_u64().unwrap_or(10));
-    let result = tokio::time::timeout(timeout, post(&hook["clientConfig"], &review))
+    let seconds = hook["timeoutSeconds"].as_u64().unwrap_or(10);
+    let timeout = Duration::from_secs(seconds);
+    let result = tokio::time::timeout(timeout, post(store, &hook["clientConfig"], seconds, &review))
         .await
         .unwrap_or_else(|_| Err("context deadline exceeded".to_owned()));
     let response = match result {
@@ -119,20 +123,68 @@ fn apply_patch(obj: &mut Value, patch: &str) -> Result<(), String> {
     json_patch::patch(obj, &patch).map_err(|e| e.to_string())
 }
 
-async fn post(client_config: &Value, review: &Value) -> Result<Value, String> {
-    let Some(url) = client_config["url"].as_str() else {
-        return Err("only url webhooks are supported".to_owned());
-    };
-    let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let host = uri.host().unwrap_or_default().to_owned();
-    let port = uri.port_u16().unwrap_or(443);
+/// Where a webhook is dialled: the URL its errors name, the address, and the TLS name.
+struct Target {
+    url: String,
+    address: (String, u16),
+    server_name: String,
+    path: String,
+}
+
+async fn target(store: &dyn Store, client_config: &Value, timeout: u64) -> Result<Target, String> {
+    if let Some(url) = client_config["url"].as_str() {
+        let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+        let port = uri.port_u16().unwrap_or(443);
+        let sep = if uri.query().is_some() { '&' } else { '?' };
+        return Ok(Target {
+            url: format!("{url}{sep}timeout={timeout}s"),
+            address: (host.clone(), port),
+            server_name: host,
+            path: format!(
+                "{}{sep}timeout={timeout}s",
+                uri.path_and_query().map_or("/", |p| p.as_str())
+            ),
+        });
+    }
+    let service = &client_config["service"];
+    let namespace = service["namespace"].as_str().unwrap_or_default();
+    let name = service["name"].as_str().unwrap_or_default();
+    let port = service["port"].as_i64().unwrap_or(443);
+    let path = service["path"].as_str().unwrap_or("/");
+    let path = format!("{path}?timeout={timeout}s");
+    let server_name = format!("{name}.{namespace}.svc");
+    let address = super::service::resolve(store, namespace, name, port).await?;
+    Ok(Target {
+        url: format!("https://{server_name}:{port}{path}"),
+        address,
+        server_name,
+        path,
+    })
+}
+
+async fn post(
+    store: &dyn Store,
+    client_config: &Value,
+    timeout: u64,
+    review: &Value,
+) -> Result<Value, String> {
+    let target = target(store, client_config, timeout).await?;
     let tls = tls_config(client_config["caBundle"].as_str())?;
+    let url = &target.url;
     let fail = |e: &dyn std::fmt::Display| format!("failed to call webhook: Post {url:?}: {e}");
-    let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+    let tcp = tokio::net::TcpStream::connect((target.address.0.as_str(), target.address.1))
         .await
-        .map_err(|e| fail(&e))?;
-    let server_name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
-        .map_err(|e| fail(&e))?;
+        .map_err(|e| {
+            fail(&format!(
+                "dial tcp {}:{}: {}",
+                target.address.0,
+                target.address.1,
+                go_dial_error(&e)
+            ))
+        })?;
+    let server_name =
+        rustls::pki_types::ServerName::try_from(target.server_name.clone()).map_err(|e| fail(&e))?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
         .connect(server_name, tcp)
         .await
@@ -142,8 +194,8 @@ async fn post(client_config: &Value, review: &Value) -> Result<Value, String> {
         .map_err(|e| fail(&e))?;
     tokio::spawn(conn);
     let body = serde_json::to_vec(review).expect("JSON value");
-    let request = http::Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(http::header::HOST, uri.authority().map_or("", |a| a.as_str()))
+    let request = http::Request::post(target.path.as_str())
+        .header(http::header::HOST, target.server_name.as_str())
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ACCEPT, "application/json")
         .body(Full::new(bytes::Bytes::from(body)))
@@ -160,6 +212,14 @@ async fn post(client_config: &Value, review: &Value) -> Result<Value, String> {
         return Err(format!("received unexpected status code {}", status.as_u16()));
     }
     serde_json::from_slice(&bytes).map_err(|e| format!("failed to decode response: {e}"))
+}
+
+/// Go's wording of the common dial failures (`connect: connection refused`).
+fn go_dial_error(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_owned(),
+        _ => err.to_string(),
+    }
 }
 
 fn tls_config(ca_bundle: Option<&str>) -> Result<rustls::ClientConfig, String> {

@@ -2,10 +2,11 @@
 //! plugins): the webhook configurations in the watch cache are matched against each write and
 //! their endpoints are sent an AdmissionReview v1. Mutating webhooks run first, ordered by
 //! configuration name then webhook, each seeing the object as the previous one left it;
-//! validating webhooks follow. Only `clientConfig.url` endpoints are called so far.
+//! validating webhooks follow.
 
 mod call;
 mod matching;
+mod service;
 
 use std::sync::Arc;
 
@@ -66,7 +67,7 @@ pub async fn admit(
                 if !matching::matches(hook, attrs, obj, &namespace_labels) {
                     continue;
                 }
-                call::run(hook, attrs, obj, mutating).await?;
+                call::run(store, hook, attrs, obj, mutating).await?;
             }
         }
     }
