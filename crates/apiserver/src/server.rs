@@ -95,10 +95,15 @@ async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = std::time::Instant::now();
-    let response = match route(state, user, req).await {
+    // Admission webhooks read the user and leave warnings in the request's context.
+    let (result, webhook_warnings) = crate::admission::webhook::in_request(route(state, user, req)).await;
+    let mut response = match result {
         Ok(response) => response,
         Err(err) => status_response(&err),
     };
+    for warning in &webhook_warnings {
+        add_warning(&mut response, warning);
+    }
     tracing::debug!(%method, %path, %peer, status = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
     response
 }
@@ -152,6 +157,7 @@ async fn route(
             }
         }
     };
+    crate::admission::webhook::set_user(user);
     match path.as_str() {
         "/.well-known/openid-configuration" => {
             return Ok(json(StatusCode::OK, &state.sa_signer.openid_configuration()));

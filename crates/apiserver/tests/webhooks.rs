@@ -40,6 +40,8 @@ fn review(path: &str, review: &Value) -> Value {
         response["status"] = json!({"message": "protected"});
     }
     if path == "/mutate" {
+        assert!(request["userInfo"]["username"].is_string(), "{request}");
+        response["warnings"] = json!(["labelled by the webhook"]);
         let patch = json!([{"op": "add", "path": "/metadata/labels/mutated", "value": request["operation"]}]);
         response["patchType"] = json!("JSONPatch");
         response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
@@ -181,6 +183,16 @@ async fn webhooks_mutate_deny_and_follow_failure_policy() {
         "CREATE",
         "the mutating webhook's patch"
     );
+    // The webhook's warnings come back as Warning headers.
+    let body = serde_json::to_vec(&config_map("warned", json!({"app": "x"}))).unwrap();
+    let request = http::Request::post("/api/v1/namespaces/default/configmaps")
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(body))
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    assert_eq!(response.status(), 201);
+    let warnings: Vec<_> = response.headers().get_all("warning").iter().collect();
+    assert_eq!(warnings, ["299 - \"labelled by the webhook\""]);
     // Updates go through the mutating webhook too (UPDATE rule); the validating one is CREATE only.
     let mut changed = created.clone();
     let labels = changed.metadata.labels.as_mut().unwrap();

@@ -49,6 +49,11 @@ pub async fn run(
         }
     };
     let response = &response["response"];
+    for warning in response["warnings"].as_array().into_iter().flatten() {
+        if let Some(text) = warning.as_str() {
+            super::context::warn(text);
+        }
+    }
     if response["allowed"] != true {
         return Err(denied(name, &response["status"]));
     }
@@ -76,7 +81,7 @@ fn review(uid: &str, attrs: &Attributes<'_>, obj: &Value) -> Value {
         "requestResource": resource,
         "name": attrs.name,
         "operation": attrs.operation,
-        "userInfo": {},
+        "userInfo": super::context::user(),
         "object": if attrs.operation == "DELETE" { Value::Null } else { obj.clone() },
         "oldObject": attrs.old.cloned().unwrap_or(Value::Null),
         "dryRun": attrs.dry_run,

@@ -5,6 +5,7 @@
 //! validating webhooks follow.
 
 mod call;
+mod context;
 mod matching;
 mod service;
 
@@ -18,6 +19,8 @@ use store::{KeyRange, RangeRequest, Store};
 use crate::cache::Cache;
 use crate::objects::from_store;
 use crate::rest::store_error;
+
+pub use context::{in_request, set_user};
 
 /// What a write is, as the webhooks see it.
 pub struct Attributes<'a> {
