@@ -156,8 +156,10 @@ async fn webhooks_mutate_deny_and_follow_failure_policy() {
         )
         .await
         .unwrap();
-    let skip =
-        json!({"namespaceSelector": {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}});
+    let skip = json!({
+        "namespaceSelector": {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]},
+        "matchConditions": [{"name": "not-unchecked", "expression": "object.metadata.name != 'unchecked'"}],
+    });
     admission("ValidatingWebhookConfiguration", "validatingwebhookconfigurations")
         .create(&pp, &dynamic(v1, "ValidatingWebhookConfiguration", "guards", json!({"webhooks": [
             hook("deny.example.com", &format!("{base}/validate"), &ca, "configmaps", skip),
@@ -237,6 +239,11 @@ async fn webhooks_mutate_deny_and_follow_failure_policy() {
             .unwrap_err(),
     );
     assert_eq!(denied.code, 403);
+    // Its matchCondition leaves out config maps named `unchecked`.
+    config_maps
+        .create(&pp, &config_map("unchecked", json!({"deny": "true"})))
+        .await
+        .unwrap();
 
     // The validating webhook's namespaceSelector leaves out namespaces labelled `skip`.
     let namespaces: Api<DynamicObject> = Api::all_with(

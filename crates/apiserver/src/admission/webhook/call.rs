@@ -23,14 +23,24 @@ pub async fn run(
 ) -> Result<(), ApiError> {
     let name = hook["name"].as_str().unwrap_or_default();
     let side_effects = hook["sideEffects"].as_str().unwrap_or("Unknown");
+    let uid = uuid::Uuid::new_v4().to_string();
+    let review = review(&uid, attrs, obj);
+    match super::conditions::all_true(hook, &review["request"]) {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(_) if hook["failurePolicy"] == "Ignore" => return Ok(()),
+        Err(err) => {
+            return Err(ApiError::internal(format!(
+                "failed calling webhook {name:?}: {err}"
+            )));
+        }
+    }
     if attrs.dry_run && !matches!(side_effects, "None" | "NoneOnDryRun") {
         // Upstream refuses rather than skip: the webhook might act on a request never stored.
         return Err(ApiError::bad_request(format!(
             "admission webhook {name:?} does not support dry run"
         )));
     }
-    let uid = uuid::Uuid::new_v4().to_string();
-    let review = review(&uid, attrs, obj);
     let seconds = hook["timeoutSeconds"].as_u64().unwrap_or(10);
     let timeout = Duration::from_secs(seconds);
     let result = tokio::time::timeout(timeout, post(store, &hook["clientConfig"], seconds, &review))

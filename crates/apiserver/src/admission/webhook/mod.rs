@@ -5,6 +5,7 @@
 //! validating webhooks follow.
 
 mod call;
+mod conditions;
 mod context;
 mod matching;
 mod service;
