@@ -5,8 +5,8 @@
 //! uninstall (--keep-history, then for good). Pods really run (`common::pods`: the server's own
 //! node in a network namespace of the test's, images from the local registry mirror).
 //!
-//! Helm 3 is `helm` on PATH (scripts/install-deps installs it); `RKUBE_TEST_HELM` names
-//! another binary (e.g. Helm 4).
+//! Helm 3 is `helm` on PATH, Helm 4 (server-side apply by default) `helm4`; scripts/install-deps
+//! installs both.
 
 mod common;
 
@@ -26,8 +26,8 @@ struct Helm<'a> {
 }
 
 impl Helm<'_> {
-    fn new(cluster: &PodCluster) -> Helm<'_> {
-        let binary = std::env::var("RKUBE_TEST_HELM").unwrap_or_else(|_| "helm".into());
+    fn new<'a>(cluster: &'a PodCluster, binary: &str) -> Helm<'a> {
+        let binary = binary.to_owned();
         let home = cluster.server.dir.path().join("helm");
         std::fs::create_dir_all(&home).unwrap();
         Helm {
@@ -35,6 +35,12 @@ impl Helm<'_> {
             binary,
             home,
         }
+    }
+
+    /// Whether this is Helm 4 (server-side apply by default; `--force` is force-replace there,
+    /// which it refuses together with server-side apply).
+    fn is_v4(&self) -> bool {
+        self.ok(&["version", "--short"]).starts_with("v4.")
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -169,9 +175,18 @@ fn names(cluster: &PodCluster, kinds: &str) -> String {
 }
 
 #[test]
-fn helm_chart_lifecycle() {
+fn helm3_chart_lifecycle() {
+    chart_lifecycle("helm");
+}
+
+#[test]
+fn helm4_chart_lifecycle() {
+    chart_lifecycle("helm4");
+}
+
+fn chart_lifecycle(binary: &str) {
     let cluster = PodCluster::start();
-    let helm = Helm::new(&cluster);
+    let helm = Helm::new(&cluster, binary);
     create_chart(&helm);
     let chart = helm.chart();
     let chart = chart.to_str().unwrap();
@@ -268,6 +283,12 @@ fn helm_chart_lifecycle() {
         values.contains("replicaCount: 2") && values.contains("x: \"y\""),
         "{values}"
     );
+    // Helm 4 forces server-side apply over conflicts; Helm 3 replaces the objects.
+    let force = if helm.is_v4() {
+        "--force-conflicts"
+    } else {
+        "--force"
+    };
     helm.ok(&[
         "upgrade",
         "demo",
@@ -275,7 +296,7 @@ fn helm_chart_lifecycle() {
         "-n",
         NS,
         "--reuse-values",
-        "--force",
+        force,
         "--wait",
         "--timeout",
         "3m",
@@ -337,7 +358,8 @@ fn helm_chart_lifecycle() {
     let list = helm.ok(&["list", "-n", NS, "--uninstalled"]);
     assert!(list.contains("uninstalled"), "{list}");
     helm.ok(&["uninstall", "demo", "-n", NS, "--wait", "--timeout", "3m"]);
-    assert_eq!(helm.ok(&["list", "-A", "--all", "-q"]), "");
+    assert_eq!(helm.ok(&["list", "-A", "-q"]), "");
+    assert_eq!(helm.ok(&["list", "-A", "-q", "--uninstalled"]), "");
     cluster.wait_for(
         "the release's objects to be gone",
         Duration::from_secs(60),
