@@ -313,7 +313,10 @@ async fn route(
             let content_type = header_str(&req, header::CONTENT_TYPE)
                 .unwrap_or("application/json")
                 .to_owned();
-            let body = read_body(req.into_body()).await?;
+            let mut body = read_body(req.into_body()).await?;
+            if matches!(r.verb, Verb::Delete | Verb::DeleteCollection) {
+                body = delete_options_as_json(&content_type, body)?;
+            }
             let rest = &state.rest;
             if let Some(custom) = custom.as_deref()
                 && scale
@@ -600,6 +603,16 @@ pub(crate) fn decode(content_type: &str, body: &[u8]) -> Result<Value, ApiError>
         }
         media => Err(ApiError::unsupported_media_type(media)),
     }
+}
+
+/// A DELETE body as the JSON the deletion code reads: client-go's typed clients (Helm's release
+/// storage among them) send their `DeleteOptions` as protobuf.
+fn delete_options_as_json(content_type: &str, body: Bytes) -> Result<Bytes, ApiError> {
+    if body.is_empty() || !content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        return Ok(body);
+    }
+    let options = decode(content_type, &body)?;
+    Ok(serde_json::to_vec(&options).expect("JSON value").into())
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
