@@ -16,6 +16,8 @@ pub const CRUD: &[&str] = &[
 ];
 /// Verbs of a create-only "review" resource (authentication/authorization checks).
 pub const CREATE_ONLY: &[&str] = &["create"];
+/// Verbs of a computed, read-only resource (ComponentStatus).
+const GET_LIST: &[&str] = &["get", "list"];
 const NO_DELETECOLLECTION: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 
 /// One resource of one group-version.
@@ -123,6 +125,7 @@ const STATUS_SCALE: &[&str] = &["scale", "status"];
 pub static BUILTIN: &[ResourceDef] = &[
     // core/v1
     def("", "v1", "bindings", "binding", "Binding", NS, NONE, NONE, CREATE_ONLY, NONE, "bindings"),
+    def("", "v1", "componentstatuses", "componentstatus", "ComponentStatus", CLUSTER, &["cs"], NONE, GET_LIST, NONE, "componentstatuses"),
     def("", "v1", "configmaps", "configmap", "ConfigMap", NS, &["cm"], NONE, CRUD, NONE, "configmaps"),
     def("", "v1", "endpoints", "endpoints", "Endpoints", NS, &["ep"], NONE, CRUD, NONE, "services/endpoints"),
     def("", "v1", "events", "event", "Event", NS, &["ev"], NONE, CRUD, NONE, "events"),

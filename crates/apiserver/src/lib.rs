@@ -22,6 +22,7 @@ mod conversion;
 pub use bootstrap::SYSTEM_NAMESPACES;
 mod cache;
 mod certificates;
+mod component_statuses;
 mod crd;
 mod defaults;
 mod deletion;
@@ -49,6 +50,7 @@ mod subresources;
 mod table;
 mod validation;
 mod watch;
+mod wire;
 mod workload_proxy;
 
 use std::net::SocketAddr;

@@ -181,7 +181,9 @@ pub fn raw_list_item(stored: &[u8], mod_revision: Revision) -> Option<Vec<u8>> {
 /// A stored object stamped with its revision without materializing it (as [`from_store`]
 /// does by parsing), optionally without its `kind` and `apiVersion`.
 pub fn raw_with_revision(stored: &[u8], mod_revision: Revision, strip_type: bool) -> Option<Vec<u8>> {
-    let members = top_level_members(stored)?;
+    let mut members = top_level_members(stored)?;
+    // Upstream's order: kind, apiVersion, metadata, then the rest (a stable sort keeps theirs).
+    members.sort_by_key(|(key, _)| crate::wire::key_rank(key));
     let mut out = Vec::with_capacity(stored.len() + 32);
     out.push(b'{');
     let mut has_metadata = false;
@@ -312,6 +314,21 @@ fn value_end(json: &[u8], start: usize) -> Option<usize> {
 #[cfg(test)]
 mod raw_tests {
     use super::*;
+
+    #[test]
+    fn raw_objects_lead_with_type_meta_and_metadata() {
+        let stored = br#"{"apiVersion":"v1","data":{"k":"v"},"kind":"ConfigMap","metadata":{"name":"a"}}"#;
+        let object = raw_with_revision(stored, 3, false).unwrap();
+        assert_eq!(
+            String::from_utf8(object).unwrap(),
+            r#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"3","name":"a"},"data":{"k":"v"}}"#
+        );
+        let item = raw_list_item(stored, 3).unwrap();
+        assert_eq!(
+            String::from_utf8(item).unwrap(),
+            r#"{"metadata":{"resourceVersion":"3","name":"a"},"data":{"k":"v"}}"#
+        );
+    }
 
     #[test]
     fn raw_list_items_match_the_parsed_path() {

@@ -54,16 +54,14 @@ pub fn convert(obj: &Value, version: &str) -> Value {
 pub fn watch_events(events: EventStream, version: &'static str) -> EventStream {
     events
         .map(move |line| {
-            let Ok(mut event) = serde_json::from_slice::<Value>(&line) else {
+            let Ok(event) = serde_json::from_slice::<Value>(&line) else {
                 return line;
             };
             if event["type"] == "ERROR" {
                 return line;
             }
-            event["object"] = object(&event["object"], version);
-            let mut out = serde_json::to_vec(&event).expect("JSON value");
-            out.push(b'\n');
-            Bytes::from(out)
+            let kind = event["type"].as_str().unwrap_or_default();
+            Bytes::from(crate::wire::event_line(kind, &object(&event["object"], version)))
         })
         .boxed()
 }

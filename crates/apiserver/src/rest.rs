@@ -74,7 +74,7 @@ impl RawList {
                     map.remove("kind");
                     map.remove("apiVersion");
                 }
-                serde_json::to_vec(&obj).expect("JSON value")
+                crate::wire::to_vec(&obj)
             });
             let comma = (i > 0).then(|| bytes::Bytes::from_static(b","));
             comma.into_iter().chain([bytes::Bytes::from(item)])

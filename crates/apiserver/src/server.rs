@@ -319,7 +319,10 @@ async fn route(
             let content_type = header_str(&req, header::CONTENT_TYPE)
                 .unwrap_or("application/json")
                 .to_owned();
-            let body = read_body(req.into_body()).await?;
+            let mut body = read_body(req.into_body()).await?;
+            if matches!(r.verb, Verb::Delete | Verb::DeleteCollection) {
+                body = delete_options_as_json(&content_type, body)?;
+            }
             let rest = &state.rest;
             if let Some(custom) = custom.as_deref()
                 && scale
@@ -359,9 +362,11 @@ async fn route(
                 .filter_map(|c| c.deprecation_warning.clone())
                 .chain(deprecation_warning(def))
                 .collect();
+            let computed = crate::component_statuses::is_component_statuses(def);
             if r.verb == Verb::List
                 && !as_table
                 && as_metadata.is_none()
+                && !computed
                 && let Some(list) = rest.list_raw(def, &r, &query).await?
             {
                 let chunks =
@@ -379,6 +384,14 @@ async fn route(
                 warnings.extend(crate::deletion::warning(def, &query, &body));
             }
             let (code, obj) = match r.verb {
+                Verb::Get if computed => (
+                    StatusCode::OK,
+                    crate::component_statuses::get(rest, r.name.as_deref().unwrap_or_default()).await?,
+                ),
+                Verb::List if computed => (
+                    StatusCode::OK,
+                    crate::component_statuses::list(rest, def, &query).await?,
+                ),
                 Verb::Get => (StatusCode::OK, rest.get(def, &r).await?),
                 Verb::List => (StatusCode::OK, rest.list(def, &r, &query).await?),
                 Verb::Watch => {
@@ -537,8 +550,11 @@ fn openapi(
 }
 
 /// Upstream's warning on every request to a deprecated built-in API: 1.33 deprecates core/v1
-/// Endpoints in favour of EndpointSlices.
+/// Endpoints in favour of EndpointSlices; ComponentStatus since 1.19.
 fn deprecation_warning(def: &apimachinery::resources::ResourceDef) -> Option<String> {
+    if crate::component_statuses::is_component_statuses(def) {
+        return Some(crate::component_statuses::DEPRECATION.to_owned());
+    }
     (def.group.is_empty() && def.plural == "endpoints")
         .then(|| "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice".to_owned())
 }
@@ -608,12 +624,22 @@ pub(crate) fn decode(content_type: &str, body: &[u8]) -> Result<Value, ApiError>
     }
 }
 
+/// A DELETE body as the JSON the deletion code reads: client-go's typed clients (Helm's release
+/// storage among them) send their `DeleteOptions` as protobuf.
+fn delete_options_as_json(content_type: &str, body: Bytes) -> Result<Bytes, ApiError> {
+    if body.is_empty() || !content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        return Ok(body);
+    }
+    let options = decode(content_type, &body)?;
+    Ok(serde_json::to_vec(&options).expect("JSON value").into())
+}
+
 fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed_unsync()
 }
 
 fn json(code: StatusCode, value: &Value) -> Response<Body> {
-    let mut response = Response::new(full(serde_json::to_vec(value).expect("JSON value")));
+    let mut response = Response::new(full(crate::wire::to_vec(value)));
     *response.status_mut() = code;
     response
         .headers_mut()

@@ -258,9 +258,7 @@ fn translate(
 }
 
 fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON value");
-    line.push(b'\n');
-    Bytes::from(line)
+    Bytes::from(crate::wire::event_line(kind, object))
 }
 
 /// A BOOKMARK: an object of the watched kind holding only a resourceVersion (and, at the end of

@@ -8,6 +8,6 @@ pub mod events;
 pub mod kubelet;
 pub mod leader;
 
-pub use connect::{from_kubeconfig, from_pem};
+pub use connect::{from_kubeconfig, from_kubeconfig_as, from_pem};
 pub use events::{EventType, Recorder};
 pub use leader::{LeaderElection, LeaseConfig};

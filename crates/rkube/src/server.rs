@@ -113,7 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let running = apiserver::start(config, store).await?;
         let identity = leader_identity();
-        let client = clientkit::from_kubeconfig(&running.kubeconfig).await?;
+        let client = clientkit::from_kubeconfig_as(&running.kubeconfig, "rkube-server").await?;
         let mut components = tokio::task::JoinSet::new();
         let dns_ip = match args.node.cluster_dns {
             Some(ip) => ip,
@@ -147,6 +147,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 root_ca: Some(running.pki.ca_cert_pem().to_owned()),
                 ..controllers_config(&args)
             };
+            // A client of its own, so that its writes carry its name as their field manager.
+            let client =
+                clientkit::from_kubeconfig_as(&running.kubeconfig, "kube-controller-manager").await?;
             let ctx = controllers::Context::new(client.clone(), config);
             let election = clientkit::LeaderElection::new(
                 client.clone(),
@@ -155,6 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             components.spawn(election.run(move || controllers::run(ctx.clone())));
         }
         if !args.disable_scheduler {
+            let client = clientkit::from_kubeconfig_as(&running.kubeconfig, "kube-scheduler").await?;
             let election = clientkit::LeaderElection::new(
                 client.clone(),
                 clientkit::LeaseConfig::new("kube-scheduler", &identity),

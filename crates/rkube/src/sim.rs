@@ -48,7 +48,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let client = clientkit::from_kubeconfig(&args.kubeconfig).await?;
+        // Hollow kubelets write as kubelets do.
+        let client = clientkit::from_kubeconfig_as(&args.kubeconfig, "kubelet").await?;
         let config = ::sim::Config {
             nodes: args.nodes,
             name_prefix: args.name_prefix,

@@ -208,6 +208,22 @@ fn deployment_creates_its_pods_and_rollout_status_succeeds() {
         "the controller's writes are status writes"
     );
     assert_eq!(d["status"]["observedGeneration"], 1);
+    // Each component's writes are recorded under its own name, as upstream's user agents make it.
+    let managers = server.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.subresource} {end}",
+    ]);
+    let mut managers: Vec<&str> = managers.split_whitespace().collect();
+    managers.sort();
+    assert_eq!(
+        managers,
+        // (The revision annotation goes through the status subresource, as upstream's.)
+        ["kube-controller-manager/status", "kubectl-create/"]
+    );
     for field in [
         "replicas",
         "updatedReplicas",

@@ -1702,3 +1702,86 @@ fn ephemeral_containers_are_added_through_their_subresource_and_never_removed_or
         "{err}"
     );
 }
+
+/// Responses carry upstream's key order (`kind`, `apiVersion`, `metadata` first; lists then
+/// `items`; watch events `type` then `object`): clients that decode as they read report errors
+/// by position, so the order is observable.
+#[test]
+fn responses_write_type_meta_and_metadata_first() {
+    let server = Server::start();
+    server.ok(&["create", "configmap", "order", "--from-literal=a=b"]);
+    let object = server.ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps/order"]);
+    assert!(
+        object.starts_with(r#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"#),
+        "{object}"
+    );
+    let list = server.ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps"]);
+    assert!(
+        list.starts_with(r#"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"#),
+        "{list}"
+    );
+    assert!(list.contains(r#""items":[{"metadata":{"#), "{list}");
+    let service = server.ok(&["get", "--raw", "/api/v1/namespaces/default/services/kubernetes"]);
+    assert!(
+        service.starts_with(r#"{"kind":"Service","apiVersion":"v1","metadata""#),
+        "{service}"
+    );
+    let events = server.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?watch=true&fieldSelector=metadata.name%3Dorder&timeoutSeconds=1",
+    ]);
+    assert!(
+        events.starts_with(r#"{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"#),
+        "{events}"
+    );
+}
+
+/// ComponentStatus: computed, read-only, deprecated with upstream's warning and columns.
+#[test]
+fn component_statuses_report_the_control_plane_healthy() {
+    let server = Server::start();
+    let out = server.kubectl(&["get", "componentstatuses"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Warning: v1 ComponentStatus is deprecated in v1.19+\n"
+    );
+    let table: Vec<Vec<String>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(
+        table,
+        [
+            vec!["NAME", "STATUS", "MESSAGE", "ERROR"],
+            vec!["scheduler", "Healthy", "ok"],
+            vec!["controller-manager", "Healthy", "ok"],
+            vec!["etcd-0", "Healthy", "ok"],
+        ]
+    );
+    let etcd = server.ok(&["get", "--raw", "/api/v1/componentstatuses/etcd-0"]);
+    assert_eq!(
+        etcd.trim_end(),
+        r#"{"kind":"ComponentStatus","apiVersion":"v1","metadata":{"creationTimestamp":null,"name":"etcd-0"},"conditions":[{"message":"ok","status":"True","type":"Healthy"}]}"#
+    );
+    assert_eq!(
+        server
+            .ok(&[
+                "get",
+                "cs",
+                "-o",
+                "name",
+                "--field-selector=metadata.name=scheduler"
+            ])
+            .trim_end(),
+        "componentstatus/scheduler"
+    );
+    let missing = server.fails(&["get", "cs", "nope"]);
+    assert!(missing.contains("Component not found: nope"), "{missing}");
+    let refused = server.fails(&["delete", "cs", "scheduler"]);
+    assert!(
+        refused.contains("MethodNotAllowed") || refused.contains("not allowed"),
+        "{refused}"
+    );
+}

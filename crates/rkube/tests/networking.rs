@@ -129,7 +129,8 @@ fn nslookup(cluster: &MultiNodeCluster, pod: &str, args: &[&str]) -> String {
     )
 }
 
-/// The addresses a Service's EndpointSlices mark ready, sorted.
+/// The addresses a Service's EndpointSlices mark ready, sorted. (Parsed from JSON: a slice
+/// without endpoints has `"endpoints": null`, which kubectl's jsonpath filters refuse.)
 fn ready_endpoints(cluster: &MultiNodeCluster, service: &str) -> Vec<String> {
     let out = cluster.server.ok(&[
         "get",
@@ -137,9 +138,18 @@ fn ready_endpoints(cluster: &MultiNodeCluster, service: &str) -> Vec<String> {
         "-l",
         &format!("kubernetes.io/service-name={service}"),
         "-o",
-        "jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]} {end}",
+        "json",
     ]);
-    let mut ips: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut ips: Vec<String> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|slice| slice["endpoints"].as_array())
+        .flatten()
+        .filter(|endpoint| endpoint["conditions"]["ready"] == true)
+        .filter_map(|endpoint| endpoint["addresses"][0].as_str().map(str::to_owned))
+        .collect();
     ips.sort();
     ips
 }

@@ -49,9 +49,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     netns.enter()?;
 
     let registry = testkit::registry::DockerRegistry::start()?;
+    // Also under the tags official clients' e2e suites name (kube-rs: busybox:stable; the
+    // Python client: nginx:1.15.4), so their pods start from the mirror too.
     for (file, name) in [
         ("busybox-oci.tar", "library/busybox:latest"),
+        ("busybox-oci.tar", "library/busybox:stable"),
         ("nginx-oci.tar", "library/nginx:latest"),
+        ("nginx-oci.tar", "library/nginx:1.15.4"),
         ("python-oci.tar", "library/python:latest"),
     ] {
         let path = rkube_process::test_image(file)?;
@@ -109,7 +113,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         netns.path().display(),
         kubeconfig.display()
     );
-    println!("images: docker.io/library/{{busybox,nginx,python}}:latest (from the local mirror)");
+    println!(
+        "images: docker.io/library/{{busybox,nginx,python}}:latest, busybox:stable, nginx:1.15.4 (from the local mirror)"
+    );
     println!("stop with Ctrl-C, SIGTERM or end of input");
 
     wait_for_stop()?;

@@ -92,6 +92,11 @@ const SUBRESOURCE_KINDS: &[(&str, &str, &str)] = &[(
 
 /// The message of a top-level kind.
 pub fn for_kind(api_version: &str, kind: &str) -> Option<&'static str> {
+    // Upstream registers the options kinds in every group version (metav1.AddToGroupVersion): a
+    // typed client encodes its DeleteOptions with its own group's apiVersion.
+    if kind == "DeleteOptions" {
+        return Some("meta.v1.DeleteOptions");
+    }
     KINDS
         .iter()
         .chain(SUBRESOURCE_KINDS)

@@ -312,3 +312,20 @@ fn go_zero_values_of_omitempty_fields_are_left_out() {
     let decoded = decode_object(&wrap("v1", "Service", svc)).unwrap();
     assert_eq!(decoded["spec"], json!({"ports": [{"port": 0}]}));
 }
+
+#[test]
+fn decodes_delete_options_of_any_group_version() {
+    // client-go's typed clients (Helm's release storage) send DeleteOptions as protobuf, with
+    // their own group's apiVersion.
+    for api_version in ["v1", "apps/v1", "meta.k8s.io/v1"] {
+        let options = Enc::new()
+            .varint(1, 0)
+            .msg(2, Enc::new().str(1, "uid-1"))
+            .str(4, "Background");
+        let decoded = decode_object(&wrap(api_version, "DeleteOptions", options)).unwrap();
+        assert_eq!(decoded["kind"], "DeleteOptions");
+        assert_eq!(decoded["gracePeriodSeconds"], 0, "{decoded}");
+        assert_eq!(decoded["preconditions"], json!({"uid": "uid-1"}));
+        assert_eq!(decoded["propagationPolicy"], "Background");
+    }
+}

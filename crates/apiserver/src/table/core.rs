@@ -26,6 +26,7 @@ pub(super) fn printer(group: &str, kind: &str) -> Option<&'static Printer> {
         ("", "PersistentVolume") => &PERSISTENT_VOLUME,
         ("", "PersistentVolumeClaim") => &PERSISTENT_VOLUME_CLAIM,
         ("", "ResourceQuota") => &RESOURCE_QUOTA,
+        ("", "ComponentStatus") => &COMPONENT_STATUS,
         _ => return None,
     })
 }
@@ -461,6 +462,25 @@ pub(super) fn load_balancer_addresses(status: &Value) -> Vec<String> {
     addresses.dedup();
     addresses
 }
+
+static COMPONENT_STATUS: Printer = Printer {
+    columns: &[
+        NAME,
+        col("Status", "Status of the component conditions"),
+        col("Message", "Message of the component conditions"),
+        col("Error", "Error of the component conditions"),
+    ],
+    row: |cs, _| {
+        // Upstream's printComponentStatus: the Healthy condition decides; Unknown without one.
+        let healthy = list(&cs["conditions"]).iter().find(|c| c["type"] == "Healthy");
+        let (status, message, error) = match healthy {
+            Some(c) if c["status"] == "True" => ("Healthy", s(&c["message"]), s(&c["error"])),
+            Some(c) => ("Unhealthy", s(&c["message"]), s(&c["error"])),
+            None => ("Unknown", "", ""),
+        };
+        vec![name(cs).into(), status.into(), message.into(), error.into()].into()
+    },
+};
 
 static ENDPOINTS: Printer = Printer {
     columns: &[NAME, col("Endpoints", "The endpoints' addresses and ports"), AGE],
@@ -1259,6 +1279,35 @@ mod tests {
                         {"addresses": [{"ip": "10.0.0.9"}]}
                     ]}),
                     json!(["many", "10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 2 more...", "60m"]),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn component_statuses() {
+        assert_eq!(
+            headers("", "ComponentStatus"),
+            ["Name", "Status", "Message", "Error"]
+        );
+        check(
+            "",
+            "ComponentStatus",
+            &[
+                (
+                    json!({"metadata": {"name": "scheduler"}, "conditions": [
+                        {"type": "Healthy", "status": "True", "message": "ok"}]}),
+                    json!(["scheduler", "Healthy", "ok", ""]),
+                ),
+                (
+                    json!({"metadata": {"name": "etcd-0"}, "conditions": [
+                        {"type": "Other", "status": "True", "message": "no"},
+                        {"type": "Healthy", "status": "False", "error": "refused"}]}),
+                    json!(["etcd-0", "Unhealthy", "", "refused"]),
+                ),
+                (
+                    json!({"metadata": {"name": "x"}}),
+                    json!(["x", "Unknown", "", ""]),
                 ),
             ],
         );
