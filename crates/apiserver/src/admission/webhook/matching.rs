@@ -6,11 +6,20 @@ use serde_json::Value;
 
 use super::Attributes;
 
-pub fn matches(hook: &Value, attrs: &Attributes<'_>, obj: &Value, namespace_labels: &Value) -> bool {
+/// The checks that need nothing but the write: rules and objectSelector.
+pub fn matches_write(hook: &Value, attrs: &Attributes<'_>, obj: &Value) -> bool {
     let rules = hook["rules"].as_array().map(Vec::as_slice).unwrap_or_default();
-    rules.iter().any(|rule| rule_matches(rule, attrs))
-        && namespace_matches(hook, attrs, namespace_labels)
-        && object_matches(hook, attrs, obj)
+    rules.iter().any(|rule| rule_matches(rule, attrs)) && object_matches(hook, attrs, obj)
+}
+
+/// Whether the namespaceSelector applies: the write is namespaced (or a namespace) and the
+/// selector selects something less than everything.
+pub fn needs_namespace_labels(hook: &Value, attrs: &Attributes<'_>) -> bool {
+    let is_namespace = attrs.def.group.is_empty() && attrs.def.plural == "namespaces";
+    let selector = &hook["namespaceSelector"];
+    (attrs.namespace.is_some() || is_namespace)
+        && !selector.is_null()
+        && selector.as_object().is_none_or(|s| !s.is_empty())
 }
 
 fn has(list: &Value, value: &str) -> bool {
@@ -46,14 +55,10 @@ fn selector_matches(selector: &Value, labels: Option<&Value>) -> bool {
     }
 }
 
-/// Cluster-scoped objects other than namespaces are never excluded by the namespace selector.
-fn namespace_matches(hook: &Value, attrs: &Attributes<'_>, namespace_labels: &Value) -> bool {
-    let selector = &hook["namespaceSelector"];
-    let is_namespace = attrs.def.group.is_empty() && attrs.def.plural == "namespaces";
-    if attrs.namespace.is_none() && !is_namespace {
-        return true;
-    }
-    selector.is_null() || selector_matches(selector, Some(namespace_labels))
+/// The namespaceSelector against the labels of the write's namespace (see
+/// [`needs_namespace_labels`] for when it applies).
+pub fn namespace_matches(hook: &Value, namespace_labels: &Value) -> bool {
+    selector_matches(&hook["namespaceSelector"], Some(namespace_labels))
 }
 
 /// Either the new or the old object's labels match.

@@ -54,25 +54,27 @@ pub async fn admit(
     } else {
         "validatingwebhookconfigurations"
     };
-    {
-        let configs = configurations(store, cache, plural).await?;
-        if configs.is_empty() {
-            return Ok(());
-        }
-        let namespace_labels = match attrs.namespace {
-            Some(ns) => namespace_labels(store, ns).await?,
-            None if attrs.def.plural == "namespaces" && attrs.def.group.is_empty() => {
-                obj["metadata"]["labels"].clone()
+    let configs = configurations(store, cache, plural).await?;
+    // Read once, and only when a webhook that matched the write has a namespaceSelector.
+    let mut namespace_labels: Option<Value> = None;
+    for config in &configs {
+        for hook in config["webhooks"].as_array().into_iter().flatten() {
+            if !matching::matches_write(hook, attrs, obj) {
+                continue;
             }
-            None => Value::Null,
-        };
-        for config in &configs {
-            for hook in config["webhooks"].as_array().into_iter().flatten() {
-                if !matching::matches(hook, attrs, obj, &namespace_labels) {
+            if matching::needs_namespace_labels(hook, attrs) {
+                if namespace_labels.is_none() {
+                    namespace_labels = Some(match attrs.namespace {
+                        Some(ns) => namespace_labels_of(store, ns).await?,
+                        // A namespace is selected by its own labels.
+                        None => obj["metadata"]["labels"].clone(),
+                    });
+                }
+                if !matching::namespace_matches(hook, namespace_labels.as_ref().expect("just set")) {
                     continue;
                 }
-                call::run(store, hook, attrs, obj, mutating).await?;
             }
+            call::run(store, hook, attrs, obj, mutating).await?;
         }
     }
     Ok(())
@@ -97,7 +99,7 @@ async fn configurations(store: &dyn Store, cache: &Arc<Cache>, plural: &str) -> 
         .collect()
 }
 
-async fn namespace_labels(store: &dyn Store, namespace: &str) -> Result<Value, ApiError> {
+async fn namespace_labels_of(store: &dyn Store, namespace: &str) -> Result<Value, ApiError> {
     let def = resources::find("", "v1", "namespaces").expect("built in");
     Ok(
         match store.get(&def.key(None, namespace)).await.map_err(store_error)? {
