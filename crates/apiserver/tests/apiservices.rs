@@ -2,23 +2,13 @@
 //! kube-aggregator does (the Python client's `create_from_yaml` creates one and expects a 409
 //! `AlreadyExists` on the second create).
 
-use std::sync::Arc;
+mod common;
 
+use kube::Error;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
-use kube::{Client, Error};
 use serde_json::json;
 
-async fn start() -> (Client, apiserver::Running, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_sqlite::SqliteStore::open(dir.path().join("state.db")).unwrap();
-    let config = apiserver::Config::loopback(dir.path().join("data"));
-    let server = apiserver::start(config, Arc::new(store)).await.unwrap();
-    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    (Client::try_from(config).unwrap(), server, dir)
-}
+use common::start;
 
 fn api_service(name: &str, version: &str) -> DynamicObject {
     serde_json::from_value(json!({

@@ -3,7 +3,7 @@
 //! conditions, `/status` writes that cannot touch them, the spec immutable, and upstream's
 //! validation errors.
 
-use std::sync::Arc;
+mod common;
 
 use base64::Engine;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -18,16 +18,9 @@ struct Cluster {
 }
 
 async fn start() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_sqlite::SqliteStore::open(dir.path().join("state.db")).unwrap();
-    let config = apiserver::Config::loopback(dir.path().join("data"));
-    let server = apiserver::start(config, Arc::new(store)).await.unwrap();
-    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
+    let (client, server, dir) = common::start().await;
     Cluster {
-        client: Client::try_from(config).unwrap(),
+        client,
         _server: server,
         _dir: dir,
     }

@@ -1,8 +1,9 @@
 //! The API server driven by kube-rs (the client our own components use), in process: typed
 //! CRUD, selectors, pagination, conflicts, Status errors, and kube-runtime's watcher.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -18,15 +19,7 @@ struct Cluster {
 }
 
 async fn start() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_sqlite::SqliteStore::open(dir.path().join("state.db")).unwrap();
-    let config = apiserver::Config::loopback(dir.path().join("data"));
-    let server = apiserver::start(config, Arc::new(store)).await.unwrap();
-    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let client = Client::try_from(config).unwrap();
+    let (client, server, dir) = common::start().await;
     Cluster {
         client,
         _server: server,

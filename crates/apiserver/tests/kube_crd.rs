@@ -3,6 +3,8 @@
 //! watcher), a cluster-scoped CRD, and a second API server on the same store that serves the
 //! CRDs the first one created.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +22,8 @@ use serde_json::json;
 async fn serve(store: Arc<dyn store::Store>, dir: &std::path::Path) -> (apiserver::Running, Client) {
     let config = apiserver::Config::loopback(dir.to_owned());
     let server = apiserver::start(config, store).await.unwrap();
-    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    (server, Client::try_from(config).unwrap())
+    let client = common::client_of(&server).await;
+    (server, client)
 }
 
 fn crd(plural: &str, kind: &str, scope: &str) -> CustomResourceDefinition {

@@ -2,6 +2,8 @@
 //! address or port, and a second server over the same store (as after a restart) sees every
 //! allocation; typed clients read the defaulted workloads they create.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -17,11 +19,8 @@ async fn start(store: Arc<dyn store::Store>, dir: &std::path::Path) -> (apiserve
         ..apiserver::Config::loopback(dir.join("data"))
     };
     let server = apiserver::start(config, store).await.unwrap();
-    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    (server, Client::try_from(config).unwrap())
+    let client = common::client_of(&server).await;
+    (server, client)
 }
 
 fn service(name: &str, node_port: bool, cluster_ip: Option<&str>) -> Service {

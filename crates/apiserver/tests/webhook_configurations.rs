@@ -1,23 +1,13 @@
 //! admissionregistration.k8s.io/v1 webhook configurations through kube-rs: stored with
 //! upstream's defaults and refused with upstream's validation messages.
 
-use std::sync::Arc;
+mod common;
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Client, Error};
 use serde_json::json;
 
-async fn start() -> (Client, apiserver::Running, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_sqlite::SqliteStore::open(dir.path().join("state.db")).unwrap();
-    let config = apiserver::Config::loopback(dir.path().join("data"));
-    let server = apiserver::start(config, Arc::new(store)).await.unwrap();
-    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    (Client::try_from(config).unwrap(), server, dir)
-}
+use common::start;
 
 fn api(client: Client, kind: &str, plural: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);

@@ -3,26 +3,18 @@
 //! `clientConfig.url` with its `caBundle`; namespaceSelector, and failurePolicy Fail/Ignore
 //! against a port nothing listens on.
 
+mod common;
+
 use std::sync::Arc;
 
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
+use kube::Error;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
-use kube::{Client, Error};
 use serde_json::{Value, json};
 
-async fn start() -> (Client, apiserver::Running, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_sqlite::SqliteStore::open(dir.path().join("state.db")).unwrap();
-    let config = apiserver::Config::loopback(dir.path().join("data"));
-    let server = apiserver::start(config, Arc::new(store)).await.unwrap();
-    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    (Client::try_from(config).unwrap(), server, dir)
-}
+use common::start;
 
 /// The webhook's verdict on one AdmissionReview.
 fn review(path: &str, review: &Value) -> Value {
