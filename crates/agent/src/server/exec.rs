@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::streaming::remotecommand::{Event, Io, Options, Outcome, Output, Runner};
 
 /// How long an exec with a terminal waits for the client's first size before it starts.
-const FIRST_SIZE_WAIT: Duration = Duration::from_millis(300);
+const FIRST_SIZE_WAIT: Duration = Duration::from_secs(1);
 
 /// Copies a reader into the output channel until EOF (a terminal's EIO counts as EOF).
 fn pump(
@@ -98,10 +98,16 @@ async fn exec(
     let mut early = Vec::new();
     let mut size = None;
     if options.tty {
-        // kubectl sends the terminal's size first: start the process on a terminal of that size.
-        if let Ok(Some(event)) = tokio::time::timeout(FIRST_SIZE_WAIT, events.recv()).await {
+        // kubectl sends the terminal's size as it opens the streams: start the process on a
+        // terminal of that size (a process reading it at once would see 0x0). Stdin that comes
+        // first is kept for the process.
+        let deadline = tokio::time::Instant::now() + FIRST_SIZE_WAIT;
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
             match event {
-                Event::Resize { width, height } => size = Some((height, width)),
+                Event::Resize { width, height } => {
+                    size = Some((height, width));
+                    break;
+                }
                 other => early.push(other),
             }
         }
