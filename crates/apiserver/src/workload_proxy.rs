@@ -232,7 +232,7 @@ async fn forward(
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
         .await
         .map_err(|_| unreachable(format!("dial tcp {host}:{port}: i/o timeout")))?
-        .map_err(|e| unreachable(format!("dial tcp {host}:{port}: connect: {}", go_errno_text(&e))))?;
+        .map_err(|e| unreachable(go_dial_error(host, port, &e)))?;
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let uri = match req.uri().query() {
         Some(query) => format!("{path}?{query}"),
@@ -296,15 +296,17 @@ async fn forward(
     Ok(response)
 }
 
-/// Go's wording for a failed connect (`connection refused`), which upstream's message carries.
-fn go_errno_text(err: &std::io::Error) -> String {
+/// Go's wording for a failed connect (`dial tcp 10.42.0.5:81: connect: connection refused`),
+/// which upstream's messages carry: the proxies' and the webhook caller's.
+pub(crate) fn go_dial_error(host: &str, port: u16, err: &std::io::Error) -> String {
     let text = err.to_string();
     let text = text.split(" (os error").next().unwrap_or(&text);
     let mut chars = text.chars();
-    match chars.next() {
+    let errno: String = match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
-    }
+    };
+    format!("dial tcp {host}:{port}: connect: {errno}")
 }
 
 type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;

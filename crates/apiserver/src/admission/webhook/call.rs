@@ -191,11 +191,10 @@ async fn post(
     let tcp = tokio::net::TcpStream::connect((target.address.0.as_str(), target.address.1))
         .await
         .map_err(|e| {
-            fail(&format!(
-                "dial tcp {}:{}: {}",
-                target.address.0,
+            fail(&crate::workload_proxy::go_dial_error(
+                &target.address.0,
                 target.address.1,
-                go_dial_error(&e)
+                &e,
             ))
         })?;
     let server_name =
@@ -227,14 +226,6 @@ async fn post(
         return Err(format!("received unexpected status code {}", status.as_u16()));
     }
     serde_json::from_slice(&bytes).map_err(|e| format!("failed to decode response: {e}"))
-}
-
-/// Go's wording of the common dial failures (`connect: connection refused`).
-fn go_dial_error(err: &std::io::Error) -> String {
-    match err.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_owned(),
-        _ => err.to_string(),
-    }
 }
 
 fn tls_config(ca_bundle: Option<&str>) -> Result<rustls::ClientConfig, String> {
